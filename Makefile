@@ -1,0 +1,137 @@
+# tsgraphd — build, test, install.
+#
+# Every library is found with pkg-config. Sources are picked up by wildcard:
+#   src/*.c              the daemon's modules; src/main.c alone makes the binary
+#   tests/unit/test_*.c  one cmocka binary each, linked with the modules
+#   tests/server/*.c     fake servers (fake Threat Stack, ...), one binary each
+#   tests/lib/*.c        helpers shared by the tests
+#   tests/e2e/NNN-*.sh   end-to-end scenarios against the fake servers
+# BUILD selects the output directory, so several builds (plain, asan) live side by side.
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+DOCDIR     ?= $(PREFIX)/share/doc/tsgraphd
+DESTDIR    ?=
+
+BUILD      ?= build
+VERSION    := 0.1.0
+
+CC         ?= cc
+PKGS       := libmicrohttpd libcurl libcrypto json-c libsystemd sqlite3
+TEST_PKGS  := cmocka
+
+# Debian packages `make deps` installs when missing (build, tests, lint).
+DEB_PKGS   := gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
+              libjson-c-dev libsystemd-dev libsqlite3-dev libcmocka-dev sqlite3 \
+              valgrind clang-format nodejs node-hawk
+
+WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
+              -Wmissing-prototypes -Wvla -Wpointer-arith -Wundef -Wno-format-truncation
+HARDEN     := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
+OPT        ?= -O2 -g
+SAN        ?=
+CFLAGS     ?=
+LDFLAGS    ?=
+
+# Lazy (=) so that the flags are read after `deps` has installed the libraries.
+PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS))
+TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS))
+TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS))
+
+ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -DTSGRAPHD_VERSION='"$(VERSION)"' -Iinclude \
+              $(WARN) $(HARDEN) $(OPT) $(SAN) $(PKG_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = -pie -Wl,-z,relro,-z,now $(SAN) $(LDFLAGS)
+
+LIB_SRC    := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJ    := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+TLIB_SRC   := $(wildcard tests/lib/*.c)
+TLIB_OBJ   := $(TLIB_SRC:tests/lib/%.c=$(BUILD)/obj/tlib_%.o)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+SERVER_SRC := $(wildcard tests/server/*.c)
+SERVER_BIN := $(SERVER_SRC:tests/server/%.c=$(BUILD)/%)
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+HEADERS    := $(wildcard include/tsgraphd/*.h tests/lib/*.h)
+
+.PHONY: all check test asan install uninstall clean deps lint fuzz help
+.DEFAULT_GOAL := all
+
+all: $(BUILD)/tsgraphd $(SERVER_BIN)
+
+help:
+	@echo "targets: all check asan install uninstall clean deps lint fuzz"
+	@echo "  make check          install missing packages, build, run every test"
+	@echo "  make asan           every test under AddressSanitizer + UBSan"
+	@echo "  make install PREFIX=/usr DESTDIR=/tmp/root"
+
+$(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/main.o: src/main.c $(HEADERS) | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/tlib_%.o: tests/lib/%.c $(HEADERS) | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/lib -c -o $@ $<
+
+$(BUILD)/libtsgraphd.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tsgraphd: $(BUILD)/obj/main.o $(BUILD)/libtsgraphd.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libtsgraphd.a $(TLIB_OBJ) $(HEADERS) | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/lib -o $@ $< $(TLIB_OBJ) $(BUILD)/libtsgraphd.a \
+		$(ALL_LDFLAGS) $(PKG_LIBS) $(TEST_LIBS)
+
+$(BUILD)/%: tests/server/%.c $(BUILD)/libtsgraphd.a $(TLIB_OBJ) $(HEADERS)
+	$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< $(TLIB_OBJ) $(BUILD)/libtsgraphd.a $(ALL_LDFLAGS) $(PKG_LIBS)
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+# `check` first installs what is missing, then builds and tests in a sub-make so that
+# pkg-config sees the freshly installed libraries.
+check: deps
+	@$(MAKE) --no-print-directory test
+
+test: all $(UNIT_BIN) lint
+	@BUILD=$(BUILD) tests/run-tests.sh
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
+		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		HARDEN="-fPIE" all $(UNIT_BIN:$(BUILD)/%=build/asan/%)
+	@BUILD=build/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run-tests.sh
+
+lint:
+	@tests/lint.sh
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$missing"; \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+install: $(BUILD)/tsgraphd
+	install -Dm0755 $(BUILD)/tsgraphd $(DESTDIR)$(BINDIR)/tsgraphd
+	install -Dm0640 conf/tsgraphd.conf.example $(DESTDIR)$(SYSCONFDIR)/tsgraphd/tsgraphd.conf.example
+	install -Dm0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	for f in docs/*.md; do install -Dm0644 $$f $(DESTDIR)$(DOCDIR)/$$(basename $$f); done
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/tsgraphd $(DESTDIR)$(SYSCONFDIR)/tsgraphd/tsgraphd.conf.example
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+clean:
+	rm -rf build

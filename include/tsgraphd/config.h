@@ -1,0 +1,88 @@
+/* config — the INI configuration file, parsed into one immutable snapshot.
+ *
+ * config_load() reads the file through a static table of {section, key, parser, bounds},
+ * applies defaults, resolves secrets (inline, *_file, or the systemd credential in
+ * $CREDENTIALS_DIRECTORY) and validates the whole. Any error is one line naming the file,
+ * line and key ("tsgraphd.conf:12: rate_limit: not a number"), written to ret_error.
+ *
+ * Ownership: the caller owns the returned struct config and frees it with config_free(),
+ * which wipes secrets. Threads: a loaded config is read-only and may be shared by every
+ * thread; reload builds a new snapshot.
+ */
+#ifndef TSGRAPHD_CONFIG_H
+#define TSGRAPHD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tsgraphd/log.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/tsgraphd/tsgraphd.conf"
+#define CONFIG_ERROR_MAX    512
+#define CONFIG_SINKS_MAX    16
+#define CONFIG_FILE_MAX	    (1024 * 1024)
+#define CONFIG_SECRET_MAX   4096
+
+enum sink_type {
+	SINK_FILE,
+	SINK_JUPITERONE,
+	SINK_WEBHOOK,
+};
+
+struct config_sink {
+	char *name; /* the NAME of [sink.NAME] */
+	enum sink_type type;
+	char *path; /* file: the NDJSON change log */
+};
+
+struct config {
+	char *file; /* the path it was loaded from */
+	enum log_level log_level;
+
+	struct {
+		char *org_name;
+		char *org_id;
+		char *user_id;
+		char *api_key; /* secret */
+		char *api_url; /* origin, no trailing slash, no /v2 */
+		char *api_ca_file;
+		uint32_t rate_limit;	/* requests per minute */
+		uint32_t poll_interval; /* seconds */
+		uint32_t alert_days;
+		uint32_t timeout; /* seconds for one request */
+	} ts;
+
+	struct {
+		char *path;
+		bool synchronous_full;
+	} store;
+
+	struct {
+		double max_delete_fraction;
+	} sync;
+
+	struct {
+		char *listen;
+		char *tls_cert;
+		char *tls_key;
+		char *secret; /* secret */
+		uint64_t max_body;
+	} webhook;
+
+	struct config_sink sinks[CONFIG_SINKS_MAX];
+	size_t n_sinks;
+};
+
+/* Loads and validates path. On failure returns -errno-style code and a one-line message. */
+int config_load(const char *path, struct config **ret, char ret_error[static CONFIG_ERROR_MAX]);
+/* Same, from a buffer (name is used in messages only): for tests and fuzzing. Secret files
+ * are still read from disk. */
+int config_parse(const char *name, const char *text, size_t len, struct config **ret,
+		 char ret_error[static CONFIG_ERROR_MAX]);
+void config_free(struct config *c);
+const char *config_sink_type_to_string(enum sink_type t);
+/* Registers every secret of c with the logger's redaction list. */
+int config_register_secrets(const struct config *c);
+
+#endif

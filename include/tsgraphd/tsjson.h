@@ -1,0 +1,102 @@
+/* tsjson — parsers for the Threat Stack API's JSON objects (untrusted input).
+ *
+ * Each parser takes one json-c object as the API returned it and fills a plain C struct.
+ * Tolerant of what real data does: missing and null members, numbers sent as strings,
+ * ipAddresses members that are a string or an array, legacy member names. Strict about
+ * structure: a member of the wrong JSON type, a missing id, or a string over TSJSON_STR_MAX
+ * is -EBADMSG with a one-line reason in err (never containing the offending bytes beyond a
+ * short, sanitised excerpt).
+ *
+ * Ownership: every struct owns its strings; the matching *_free() releases them and
+ * accepts a zeroed or half-filled struct. Threads: pure functions, any thread.
+ */
+#ifndef TSGRAPHD_TSJSON_H
+#define TSGRAPHD_TSJSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#define TSJSON_ERR_MAX	    256
+#define TSJSON_STR_MAX	    4096 /* longest string member kept */
+#define TSJSON_LIST_MAX	    1024 /* most items in an array member (ips, tags, agents of a CVE) */
+#define TSJSON_TIME_UNKNOWN INT64_MIN
+
+struct ts_strv {
+	char **v;
+	size_t n;
+};
+
+struct ts_tag {
+	char *source; /* may be NULL */
+	char *key;
+	char *value; /* may be NULL */
+};
+
+struct ts_agent {
+	char *id;
+	char *instance_id; /* NULL off EC2 */
+	char *status;	   /* "online" | "offline" | other, NULL when absent */
+	char *name;
+	char *description;
+	char *hostname;
+	char *version;
+	char *agent_type;
+	char *os_version;
+	char *kernel;
+	int64_t created_at;	   /* ms since epoch, TSJSON_TIME_UNKNOWN when absent */
+	int64_t last_reported_at;  /* ditto */
+	struct ts_strv ip_private; /* "/prefix" stripped */
+	struct ts_strv ip_public;
+	struct ts_strv ip_link_local;
+	struct ts_tag *tags;
+	size_t n_tags;
+	int healthy; /* agentModuleHealth.isHealthy: 1, 0, or -1 when absent */
+};
+
+struct ts_vuln {
+	char *cve; /* "CVE-2019-11477" as sent */
+	char *reported_package;
+	char *system_package;
+	char *vector_type;
+	char *severity;	 /* word as sent, lower-cased */
+	int suppressed;	 /* 1, 0, -1 when absent */
+	bool has_agents; /* false: the listing had no "agents" member; ask /servers */
+	struct ts_strv agent_ids;
+};
+
+struct ts_server {
+	char *agent_id;
+	char *hostname;
+};
+
+struct ts_alert {
+	char *id;
+	char *title;
+	char *data_source;
+	char *agent_id; /* NULL for CloudTrail alerts */
+	char *rule_id;
+	char *ruleset_id;
+	char *dismiss_reason; /* dismissReason, or the older dismissedReason */
+	char *dismiss_reason_text;
+	char *dismissed_by;
+	int64_t created_at;   /* ms, TSJSON_TIME_UNKNOWN when absent */
+	int64_t dismissed_at; /* ms, TSJSON_TIME_UNKNOWN when absent */
+	int severity;	      /* 1..3, 0 when absent or out of range */
+	int dismissed;	      /* isDismissed: 1, 0, -1 when absent */
+};
+
+int tsjson_agent(json_object *o, struct ts_agent *ret, char err[static TSJSON_ERR_MAX]);
+int tsjson_vuln(json_object *o, struct ts_vuln *ret, char err[static TSJSON_ERR_MAX]);
+int tsjson_server(json_object *o, struct ts_server *ret, char err[static TSJSON_ERR_MAX]);
+int tsjson_alert(json_object *o, struct ts_alert *ret, char err[static TSJSON_ERR_MAX]);
+
+void ts_agent_free(struct ts_agent *a);
+void ts_vuln_free(struct ts_vuln *v);
+void ts_server_free(struct ts_server *s);
+void ts_alert_free(struct ts_alert *a);
+void ts_strv_free(struct ts_strv *v);
+
+#endif

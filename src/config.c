@@ -1,0 +1,730 @@
+/* config — the INI file, parsed through one static table.
+ *
+ * Each row of keys[] names a section, a key, how to parse it and where it lands; the parser
+ * itself knows nothing about particular keys. [sink.NAME] sections land in the sink array
+ * rather than the top-level struct, which is why rows carry a "sink" flag. After parsing,
+ * validate() applies the rules that span keys (exclusive pairs, required keys, secrets from
+ * files or systemd credentials). The first error wins and names file, line and key.
+ *
+ * The format: "[section]" lines, "key = value" lines, whole-line comments starting with '#'
+ * or ';'. No inline comments (a secret may contain '#'); a value may be double-quoted to
+ * keep leading or trailing blanks. Lines are at most 4096 bytes.
+ */
+#include "tsgraphd/config.h"
+#include "tsgraphd/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#define LINE_MAX_LEN 4096
+
+enum kind {
+	K_STRING, /* any printable text */
+	K_ID,	  /* Threat Stack id: [A-Za-z0-9-], also valid inside a Hawk header */
+	K_PATH,
+	K_SECRET, /* inline secret */
+	K_SECRET_FILE,
+	K_URL,
+	K_LISTEN,
+	K_U32,
+	K_DOUBLE,
+	K_SIZE,
+	K_LOGLEVEL,
+	K_SYNCMODE,
+	K_SINKTYPE,
+};
+
+struct key {
+	const char *section;
+	const char *name;
+	enum kind kind;
+	bool sink; /* offset is into struct config_sink */
+	size_t offset;
+	double min, max;
+};
+
+#define C(f) false, offsetof(struct config, f)
+#define S(f) true, offsetof(struct config_sink, f)
+
+/* Secret files are parsed into the scratch fields of struct parse and resolved later. */
+enum { SCRATCH_API_KEY_FILE, SCRATCH_SECRET_FILE, SCRATCH_N };
+
+static const struct key keys[] = {
+	{ "log", "level", K_LOGLEVEL, C(log_level), 0, 0 },
+	{ "threatstack", "org_name", K_STRING, C(ts.org_name), 0, 0 },
+	{ "threatstack", "org_id", K_ID, C(ts.org_id), 0, 0 },
+	{ "threatstack", "user_id", K_ID, C(ts.user_id), 0, 0 },
+	{ "threatstack", "api_key", K_SECRET, C(ts.api_key), 0, 0 },
+	{ "threatstack", "api_key_file", K_SECRET_FILE, false, SCRATCH_API_KEY_FILE, 0, 0 },
+	{ "threatstack", "api_url", K_URL, C(ts.api_url), 0, 0 },
+	{ "threatstack", "api_ca_file", K_PATH, C(ts.api_ca_file), 0, 0 },
+	{ "threatstack", "rate_limit", K_U32, C(ts.rate_limit), 1, 6000 },
+	{ "threatstack", "poll_interval", K_U32, C(ts.poll_interval), 10, 7 * 86400 },
+	{ "threatstack", "alert_days", K_U32, C(ts.alert_days), 1, 365 },
+	{ "threatstack", "timeout", K_U32, C(ts.timeout), 1, 600 },
+	{ "store", "path", K_PATH, C(store.path), 0, 0 },
+	{ "store", "synchronous", K_SYNCMODE, C(store.synchronous_full), 0, 0 },
+	{ "sync", "max_delete_fraction", K_DOUBLE, C(sync.max_delete_fraction), 0, 1 },
+	{ "webhook", "listen", K_LISTEN, C(webhook.listen), 0, 0 },
+	{ "webhook", "tls_cert", K_PATH, C(webhook.tls_cert), 0, 0 },
+	{ "webhook", "tls_key", K_PATH, C(webhook.tls_key), 0, 0 },
+	{ "webhook", "secret", K_SECRET, C(webhook.secret), 0, 0 },
+	{ "webhook", "secret_file", K_SECRET_FILE, false, SCRATCH_SECRET_FILE, 0, 0 },
+	{ "webhook", "max_body", K_SIZE, C(webhook.max_body), 1024, 64.0 * 1024 * 1024 },
+	{ "sink", "type", K_SINKTYPE, S(type), 0, 0 },
+	{ "sink", "path", K_PATH, S(path), 0, 0 },
+};
+
+struct parse {
+	const char *name; /* file name for messages */
+	const char *dir;  /* directory that relative paths are resolved against */
+	struct config *c;
+	char *error;
+	int line;
+	char section[128];
+	struct config_sink *sink;   /* current [sink.NAME], or NULL */
+	int seen[ARRAY_SIZE(keys)]; /* line where a top-level key was set */
+	int sink_seen[CONFIG_SINKS_MAX][ARRAY_SIZE(keys)];
+	int sink_line[CONFIG_SINKS_MAX];
+	char *scratch[SCRATCH_N];
+	int scratch_line[SCRATCH_N];
+	bool inline_secret;
+};
+
+static int fail(struct parse *p, int line, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int fail(struct parse *p, int line, const char *key, const char *fmt, ...)
+{
+	char msg[CONFIG_ERROR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > 0 && key)
+		snprintf(p->error, CONFIG_ERROR_MAX, "%s:%d: %s: %s", p->name, line, key, msg);
+	else if (line > 0)
+		snprintf(p->error, CONFIG_ERROR_MAX, "%s:%d: %s", p->name, line, msg);
+	else if (key)
+		snprintf(p->error, CONFIG_ERROR_MAX, "%s: %s: %s", p->name, key, msg);
+	else
+		snprintf(p->error, CONFIG_ERROR_MAX, "%s: %s", p->name, msg);
+	return -EINVAL;
+}
+
+const char *config_sink_type_to_string(enum sink_type t)
+{
+	switch (t) {
+	case SINK_FILE:
+		return "file";
+	case SINK_JUPITERONE:
+		return "jupiterone";
+	case SINK_WEBHOOK:
+		return "webhook";
+	}
+	return "unknown";
+}
+
+static void wipe_free(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
+void config_free(struct config *c)
+{
+	if (!c)
+		return;
+	free(c->file);
+	free(c->ts.org_name);
+	free(c->ts.org_id);
+	free(c->ts.user_id);
+	wipe_free(c->ts.api_key);
+	free(c->ts.api_url);
+	free(c->ts.api_ca_file);
+	free(c->store.path);
+	free(c->webhook.listen);
+	free(c->webhook.tls_cert);
+	free(c->webhook.tls_key);
+	wipe_free(c->webhook.secret);
+	for (size_t i = 0; i < c->n_sinks; i++) {
+		free(c->sinks[i].name);
+		free(c->sinks[i].path);
+	}
+	free(c);
+}
+
+static bool printable(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+			return false;
+	return true;
+}
+
+static char *resolve_path(const struct parse *p, const char *v)
+{
+	char *out = NULL;
+
+	if (v[0] == '/' || !p->dir)
+		return strdup(v);
+	if (asprintf(&out, "%s/%s", p->dir, v) < 0)
+		return NULL;
+	return out;
+}
+
+/* "host:port", "[v6]:port" or "*:port"; the port 1..65535. */
+static int check_listen(const char *v)
+{
+	const char *colon;
+	uint64_t port;
+
+	if (v[0] == '[') {
+		const char *end = strchr(v, ']');
+
+		if (!end || end == v + 1 || end[1] != ':')
+			return -EINVAL;
+		colon = end + 1;
+	} else {
+		colon = strrchr(v, ':');
+		if (!colon || colon == v || memchr(v, ':', (size_t)(colon - v)))
+			return -EINVAL;
+	}
+	return parse_u64(colon + 1, 1, 65535, &port);
+}
+
+static bool is_loopback_host(const char *host, size_t len)
+{
+	static const char *const names[] = { "127.0.0.1", "[::1]", "localhost" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (len == strlen(names[i]) && strncasecmp(host, names[i], len) == 0)
+			return true;
+	return false;
+}
+
+/* https://host[:port] with no path; plain http only for loopback (the tests' fakes). */
+static int check_url(const char *v, const char **why)
+{
+	const char *host, *end;
+	bool https = strncmp(v, "https://", 8) == 0;
+
+	if (!https && strncmp(v, "http://", 7) != 0) {
+		*why = "must start with https://";
+		return -EINVAL;
+	}
+	host = v + (https ? 8 : 7);
+	end = host + strcspn(host, "/?#");
+	if (end == host || (*end && strcmp(end, "/") != 0)) {
+		*why = "must be an origin like https://api.threatstack.com (no path)";
+		return -EINVAL;
+	}
+	if (!https) {
+		const char *colon = host[0] == '[' ? strchr(host, ']') : host;
+		size_t hlen;
+
+		colon = colon ? strchr(colon, ':') : NULL;
+		hlen = (size_t)((colon && colon < end ? colon : end) - host);
+		if (!is_loopback_host(host, hlen)) {
+			*why = "plain http is only allowed to loopback; use https://";
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int set_value(struct parse *p, const struct key *k, const char *v)
+{
+	char *base = k->sink ? (char *)p->sink : (char *)p->c;
+	void *field = base + k->offset;
+	const char *why = NULL;
+	uint64_t u;
+	double d;
+	int r;
+
+	switch (k->kind) {
+	case K_STRING:
+	case K_ID:
+	case K_PATH:
+	case K_SECRET:
+	case K_URL:
+	case K_LISTEN: {
+		char *s;
+
+		if (!*v)
+			return fail(p, p->line, k->name, "empty value");
+		if (!printable(v))
+			return fail(p, p->line, k->name, "contains control characters");
+		if (k->kind == K_ID) {
+			for (const char *q = v; *q; q++)
+				if (!isalnum((unsigned char)*q) && *q != '-')
+					return fail(p, p->line, k->name,
+						    "not an id (letters, digits and '-' only)");
+			if (strlen(v) > 128)
+				return fail(p, p->line, k->name, "longer than 128 characters");
+		}
+		if (k->kind == K_URL && check_url(v, &why) < 0)
+			return fail(p, p->line, k->name, "%s", why);
+		if (k->kind == K_LISTEN && check_listen(v) < 0)
+			return fail(p, p->line, k->name,
+				    "not an address:port (e.g. 0.0.0.0:8443 or [::]:8443)");
+		if (k->kind == K_SECRET)
+			p->inline_secret = true;
+		s = k->kind == K_PATH ? resolve_path(p, v) : strdup(v);
+		if (!s)
+			return -ENOMEM;
+		if (k->kind == K_URL && s[strlen(s) - 1] == '/')
+			s[strlen(s) - 1] = '\0';
+		*(char **)field = s;
+		return 0;
+	}
+	case K_SECRET_FILE: {
+		char *s = resolve_path(p, v);
+
+		if (!*v)
+			return fail(p, p->line, k->name, "empty value");
+		if (!s)
+			return -ENOMEM;
+		p->scratch[k->offset] = s;
+		p->scratch_line[k->offset] = p->line;
+		return 0;
+	}
+	case K_U32:
+		r = parse_u64(v, (uint64_t)k->min, (uint64_t)k->max, &u);
+		if (r == -ERANGE)
+			return fail(p, p->line, k->name, "out of range (%.0f..%.0f)", k->min,
+				    k->max);
+		if (r < 0)
+			return fail(p, p->line, k->name, "not a number");
+		*(uint32_t *)field = (uint32_t)u;
+		return 0;
+	case K_DOUBLE:
+		r = parse_double(v, k->min, k->max, &d);
+		if (r == -ERANGE)
+			return fail(p, p->line, k->name, "out of range (%g..%g)", k->min, k->max);
+		if (r < 0)
+			return fail(p, p->line, k->name, "not a number");
+		*(double *)field = d;
+		return 0;
+	case K_SIZE:
+		r = parse_size(v, (uint64_t)k->min, (uint64_t)k->max, &u);
+		if (r == -ERANGE)
+			return fail(p, p->line, k->name, "out of range (1KiB..64MiB)");
+		if (r < 0)
+			return fail(p, p->line, k->name, "not a size (e.g. 1048576, 512KiB, 1MiB)");
+		*(uint64_t *)field = u;
+		return 0;
+	case K_LOGLEVEL:
+		if (log_level_from_string(v, (enum log_level *)field) < 0)
+			return fail(p, p->line, k->name,
+				    "not a level (error, warning, notice, info, debug)");
+		return 0;
+	case K_SYNCMODE:
+		if (strcasecmp(v, "full") == 0)
+			*(bool *)field = true;
+		else if (strcasecmp(v, "normal") == 0)
+			*(bool *)field = false;
+		else
+			return fail(p, p->line, k->name, "must be full or normal");
+		return 0;
+	case K_SINKTYPE:
+		if (strcmp(v, "file") == 0)
+			*(enum sink_type *)field = SINK_FILE;
+		else if (strcmp(v, "jupiterone") == 0)
+			*(enum sink_type *)field = SINK_JUPITERONE;
+		else if (strcmp(v, "webhook") == 0)
+			*(enum sink_type *)field = SINK_WEBHOOK;
+		else
+			return fail(p, p->line, k->name, "must be file, jupiterone or webhook");
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int open_section(struct parse *p, const char *name)
+{
+	static const char *const plain[] = { "log", "threatstack", "store", "sync", "webhook" };
+
+	p->sink = NULL;
+	if (strncmp(name, "sink.", 5) == 0) {
+		const char *sname = name + 5;
+		struct config_sink *s;
+
+		if (!*sname || strlen(sname) > 64)
+			return fail(p, p->line, NULL, "[%s]: a sink name is 1 to 64 characters",
+				    name);
+		for (const char *q = sname; *q; q++)
+			if (!isalnum((unsigned char)*q) && *q != '-' && *q != '_')
+				return fail(p, p->line, NULL,
+					    "[%s]: a sink name is letters, digits, '-' and '_'",
+					    name);
+		for (size_t i = 0; i < p->c->n_sinks; i++)
+			if (strcmp(p->c->sinks[i].name, sname) == 0)
+				return fail(p, p->line, NULL,
+					    "[%s]: defined twice (first at line %d)", name,
+					    p->sink_line[i]);
+		if (p->c->n_sinks == CONFIG_SINKS_MAX)
+			return fail(p, p->line, NULL, "more than %d sinks", CONFIG_SINKS_MAX);
+		s = &p->c->sinks[p->c->n_sinks];
+		*s = (struct config_sink){ .name = strdup(sname), .type = -1 };
+		if (!s->name)
+			return -ENOMEM;
+		p->sink_line[p->c->n_sinks] = p->line;
+		p->c->n_sinks++;
+		p->sink = s;
+		snprintf(p->section, sizeof(p->section), "sink");
+		return 0;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(plain); i++) {
+		if (strcmp(name, plain[i]) == 0) {
+			snprintf(p->section, sizeof(p->section), "%s", name);
+			return 0;
+		}
+	}
+	return fail(p, p->line, NULL, "unknown section [%s]", name);
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+static int parse_line(struct parse *p, char *line)
+{
+	char *s = trim(line), *eq, *key, *val;
+	size_t i;
+	int *seen;
+
+	if (!*s || *s == '#' || *s == ';')
+		return 0;
+	if (*s == '[') {
+		char *end = strchr(s, ']');
+
+		if (!end || *trim(end + 1))
+			return fail(p, p->line, NULL, "malformed section header");
+		*end = '\0';
+		return open_section(p, trim(s + 1));
+	}
+	eq = strchr(s, '=');
+	if (!eq)
+		return fail(p, p->line, NULL, "expected \"key = value\"");
+	*eq = '\0';
+	key = trim(s);
+	val = trim(eq + 1);
+	if (!*key)
+		return fail(p, p->line, NULL, "missing key before '='");
+	if (!p->section[0])
+		return fail(p, p->line, key, "outside any section");
+	{
+		size_t vlen = strlen(val);
+
+		if (vlen >= 2 && val[0] == '"' && val[vlen - 1] == '"') {
+			val[vlen - 1] = '\0';
+			val++;
+		}
+	}
+	for (i = 0; i < ARRAY_SIZE(keys); i++)
+		if (strcmp(keys[i].section, p->section) == 0 && strcmp(keys[i].name, key) == 0)
+			break;
+	if (i == ARRAY_SIZE(keys))
+		return fail(p, p->line, key, "unknown key in [%s]",
+			    p->sink ? "sink.*" : p->section);
+	seen = p->sink ? &p->sink_seen[p->sink - p->c->sinks][i] : &p->seen[i];
+	if (*seen)
+		return fail(p, p->line, key, "set twice (first at line %d)", *seen);
+	*seen = p->line;
+	return set_value(p, &keys[i], val);
+}
+
+/* The line where a top-level key was set, or 0. */
+static int key_line(const struct parse *p, const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		if (!keys[i].sink && strcmp(keys[i].name, name) == 0 && p->seen[i])
+			return p->seen[i];
+	return 0;
+}
+
+/* Reads a secret file: owner-only permissions, at most CONFIG_SECRET_MAX bytes, trailing
+ * newline and blanks dropped, no control characters. */
+static int read_secret(struct parse *p, const char *path, int line, const char *key, char **ret)
+{
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+	char *data = NULL;
+	size_t len = 0;
+	int r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return fail(p, line, key, "cannot open %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0)
+		return fail(p, line, key, "cannot stat %s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return fail(p, line, key, "%s is not a regular file", path);
+	if (st.st_mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH))
+		return fail(p, line, key,
+			    "%s is readable or writable by group or others (chmod 600 it)", path);
+	r = read_file_bounded(path, CONFIG_SECRET_MAX, &data, &len);
+	if (r == -EFBIG)
+		return fail(p, line, key, "%s is larger than %d bytes", path, CONFIG_SECRET_MAX);
+	if (r < 0)
+		return fail(p, line, key, "cannot read %s: %s", path, strerror(-r));
+	while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' ' ||
+			   data[len - 1] == '\t'))
+		data[--len] = '\0';
+	if (len == 0 || strlen(data) != len || !printable(data)) {
+		explicit_bzero(data, len);
+		free(data);
+		return fail(p, line, key, "%s is empty or holds control characters", path);
+	}
+	*ret = data;
+	return 0;
+}
+
+/* One secret from: inline value, *_file, or $CREDENTIALS_DIRECTORY/<credential>. */
+static int resolve_secret(struct parse *p, char **field, int scratch, const char *inline_key,
+			  const char *file_key, const char *credential, size_t min_len)
+{
+	int line_inline = key_line(p, inline_key);
+	int r;
+
+	if (*field && p->scratch[scratch])
+		return fail(p, p->scratch_line[scratch], file_key,
+			    "%s is set too (line %d); use one", inline_key, line_inline);
+	if (p->scratch[scratch]) {
+		r = read_secret(p, p->scratch[scratch], p->scratch_line[scratch], file_key, field);
+		if (r < 0)
+			return r;
+	} else if (!*field && credential) {
+		const char *dir = getenv("CREDENTIALS_DIRECTORY");
+		_cleanup_free_ char *path = NULL;
+
+		if (dir && *dir) {
+			if (asprintf(&path, "%s/%s", dir, credential) < 0)
+				return -ENOMEM;
+			if (access(path, F_OK) == 0) {
+				r = read_secret(p, path, 0, credential, field);
+				if (r < 0)
+					return r;
+			}
+		}
+	}
+	if (*field && strlen(*field) < min_len)
+		return fail(p, line_inline ? line_inline : p->scratch_line[scratch], inline_key,
+			    "shorter than %zu characters", min_len);
+	return 0;
+}
+
+static int validate(struct parse *p)
+{
+	struct config *c = p->c;
+	static const struct {
+		const char *key;
+		size_t off;
+	} required[] = {
+		{ "org_name", offsetof(struct config, ts.org_name) },
+		{ "org_id", offsetof(struct config, ts.org_id) },
+		{ "user_id", offsetof(struct config, ts.user_id) },
+	};
+	int r;
+
+	r = resolve_secret(p, &c->ts.api_key, SCRATCH_API_KEY_FILE, "api_key", "api_key_file",
+			   "threatstack-api-key", 1);
+	if (r < 0)
+		return r;
+	r = resolve_secret(p, &c->webhook.secret, SCRATCH_SECRET_FILE, "secret", "secret_file",
+			   "webhook-secret", 16);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < ARRAY_SIZE(required); i++)
+		if (!*(char **)((char *)c + required[i].off))
+			return fail(p, 0, required[i].key, "missing in [threatstack] (required)");
+	if (!c->ts.api_key)
+		return fail(p, 0, "api_key",
+			    "missing: set api_key_file (or api_key, or the systemd credential "
+			    "threatstack-api-key)");
+	if ((c->webhook.tls_cert == NULL) != (c->webhook.tls_key == NULL))
+		return fail(p, key_line(p, c->webhook.tls_cert ? "tls_cert" : "tls_key"),
+			    c->webhook.tls_cert ? "tls_cert" : "tls_key",
+			    "tls_cert and tls_key go together");
+	for (size_t i = 0; i < c->n_sinks; i++) {
+		struct config_sink *s = &c->sinks[i];
+		char key[96];
+
+		snprintf(key, sizeof(key), "[sink.%s]", s->name);
+		if ((int)s->type == -1)
+			return fail(p, p->sink_line[i], key,
+				    "missing type (file, jupiterone or webhook)");
+		if (s->type != SINK_FILE)
+			return fail(p, p->sink_line[i], key,
+				    "sink type %s is not supported by this version",
+				    config_sink_type_to_string(s->type));
+		if (!s->path)
+			return fail(p, p->sink_line[i], key, "a file sink needs path");
+	}
+	return 0;
+}
+
+static int set_defaults(struct config *c)
+{
+	c->log_level = LOG_LEVEL_INFO;
+	c->ts.rate_limit = 150;
+	c->ts.poll_interval = 600;
+	c->ts.alert_days = 7;
+	c->ts.timeout = 30;
+	c->store.synchronous_full = true;
+	c->sync.max_delete_fraction = 0.5;
+	c->webhook.max_body = 1024 * 1024;
+	return 0;
+}
+
+static int fill_defaults(struct config *c)
+{
+	if (!c->ts.api_url && !(c->ts.api_url = strdup("https://api.threatstack.com")))
+		return -ENOMEM;
+	if (!c->store.path && !(c->store.path = strdup("/var/lib/tsgraphd/state.db")))
+		return -ENOMEM;
+	if (!c->webhook.listen && !(c->webhook.listen = strdup("0.0.0.0:8443")))
+		return -ENOMEM;
+	return 0;
+}
+
+static int parse_text(struct parse *p, const char *text, size_t len)
+{
+	const char *s = text, *end = text + len;
+	char line[LINE_MAX_LEN + 1];
+	int r;
+
+	while (s < end) {
+		const char *nl = memchr(s, '\n', (size_t)(end - s));
+		size_t n = (size_t)((nl ? nl : end) - s);
+
+		p->line++;
+		if (n > LINE_MAX_LEN)
+			return fail(p, p->line, NULL, "line longer than %d bytes", LINE_MAX_LEN);
+		if (memchr(s, '\0', n))
+			return fail(p, p->line, NULL, "NUL byte in line");
+		memcpy(line, s, n);
+		line[n] = '\0';
+		r = parse_line(p, line);
+		explicit_bzero(line, n);
+		if (r < 0)
+			return r;
+		s += n + 1;
+	}
+	return 0;
+}
+
+static int parse_common(struct parse *p, const char *text, size_t len, struct config **ret)
+{
+	struct config *c;
+	int r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	p->c = c;
+	set_defaults(c);
+	r = parse_text(p, text, len);
+	if (r == 0)
+		r = validate(p);
+	if (r == 0)
+		r = fill_defaults(c);
+	if (r == 0 && !(c->file = strdup(p->name)))
+		r = -ENOMEM;
+	for (size_t i = 0; i < SCRATCH_N; i++)
+		free(p->scratch[i]);
+	if (r == -ENOMEM)
+		snprintf(p->error, CONFIG_ERROR_MAX, "%s: out of memory", p->name);
+	if (r < 0) {
+		config_free(c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}
+
+int config_parse(const char *name, const char *text, size_t len, struct config **ret,
+		 char ret_error[static CONFIG_ERROR_MAX])
+{
+	struct parse p = { .name = name, .error = ret_error };
+
+	ret_error[0] = '\0';
+	return parse_common(&p, text, len, ret);
+}
+
+int config_load(const char *path, struct config **ret, char ret_error[static CONFIG_ERROR_MAX])
+{
+	struct parse p = { .name = path, .error = ret_error };
+	_cleanup_free_ char *dir = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	struct stat st;
+	struct config *c = NULL;
+	int r;
+
+	ret_error[0] = '\0';
+	r = read_file_bounded(path, CONFIG_FILE_MAX, &text, &len);
+	if (r < 0) {
+		snprintf(ret_error, CONFIG_ERROR_MAX, "%s: %s", path,
+			 r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+		return r;
+	}
+	dir = strdup(path);
+	if (!dir) {
+		free(text);
+		return -ENOMEM;
+	}
+	{
+		char *slash = strrchr(dir, '/');
+
+		if (slash == dir)
+			slash[1] = '\0';
+		else if (slash)
+			*slash = '\0';
+		else
+			dir[0] = '.', dir[1] = '\0'; /* path has at least one byte */
+	}
+	p.dir = dir;
+	r = parse_common(&p, text, len, &c);
+	explicit_bzero(text, len);
+	free(text);
+	if (r < 0)
+		return r;
+	if (p.inline_secret && stat(path, &st) == 0 && (st.st_mode & S_IROTH)) {
+		snprintf(ret_error, CONFIG_ERROR_MAX,
+			 "%s: holds a secret but is readable by others (chmod o-r it, or move the "
+			 "secret to a *_file)",
+			 path);
+		config_free(c);
+		return -EPERM;
+	}
+	*ret = c;
+	return 0;
+}
+
+int config_register_secrets(const struct config *c)
+{
+	int r = log_add_secret(c->ts.api_key);
+
+	if (r == 0)
+		r = log_add_secret(c->webhook.secret);
+	return r;
+}
