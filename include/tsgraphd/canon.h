@@ -1,0 +1,25 @@
+/* canon — canonical JSON of a graph object and its SHA-256, so equal objects hash equal
+ * whatever order or spelling the API used.
+ *
+ * Canonical form: object members sorted by key (bytewise, UTF-8), no insignificant
+ * whitespace, strings with only the escapes JSON requires (\" \\ and \u00XX for control
+ * characters, the short forms \b \f \n \r \t where they exist), integers in plain decimal,
+ * other numbers in the shortest form that reads back to the same double, true/false/null.
+ *
+ * Pure; any thread. The output buffer belongs to the caller.
+ */
+#ifndef TSGRAPHD_CANON_H
+#define TSGRAPHD_CANON_H
+
+#include <json-c/json.h>
+
+#include "tsgraphd/util.h"
+
+#define CANON_HASH_HEX 64
+
+/* Appends the canonical form of o to out; -E2BIG when out's maximum is reached. */
+int canon_serialize(json_object *o, struct buf *out);
+/* Hex SHA-256 of the canonical form, NUL-terminated. */
+int canon_hash(json_object *o, char out[static CANON_HASH_HEX + 1]);
+
+#endif
