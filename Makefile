@@ -28,7 +28,7 @@ DEB_PKGS   := gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-
               valgrind clang-format nodejs node-hawk
 
 WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
-              -Wmissing-prototypes -Wvla -Wpointer-arith -Wundef -Wno-format-truncation
+              -Wmissing-prototypes -Wvla -Wpointer-arith -Wundef $(if $(findstring clang,$(CC)),,-Wno-format-truncation)
 HARDEN     := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 OPT        ?= -O2 -g
 SAN        ?=
@@ -56,13 +56,13 @@ SERVER_BIN := $(SERVER_SRC:tests/server/%.c=$(BUILD)/%)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 HEADERS    := $(wildcard include/tsgraphd/*.h tests/lib/*.h)
 
-.PHONY: all check test asan install uninstall clean deps lint fuzz help
+.PHONY: all check test asan valgrind install uninstall clean deps lint fuzz help
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/tsgraphd $(SERVER_BIN)
 
 help:
-	@echo "targets: all check asan install uninstall clean deps lint fuzz"
+	@echo "targets: all check asan valgrind install uninstall clean deps lint fuzz"
 	@echo "  make check          install missing packages, build, run every test"
 	@echo "  make asan           every test under AddressSanitizer + UBSan"
 	@echo "  make install PREFIX=/usr DESTDIR=/tmp/root"
@@ -107,6 +107,27 @@ asan: deps
 		HARDEN="-fPIE" all $(UNIT_BIN:$(BUILD)/%=build/asan/%)
 	@BUILD=build/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run-tests.sh
+
+valgrind: all $(UNIT_BIN)
+	@VALGRIND=1 tests/run-tests.sh unit/
+
+# Coverage-guided fuzzing with clang's libFuzzer: each tests/fuzz/fuzz_NAME.c runs for
+# FUZZ_SECONDS from tests/fuzz/corpus/NAME/. Not part of `check` (it is open-ended).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang OPT="-O1 -g" HARDEN= \
+		SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
+		build/fuzz/libtsgraphd.a
+	@for f in $(FUZZ_SRC); do \
+		n=$$(basename $$f .c); n=$${n#fuzz_}; \
+		clang -std=c11 -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -g -O1 \
+			-fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz_$$n $$f \
+			build/fuzz/libtsgraphd.a $(PKG_LIBS) || exit 1; \
+		mkdir -p build/fuzz/corpus-$$n; \
+		echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+		build/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -artifact_prefix=build/fuzz/ \
+			build/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | tail -n 3 || exit 1; \
+	done
 
 lint:
 	@tests/lint.sh

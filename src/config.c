@@ -288,10 +288,11 @@ static int set_value(struct parse *p, const struct key *k, const char *v)
 		return 0;
 	}
 	case K_SECRET_FILE: {
-		char *s = resolve_path(p, v);
+		char *s;
 
 		if (!*v)
 			return fail(p, p->line, k->name, "empty value");
+		s = resolve_path(p, v);
 		if (!s)
 			return -ENOMEM;
 		p->scratch[k->offset] = s;

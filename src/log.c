@@ -141,7 +141,8 @@ static size_t redact(char *line, size_t len)
 	return len;
 }
 
-static size_t vformat(char *out, size_t size, const char *fmt, va_list ap)
+static __attribute__((format(printf, 3, 0))) size_t vformat(char *out, size_t size, const char *fmt,
+							    va_list ap)
 {
 	int n = vsnprintf(out, size, fmt, ap);
 	size_t len;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every unit test binary and every end-to-end scenario, each with a time bound, and
 # ends with one summary line "N passed, N failed". Exits non-zero when anything failed.
-#   BUILD=build tests/run-tests.sh [PATTERN]   (PATTERN filters test names)
+#   BUILD=build [VALGRIND=1] tests/run-tests.sh [PATTERN]   (PATTERN filters test names)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -22,8 +22,12 @@ run() { # name, command...
 	rm -f "$log"
 }
 
+# VALGRIND=1 runs every unit test under valgrind's memcheck (leaks and errors fail it).
+vg=()
+[ "${VALGRIND:-0}" = 1 ] && vg=(valgrind -q --leak-check=full --errors-for-leak-kinds=definite
+	--error-exitcode=99 --child-silent-after-fork=yes)
 for t in "$BUILD"/tests/test_*; do
-	[ -x "$t" ] && run "unit/$(basename "$t")" "$t"
+	[ -x "$t" ] && run "unit/$(basename "$t")" "${vg[@]}" "$t"
 done
 for t in tests/e2e/[0-9][0-9][0-9]-*.sh; do
 	[ -f "$t" ] && run "e2e/$(basename "$t" .sh)" bash "$t"

@@ -1,0 +1,141 @@
+/* Unit tests for log: redaction of registered secrets, levels, the journald prefix, and
+ * neutralised control characters. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tsgraphd/config.h"
+#include "tsgraphd/log.h"
+
+/* Logs msg at level into a pipe and returns what came out (static buffer). */
+static const char *capture(enum log_level level, const char *msg)
+{
+	static char out[4096];
+	int p[2];
+	ssize_t n;
+
+	assert_int_equal(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+	log_init(p[1], LOG_LEVEL_INFO);
+	log_msg(level, "%s", msg);
+	n = read(p[0], out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	close(p[0]);
+	close(p[1]);
+	log_init(STDERR_FILENO, LOG_LEVEL_INFO);
+	return out;
+}
+
+static void test_redacts_registered_secrets(void **state)
+{
+	char line[256];
+
+	(void)state;
+	assert_int_equal(log_add_secret("hunter2-api-key"), 0);
+	log_format(line, sizeof(line), "request failed: key=%s twice=%s end", "hunter2-api-key",
+		   "xxhunter2-api-keyxx");
+	assert_string_equal(line, "request failed: key=*** twice=xx***xx end");
+	assert_null(strstr(capture(LOG_LEVEL_ERR, "auth hunter2-api-key"), "hunter2"));
+	log_close();
+	log_format(line, sizeof(line), "%s", "hunter2-api-key");
+	assert_string_equal(line, "hunter2-api-key"); /* forgotten after log_close */
+}
+
+static void test_config_secrets_never_logged(void **state)
+{
+	static const char text[] = "[threatstack]\norg_name=a\norg_id=b\nuser_id=c\n"
+				   "api_key = TopSecretKeyValue\n"
+				   "[webhook]\nsecret = 0123456789abcdefWEBHOOK\n";
+	char err[CONFIG_ERROR_MAX], line[512];
+	struct config *c = NULL;
+
+	(void)state;
+	assert_int_equal(config_parse("t.conf", text, sizeof(text) - 1, &c, err), 0);
+	assert_int_equal(config_register_secrets(c), 0);
+	log_format(line, sizeof(line), "url=/v1/webhooks/threatstack/%s key=%s", c->webhook.secret,
+		   c->ts.api_key);
+	assert_string_equal(line, "url=/v1/webhooks/threatstack/*** key=***");
+	config_free(c);
+	log_close();
+}
+
+static void test_short_secrets_ignored(void **state)
+{
+	char line[64];
+
+	(void)state;
+	assert_int_equal(log_add_secret("a"), 0);
+	assert_int_equal(log_add_secret(NULL), 0);
+	log_format(line, sizeof(line), "a cat");
+	assert_string_equal(line, "a cat");
+	log_close();
+}
+
+static void test_levels_and_prefixes(void **state)
+{
+	const char *out;
+
+	(void)state;
+	unsetenv("JOURNAL_STREAM");
+	out = capture(LOG_LEVEL_DEBUG, "hidden x");
+	assert_string_equal(out, "");
+	out = capture(LOG_LEVEL_WARNING, "disk full");
+	assert_non_null(strstr(out, " tsgraphd["));
+	assert_non_null(strstr(out, "]: warning: disk full\n"));
+	assert_true(out[4] == '-' && out[10] == 'T'); /* ISO timestamp first */
+
+	setenv("JOURNAL_STREAM", "8:1234", 1);
+	out = capture(LOG_LEVEL_ERR, "sync failed: 401");
+	assert_string_equal(out, "<3>sync failed: 401\n");
+	out = capture(LOG_LEVEL_INFO, "multi\nline\x1b[31m");
+	assert_string_equal(out, "<6>multi?line?[31m\n");
+	unsetenv("JOURNAL_STREAM");
+}
+
+static void test_level_names(void **state)
+{
+	enum log_level l;
+
+	(void)state;
+	assert_int_equal(log_level_from_string("DEBUG", &l), 0);
+	assert_int_equal(l, LOG_LEVEL_DEBUG);
+	assert_int_equal(log_level_from_string("warn", &l), 0);
+	assert_int_equal(l, LOG_LEVEL_WARNING);
+	assert_int_equal(log_level_from_string("err", &l), 0);
+	assert_int_equal(l, LOG_LEVEL_ERR);
+	assert_int_equal(log_level_from_string("chatty", &l), -22);
+	assert_string_equal(log_level_to_string(LOG_LEVEL_NOTICE), "notice");
+}
+
+static void test_long_line_cut_not_overflowed(void **state)
+{
+	char big[5000], line[100];
+	size_t n;
+
+	(void)state;
+	memset(big, 'y', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	n = log_format(line, sizeof(line), "%s", big);
+	assert_int_equal(n, sizeof(line) - 1);
+	assert_int_equal(strlen(line), sizeof(line) - 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_redacts_registered_secrets),
+		cmocka_unit_test(test_config_secrets_never_logged),
+		cmocka_unit_test(test_short_secrets_ignored),
+		cmocka_unit_test(test_levels_and_prefixes),
+		cmocka_unit_test(test_level_names),
+		cmocka_unit_test(test_long_line_cut_not_overflowed),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
