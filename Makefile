@@ -19,6 +19,8 @@ BUILD      ?= build
 VERSION    := 0.1.0
 
 CC         ?= cc
+V          ?= 0
+Q          := $(if $(filter 1,$(V)),,@)
 PKGS       := libmicrohttpd libcurl libcrypto json-c libsystemd sqlite3
 TEST_PKGS  := cmocka
 
@@ -68,27 +70,29 @@ help:
 	@echo "  make install PREFIX=/usr DESTDIR=/tmp/root"
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
-
-$(BUILD)/obj/main.o: src/main.c $(HEADERS) | $(BUILD)/obj
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/tlib_%.o: tests/lib/%.c $(HEADERS) | $(BUILD)/obj
-	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/lib -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/lib -c -o $@ $<
 
 $(BUILD)/libtsgraphd.a: $(LIB_OBJ)
-	rm -f $@
-	ar rcs $@ $^
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/tsgraphd: $(BUILD)/obj/main.o $(BUILD)/libtsgraphd.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libtsgraphd.a $(TLIB_OBJ) $(HEADERS) | $(BUILD)/tests
-	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/lib -o $@ $< $(TLIB_OBJ) $(BUILD)/libtsgraphd.a \
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/lib -o $@ $< $(TLIB_OBJ) $(BUILD)/libtsgraphd.a \
 		$(ALL_LDFLAGS) $(PKG_LIBS) $(TEST_LIBS)
 
 $(BUILD)/%: tests/server/%.c $(BUILD)/libtsgraphd.a $(TLIB_OBJ) $(HEADERS)
-	$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< $(TLIB_OBJ) $(BUILD)/libtsgraphd.a $(ALL_LDFLAGS) $(PKG_LIBS)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< $(TLIB_OBJ) $(BUILD)/libtsgraphd.a $(ALL_LDFLAGS) $(PKG_LIBS)
 
 $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
