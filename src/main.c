@@ -1,14 +1,19 @@
 /* main — wires the modules together: parses the command line, loads the configuration,
- * brings modules up in dependency order and takes them down in reverse. No logic of its
- * own lives here beyond choosing which command runs.
+ * brings modules up in dependency order and takes them down in reverse. Each command is a
+ * short function here; the work lives in the modules.
  *
  * Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
  */
 #include "tsgraphd/config.h"
 #include "tsgraphd/log.h"
+#include "tsgraphd/sink_file.h"
+#include "tsgraphd/store.h"
+#include "tsgraphd/sync.h"
+#include "tsgraphd/tsapi.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,16 +23,20 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out, "Usage: tsgraphd [-c FILE] [-h] [-V] [COMMAND]\n"
+	fprintf(out, "Usage: tsgraphd [-c FILE] [-h] [-V] [COMMAND [OPTIONS]]\n"
 		     "\n"
 		     "Keeps a security asset graph in step with a Threat Stack organization and\n"
 		     "pushes only what changed.\n"
 		     "\n"
 		     "Commands:\n"
-		     "  run              run the daemon (the default)\n"
-		     "  sync [--dry-run] one full sync and push, then exit\n"
-		     "  check            validate the configuration and test the credentials\n"
-		     "  status           last syncs, counts per type, backlog per sink\n"
+		     "  run                 run the daemon (the default)\n"
+		     "  sync [--dry-run] [--allow-mass-delete]\n"
+		     "                      one full sync, then deliver the changes to every sink\n"
+		     "                      --dry-run prints the changes and writes nothing\n"
+		     "                      --allow-mass-delete lifts the max_delete_fraction "
+		     "guard once\n"
+		     "  check               validate the configuration and test the credentials\n"
+		     "  status              last syncs, counts per type, backlog per sink\n"
 		     "\n"
 		     "Options:\n"
 		     "  -c, --config FILE  configuration file (default " CONFIG_DEFAULT_PATH ")\n"
@@ -39,11 +48,221 @@ static void usage(FILE *out)
 		     "line.\n");
 }
 
+/* Validates (already done by config_load) and then proves the credentials: the Hawk
+ * self-test must be accepted and its answer must carry a Server-Authorization that
+ * verifies with our key, so both directions of the signature are checked. */
 static int cmd_check(const struct config *c)
 {
+	struct tsapi_error err = { 0 };
+	struct tsapi *api = NULL;
+	int r, ret = EXIT_FAILURE;
+
 	printf("configuration OK: %s (org %s, %zu sink%s)\n", c->file, c->ts.org_id, c->n_sinks,
 	       c->n_sinks == 1 ? "" : "s");
-	return EXIT_SUCCESS;
+	fflush(stdout);
+	r = tsapi_new(c, NULL, &api, &err);
+	if (r < 0) {
+		printf("credentials NOT checked: %s\n", err.message);
+		goto out;
+	}
+	r = tsapi_self_test(api, &err);
+	if (r < 0) {
+		printf("credentials FAILED (%s): %s\n", tsapi_strerror(err.code), err.message);
+		if (err.code == TSAPI_E_AUTH)
+			printf("hint: check user_id, org_id and the API key, and that this "
+			       "host's clock is right\n");
+		goto out;
+	}
+	printf("credentials OK: Threat Stack accepted the Hawk signature and its answer "
+	       "verified (%s)\n",
+	       c->ts.api_url);
+	if (tsapi_clock_offset(api) != 0)
+		printf("warning: the local clock is off by %lld s from Threat Stack's; fix NTP\n",
+		       (long long)tsapi_clock_offset(api));
+	ret = EXIT_SUCCESS;
+out:
+	tsapi_free(api);
+	return ret;
+}
+
+static int open_store(const struct config *c, bool memory_if_missing, bool must_exist,
+		      struct store **ret)
+{
+	struct store_options so = {
+		.synchronous_full = c->store.synchronous_full,
+		.memory_if_missing = memory_if_missing,
+		.must_exist = must_exist,
+	};
+	char err[STORE_ERR_MAX];
+	int r = store_open(c->store.path, &so, ret, err);
+
+	if (r < 0)
+		log_error("store: %s", err);
+	return r;
+}
+
+/* Dry runs print each change as one line. */
+static int print_change(const struct outbox_row *r, void *ud)
+{
+	(void)ud;
+	printf("%-6s %-12s %s %s%s%s\n", r->op, r->kind, r->type, r->key,
+	       r->changed ? " changed=" : "", r->changed ? r->changed : "");
+	return 0;
+}
+
+/* Delivers the outbox to every file sink; sinks of other types come with their issues. */
+static int drain_sinks(const struct config *c, struct store *s)
+{
+	int failed = 0;
+
+	for (size_t i = 0; i < c->n_sinks; i++) {
+		char err[SINK_FILE_ERR_MAX];
+		struct sink_file *f = NULL;
+		int64_t lines = 0;
+		int r;
+
+		r = sink_file_open(&c->sinks[i], &f, err);
+		if (r == 0)
+			r = sink_file_drain(f, s, &lines, err);
+		sink_file_close(f);
+		if (r < 0) {
+			log_error("sink %s: delivery failed, changes stay in the outbox: %s",
+				  c->sinks[i].name, err);
+			failed++;
+			continue;
+		}
+		log_info("sink %s: delivered %" PRId64 " change%s to %s", c->sinks[i].name, lines,
+			 lines == 1 ? "" : "s", c->sinks[i].path);
+	}
+	return failed ? -EIO : 0;
+}
+
+static int cmd_sync(const struct config *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "allow-mass-delete", no_argument, NULL, 'M' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct sync_options so = { 0 };
+	struct sync_report rep = { 0 };
+	struct tsapi_error err = { 0 };
+	struct tsapi *api = NULL, *nested = NULL;
+	struct store *s = NULL;
+	int opt, r, ret = EXIT_FAILURE;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'n':
+			so.dry_run = true;
+			break;
+		case 'M':
+			so.allow_mass_delete = true;
+			break;
+		default:
+			fprintf(stderr, "usage: tsgraphd sync [--dry-run] [--allow-mass-delete]\n");
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "tsgraphd sync: unexpected argument '%s'\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (so.dry_run)
+		so.on_change = print_change;
+
+	if (open_store(c, so.dry_run, false, &s) < 0)
+		goto out;
+	if (tsapi_new(c, NULL, &api, &err) < 0 || tsapi_new(c, NULL, &nested, &err) < 0) {
+		log_error("threatstack client: %s", err.message);
+		goto out;
+	}
+	r = sync_full(c, s, api, nested, &so, &rep);
+	if (r < 0 && r != -EAGAIN)
+		goto out;
+	printf("%s: %" PRId64 " created, %" PRId64 " updated, %" PRId64 " deleted "
+	       "(%" PRId64 " objects fetched)%s%s\n",
+	       so.dry_run ? "dry run, nothing written" : "sync", rep.diff.created, rep.diff.updated,
+	       rep.diff.deleted, rep.staged, r == -EAGAIN ? "; incomplete: " : "",
+	       r == -EAGAIN ? rep.message : "");
+	if (rep.diff.n_held)
+		printf("deletions held back by the mass-delete guard for %zu type%s "
+		       "(see 'tsgraphd status')\n",
+		       rep.diff.n_held, rep.diff.n_held == 1 ? "" : "s");
+	if (!so.dry_run && drain_sinks(c, s) < 0)
+		goto out;
+	ret = r == 0 && rep.diff.n_held == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+out:
+	tsapi_free(nested);
+	tsapi_free(api);
+	store_close(s);
+	return ret;
+}
+
+static int print_run(const struct store_run *r, void *ud)
+{
+	char when[32];
+
+	(void)ud;
+	format_iso8601_ms(r->started, when);
+	printf("  #%-5" PRId64 " %-4s %-11s %s", r->id, r->kind, r->result, when);
+	if (r->finished)
+		printf(" %6.1fs", (double)(r->finished - r->started) / 1000.0);
+	printf("  +%" PRId64 " ~%" PRId64 " -%" PRId64 "\n", r->created, r->updated, r->deleted);
+	if (r->held_back)
+		printf("         held back (mass-delete guard): %s\n", r->held_back);
+	if (r->message)
+		printf("         %s\n", r->message);
+	return 0;
+}
+
+static int print_count(const char *type, int64_t count, void *ud)
+{
+	int64_t *total = ud;
+
+	printf("  %-45s %8" PRId64 "\n", type, count);
+	*total += count;
+	return 0;
+}
+
+static int cmd_status(const struct config *c)
+{
+	struct store *s = NULL;
+	int64_t total = 0, max_seq = 0;
+	int ret = EXIT_FAILURE;
+
+	if (open_store(c, false, true, &s) < 0)
+		goto out;
+	printf("store: %s\n", c->store.path);
+	printf("last syncs (+created ~updated -deleted):\n");
+	if (store_runs_each(s, 5, print_run, NULL) < 0)
+		goto fail;
+	printf("graph objects:\n");
+	if (store_type_counts(s, print_count, &total) < 0)
+		goto fail;
+	printf("  %-45s %8" PRId64 "\n", "total", total);
+	if (store_outbox_max_seq(s, &max_seq) < 0)
+		goto fail;
+	printf("sinks (outbox at seq %" PRId64 "):\n", max_seq);
+	for (size_t i = 0; i < c->n_sinks; i++) {
+		int64_t cursor = 0;
+
+		if (store_cursor_get(s, c->sinks[i].name, &cursor) < 0)
+			goto fail;
+		printf("  %-20s %-10s delivered to seq %" PRId64 ", backlog %" PRId64 "\n",
+		       c->sinks[i].name, config_sink_type_to_string(c->sinks[i].type), cursor,
+		       max_seq - cursor);
+	}
+	if (c->n_sinks == 0)
+		printf("  (none configured)\n");
+	ret = EXIT_SUCCESS;
+	goto out;
+fail:
+	log_error("status: cannot read the store: %s", store_errmsg(s));
+out:
+	store_close(s);
+	return ret;
 }
 
 int main(int argc, char **argv)
@@ -57,7 +276,8 @@ int main(int argc, char **argv)
 	const char *config_path = CONFIG_DEFAULT_PATH, *command = "run";
 	char error[CONFIG_ERROR_MAX];
 	struct config *c = NULL;
-	int opt, r, ret = EXIT_FAILURE;
+	int opt, r, ret = EXIT_FAILURE, cmd_argc;
+	char **cmd_argv;
 
 	log_init(STDERR_FILENO, LOG_LEVEL_INFO);
 	while ((opt = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
@@ -77,10 +297,17 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc)
-		command = argv[optind++];
+		command = argv[optind];
+	/* The command's own arguments, with the command as their argv[0]. */
+	cmd_argc = optind < argc ? argc - optind : 1;
+	cmd_argv = optind < argc ? argv + optind : (char *[]){ (char *)command, NULL };
 	if (strcmp(command, "run") != 0 && strcmp(command, "sync") != 0 &&
 	    strcmp(command, "check") != 0 && strcmp(command, "status") != 0) {
 		fprintf(stderr, "tsgraphd: unknown command '%s' (try --help)\n", command);
+		return EXIT_USAGE;
+	}
+	if (strcmp(command, "sync") != 0 && cmd_argc > 1) {
+		fprintf(stderr, "tsgraphd %s: unexpected argument '%s'\n", command, cmd_argv[1]);
 		return EXIT_USAGE;
 	}
 
@@ -96,11 +323,15 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	if (strcmp(command, "check") == 0) {
+	if (strcmp(command, "check") == 0)
 		ret = cmd_check(c);
-	} else {
-		fprintf(stderr, "tsgraphd: command '%s' is not available in this version yet\n",
-			command);
+	else if (strcmp(command, "sync") == 0)
+		ret = cmd_sync(c, cmd_argc, cmd_argv);
+	else if (strcmp(command, "status") == 0)
+		ret = cmd_status(c);
+	else {
+		fprintf(stderr, "tsgraphd: 'run' (the daemon) is not available in this version "
+				"yet; use 'tsgraphd sync' from a timer\n");
 		ret = EXIT_USAGE;
 	}
 out:

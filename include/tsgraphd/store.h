@@ -1,0 +1,121 @@
+/* store — the SQLite state: the stored graph, the snapshot of a sync in progress, the
+ * outbox of changes, each sink's cursor into it, and the record of sync runs.
+ *
+ * One struct store wraps one SQLite connection (WAL, busy timeout, foreign keys); a thread
+ * opens its own. The snapshot lives in TEMP tables of that connection, so a crash forgets a
+ * half-fetched sync and the stored graph stays as the last commit left it. Writes that must
+ * be atomic together (state and outbox rows) go between store_begin() and store_commit().
+ *
+ * Ownership: rows handed to callbacks point into SQLite's memory and are valid only during
+ * the callback. store_close() accepts NULL. Pure: no logging; errors come back as negative
+ * errno values with a message in the caller's buffer where a human needs one.
+ */
+#ifndef TSGRAPHD_STORE_H
+#define TSGRAPHD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tsgraphd/graph.h"
+
+#define STORE_ERR_MAX	     512
+#define STORE_SCHEMA_VERSION 1
+#define STORE_APPLICATION_ID 0x54534744 /* "TSGD" */
+
+struct store;
+
+struct store_options {
+	bool synchronous_full;
+	bool memory_if_missing; /* a missing file opens an empty in-memory store (dry runs) */
+	bool must_exist;	/* a missing file is -ENOENT instead of a new store */
+	int busy_timeout_ms;
+};
+
+/* One stored or staged graph object. kind is "entity" or "relationship". */
+struct store_row {
+	const char *kind;
+	const char *key;
+	const char *type;
+	const char *class;
+	const char *json;
+};
+
+struct outbox_row {
+	int64_t seq;
+	const char *op; /* "create" | "update" | "delete" */
+	const char *kind;
+	const char *key;
+	const char *type;
+	const char *class;
+	const char *json;    /* the whole object; NULL for deletes */
+	const char *changed; /* JSON array of property names; NULL unless update */
+	const char *source;  /* "poll" | "webhook" */
+	int64_t created_at;  /* ms */
+};
+
+struct store_run {
+	int64_t id;
+	const char *kind;	   /* "full", ... */
+	const char *result;	   /* "running" | "ok" | "partial" | "failed" | "interrupted" */
+	int64_t started, finished; /* ms; finished 0 while running */
+	int64_t created, updated, deleted;
+	const char *held_back; /* types whose deletes the guard held back, or NULL */
+	const char *message;
+};
+
+typedef int (*store_outbox_fn)(const struct outbox_row *r, void *userdata);
+typedef int (*store_run_fn)(const struct store_run *r, void *userdata);
+typedef int (*store_count_fn)(const char *type, int64_t count, void *userdata);
+
+int store_open(const char *path, const struct store_options *opt, struct store **ret,
+	       char err[static STORE_ERR_MAX]);
+void store_close(struct store *s);
+/* The last SQLite error text of this connection, for messages. */
+const char *store_errmsg(struct store *s);
+
+int store_begin(struct store *s); /* BEGIN IMMEDIATE */
+int store_commit(struct store *s);
+int store_rollback(struct store *s);
+
+/* --- the snapshot of one sync --- */
+int store_snapshot_reset(struct store *s);
+/* Stages o with its canonical json and hash. A key staged twice keeps the larger rank. */
+int store_snapshot_put(struct store *s, const struct graph_object *o, const char *json,
+		       const char *hash);
+/* Marks a type as completely enumerated in this snapshot: only such types lose objects. */
+int store_snapshot_complete(struct store *s, const char *type);
+int store_snapshot_count(struct store *s, int64_t *ret);
+
+/* --- the diff, inside a transaction (diff.c sequences these) --- */
+/* Objects of each complete type that the snapshot lacks: per type, stored and missing. */
+int store_missing_counts(struct store *s,
+			 int (*fn)(const char *type, int64_t stored, int64_t missing, void *ud),
+			 void *ud);
+/* Marks for deletion the missing objects of complete types not in held_back, then every
+ * relationship touching a marked entity; drops staged relationships whose own ends are
+ * neither staged nor stored (or are being deleted). */
+int store_plan_deletes(struct store *s, const char *const *held_back, size_t n_held);
+/* Appends the outbox rows of the plan (entities created and updated, relationships created
+ * and updated, relationships deleted, entities deleted; each by key) and applies them to the
+ * stored graph. Counts come back per op. */
+int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_t now,
+		     int64_t *ret_created, int64_t *ret_updated, int64_t *ret_deleted);
+
+/* --- the outbox and sink cursors --- */
+int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_outbox_fn fn,
+		      void *userdata);
+int store_outbox_max_seq(struct store *s, int64_t *ret);
+int store_cursor_get(struct store *s, const char *sink, int64_t *ret);
+int store_cursor_set(struct store *s, const char *sink, int64_t seq);
+
+/* --- the stored graph --- */
+int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void *ud), void *ud);
+int store_type_counts(struct store *s, store_count_fn fn, void *userdata);
+
+/* --- sync runs --- */
+int store_run_begin(struct store *s, const char *kind, int64_t now, int64_t *ret_id);
+int store_run_finish(struct store *s, const struct store_run *r);
+int store_runs_each(struct store *s, int64_t limit, store_run_fn fn, void *userdata);
+
+#endif
