@@ -1,0 +1,446 @@
+/* Unit tests for store and diff: the SQL diff (creates, updates with changed properties,
+ * deletes only for complete types, cascades, dangling relationships, duplicate keys by rank),
+ * the mass-delete guard, dry runs, and refusing files that are not ours. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "tsgraphd/canon.h"
+#include "tsgraphd/diff.h"
+#include "tsgraphd/store.h"
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	struct store *s;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct store_options so = { .synchronous_full = true };
+	char err[STORE_ERR_MAX];
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/tsgraphd-store-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/state.db", f->dir);
+	if (store_open(f->path, &so, &f->s, err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[128];
+
+	store_close(f->s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+/* Stages an entity {_key,_type,_class,status} or an explicit relationship. */
+static void put(struct store *s, const char *key, const char *type, const char *status,
+		const char *from, const char *to, int64_t rank)
+{
+	json_object *o = json_object_new_object();
+	struct graph_object g = {
+		.kind = from ? GRAPH_RELATIONSHIP : GRAPH_ENTITY,
+		.obj = o,
+		.key = key,
+		.type = type,
+		.class = from ? "HAS" : "HostAgent",
+		.from_key = from,
+		.to_key = to,
+		.rank = rank,
+	};
+	char hash[CANON_HASH_HEX + 1];
+	struct buf b;
+
+	json_object_object_add(o, "_key", json_object_new_string(key));
+	json_object_object_add(o, "_type", json_object_new_string(type));
+	json_object_object_add(o, "_class", json_object_new_string(g.class));
+	if (status)
+		json_object_object_add(o, "status", json_object_new_string(status));
+	if (from) {
+		json_object_object_add(o, "_fromEntityKey", json_object_new_string(from));
+		json_object_object_add(o, "_toEntityKey", json_object_new_string(to));
+	}
+	buf_init(&b, 1 << 20);
+	assert_int_equal(canon_serialize(o, &b), 0);
+	assert_int_equal(canon_hash(o, hash), 0);
+	assert_int_equal(store_snapshot_put(s, &g, b.data, hash), 0);
+	buf_free(&b);
+	json_object_put(o);
+}
+
+struct changes {
+	int n;
+	char lines[64][256];
+};
+
+static int collect(const struct outbox_row *r, void *ud)
+{
+	struct changes *c = ud;
+
+	if (c->n < 64)
+		snprintf(c->lines[c->n++], sizeof(c->lines[0]), "%s %s %s%s%s", r->op, r->kind,
+			 r->key, r->changed ? " " : "", r->changed ? r->changed : "");
+	return 0;
+}
+
+/* A fleet of agents a1..an, each with an account HAS agent relationship. */
+static void stage_fleet(struct store *s, int n, const char *status_of_a1)
+{
+	assert_int_equal(store_snapshot_reset(s), 0);
+	put(s, "acct:1", "threatstack_account", NULL, NULL, NULL, 0);
+	for (int i = 1; i <= n; i++) {
+		char key[32], rel[64];
+
+		snprintf(key, sizeof(key), "agent:%d", i);
+		snprintf(rel, sizeof(rel), "acct:1|has|agent:%d", i);
+		put(s, key, "threatstack_agent", i == 1 ? status_of_a1 : "online", NULL, NULL, 0);
+		put(s, rel, "threatstack_account_has_agent", NULL, "acct:1", key, 0);
+	}
+}
+
+static void complete_all(struct store *s)
+{
+	assert_int_equal(store_snapshot_complete(s, "threatstack_account"), 0);
+	assert_int_equal(store_snapshot_complete(s, "threatstack_agent"), 0);
+	assert_int_equal(store_snapshot_complete(s, "threatstack_account_has_agent"), 0);
+}
+
+static struct diff_result commit(struct store *s, struct changes *c, bool dry, bool allow)
+{
+	struct diff_options o = {
+		.source = "poll",
+		.run_id = 1,
+		.now = 1000,
+		.max_delete_fraction = 0.5,
+		.allow_mass_delete = allow,
+		.dry_run = dry,
+		.on_change = c ? collect : NULL,
+		.userdata = c,
+	};
+	struct diff_result res;
+
+	assert_int_equal(diff_commit(s, &o, &res), 0);
+	return res;
+}
+
+static void test_first_sync_creates_then_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct changes c = { 0 };
+	struct diff_result res;
+	int64_t seq = -1;
+
+	stage_fleet(f->s, 3, "online");
+	complete_all(f->s);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.created, 7);
+	assert_int_equal(res.updated + res.deleted, 0);
+	assert_int_equal(c.n, 7);
+	/* Entities first (by key), then relationships. */
+	assert_string_equal(c.lines[0], "create entity acct:1");
+	assert_string_equal(c.lines[1], "create entity agent:1");
+	assert_string_equal(c.lines[4], "create relationship acct:1|has|agent:1");
+
+	memset(&c, 0, sizeof(c));
+	stage_fleet(f->s, 3, "online");
+	complete_all(f->s);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.created + res.updated + res.deleted, 0);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(store_outbox_max_seq(f->s, &seq), 0);
+	assert_int_equal(seq, 7); /* no outbox row for a no-change sync */
+}
+
+static void test_update_names_changed_properties(void **state)
+{
+	struct fixture *f = *state;
+	struct changes c = { 0 };
+	struct diff_result res;
+
+	stage_fleet(f->s, 2, "online");
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+	stage_fleet(f->s, 2, "offline");
+	complete_all(f->s);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.updated, 1);
+	assert_int_equal(res.created + res.deleted, 0);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.lines[0], "update entity agent:1 [\"status\"]");
+}
+
+static void test_delete_cascades_and_incomplete_keeps(void **state)
+{
+	struct fixture *f = *state;
+	struct changes c = { 0 };
+	struct diff_result res;
+
+	stage_fleet(f->s, 4, "online");
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+
+	/* agent:4 gone, but the agent listing failed: nothing deleted. */
+	stage_fleet(f->s, 3, "online");
+	assert_int_equal(store_snapshot_complete(f->s, "threatstack_account"), 0);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.deleted, 0);
+	assert_int_equal(c.n, 0);
+
+	/* Now complete: the agent and its relationship go, relationship first. */
+	stage_fleet(f->s, 3, "online");
+	complete_all(f->s);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.deleted, 2);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.lines[0], "delete relationship acct:1|has|agent:4");
+	assert_string_equal(c.lines[1], "delete entity agent:4");
+}
+
+static void test_cascade_reaches_incomplete_relationship_types(void **state)
+{
+	struct fixture *f = *state;
+	struct changes c = { 0 };
+	struct diff_result res;
+
+	stage_fleet(f->s, 4, "online");
+	put(f->s, "agent:4|identified|alert:1", "threatstack_agent_identified_alert", NULL,
+	    "agent:4", "alert:1", 0);
+	put(f->s, "alert:1", "threatstack_alert", NULL, NULL, NULL, 0);
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+
+	/* agent:4 removed; the alert listing failed (its types incomplete): the alert stays,
+	 * but the relationship from the deleted agent goes with it. */
+	stage_fleet(f->s, 3, "online");
+	complete_all(f->s);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.deleted, 3);
+	assert_string_equal(c.lines[0], "delete relationship acct:1|has|agent:4");
+	assert_string_equal(c.lines[1], "delete relationship agent:4|identified|alert:1");
+	assert_string_equal(c.lines[2], "delete entity agent:4");
+}
+
+static void test_dangling_relationship_dropped(void **state)
+{
+	struct fixture *f = *state;
+	struct changes c = { 0 };
+	struct diff_result res;
+
+	stage_fleet(f->s, 1, "online");
+	/* Points at an agent neither staged nor stored. */
+	put(f->s, "agent:9|identified|alert:1", "threatstack_agent_identified_alert", NULL,
+	    "agent:9", "alert:1", 0);
+	put(f->s, "alert:1", "threatstack_alert", NULL, NULL, NULL, 0);
+	complete_all(f->s);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.created, 4);
+	for (int i = 0; i < c.n; i++)
+		assert_null(strstr(c.lines[i], "agent:9"));
+}
+
+static void test_mass_delete_guard(void **state)
+{
+	struct fixture *f = *state;
+	struct changes c = { 0 };
+	struct diff_result res;
+
+	stage_fleet(f->s, 10, "online");
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+
+	/* 6 of 10 agents gone: over 0.5, held back (their relationships too). */
+	stage_fleet(f->s, 4, "online");
+	complete_all(f->s);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.deleted, 0);
+	assert_int_equal(res.n_held, 2);
+	assert_string_equal(res.held[0], "threatstack_account_has_agent");
+	assert_string_equal(res.held[1], "threatstack_agent");
+	assert_int_equal(res.held_missing[1], 6);
+	assert_int_equal(res.held_stored[1], 10);
+	assert_int_equal(c.n, 0);
+
+	/* Allowed: all 12 deletions go through. */
+	stage_fleet(f->s, 4, "online");
+	complete_all(f->s);
+	res = commit(f->s, &c, false, true);
+	assert_int_equal(res.deleted, 12);
+	assert_int_equal(res.n_held, 0);
+}
+
+static void test_duplicate_key_keeps_higher_rank(void **state)
+{
+	struct fixture *f = *state;
+	struct changes c = { 0 };
+
+	assert_int_equal(store_snapshot_reset(f->s), 0);
+	put(f->s, "agent:1", "threatstack_agent", "offline", NULL, NULL, 200);
+	put(f->s, "agent:1", "threatstack_agent", "online", NULL, NULL, 100); /* older */
+	put(f->s, "agent:2", "threatstack_agent", "online", NULL, NULL, 100);
+	put(f->s, "agent:2", "threatstack_agent", "offline", NULL, NULL, 300); /* newer */
+	commit(f->s, NULL, false, false);
+
+	stage_fleet(f->s, 0, NULL);
+	put(f->s, "agent:1", "threatstack_agent", "offline", NULL, NULL, 0);
+	put(f->s, "agent:2", "threatstack_agent", "offline", NULL, NULL, 0);
+	commit(f->s, &c, false, false);
+	assert_int_equal(c.n, 1); /* only the account is new: both agents were stored offline */
+	assert_string_equal(c.lines[0], "create entity acct:1");
+}
+
+static void test_dry_run_changes_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct changes c = { 0 };
+	struct diff_result res;
+	int64_t seq = -1;
+
+	stage_fleet(f->s, 2, "online");
+	complete_all(f->s);
+	res = commit(f->s, &c, true, false);
+	assert_int_equal(res.created, 5);
+	assert_int_equal(c.n, 5);
+	assert_int_equal(store_outbox_max_seq(f->s, &seq), 0);
+	assert_int_equal(seq, 0);
+	memset(&c, 0, sizeof(c));
+	res = commit(f->s, &c, false, false); /* the same snapshot, for real */
+	assert_int_equal(res.created, 5);
+}
+
+static void test_changed_properties(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 4096);
+	assert_int_equal(diff_changed_properties("{\"a\":1,\"b\":{\"x\":1,\"y\":2},\"c\":3}",
+						 "{\"c\":3,\"b\":{\"y\":2,\"x\":1},\"d\":4,\"a\":2}", &b),
+			 0);
+	assert_string_equal(b.data, "[\"a\",\"d\"]");
+	buf_reset(&b);
+	assert_int_equal(diff_changed_properties("{\"z\":1,\"tag.env\":\"prod\"}", "{}", &b), 0);
+	assert_string_equal(b.data, "[\"tag.env\",\"z\"]");
+	buf_reset(&b);
+	assert_int_equal(diff_changed_properties("[1]", "{}", &b), -EINVAL);
+	assert_int_equal(diff_changed_properties("{", "{}", &b), -EINVAL);
+	buf_free(&b);
+	assert_true(diff_should_hold(10, 6, 0.5, false));
+	assert_false(diff_should_hold(10, 5, 0.5, false));
+	assert_false(diff_should_hold(10, 6, 0.5, true));
+	assert_false(diff_should_hold(0, 0, 0.5, false));
+	assert_true(diff_should_hold(1, 1, 0.5, false));
+}
+
+static void test_refuses_foreign_and_newer_files(void **state)
+{
+	struct fixture *f = *state;
+	struct store_options so = { 0 };
+	char err[STORE_ERR_MAX], path[160];
+	struct store *s = NULL;
+	struct stat st;
+	sqlite3 *db;
+	int fd;
+
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+
+	snprintf(path, sizeof(path), "%s/junk.db", f->dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(write(fd, "this is not a database, it is a text file padded out....",
+			       56),
+			 56);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(write(fd, "xxxxxxxxxx", 10), 10);
+	close(fd);
+	assert_int_equal(store_open(path, &so, &s, err), -EBADMSG);
+	assert_non_null(strstr(err, "not an SQLite database"));
+
+	snprintf(path, sizeof(path), "%s/other.db", f->dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(x)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(path, &so, &s, err), -EMEDIUMTYPE);
+	assert_non_null(strstr(err, "another program"));
+
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(f->path, &so, &s, err), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err, "schema version 99 is newer than this build's (1)"));
+	assert_null(s);
+
+	so.must_exist = true;
+	snprintf(path, sizeof(path), "%s/none.db", f->dir);
+	assert_int_equal(store_open(path, &so, &s, err), -ENOENT);
+	assert_non_null(strstr(err, "no store yet"));
+	assert_int_equal(access(path, F_OK), -1);
+}
+
+static void test_runs_and_cursors(void **state)
+{
+	struct fixture *f = *state;
+	int64_t id = 0, seq = -1;
+	struct store_run run = { 0 };
+
+	assert_int_equal(store_run_begin(f->s, "full", 1000, &id), 0);
+	assert_int_equal(id, 1);
+	/* A second begin marks the first, never finished, as interrupted. */
+	assert_int_equal(store_run_begin(f->s, "full", 2000, &id), 0);
+	run.id = id;
+	run.result = "ok";
+	run.finished = 2500;
+	run.created = 3;
+	assert_int_equal(store_run_finish(f->s, &run), 0);
+	assert_int_equal(store_cursor_get(f->s, "changes", &seq), 0);
+	assert_int_equal(seq, 0);
+	assert_int_equal(store_cursor_set(f->s, "changes", 42), 0);
+	assert_int_equal(store_cursor_get(f->s, "changes", &seq), 0);
+	assert_int_equal(seq, 42);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_first_sync_creates_then_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_update_names_changed_properties, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_cascades_and_incomplete_keeps, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cascade_reaches_incomplete_relationship_types,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dangling_relationship_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mass_delete_guard, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_duplicate_key_keeps_higher_rank, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dry_run_changes_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changed_properties, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refuses_foreign_and_newer_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_runs_and_cursors, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
