@@ -6,8 +6,9 @@
  * unsigned char: bytewise UTF-8 order. Numbers: json-c integers print in plain decimal
  * (uint64 values above INT64_MAX included); doubles print with the fewest significant
  * digits ("%.*g", 1..17) that strtod reads back to the same value, so 0.1 is "0.1" and
- * 3.0 is "3" (the same text as the integer 3: equal numbers hash equal). -0.0 is written
- * "0" for the same reason. NaN and infinities have no JSON form: -EINVAL. Nesting deeper
+ * 1e21 is "1e+21"; an integral double up to 2^53 prints as the integer it is (3.0 is "3",
+ * the same text as the integer 3: equal numbers hash equal). -0.0 is written "0" for the
+ * same reason. NaN and infinities have no JSON form: -EINVAL. Nesting deeper
  * than CANON_DEPTH_MAX is -ELOOP, so hostile input cannot exhaust the stack.
  */
 #include "tsgraphd/canon.h"
@@ -99,6 +100,11 @@ static int write_double(struct sink *s, double d)
 		return -EINVAL;
 	if (d == 0)
 		return put(s, "0", 1); /* -0.0 too */
+	if (fabs(d) <= 9007199254740992.0 && d == trunc(d)) {
+		/* Integral and exact: the same text as the integer, so 3.0 and 3 agree. */
+		snprintf(tmp, sizeof(tmp), "%.0f", d);
+		return puts_(s, tmp);
+	}
 	for (int prec = 1; prec <= 17; prec++) {
 		snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
 		if (strtod(tmp, NULL) == d)
