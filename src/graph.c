@@ -126,20 +126,28 @@ static int add_weblink(json_object *o, const struct graph_options *opt, const ch
 	return add_str(o, "webLink", b.data);
 }
 
+/* Every string of the graph_object points into o, so a callback that keeps a reference to
+ * o keeps them too. */
 static int emit_obj(graph_emit_fn emit, void *userdata, enum graph_kind kind, json_object *o,
-		    const char *from_key, const char *to_key, int64_t rank)
+		    int64_t rank)
 {
+	json_object *m = json_object_object_get(o, "_mapping");
 	struct graph_object g = {
 		.kind = kind,
 		.obj = o,
 		.key = get_str(o, "_key"),
 		.type = get_str(o, "_type"),
 		.class = get_str(o, "_class"),
-		.from_key = from_key,
-		.to_key = to_key,
 		.rank = rank,
 	};
 
+	if (kind == GRAPH_RELATIONSHIP && m) {
+		g.from_key = get_str(m, "sourceEntityKey");
+		g.to_key = get_str(json_object_object_get(m, "targetEntity"), "_key");
+	} else if (kind == GRAPH_RELATIONSHIP) {
+		g.from_key = get_str(o, "_fromEntityKey");
+		g.to_key = get_str(o, "_toEntityKey");
+	}
 	return emit(&g, userdata);
 }
 
@@ -182,8 +190,7 @@ static int emit_explicit(graph_emit_fn emit, void *userdata, const char *type, c
 	if ((r = add_str(o, "_fromEntityKey", from)) < 0 ||
 	    (r = add_str(o, "_toEntityKey", to)) < 0 || (r = add_str(o, "displayName", class)) < 0)
 		return r;
-	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, get_str(o, "_fromEntityKey"),
-			get_str(o, "_toEntityKey"), rank);
+	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, rank);
 }
 
 static int arr_add_str(json_object *arr, const char *s)
@@ -283,7 +290,7 @@ int graph_account(const struct graph_options *opt, graph_emit_fn emit, void *use
 	    (r = add_str(o, "vendor", "Threat Stack")) < 0 ||
 	    (r = add_weblink(o, opt, NULL, NULL)) < 0)
 		return r;
-	return emit_obj(emit, userdata, GRAPH_ENTITY, o, NULL, NULL, 0);
+	return emit_obj(emit, userdata, GRAPH_ENTITY, o, 0);
 }
 
 static int add_strv(json_object *o, const char *k, const struct ts_strv *a, const struct ts_strv *b)
@@ -475,7 +482,7 @@ static int agent_protects(const struct graph_options *opt, const struct ts_agent
 	}
 	if (r < 0)
 		return r;
-	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, agent_key, NULL, rank);
+	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, rank);
 }
 
 int graph_agent(const struct graph_options *opt, const struct ts_agent *a, graph_emit_fn emit,
@@ -500,7 +507,7 @@ int graph_agent(const struct graph_options *opt, const struct ts_agent *a, graph
 		return r;
 	if ((r = agent_entity(opt, a, key.data, hostname, &ent)) < 0)
 		return r;
-	if ((r = emit_obj(emit, userdata, GRAPH_ENTITY, ent, NULL, NULL, rank)) != 0)
+	if ((r = emit_obj(emit, userdata, GRAPH_ENTITY, ent, rank)) != 0)
 		return r;
 	if ((r = emit_explicit(emit, userdata, "threatstack_account_has_agent", "HAS", acct.data,
 			       key.data, rank)) != 0)
@@ -533,7 +540,6 @@ int graph_vuln_agent(const struct graph_options *opt, const struct ts_vuln *v, c
 	_cleanup_buf_ struct buf b;
 	_cleanup_free_ char *upper = NULL, *lower = NULL;
 	json_object *t = NULL;
-	const char *agent_key;
 	int r;
 
 	buf_init(&b, GRAPH_STR_MAX);
@@ -575,10 +581,7 @@ int graph_vuln_agent(const struct graph_options *opt, const struct ts_vuln *v, c
 		return r;
 	if ((r = add_mapping(o, b.data, "_type", "_key", t, -1)) < 0)
 		return r;
-	agent_key = json_object_get_string(
-		json_object_object_get(json_object_object_get(o, "_mapping"), "sourceEntityKey"));
-	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, agent_key,
-			json_object_get_string(json_object_object_get(t, "_key")), 0);
+	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, 0);
 }
 
 static const char *severity_word(int s)
@@ -641,7 +644,7 @@ int graph_alert(const struct graph_options *opt, const struct ts_alert *al, grap
 	    (r = add_time(o, "dismissedOn", al->dismissed_at)) < 0 ||
 	    (r = add_weblink(o, opt, "/alerts/", al->id)) < 0)
 		return r;
-	if ((r = emit_obj(emit, userdata, GRAPH_ENTITY, o, NULL, NULL, 0)) != 0)
+	if ((r = emit_obj(emit, userdata, GRAPH_ENTITY, o, 0)) != 0)
 		return r;
 	if (empty(al->agent_id)) {
 		if ((r = join(&from, ACCT_KEY_PREFIX, opt->org_id)) < 0)
