@@ -39,6 +39,16 @@ static bool empty(const char *s)
 	return !s || !*s;
 }
 
+/* Empty or only white space: no use as a name. */
+static bool blank(const char *s)
+{
+	if (s)
+		for (; *s; s++)
+			if (!isspace((unsigned char)*s))
+				return false;
+	return true;
+}
+
 /* Takes ownership of v, also on failure. */
 static int add(json_object *o, const char *k, json_object *v)
 {
@@ -278,7 +288,7 @@ int graph_account(const struct graph_options *opt, graph_emit_fn emit, void *use
 	buf_init(&b, GRAPH_STR_MAX);
 	if (!opt || empty(opt->org_id) || !emit)
 		return -EINVAL;
-	org_name = empty(opt->org_name) ? opt->org_id : opt->org_name;
+	org_name = blank(opt->org_name) ? opt->org_id : opt->org_name;
 	if ((r = join(&b, ACCT_KEY_PREFIX, opt->org_id)) < 0)
 		return r;
 	if (!(o = new_object(b.data, "threatstack_account", "Account")))
@@ -388,7 +398,7 @@ static int agent_entity(const struct graph_options *opt, const struct ts_agent *
 	int r;
 
 	/* name is never null: name, else the hostname as reported, else the id. */
-	name = !empty(a->name) ? a->name : !empty(a->hostname) ? a->hostname : a->id;
+	name = !blank(a->name) ? a->name : !blank(a->hostname) ? a->hostname : a->id;
 	if (!(o = new_object(key, "threatstack_agent", "HostAgent")))
 		return -ENOMEM;
 	if ((r = add_str(o, "id", a->id)) < 0 || (r = add_str(o, "name", name)) < 0 ||
@@ -613,7 +623,7 @@ int graph_alert(const struct graph_options *opt, const struct ts_alert *al, grap
 		return -EINVAL;
 	if ((r = join(&key, ALERT_KEY_PREFIX, al->id)) < 0)
 		return r;
-	name = !empty(al->title) ? al->title : al->id;
+	name = !blank(al->title) ? al->title : al->id;
 	/* CloudTrail alerts say so in dataSource, or (older data) only by having no agent. */
 	cloudtrail = al->data_source ? strcasecmp(al->data_source, "cloudtrail") == 0
 				     : empty(al->agent_id);
