@@ -39,6 +39,12 @@ static bool empty(const char *s)
 	return !s || !*s;
 }
 
+/* Not isalnum(): that one follows the locale, and these decisions must not. */
+static bool ascii_alnum(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
 /* Empty or only white space: no use as a name. */
 static bool blank(const char *s)
 {
@@ -84,7 +90,7 @@ static const char *get_str(json_object *o, const char *k)
 	return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : NULL;
 }
 
-/* Appends prefix and the string s to b, NUL-terminated; b must have been buf_init'ed. */
+/* b = a followed by c. */
 static int join(struct buf *b, const char *a, const char *c)
 {
 	int r;
@@ -105,7 +111,7 @@ static int append_pct(struct buf *b, const char *s)
 	for (; *s && r == 0; s++) {
 		unsigned char c = (unsigned char)*s;
 
-		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+		if (ascii_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
 			r = buf_append(b, s, 1);
 		} else {
 			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
@@ -178,7 +184,8 @@ static json_object *new_object(const char *key, const char *type, const char *cl
 static void lower_ascii(char *s)
 {
 	for (; *s; s++)
-		*s = (char)tolower((unsigned char)*s);
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
 }
 
 /* An explicit relationship: both ends are ours. */
@@ -214,7 +221,8 @@ static int arr_add_str(json_object *arr, const char *s)
 	return 0;
 }
 
-/* The "_mapping" member of a mapped relationship; takes ownership of target. */
+/* The "_mapping" member of a mapped relationship; takes ownership of target, also on
+ * failure. skip_creation < 0 leaves skipTargetCreation out. */
 static int add_mapping(json_object *o, const char *source_key, const char *filter_a,
 		       const char *filter_b, json_object *target, int skip_creation)
 {
@@ -222,34 +230,28 @@ static int add_mapping(json_object *o, const char *source_key, const char *filte
 	int r = -ENOMEM;
 
 	if (!target)
-		return -ENOMEM;
-	if (!(m = json_object_new_object()) || (r = add(o, "_mapping", m)) < 0) {
-		json_object_put(target);
-		return r;
-	}
-	if ((r = add_str(m, "relationshipDirection", "FORWARD")) < 0 ||
-	    (r = add_str(m, "sourceEntityKey", source_key)) < 0) {
-		json_object_put(target);
-		return r;
-	}
-	if (!(keys = json_object_new_array()) || (r = add(m, "targetFilterKeys", keys)) < 0) {
-		json_object_put(target);
-		return -ENOMEM;
-	}
+		goto out;
+	if ((r = add(o, "_mapping", m = json_object_new_object())) < 0 ||
+	    (r = add_str(m, "relationshipDirection", "FORWARD")) < 0 ||
+	    (r = add_str(m, "sourceEntityKey", source_key)) < 0 ||
+	    (r = add(m, "targetFilterKeys", keys = json_object_new_array())) < 0)
+		goto out;
 	if (!(pair = json_object_new_array()) || json_object_array_add(keys, pair) < 0) {
 		json_object_put(pair);
-		json_object_put(target);
-		return -ENOMEM;
+		r = -ENOMEM;
+		goto out;
 	}
-	if ((r = arr_add_str(pair, filter_a)) < 0 || (r = arr_add_str(pair, filter_b)) < 0) {
-		json_object_put(target);
-		return -ENOMEM;
-	}
-	if ((r = add(m, "targetEntity", target)) < 0)
-		return r;
+	if ((r = arr_add_str(pair, filter_a)) < 0 || (r = arr_add_str(pair, filter_b)) < 0)
+		goto out;
+	r = add(m, "targetEntity", target);
+	target = NULL; /* add() took it, whatever it returned */
+	if (r < 0)
+		goto out;
 	if (skip_creation >= 0)
-		return add(m, "skipTargetCreation", json_object_new_boolean(skip_creation));
-	return 0;
+		r = add(m, "skipTargetCreation", json_object_new_boolean(skip_creation));
+out:
+	json_object_put(target);
+	return r;
 }
 
 char *graph_normalize_hostname(const char *hostname)
@@ -337,7 +339,7 @@ static int sanitize_tag_key(const char *key, struct buf *b)
 	for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
 		char c = (char)*p;
 
-		if (!(isalnum(*p) && *p < 0x80) && c != '.' && c != ' ' && c != '-') {
+		if (!ascii_alnum(*p) && c != '.' && c != ' ' && c != '-') {
 			c = '-';
 			if (*p >= 0xc0) /* lead byte: skip its continuation bytes */
 				while ((p[1] & 0xc0) == 0x80)
@@ -533,12 +535,12 @@ static bool valid_cve(const char *s)
 	if (!s || strncasecmp(s, "CVE-", 4) != 0)
 		return false;
 	s += 4;
-	for (n = 0; isdigit((unsigned char)s[n]); n++)
+	for (n = 0; (s[n] >= '0' && s[n] <= '9'); n++)
 		;
 	if (n != 4 || s[n] != '-')
 		return false;
 	s += 5;
-	for (n = 0; isdigit((unsigned char)s[n]); n++)
+	for (n = 0; (s[n] >= '0' && s[n] <= '9'); n++)
 		;
 	return n >= 4 && s[n] == '\0';
 }
@@ -557,8 +559,9 @@ int graph_vuln_agent(const struct graph_options *opt, const struct ts_vuln *v, c
 		return -EINVAL;
 	if (!(upper = strdup(v->cve)) || !(lower = strdup(v->cve)))
 		return -ENOMEM;
-	for (char *p = upper; *p; p++)
-		*p = (char)toupper((unsigned char)*p);
+	for (char *p = upper; *p; p++) /* ASCII only, whatever the locale */
+		if (*p >= 'a' && *p <= 'z')
+			*p = (char)(*p - 'a' + 'A');
 	lower_ascii(lower);
 	if ((r = buf_printf(&b, "%s%s|identified|%s", AGENT_KEY_PREFIX, agent_id, lower)) < 0)
 		return r;
