@@ -1,0 +1,250 @@
+/* canon — canonical JSON and its SHA-256.
+ *
+ * One recursive writer feeds a sink that is either a bounded struct buf (canon_serialize)
+ * or an OpenSSL digest context (canon_hash), so hashing never materialises the text and
+ * has no size limit of its own. Object members are sorted with strcmp, which compares as
+ * unsigned char: bytewise UTF-8 order. Numbers: json-c integers print in plain decimal
+ * (uint64 values above INT64_MAX included); doubles print with the fewest significant
+ * digits ("%.*g", 1..17) that strtod reads back to the same value, so 0.1 is "0.1" and
+ * 1e21 is "1e+21"; an integral double up to 2^53 prints as the integer it is (3.0 is "3",
+ * the same text as the integer 3: equal numbers hash equal). -0.0 is written "0" for the
+ * same reason. NaN and infinities have no JSON form: -EINVAL. Nesting deeper
+ * than CANON_DEPTH_MAX is -ELOOP, so hostile input cannot exhaust the stack.
+ */
+#include "tsgraphd/canon.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#define CANON_DEPTH_MAX 64
+
+struct sink {
+	struct buf *b;
+	EVP_MD_CTX *md;
+};
+
+static int put(struct sink *s, const void *p, size_t len)
+{
+	if (s->b)
+		return buf_append(s->b, p, len);
+	return EVP_DigestUpdate(s->md, p, len) == 1 ? 0 : -EIO;
+}
+
+static int puts_(struct sink *s, const char *p)
+{
+	return put(s, p, strlen(p));
+}
+
+static int write_string(struct sink *s, const char *p, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t run = 0;
+	int r;
+
+	if ((r = put(s, "\"", 1)) < 0)
+		return r;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)p[i];
+		char esc[7];
+		size_t n = 2;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		esc[0] = '\\';
+		switch (c) {
+		case '"':
+		case '\\':
+			esc[1] = (char)c;
+			break;
+		case '\b':
+			esc[1] = 'b';
+			break;
+		case '\f':
+			esc[1] = 'f';
+			break;
+		case '\n':
+			esc[1] = 'n';
+			break;
+		case '\r':
+			esc[1] = 'r';
+			break;
+		case '\t':
+			esc[1] = 't';
+			break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			n = 6;
+		}
+		if ((r = put(s, p + run, i - run)) < 0 || (r = put(s, esc, n)) < 0)
+			return r;
+		run = i + 1;
+	}
+	if ((r = put(s, p + run, len - run)) < 0)
+		return r;
+	return put(s, "\"", 1);
+}
+
+static int write_double(struct sink *s, double d)
+{
+	char tmp[40];
+
+	if (!isfinite(d))
+		return -EINVAL;
+	if (d == 0)
+		return put(s, "0", 1); /* -0.0 too */
+	if (fabs(d) <= 9007199254740992.0 && d == trunc(d)) {
+		/* Integral and exact: the same text as the integer, so 3.0 and 3 agree. */
+		snprintf(tmp, sizeof(tmp), "%.0f", d);
+		return puts_(s, tmp);
+	}
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
+		if (strtod(tmp, NULL) == d)
+			break;
+	}
+	return puts_(s, tmp);
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int write_value(struct sink *s, json_object *o, int depth);
+
+static int write_object(struct sink *s, json_object *o, int depth)
+{
+	const char **keys = NULL;
+	size_t n = 0, i = 0;
+	int r;
+
+	n = (size_t)json_object_object_length(o);
+	if (n) {
+		keys = calloc(n, sizeof(*keys));
+		if (!keys)
+			return -ENOMEM;
+		json_object_object_foreach(o, k, v)
+		{
+			(void)v;
+			if (i < n)
+				keys[i++] = k;
+		}
+		n = i;
+		qsort(keys, n, sizeof(*keys), cmp_key);
+	}
+	if ((r = put(s, "{", 1)) < 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (i && (r = put(s, ",", 1)) < 0)
+			goto out;
+		if ((r = write_string(s, keys[i], strlen(keys[i]))) < 0 || (r = put(s, ":", 1)) < 0)
+			goto out;
+		if ((r = write_value(s, json_object_object_get(o, keys[i]), depth + 1)) < 0)
+			goto out;
+	}
+	r = put(s, "}", 1);
+out:
+	free(keys);
+	return r;
+}
+
+static int write_value(struct sink *s, json_object *o, int depth)
+{
+	char tmp[32];
+	int r;
+
+	if (depth > CANON_DEPTH_MAX)
+		return -ELOOP;
+	switch (json_object_get_type(o)) {
+	case json_type_null:
+		return put(s, "null", 4);
+	case json_type_boolean:
+		return puts_(s, json_object_get_boolean(o) ? "true" : "false");
+	case json_type_int: {
+		int64_t v = json_object_get_int64(o);
+
+		if (v == INT64_MAX)
+			snprintf(tmp, sizeof(tmp), "%" PRIu64, json_object_get_uint64(o));
+		else
+			snprintf(tmp, sizeof(tmp), "%" PRId64, v);
+		return puts_(s, tmp);
+	}
+	case json_type_double:
+		return write_double(s, json_object_get_double(o));
+	case json_type_string:
+		return write_string(s, json_object_get_string(o),
+				    (size_t)json_object_get_string_len(o));
+	case json_type_array: {
+		size_t n = json_object_array_length(o);
+
+		if ((r = put(s, "[", 1)) < 0)
+			return r;
+		for (size_t i = 0; i < n; i++) {
+			if (i && (r = put(s, ",", 1)) < 0)
+				return r;
+			if ((r = write_value(s, json_object_array_get_idx(o, i), depth + 1)) < 0)
+				return r;
+		}
+		return put(s, "]", 1);
+	}
+	case json_type_object:
+		return write_object(s, o, depth);
+	}
+	return -EINVAL;
+}
+
+int canon_serialize(json_object *o, struct buf *out)
+{
+	struct sink s = { .b = out };
+	size_t start = out->len;
+	int r;
+
+	r = write_value(&s, o, 0);
+	if (r < 0) {
+		/* Leave out as it was: a partial canonical form is worse than none. */
+		out->len = start;
+		if (out->data)
+			out->data[start] = '\0';
+	}
+	return r;
+}
+
+int canon_hash(json_object *o, char out[static CANON_HASH_HEX + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	struct sink s = { 0 };
+	int r;
+
+	s.md = EVP_MD_CTX_new();
+	if (!s.md)
+		return -ENOMEM;
+	if (EVP_DigestInit_ex(s.md, EVP_sha256(), NULL) != 1) {
+		r = -EIO;
+		goto out;
+	}
+	if ((r = write_value(&s, o, 0)) < 0)
+		goto out;
+	if (EVP_DigestFinal_ex(s.md, md, &mdlen) != 1 || mdlen != CANON_HASH_HEX / 2) {
+		r = -EIO;
+		goto out;
+	}
+	for (unsigned int i = 0; i < mdlen; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[CANON_HASH_HEX] = '\0';
+	r = 0;
+out:
+	EVP_MD_CTX_free(s.md);
+	return r;
+}
