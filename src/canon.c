@@ -217,9 +217,31 @@ int canon_serialize(json_object *o, struct buf *out)
 	return r;
 }
 
-int canon_hash(json_object *o, char out[static CANON_HASH_HEX + 1])
+static void to_hex(const unsigned char *md, unsigned int len, char out[static CANON_HASH_HEX + 1])
 {
 	static const char hex[] = "0123456789abcdef";
+
+	for (unsigned int i = 0; i < len; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[CANON_HASH_HEX] = '\0';
+}
+
+int canon_sha256_hex(const void *data, size_t len, char out[static CANON_HASH_HEX + 1])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen != CANON_HASH_HEX / 2)
+		return -EIO;
+	to_hex(md, mdlen, out);
+	return 0;
+}
+
+int canon_hash(json_object *o, char out[static CANON_HASH_HEX + 1])
+{
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	struct sink s = { 0 };
@@ -238,11 +260,7 @@ int canon_hash(json_object *o, char out[static CANON_HASH_HEX + 1])
 		r = -EIO;
 		goto out;
 	}
-	for (unsigned int i = 0; i < mdlen; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[CANON_HASH_HEX] = '\0';
+	to_hex(md, mdlen, out);
 	r = 0;
 out:
 	EVP_MD_CTX_free(s.md);

@@ -21,5 +21,7 @@
 int canon_serialize(json_object *o, struct buf *out);
 /* Hex SHA-256 of the canonical form, NUL-terminated. */
 int canon_hash(json_object *o, char out[static CANON_HASH_HEX + 1]);
+/* Hex SHA-256 of bytes already in canonical form (saves serializing twice). */
+int canon_sha256_hex(const void *data, size_t len, char out[static CANON_HASH_HEX + 1]);
 
 #endif

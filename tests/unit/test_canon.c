@@ -59,6 +59,11 @@ static void test_key_order(void **state)
 	assert_int_equal(canon_hash(a, ha), 0);
 	assert_int_equal(canon_hash(b, hb), 0);
 	assert_string_equal(ha, hb);
+	/* Hashing the canonical bytes gives the same digest as hashing the object. */
+	assert_int_equal(canon_sha256_hex(sa, strlen(sa), hb), 0);
+	assert_string_equal(ha, hb);
+	assert_int_equal(canon_sha256_hex("", 0, hb), 0);
+	assert_string_equal(hb, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 	free(sa);
 	free(sb);
 	json_object_put(a);
