@@ -1440,7 +1440,8 @@ static int api_route(struct fake *f, const struct request *rq, const char *metho
 
 static int reply_take_json(struct reply *rp, unsigned status, json_object *o)
 {
-	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								  JSON_C_TO_STRING_NOSLASHESCAPE);
 
 	rp->status = status;
 	rp->ctype = "application/json";
