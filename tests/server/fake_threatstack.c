@@ -1973,6 +1973,15 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, bool *ret_v6
 	return 0;
 }
 
+static const char *addr_text(const struct sockaddr_storage *ss, char *out, size_t size)
+{
+	const void *a = ss->ss_family == AF_INET6
+				? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+				: (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+
+	return inet_ntop(ss->ss_family, a, out, (socklen_t)size) ? out : "?";
+}
+
 static int write_port_file(const char *path, unsigned port)
 {
 	_cleanup_free_ char *tmp = NULL;
@@ -2154,6 +2163,7 @@ int main(int argc, char **argv)
 	bool v6 = false;
 	int sig, ret = 1, r;
 	unsigned port;
+	char shown[INET6_ADDRSTRLEN];
 
 	f = calloc(1, sizeof(*f));
 	if (!f || pthread_mutex_init(&f->lock, NULL) != 0) {
@@ -2211,7 +2221,8 @@ int main(int argc, char **argv)
 			strerror(-r));
 		goto out;
 	}
-	printf("listening on %s:%u\n", v6 ? "[::1]" : "127.0.0.1", port);
+	printf("listening on %s%s%s:%u\n", v6 ? "[" : "", addr_text(&ss, shown, sizeof(shown)),
+	       v6 ? "]" : "", port);
 	fflush(stdout);
 
 	while (sigwait(&set, &sig) != 0)
