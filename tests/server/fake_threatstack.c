@@ -775,7 +775,10 @@ static json_object *cve_item(const struct cve *cv, bool with_agents)
 
 	if (!o)
 		return NULL;
-	json_object_object_foreach(cv->obj, k, v) set(o, k, json_object_get(v));
+	json_object_object_foreach(cv->obj, k, v)
+	{
+		set(o, k, json_object_get(v));
+	}
 	if (!with_agents)
 		return o;
 	arr = json_object_new_array();
