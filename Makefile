@@ -27,7 +27,7 @@ TEST_PKGS  := cmocka
 # Debian packages `make deps` installs when missing (build, tests, lint).
 DEB_PKGS   := gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
               libjson-c-dev libsystemd-dev libsqlite3-dev libcmocka-dev sqlite3 \
-              valgrind clang-format nodejs node-hawk
+              valgrind clang-format nodejs node-hawk curl jq
 
 WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
               -Wmissing-prototypes -Wvla -Wpointer-arith -Wundef $(if $(findstring clang,$(CC)),,-Wno-format-truncation)
@@ -141,6 +141,7 @@ deps:
 	for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
 	done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
 		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
