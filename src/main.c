@@ -6,6 +6,7 @@
  */
 #include "tsgraphd/config.h"
 #include "tsgraphd/log.h"
+#include "tsgraphd/tsapi.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -39,11 +40,41 @@ static void usage(FILE *out)
 		     "line.\n");
 }
 
+/* Validates (already done by config_load) and then proves the credentials: the Hawk
+ * self-test must be accepted and its answer must carry a Server-Authorization that
+ * verifies with our key, so both directions of the signature are checked. */
 static int cmd_check(const struct config *c)
 {
+	struct tsapi_error err = { 0 };
+	struct tsapi *api = NULL;
+	int r, ret = EXIT_FAILURE;
+
 	printf("configuration OK: %s (org %s, %zu sink%s)\n", c->file, c->ts.org_id, c->n_sinks,
 	       c->n_sinks == 1 ? "" : "s");
-	return EXIT_SUCCESS;
+	fflush(stdout);
+	r = tsapi_new(c, NULL, &api, &err);
+	if (r < 0) {
+		printf("credentials NOT checked: %s\n", err.message);
+		goto out;
+	}
+	r = tsapi_self_test(api, &err);
+	if (r < 0) {
+		printf("credentials FAILED (%s): %s\n", tsapi_strerror(err.code), err.message);
+		if (err.code == TSAPI_E_AUTH)
+			printf("hint: check user_id, org_id and the API key, and that this "
+			       "host's clock is right\n");
+		goto out;
+	}
+	printf("credentials OK: Threat Stack accepted the Hawk signature and its answer "
+	       "verified (%s)\n",
+	       c->ts.api_url);
+	if (tsapi_clock_offset(api) != 0)
+		printf("warning: the local clock is off by %lld s from Threat Stack's; fix NTP\n",
+		       (long long)tsapi_clock_offset(api));
+	ret = EXIT_SUCCESS;
+out:
+	tsapi_free(api);
+	return ret;
 }
 
 int main(int argc, char **argv)
