@@ -17,9 +17,9 @@
  * of looping forever.
  *
  * The rate limiter is GCRA, i.e. a token bucket expressed as a "theoretical arrival time":
- * with burst B and interval T a window of length W sees fewer than B + W/T sends, so T is
- * chosen as 61 s / (rate - B) to keep every 60 s window at or below the rate with a second
- * of slack for network jitter. Reservation is pure arithmetic over a caller-given clock;
+ * with burst B and interval T, n sends within less than W of each other need
+ * (n - B) * T < W, i.e. n < B + W/T. T = 61 s / (rate + 1 - B) therefore keeps every 60 s
+ * window at or below the rate, with a second of slack for network jitter. Reservation is pure arithmetic over a caller-given clock;
  * only the client sleeps.
  */
 #include "tsgraphd/tsapi.h"
@@ -184,7 +184,7 @@ static void limiter_set(struct tsapi_limiter *l, uint32_t per_minute, uint32_t b
 		b = 10;
 	if (b > per_minute)
 		b = per_minute;
-	l->interval_us = 61000000LL / (per_minute > b ? per_minute - b : 1);
+	l->interval_us = 61000000LL / (per_minute + 1 - b);
 	l->tolerance_us = (int64_t)(b - 1) * l->interval_us;
 }
 
@@ -456,7 +456,9 @@ int tsapi_new(const struct config *c, const struct tsapi_options *opt, struct ts
 		api->opt.max_response = TSAPI_MAX_RESPONSE;
 	if (!api->opt.max_pages)
 		api->opt.max_pages = TSAPI_MAX_PAGES;
-	api->timeout_ms = c->ts.timeout ? c->ts.timeout * 1000u : 30000u;
+	api->timeout_ms = api->opt.timeout_ms ? api->opt.timeout_ms
+			  : c->ts.timeout     ? c->ts.timeout * 1000u
+					      : 30000u;
 	if (api->opt.limiter) {
 		api->limiter = api->opt.limiter;
 	} else {

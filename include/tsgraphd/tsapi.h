@@ -71,6 +71,7 @@ struct tsapi_options {
 	uint32_t backoff_max_ms;       /* [30000] longest single backoff */
 	uint32_t reset_max_ms;	       /* [60000] cap on an x-rate-limit-reset wait */
 	uint32_t retry_budget_ms;      /* [300000] total time one request may take, retries in */
+	uint32_t timeout_ms;	       /* [config ts.timeout] total time of one try */
 	size_t max_response;	       /* [TSAPI_MAX_RESPONSE] bytes of one answer */
 	unsigned max_pages;	       /* [TSAPI_MAX_PAGES] pages of one listing */
 	bool verify_responses;	       /* [false] require a valid Server-Authorization on all */
