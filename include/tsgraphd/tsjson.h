@@ -93,6 +93,14 @@ int tsjson_vuln(json_object *o, struct ts_vuln *ret, char err[static TSJSON_ERR_
 int tsjson_server(json_object *o, struct ts_server *ret, char err[static TSJSON_ERR_MAX]);
 int tsjson_alert(json_object *o, struct ts_alert *ret, char err[static TSJSON_ERR_MAX]);
 
+/* Splits one listing page {"<collection>":[...], "token":...|null} (also "paginationToken").
+ * *ret_root is the parsed document, owned by the caller (json_object_put); *ret_items is
+ * borrowed from it and NULL when the collection is absent or null; *ret_token is borrowed,
+ * NULL on the last page (token null, absent or empty). Not JSON, truncated, trailing bytes,
+ * a non-object document, a non-array collection or a non-string token: -EBADMSG. */
+int tsjson_page(const char *body, size_t len, const char *collection, json_object **ret_root,
+		json_object **ret_items, const char **ret_token, char err[static TSJSON_ERR_MAX]);
+
 void ts_agent_free(struct ts_agent *a);
 void ts_vuln_free(struct ts_vuln *v);
 void ts_server_free(struct ts_server *s);

@@ -1,0 +1,124 @@
+/* tsapi — the Threat Stack REST API v2 client: Hawk-signed GETs, pagination, rate limit,
+ * retries, and the credential self-test.
+ *
+ * A struct tsapi owns one libcurl easy handle (connections are reused) and a copy of the
+ * credentials it was created with; it is used by ONE thread at a time. Listings hand each
+ * parsed object to a callback, one page in memory at a time. The object is lent to the
+ * callback: it may move members out (setting them to NULL) and the rest is freed when the
+ * callback returns. A callback returning a negative errno stops the listing, which then
+ * returns that value with TSAPI_E_ABORTED.
+ *
+ * A listing that fails half-way (a malformed page, an error after retries) returns the
+ * error, but objects delivered for earlier pages stay delivered: a caller that needs a
+ * complete enumeration (e.g. to derive deletions) must treat any failure as "incomplete".
+ *
+ * Rate limit: every request attempt (retries included) first takes a slot from a
+ * struct tsapi_limiter, a token bucket that keeps any sliding 60 s window at or below the
+ * configured requests per minute. Unless the options name one, clients share a
+ * process-wide limiter (the one piece of shared state, behind a mutex), set to the
+ * rate_limit of the most recently created client. Limiter functions are thread-safe.
+ *
+ * Errors: functions return 0 or a negative errno and, on failure, fill a struct tsapi_error
+ * with a class (enum tsapi_errc) and a one-line message naming the request (method and
+ * path), never credentials or the Authorization header.
+ */
+#ifndef TSGRAPHD_TSAPI_H
+#define TSGRAPHD_TSAPI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tsgraphd/config.h"
+#include "tsgraphd/tsjson.h"
+
+#define TSAPI_ERR_MAX	   512
+#define TSAPI_MAX_RESPONSE (32u * 1024 * 1024)
+#define TSAPI_MAX_PAGES	   100000u
+
+enum tsapi_errc {
+	TSAPI_OK = 0,
+	TSAPI_E_AUTH,	      /* 401: bad credentials or clock */
+	TSAPI_E_PERMISSION,   /* 403 */
+	TSAPI_E_NOT_FOUND,    /* 404 */
+	TSAPI_E_BAD_REQUEST,  /* 400, 409 and other 4xx */
+	TSAPI_E_RATE_LIMITED, /* 429, retries exhausted */
+	TSAPI_E_SERVER,	      /* 5xx, retries exhausted */
+	TSAPI_E_TIMEOUT,      /* no answer in time, retries exhausted */
+	TSAPI_E_TRANSPORT,    /* connection refused/reset, DNS, retries exhausted */
+	TSAPI_E_TLS,	      /* certificate or handshake failure (not retried) */
+	TSAPI_E_BAD_RESPONSE, /* not JSON, wrong shape, too large, redirect, pagination loop */
+	TSAPI_E_VERIFY,	      /* Server-Authorization missing or not verifying */
+	TSAPI_E_ABORTED,      /* the callback stopped the listing */
+	TSAPI_E_INTERNAL,     /* out of memory, bad arguments */
+};
+
+struct tsapi_error {
+	enum tsapi_errc code;
+	long http_status; /* last HTTP status seen, 0 when none */
+	unsigned attempts;
+	char message[TSAPI_ERR_MAX];
+};
+
+struct tsapi;
+struct tsapi_limiter;
+
+/* Tuning; zero fields take the defaults in brackets. Tests shrink the delays. */
+struct tsapi_options {
+	struct tsapi_limiter *limiter; /* [the process-wide limiter] not owned */
+	unsigned max_attempts;	       /* [5] tries per request, the first included */
+	uint32_t backoff_base_ms;      /* [500] first backoff; doubles, with jitter */
+	uint32_t backoff_max_ms;       /* [30000] longest single backoff */
+	uint32_t reset_max_ms;	       /* [60000] cap on an x-rate-limit-reset wait */
+	uint32_t retry_budget_ms;      /* [300000] total time one request may take, retries in */
+	uint32_t timeout_ms;	       /* [config ts.timeout] total time of one try */
+	size_t max_response;	       /* [TSAPI_MAX_RESPONSE] bytes of one answer */
+	unsigned max_pages;	       /* [TSAPI_MAX_PAGES] pages of one listing */
+	bool verify_responses;	       /* [false] require a valid Server-Authorization on all */
+};
+
+const char *tsapi_strerror(enum tsapi_errc code);
+
+/* The limiter: a token bucket of `burst` requests refilled so that no sliding 60 s window
+ * sees more than per_minute requests (a second of margin is kept). burst 0: a default of
+ * per_minute/10 clamped to 1..10. */
+int tsapi_limiter_new(uint32_t per_minute, uint32_t burst, struct tsapi_limiter **ret);
+void tsapi_limiter_free(struct tsapi_limiter *l);
+int tsapi_limiter_configure(struct tsapi_limiter *l, uint32_t per_minute, uint32_t burst);
+/* Takes the next slot at time now_ms (any monotonic clock) and returns how many ms the
+ * caller must wait before sending. Pure bookkeeping: nothing sleeps. */
+int64_t tsapi_limiter_reserve(struct tsapi_limiter *l, int64_t now_ms);
+/* Holds every later slot back until now_ms + ms (after a 429 with a reset). */
+void tsapi_limiter_hold(struct tsapi_limiter *l, int64_t now_ms, int64_t ms);
+/* The process-wide limiter; never freed. */
+struct tsapi_limiter *tsapi_limiter_shared(void);
+
+/* c must outlive nothing: what the client needs is copied. opt may be NULL. */
+int tsapi_new(const struct config *c, const struct tsapi_options *opt, struct tsapi **ret,
+	      struct tsapi_error *err);
+void tsapi_free(struct tsapi *api);
+/* Seconds added to the local clock for Hawk timestamps (learnt from a 401 tsm). */
+int64_t tsapi_clock_offset(const struct tsapi *api);
+
+/* GET /help/hawk/self-test, requiring a Server-Authorization that verifies. */
+int tsapi_self_test(struct tsapi *api, struct tsapi_error *err);
+
+int tsapi_list_agents(struct tsapi *api, const char *status,
+		      int (*cb)(struct ts_agent *a, void *ud), void *ud, struct tsapi_error *err);
+/* GET /v2/vulnerabilities?status=active */
+int tsapi_list_vulns(struct tsapi *api, int (*cb)(struct ts_vuln *v, void *ud), void *ud,
+		     struct tsapi_error *err);
+/* GET /v2/vulnerabilities/{cve}/servers; a 404 is an empty listing. */
+int tsapi_list_cve_servers(struct tsapi *api, const char *cve,
+			   int (*cb)(struct ts_server *s, void *ud), void *ud,
+			   struct tsapi_error *err);
+/* GET /v2/alerts?status=...&from=...&until=... (ms since the epoch, sent as ISO-8601 UTC). */
+int tsapi_list_alerts(struct tsapi *api, const char *status, int64_t from_ms, int64_t until_ms,
+		      int (*cb)(struct ts_alert *a, void *ud), void *ud, struct tsapi_error *err);
+/* Single objects; *ret is filled only on success and freed with ts_*_free(). */
+int tsapi_get_agent(struct tsapi *api, const char *id, struct ts_agent *ret,
+		    struct tsapi_error *err);
+int tsapi_get_alert(struct tsapi *api, const char *id, struct ts_alert *ret,
+		    struct tsapi_error *err);
+
+#endif

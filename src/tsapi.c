@@ -1,0 +1,1244 @@
+/* tsapi — the Threat Stack REST client.
+ *
+ * One request goes through request(): take a slot from the rate limiter, sign the exact
+ * URI string that is handed to libcurl with a fresh Hawk ts (local clock plus the learnt
+ * offset) and nonce, perform, then classify the outcome into done / retry after a delay /
+ * fail with a class. Retried: 429 (after x-rate-limit-reset, or Retry-After, capped; the
+ * shared limiter is held back too so that other clients do not hammer a throttled
+ * organization), 5xx, timeouts and transport errors, with exponential backoff and jitter,
+ * a bounded number of tries and a bounded total time. A 401 whose WWW-Authenticate carries
+ * a tsm that verifies with our key teaches us the server's clock: the offset is stored and
+ * the request retried once. Nothing else in 4xx is retried.
+ *
+ * Listings run list_pages(): one page in memory, each item parsed by tsjson and lent to
+ * the caller's callback before the next page is fetched. The continuation token is sent
+ * URL-encoded; a token seen before in the same listing (64-bit hashes kept in a small open
+ * addressing set) or more than max_pages pages end the listing with BAD_RESPONSE instead
+ * of looping forever.
+ *
+ * The rate limiter is GCRA, i.e. a token bucket expressed as a "theoretical arrival time":
+ * with burst B and interval T, n sends within less than W of each other need
+ * (n - B) * T < W, i.e. n < B + W/T. T = 61 s / (rate + 1 - B) therefore keeps every 60 s
+ * window at or below the rate, with a second of slack for network jitter. Reservation is pure arithmetic over a caller-given clock;
+ * only the client sleeps.
+ */
+#include "tsgraphd/tsapi.h"
+#include "tsgraphd/hawk.h"
+#include "tsgraphd/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#define HEADER_VALUE_MAX 1024
+#define TOKEN_MAX	 TSJSON_STR_MAX
+#define LABEL_MAX	 200
+#define SERVER_SAID_MAX	 120
+
+struct tsapi_limiter {
+	pthread_mutex_t lock;
+	int64_t interval_us;
+	int64_t tolerance_us;
+	int64_t tat_us;
+	bool started;
+};
+
+struct response {
+	long status;
+	int64_t reset_ms; /* x-rate-limit-reset or Retry-After in ms, -1 when absent */
+	char www_authenticate[HEADER_VALUE_MAX];
+	char server_authorization[HEADER_VALUE_MAX];
+	char content_type[256];
+	bool too_large;
+	struct buf body;
+};
+
+struct tsapi {
+	CURL *curl;
+	char *base; /* scheme://host[:port], no trailing slash */
+	char *host;
+	unsigned port;
+	char *user_id;
+	char *org_id;
+	char *key;
+	int64_t clock_offset; /* seconds */
+	uint64_t rng;
+	struct tsapi_limiter *limiter;
+	struct tsapi_options opt;
+	uint32_t timeout_ms;
+	struct response resp;
+};
+
+/* The attempt's verdict. */
+enum verdict {
+	V_DONE,
+	V_RETRY,
+	V_FAIL,
+};
+
+static struct tsapi_limiter shared_limiter = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result = CURLE_FAILED_INIT;
+
+static void seterr(struct tsapi_error *err, enum tsapi_errc code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void seterr(struct tsapi_error *err, enum tsapi_errc code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return;
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+}
+
+const char *tsapi_strerror(enum tsapi_errc code)
+{
+	switch (code) {
+	case TSAPI_OK:
+		return "success";
+	case TSAPI_E_AUTH:
+		return "authentication failed";
+	case TSAPI_E_PERMISSION:
+		return "permission denied";
+	case TSAPI_E_NOT_FOUND:
+		return "not found";
+	case TSAPI_E_BAD_REQUEST:
+		return "request rejected";
+	case TSAPI_E_RATE_LIMITED:
+		return "rate limited";
+	case TSAPI_E_SERVER:
+		return "server error";
+	case TSAPI_E_TIMEOUT:
+		return "timed out";
+	case TSAPI_E_TRANSPORT:
+		return "connection failed";
+	case TSAPI_E_TLS:
+		return "TLS failure";
+	case TSAPI_E_BAD_RESPONSE:
+		return "malformed response";
+	case TSAPI_E_VERIFY:
+		return "response signature did not verify";
+	case TSAPI_E_ABORTED:
+		return "stopped by the caller";
+	case TSAPI_E_INTERNAL:
+		return "internal error";
+	}
+	return "unknown error";
+}
+
+static int errc_to_errno(enum tsapi_errc code)
+{
+	switch (code) {
+	case TSAPI_OK:
+		return 0;
+	case TSAPI_E_AUTH:
+		return -EACCES;
+	case TSAPI_E_PERMISSION:
+		return -EPERM;
+	case TSAPI_E_NOT_FOUND:
+		return -ENOENT;
+	case TSAPI_E_BAD_REQUEST:
+		return -EINVAL;
+	case TSAPI_E_RATE_LIMITED:
+		return -EBUSY;
+	case TSAPI_E_SERVER:
+		return -EIO;
+	case TSAPI_E_TIMEOUT:
+		return -ETIMEDOUT;
+	case TSAPI_E_TRANSPORT:
+		return -ECONNREFUSED;
+	case TSAPI_E_TLS:
+		return -EPROTO;
+	case TSAPI_E_BAD_RESPONSE:
+		return -EBADMSG;
+	case TSAPI_E_VERIFY:
+		return -EKEYREJECTED;
+	case TSAPI_E_ABORTED:
+		return -ECANCELED;
+	case TSAPI_E_INTERNAL:
+		return -ENOMEM;
+	}
+	return -EIO;
+}
+
+/* ---- rate limiter ---------------------------------------------------------------------- */
+
+static void limiter_set(struct tsapi_limiter *l, uint32_t per_minute, uint32_t burst)
+{
+	uint32_t b = burst ? burst : per_minute / 10;
+
+	if (b < 1)
+		b = 1;
+	if (!burst && b > 10)
+		b = 10;
+	if (b > per_minute)
+		b = per_minute;
+	l->interval_us = 61000000LL / (per_minute + 1 - b);
+	l->tolerance_us = (int64_t)(b - 1) * l->interval_us;
+}
+
+int tsapi_limiter_new(uint32_t per_minute, uint32_t burst, struct tsapi_limiter **ret)
+{
+	struct tsapi_limiter *l;
+
+	if (per_minute == 0)
+		return -EINVAL;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	if (pthread_mutex_init(&l->lock, NULL) != 0) {
+		free(l);
+		return -ENOMEM;
+	}
+	limiter_set(l, per_minute, burst);
+	*ret = l;
+	return 0;
+}
+
+void tsapi_limiter_free(struct tsapi_limiter *l)
+{
+	if (!l || l == &shared_limiter)
+		return;
+	pthread_mutex_destroy(&l->lock);
+	free(l);
+}
+
+int tsapi_limiter_configure(struct tsapi_limiter *l, uint32_t per_minute, uint32_t burst)
+{
+	if (!l || per_minute == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&l->lock);
+	limiter_set(l, per_minute, burst);
+	pthread_mutex_unlock(&l->lock);
+	return 0;
+}
+
+struct tsapi_limiter *tsapi_limiter_shared(void)
+{
+	return &shared_limiter;
+}
+
+int64_t tsapi_limiter_reserve(struct tsapi_limiter *l, int64_t now_ms)
+{
+	int64_t now = now_ms * 1000, send;
+
+	pthread_mutex_lock(&l->lock);
+	if (l->interval_us <= 0) /* the shared limiter before any client configured it */
+		limiter_set(l, 200, 0);
+	if (!l->started || l->tat_us < now)
+		l->tat_us = now;
+	l->started = true;
+	send = l->tat_us - l->tolerance_us;
+	if (send < now)
+		send = now;
+	l->tat_us += l->interval_us;
+	pthread_mutex_unlock(&l->lock);
+	return (send - now + 999) / 1000;
+}
+
+void tsapi_limiter_hold(struct tsapi_limiter *l, int64_t now_ms, int64_t ms)
+{
+	int64_t until;
+
+	if (ms <= 0)
+		return;
+	pthread_mutex_lock(&l->lock);
+	until = (now_ms + ms) * 1000 + l->tolerance_us;
+	if (!l->started || l->tat_us < until)
+		l->tat_us = until;
+	l->started = true;
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* ---- client ---------------------------------------------------------------------------- */
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	if (ms <= 0)
+		return;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static uint64_t rng_next(struct tsapi *api)
+{
+	uint64_t x = api->rng; /* xorshift64*: jitter only, not security */
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	api->rng = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+static void do_curl_init(void)
+{
+	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *ud)
+{
+	struct response *resp = ud;
+
+	if (buf_append(&resp->body, data, size * n) < 0) {
+		resp->too_large = true;
+		return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+	}
+	return size * n;
+}
+
+static void copy_value(char *out, size_t size, const char *v, size_t len)
+{
+	while (len > 0 && (*v == ' ' || *v == '\t')) {
+		v++;
+		len--;
+	}
+	while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
+		len--;
+	if (len >= size)
+		len = size - 1; /* too long to be valid: truncated, it will not verify */
+	memcpy(out, v, len);
+	out[len] = '\0';
+}
+
+static bool header_is(const char *line, size_t len, const char *name, const char **ret_value,
+		      size_t *ret_len)
+{
+	size_t n = strlen(name);
+
+	if (len <= n || line[n] != ':' || strncasecmp(line, name, n) != 0)
+		return false;
+	*ret_value = line + n + 1;
+	*ret_len = len - n - 1;
+	return true;
+}
+
+static size_t on_header(char *line, size_t size, size_t n, void *ud)
+{
+	struct response *resp = ud;
+	size_t len = size * n, vlen;
+	const char *v;
+	char tmp[64];
+	uint64_t u;
+
+	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) { /* a new response (e.g. after 100) */
+		resp->reset_ms = -1;
+		resp->www_authenticate[0] = resp->server_authorization[0] = '\0';
+		resp->content_type[0] = '\0';
+	} else if (header_is(line, len, "WWW-Authenticate", &v, &vlen)) {
+		copy_value(resp->www_authenticate, sizeof(resp->www_authenticate), v, vlen);
+	} else if (header_is(line, len, "Server-Authorization", &v, &vlen)) {
+		copy_value(resp->server_authorization, sizeof(resp->server_authorization), v, vlen);
+	} else if (header_is(line, len, "Content-Type", &v, &vlen)) {
+		copy_value(resp->content_type, sizeof(resp->content_type), v, vlen);
+	} else if (header_is(line, len, "x-rate-limit-reset", &v, &vlen)) {
+		copy_value(tmp, sizeof(tmp), v, vlen);
+		if (parse_u64(tmp, 0, INT32_MAX, &u) == 0)
+			resp->reset_ms = (int64_t)u;
+	} else if (header_is(line, len, "Retry-After", &v, &vlen) && resp->reset_ms < 0) {
+		copy_value(tmp, sizeof(tmp), v, vlen);
+		if (parse_u64(tmp, 0, 86400, &u) == 0)
+			resp->reset_ms = (int64_t)u * 1000;
+	}
+	return len;
+}
+
+/* Splits the configured origin into what Hawk signs: host (as in the URL) and port. */
+static int parse_origin(struct tsapi *api, const char *url, struct tsapi_error *err)
+{
+	CURLU *u = curl_url();
+	char *host = NULL, *port = NULL;
+	uint64_t p;
+	int r = -EINVAL;
+
+	if (!u) {
+		seterr(err, TSAPI_E_INTERNAL, "out of memory");
+		return -ENOMEM;
+	}
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+	    parse_u64(port, 1, 65535, &p) < 0) {
+		seterr(err, TSAPI_E_INTERNAL, "api_url %s: cannot parse host and port", url);
+		goto out;
+	}
+	api->host = strdup(host);
+	if (!api->host) {
+		seterr(err, TSAPI_E_INTERNAL, "out of memory");
+		r = -ENOMEM;
+		goto out;
+	}
+	api->port = (unsigned)p;
+	r = 0;
+out:
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return r;
+}
+
+static int setup_curl(struct tsapi *api, const struct config *c)
+{
+	long timeout = (long)api->timeout_ms;
+	long connect = timeout < 10000 ? timeout : 10000;
+	CURL *h = api->curl;
+
+	if (curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "https") != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)api->opt.max_response) !=
+		    CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_USERAGENT, "tsgraphd/" TSGRAPHD_VERSION) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_WRITEDATA, &api->resp) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_HEADERDATA, &api->resp) != CURLE_OK)
+		return -EINVAL;
+	if (c->ts.api_ca_file && curl_easy_setopt(h, CURLOPT_CAINFO, c->ts.api_ca_file) != CURLE_OK)
+		return -EINVAL;
+	return 0;
+}
+
+int tsapi_new(const struct config *c, const struct tsapi_options *opt, struct tsapi **ret,
+	      struct tsapi_error *err)
+{
+	struct tsapi *api = NULL;
+	size_t len;
+	int r;
+
+	if (err)
+		memset(err, 0, sizeof(*err));
+	if (!c || !c->ts.api_url || !c->ts.user_id || !c->ts.api_key || !c->ts.rate_limit) {
+		seterr(err, TSAPI_E_INTERNAL, "incomplete [threatstack] configuration");
+		return -EINVAL;
+	}
+	pthread_once(&curl_once, do_curl_init);
+	if (curl_init_result != CURLE_OK) {
+		seterr(err, TSAPI_E_INTERNAL, "libcurl initialisation failed");
+		return -EIO;
+	}
+	api = calloc(1, sizeof(*api));
+	if (!api)
+		goto nomem;
+	if (opt)
+		api->opt = *opt;
+	if (!api->opt.max_attempts)
+		api->opt.max_attempts = 5;
+	if (!api->opt.backoff_base_ms)
+		api->opt.backoff_base_ms = 500;
+	if (!api->opt.backoff_max_ms)
+		api->opt.backoff_max_ms = 30000;
+	if (!api->opt.reset_max_ms)
+		api->opt.reset_max_ms = 60000;
+	if (!api->opt.retry_budget_ms)
+		api->opt.retry_budget_ms = 300000;
+	if (!api->opt.max_response)
+		api->opt.max_response = TSAPI_MAX_RESPONSE;
+	if (!api->opt.max_pages)
+		api->opt.max_pages = TSAPI_MAX_PAGES;
+	api->timeout_ms = api->opt.timeout_ms ? api->opt.timeout_ms
+			  : c->ts.timeout     ? c->ts.timeout * 1000u
+					      : 30000u;
+	if (api->opt.limiter) {
+		api->limiter = api->opt.limiter;
+	} else {
+		api->limiter = &shared_limiter;
+		tsapi_limiter_configure(api->limiter, c->ts.rate_limit, 0);
+	}
+	buf_init(&api->resp.body, api->opt.max_response);
+	if (getrandom(&api->rng, sizeof(api->rng), 0) != sizeof(api->rng))
+		api->rng = (uint64_t)monotonic_ms();
+	api->rng |= 1;
+
+	api->base = strdup(c->ts.api_url);
+	api->user_id = strdup(c->ts.user_id);
+	api->org_id = xstrdup_or_null(c->ts.org_id);
+	api->key = strdup(c->ts.api_key);
+	if (!api->base || !api->user_id || (c->ts.org_id && !api->org_id) || !api->key)
+		goto nomem;
+	len = strlen(api->base);
+	while (len > 0 && api->base[len - 1] == '/')
+		api->base[--len] = '\0';
+	r = parse_origin(api, api->base, err);
+	if (r < 0)
+		goto fail;
+	api->curl = curl_easy_init();
+	if (!api->curl)
+		goto nomem;
+	r = setup_curl(api, c);
+	if (r < 0) {
+		seterr(err, TSAPI_E_INTERNAL, "libcurl refused an option (too old?)");
+		goto fail;
+	}
+	*ret = api;
+	return 0;
+nomem:
+	r = -ENOMEM;
+	seterr(err, TSAPI_E_INTERNAL, "out of memory");
+fail:
+	tsapi_free(api);
+	return r;
+}
+
+void tsapi_free(struct tsapi *api)
+{
+	if (!api)
+		return;
+	if (api->curl)
+		curl_easy_cleanup(api->curl);
+	if (api->key) {
+		explicit_bzero(api->key, strlen(api->key));
+		free(api->key);
+	}
+	free(api->base);
+	free(api->host);
+	free(api->user_id);
+	free(api->org_id);
+	buf_free(&api->resp.body);
+	free(api);
+}
+
+int64_t tsapi_clock_offset(const struct tsapi *api)
+{
+	return api->clock_offset;
+}
+
+/* The first string of an {"errors":[...]} body, sanitised, for the error message. */
+static void server_said(const struct response *resp, char out[static SERVER_SAID_MAX + 1])
+{
+	json_object *root = NULL, *errors, *first;
+	const char *s = NULL;
+	size_t i;
+
+	out[0] = '\0';
+	if (resp->body.len > 0 && resp->body.len < 65536)
+		root = json_tokener_parse(resp->body.data);
+	if (root && json_object_object_get_ex(root, "errors", &errors) &&
+	    json_object_is_type(errors, json_type_array) &&
+	    (first = json_object_array_get_idx(errors, 0)) &&
+	    json_object_is_type(first, json_type_string))
+		s = json_object_get_string(first);
+	for (i = 0; s && s[i] && i < SERVER_SAID_MAX; i++)
+		out[i] = isprint((unsigned char)s[i]) && s[i] != '"' ? s[i] : '?';
+	out[i] = '\0';
+	json_object_put(root);
+}
+
+static enum verdict classify_curl(CURLcode cc, const struct response *resp, enum tsapi_errc *code,
+				  const char **why)
+{
+	*why = curl_easy_strerror(cc);
+	switch (cc) {
+	case CURLE_OPERATION_TIMEDOUT:
+		*code = TSAPI_E_TIMEOUT;
+		return V_RETRY;
+	case CURLE_SSL_CONNECT_ERROR:
+		*code = TSAPI_E_TLS;
+		return V_RETRY;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_SSL_ENGINE_NOTFOUND:
+	case CURLE_SSL_ENGINE_SETFAILED:
+	case CURLE_SSL_ENGINE_INITFAILED:
+	case CURLE_USE_SSL_FAILED:
+		*code = TSAPI_E_TLS;
+		return V_FAIL;
+	case CURLE_WRITE_ERROR:
+	case CURLE_FILESIZE_EXCEEDED:
+		if (resp->too_large || cc == CURLE_FILESIZE_EXCEEDED) {
+			*code = TSAPI_E_BAD_RESPONSE;
+			*why = "response larger than the limit";
+			return V_FAIL;
+		}
+		*code = TSAPI_E_INTERNAL;
+		return V_FAIL;
+	case CURLE_OUT_OF_MEMORY:
+	case CURLE_URL_MALFORMAT:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_BAD_FUNCTION_ARGUMENT:
+		*code = TSAPI_E_INTERNAL;
+		return V_FAIL;
+	default:
+		*code = TSAPI_E_TRANSPORT;
+		return V_RETRY;
+	}
+}
+
+/* The delay before try number `attempt` + 1: min(max, base * 2^(attempt-1)), then a
+ * uniformly random point in its upper half. */
+static int64_t backoff(struct tsapi *api, unsigned attempt)
+{
+	int64_t d = api->opt.backoff_base_ms;
+
+	for (unsigned i = 1; i < attempt && d < api->opt.backoff_max_ms; i++)
+		d *= 2;
+	if (d > api->opt.backoff_max_ms)
+		d = api->opt.backoff_max_ms;
+	return d / 2 + (int64_t)(rng_next(api) % (uint64_t)(d / 2 + 1));
+}
+
+struct req {
+	const char *uri;   /* path?query as signed and sent */
+	const char *label; /* "GET /v2/agents?status=online (page 2)" for messages */
+	bool verify;	   /* require a verifying Server-Authorization */
+};
+
+/* One try: sign, send, collect. Returns the curl code; fills api->resp. */
+static int perform(struct tsapi *api, const struct req *rq, const struct hawk_credentials *cred,
+		   struct hawk_artifacts *art, CURLcode *ret_cc)
+{
+	struct hawk_request hr = {
+		.method = "GET", .uri = rq->uri, .host = api->host, .port = api->port
+	};
+	char nonce[HAWK_NONCE_LEN + 1];
+	struct curl_slist *headers = NULL, *tmp;
+	_cleanup_free_ char *auth = NULL, *line = NULL, *url = NULL;
+	int64_t ts;
+	int r;
+
+	r = hawk_nonce(nonce);
+	if (r < 0)
+		return r;
+	ts = now_ms() / 1000 + api->clock_offset;
+	r = hawk_header(cred, &hr, ts, nonce, &auth, art);
+	if (r < 0)
+		return r;
+	if (asprintf(&line, "Authorization: %s", auth) < 0) {
+		line = NULL;
+		return -ENOMEM;
+	}
+	if (asprintf(&url, "%s%s", api->base, rq->uri) < 0) {
+		url = NULL;
+		return -ENOMEM;
+	}
+	headers = curl_slist_append(NULL, line);
+	if (!headers)
+		return -ENOMEM;
+	tmp = curl_slist_append(headers, "Accept: application/json");
+	if (!tmp) {
+		curl_slist_free_all(headers);
+		return -ENOMEM;
+	}
+	headers = tmp;
+
+	buf_reset(&api->resp.body);
+	api->resp.status = 0;
+	api->resp.reset_ms = -1;
+	api->resp.too_large = false;
+	api->resp.www_authenticate[0] = api->resp.server_authorization[0] = '\0';
+	api->resp.content_type[0] = '\0';
+	if (curl_easy_setopt(api->curl, CURLOPT_URL, url) != CURLE_OK ||
+	    curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, headers) != CURLE_OK) {
+		curl_slist_free_all(headers);
+		return -EINVAL;
+	}
+	*ret_cc = curl_easy_perform(api->curl);
+	curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &api->resp.status);
+	curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, NULL);
+	curl_slist_free_all(headers);
+	return 0;
+}
+
+/* Runs one request with limiter, retries and classification. On success the answer is in
+ * api->resp (status 2xx). */
+static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *err)
+{
+	struct hawk_credentials cred = { .id = api->user_id, .key = api->key, .ext = api->org_id };
+	int64_t start = monotonic_ms(), delay;
+	enum tsapi_errc code = TSAPI_OK;
+	bool skew_retried = false;
+	const char *why = NULL;
+	char said[SERVER_SAID_MAX + 1] = "", whybuf[160];
+	unsigned attempt = 0, tries = 0;
+	int r;
+
+	for (;;) {
+		struct hawk_artifacts art;
+		enum verdict v;
+		CURLcode cc = CURLE_OK;
+		long st;
+
+		attempt++;
+		tries++;
+		sleep_ms(tsapi_limiter_reserve(api->limiter, monotonic_ms()));
+		r = perform(api, rq, &cred, &art, &cc);
+		if (r < 0) {
+			seterr(err, TSAPI_E_INTERNAL, "%s: cannot build the request: %s", rq->label,
+			       strerror(-r));
+			goto fail_errno;
+		}
+		st = api->resp.status;
+		delay = 0;
+		said[0] = '\0';
+		if (cc != CURLE_OK) {
+			v = classify_curl(cc, &api->resp, &code, &why);
+			st = 0;
+		} else if (st >= 200 && st < 300) {
+			v = V_DONE;
+		} else if (st == 401) {
+			int64_t offset;
+
+			code = TSAPI_E_AUTH;
+			v = V_FAIL;
+			if (!skew_retried && api->resp.www_authenticate[0] &&
+			    hawk_verify_tsm(api->key, api->resp.www_authenticate, now_ms() / 1000,
+					    &offset) == 0) {
+				/* The server told us its time and proved it knows our key. */
+				api->clock_offset = offset;
+				skew_retried = true;
+				attempt--; /* a free retry: it does not count against the budget */
+				continue;
+			}
+		} else if (st == 403) {
+			code = TSAPI_E_PERMISSION;
+			v = V_FAIL;
+		} else if (st == 404) {
+			code = TSAPI_E_NOT_FOUND;
+			v = V_FAIL;
+		} else if (st == 429) {
+			code = TSAPI_E_RATE_LIMITED;
+			v = V_RETRY;
+			if (api->resp.reset_ms >= 0) {
+				delay = api->resp.reset_ms < api->opt.reset_max_ms
+						? api->resp.reset_ms
+						: api->opt.reset_max_ms;
+				tsapi_limiter_hold(api->limiter, monotonic_ms(), delay);
+			}
+		} else if (st >= 500 && st < 600) {
+			code = TSAPI_E_SERVER;
+			v = V_RETRY;
+		} else if (st >= 300 && st < 400) {
+			code = TSAPI_E_BAD_RESPONSE;
+			why = "redirect not followed";
+			v = V_FAIL;
+		} else if (st >= 400 && st < 500) {
+			code = TSAPI_E_BAD_REQUEST;
+			v = V_FAIL;
+		} else {
+			code = TSAPI_E_BAD_RESPONSE;
+			why = "unexpected HTTP status";
+			v = V_FAIL;
+		}
+		if (st >= 400)
+			server_said(&api->resp, said);
+
+		if (v == V_DONE && (rq->verify || api->opt.verify_responses)) {
+			struct hawk_request hr = { .method = "GET",
+						   .uri = rq->uri,
+						   .host = api->host,
+						   .port = api->port };
+
+			if (!api->resp.server_authorization[0]) {
+				code = TSAPI_E_VERIFY;
+				why = "the answer carries no Server-Authorization header";
+				v = V_FAIL;
+			} else if ((r = hawk_verify_response(
+					    &cred, &hr, &art, api->resp.server_authorization,
+					    api->resp.content_type, api->resp.body.data,
+					    api->resp.body.len)) < 0) {
+				code = TSAPI_E_VERIFY;
+				snprintf(whybuf, sizeof(whybuf),
+					 "Server-Authorization does not verify (%s)",
+					 r == -EACCES ? "wrong mac or hash" : "malformed header");
+				why = whybuf;
+				v = V_FAIL;
+			}
+		}
+		if (v == V_DONE)
+			return 0;
+		if (v == V_RETRY && attempt < api->opt.max_attempts) {
+			if (delay == 0)
+				delay = backoff(api, attempt);
+			if (monotonic_ms() + delay - start <= api->opt.retry_budget_ms) {
+				sleep_ms(delay);
+				continue;
+			}
+		}
+		break;
+	}
+	if (err) {
+		struct buf m;
+
+		buf_init(&m, sizeof(err->message) - 1);
+		(void)buf_printf(&m, "%s: ", rq->label);
+		if (api->resp.status > 0 && !why)
+			(void)buf_printf(&m, "HTTP %ld ", api->resp.status);
+		(void)buf_puts(&m, tsapi_strerror(code));
+		if (why)
+			(void)buf_printf(&m, ": %s", why);
+		if (said[0])
+			(void)buf_printf(&m, " (server said: %s)", said);
+		if (tries > 1)
+			(void)buf_printf(&m, " after %u tries", tries);
+		seterr(err, code, "%s", m.data ? m.data : tsapi_strerror(code));
+		buf_free(&m);
+		err->http_status = api->resp.status;
+		err->attempts = tries;
+	}
+	return errc_to_errno(code);
+fail_errno:
+	if (err)
+		err->attempts = tries;
+	return r;
+}
+
+int tsapi_self_test(struct tsapi *api, struct tsapi_error *err)
+{
+	struct req rq = { .uri = "/help/hawk/self-test",
+			  .label = "GET /help/hawk/self-test",
+			  .verify = true };
+
+	if (err)
+		memset(err, 0, sizeof(*err));
+	return request(api, &rq, err);
+}
+
+/* ---- listings -------------------------------------------------------------------------- */
+
+struct tokset {
+	uint64_t *v;
+	size_t cap, n;
+};
+
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+	return h ? h : 1;
+}
+
+/* 1 when h was already present, 0 when added. */
+static int tokset_add(struct tokset *t, uint64_t h)
+{
+	size_t i;
+
+	if ((t->n + 1) * 2 > t->cap) {
+		size_t ncap = t->cap ? t->cap * 2 : 64;
+		uint64_t *nv = calloc(ncap, sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		for (size_t j = 0; j < t->cap; j++) {
+			if (!t->v[j])
+				continue;
+			for (i = t->v[j] & (ncap - 1); nv[i]; i = (i + 1) & (ncap - 1))
+				;
+			nv[i] = t->v[j];
+		}
+		free(t->v);
+		t->v = nv;
+		t->cap = ncap;
+	}
+	for (i = h & (t->cap - 1); t->v[i]; i = (i + 1) & (t->cap - 1))
+		if (t->v[i] == h)
+			return 1;
+	t->v[i] = h;
+	t->n++;
+	return 0;
+}
+
+/* Parses one item and lends it to the caller; returns 0, -EBADMSG (err in perr) or what the
+ * callback returned. */
+typedef int (*item_fn)(json_object *item, void *ctx, char perr[static TSJSON_ERR_MAX]);
+
+struct listing {
+	const char *path_query; /* "/v2/agents?status=online", escaped */
+	const char *collection;
+	bool not_found_is_empty;
+	item_fn item;
+	void *ctx;
+};
+
+static int list_pages(struct tsapi *api, const struct listing *ls, struct tsapi_error *err)
+{
+	_cleanup_free_ char *token = NULL;
+	struct tokset seen = { 0 };
+	char perr[TSJSON_ERR_MAX];
+	json_object *root = NULL;
+	unsigned page;
+	int r = 0;
+
+	if (err)
+		memset(err, 0, sizeof(*err));
+	for (page = 1;; page++) {
+		_cleanup_free_ char *uri = NULL;
+		char label[LABEL_MAX];
+		json_object *items = NULL;
+		const char *next = NULL;
+		size_t n;
+
+		if (page > api->opt.max_pages) {
+			seterr(err, TSAPI_E_BAD_RESPONSE, "GET %s: more than %u pages",
+			       ls->path_query, api->opt.max_pages);
+			r = -EBADMSG;
+			goto out;
+		}
+		if (token) {
+			char *esc = curl_easy_escape(api->curl, token, 0);
+
+			if (!esc || asprintf(&uri, "%s%stoken=%s", ls->path_query,
+					     strchr(ls->path_query, '?') ? "&" : "?", esc) < 0)
+				uri = NULL;
+			curl_free(esc);
+		} else {
+			uri = strdup(ls->path_query);
+		}
+		if (!uri) {
+			seterr(err, TSAPI_E_INTERNAL, "GET %s: out of memory", ls->path_query);
+			r = -ENOMEM;
+			goto out;
+		}
+		snprintf(label, sizeof(label), "GET %s (page %u)", ls->path_query, page);
+		r = request(api, &(struct req){ .uri = uri, .label = label }, err);
+		if (r == -ENOENT && ls->not_found_is_empty && page == 1) {
+			if (err)
+				memset(err, 0, sizeof(*err));
+			r = 0;
+			goto out;
+		}
+		if (r < 0)
+			goto out;
+		r = tsjson_page(api->resp.body.data, api->resp.body.len, ls->collection, &root,
+				&items, &next, perr);
+		if (r < 0) {
+			seterr(err, r == -ENOMEM ? TSAPI_E_INTERNAL : TSAPI_E_BAD_RESPONSE,
+			       "%s: %s", label, perr);
+			goto out;
+		}
+		n = items ? json_object_array_length(items) : 0;
+		for (size_t i = 0; i < n; i++) {
+			r = ls->item(json_object_array_get_idx(items, i), ls->ctx, perr);
+			if (r == -EBADMSG && perr[0]) {
+				seterr(err, TSAPI_E_BAD_RESPONSE, "%s: item %zu: %s", label, i,
+				       perr);
+				goto out;
+			}
+			if (r < 0) {
+				seterr(err, r == -ENOMEM ? TSAPI_E_INTERNAL : TSAPI_E_ABORTED,
+				       "%s: %s", label,
+				       r == -ENOMEM ? "out of memory" : "stopped by the callback");
+				goto out;
+			}
+		}
+		if (!next)
+			break;
+		r = tokset_add(&seen, fnv1a(next));
+		if (r != 0) {
+			seterr(err, r < 0 ? TSAPI_E_INTERNAL : TSAPI_E_BAD_RESPONSE, "%s: %s",
+			       label, r < 0 ? "out of memory" : "pagination token repeated (loop)");
+			r = r < 0 ? r : -EBADMSG;
+			goto out;
+		}
+		free(token);
+		token = strdup(next);
+		json_object_put(root);
+		root = NULL;
+		if (!token) {
+			seterr(err, TSAPI_E_INTERNAL, "%s: out of memory", label);
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	json_object_put(root);
+	free(seen.v);
+	return r;
+}
+
+/* The callback contract: a negative return from the caller's callback stops the listing.
+ * perr is cleared so list_pages tells it apart from a parse error. */
+struct agent_ctx {
+	int (*cb)(struct ts_agent *, void *);
+	void *ud;
+};
+
+static int agent_item(json_object *o, void *ctx, char perr[static TSJSON_ERR_MAX])
+{
+	struct agent_ctx *c = ctx;
+	struct ts_agent a;
+	int r = tsjson_agent(o, &a, perr);
+
+	if (r < 0)
+		return r;
+	perr[0] = '\0';
+	r = c->cb(&a, c->ud);
+	ts_agent_free(&a);
+	return r < 0 ? r : 0;
+}
+
+struct vuln_ctx {
+	int (*cb)(struct ts_vuln *, void *);
+	void *ud;
+};
+
+static int vuln_item(json_object *o, void *ctx, char perr[static TSJSON_ERR_MAX])
+{
+	struct vuln_ctx *c = ctx;
+	struct ts_vuln v;
+	int r = tsjson_vuln(o, &v, perr);
+
+	if (r < 0)
+		return r;
+	perr[0] = '\0';
+	r = c->cb(&v, c->ud);
+	ts_vuln_free(&v);
+	return r < 0 ? r : 0;
+}
+
+struct server_ctx {
+	int (*cb)(struct ts_server *, void *);
+	void *ud;
+};
+
+static int server_item(json_object *o, void *ctx, char perr[static TSJSON_ERR_MAX])
+{
+	struct server_ctx *c = ctx;
+	struct ts_server s;
+	int r = tsjson_server(o, &s, perr);
+
+	if (r < 0)
+		return r;
+	perr[0] = '\0';
+	r = c->cb(&s, c->ud);
+	ts_server_free(&s);
+	return r < 0 ? r : 0;
+}
+
+struct alert_ctx {
+	int (*cb)(struct ts_alert *, void *);
+	void *ud;
+};
+
+static int alert_item(json_object *o, void *ctx, char perr[static TSJSON_ERR_MAX])
+{
+	struct alert_ctx *c = ctx;
+	struct ts_alert a;
+	int r = tsjson_alert(o, &a, perr);
+
+	if (r < 0)
+		return r;
+	perr[0] = '\0';
+	r = c->cb(&a, c->ud);
+	ts_alert_free(&a);
+	return r < 0 ? r : 0;
+}
+
+/* "prefix" + escaped(arg) + "suffix", malloc'd. */
+static char *build_path(struct tsapi *api, const char *prefix, const char *arg, const char *suffix)
+{
+	char *esc = curl_easy_escape(api->curl, arg, 0), *out = NULL;
+
+	if (esc && asprintf(&out, "%s%s%s", prefix, esc, suffix) < 0)
+		out = NULL;
+	curl_free(esc);
+	return out;
+}
+
+static int bad_arg(struct tsapi_error *err, const char *what)
+{
+	if (err) {
+		memset(err, 0, sizeof(*err));
+		seterr(err, TSAPI_E_INTERNAL, "%s", what);
+	}
+	return -EINVAL;
+}
+
+int tsapi_list_agents(struct tsapi *api, const char *status,
+		      int (*cb)(struct ts_agent *a, void *ud), void *ud, struct tsapi_error *err)
+{
+	struct agent_ctx c = { cb, ud };
+	_cleanup_free_ char *pq = NULL;
+
+	if (!status || !*status || !cb)
+		return bad_arg(err, "list agents: status and callback are required");
+	pq = build_path(api, "/v2/agents?status=", status, "");
+	if (!pq)
+		return bad_arg(err, "list agents: out of memory");
+	return list_pages(
+		api,
+		&(struct listing){
+			.path_query = pq, .collection = "agents", .item = agent_item, .ctx = &c },
+		err);
+}
+
+int tsapi_list_vulns(struct tsapi *api, int (*cb)(struct ts_vuln *v, void *ud), void *ud,
+		     struct tsapi_error *err)
+{
+	struct vuln_ctx c = { cb, ud };
+
+	if (!cb)
+		return bad_arg(err, "list vulnerabilities: callback required");
+	return list_pages(api,
+			  &(struct listing){ .path_query = "/v2/vulnerabilities?status=active",
+					     .collection = "cves",
+					     .item = vuln_item,
+					     .ctx = &c },
+			  err);
+}
+
+int tsapi_list_cve_servers(struct tsapi *api, const char *cve,
+			   int (*cb)(struct ts_server *s, void *ud), void *ud,
+			   struct tsapi_error *err)
+{
+	struct server_ctx c = { cb, ud };
+	_cleanup_free_ char *pq = NULL;
+
+	if (!cve || !*cve || !cb)
+		return bad_arg(err, "list CVE servers: CVE and callback are required");
+	pq = build_path(api, "/v2/vulnerabilities/", cve, "/servers");
+	if (!pq)
+		return bad_arg(err, "list CVE servers: out of memory");
+	return list_pages(api,
+			  &(struct listing){ .path_query = pq,
+					     .collection = "servers",
+					     .not_found_is_empty = true,
+					     .item = server_item,
+					     .ctx = &c },
+			  err);
+}
+
+int tsapi_list_alerts(struct tsapi *api, const char *status, int64_t from_ms, int64_t until_ms,
+		      int (*cb)(struct ts_alert *a, void *ud), void *ud, struct tsapi_error *err)
+{
+	struct alert_ctx c = { cb, ud };
+	char from[32], until[32], *st = NULL, *f = NULL, *u = NULL;
+	_cleanup_free_ char *pq = NULL;
+
+	if (!status || !*status || !cb || from_ms < 0 || until_ms < from_ms)
+		return bad_arg(err, "list alerts: status, a window and a callback are required");
+	format_iso8601_ms(from_ms, from);
+	format_iso8601_ms(until_ms, until);
+	st = curl_easy_escape(api->curl, status, 0);
+	f = curl_easy_escape(api->curl, from, 0);
+	u = curl_easy_escape(api->curl, until, 0);
+	if (!st || !f || !u || asprintf(&pq, "/v2/alerts?status=%s&from=%s&until=%s", st, f, u) < 0)
+		pq = NULL;
+	curl_free(st);
+	curl_free(f);
+	curl_free(u);
+	if (!pq)
+		return bad_arg(err, "list alerts: out of memory");
+	return list_pages(
+		api,
+		&(struct listing){
+			.path_query = pq, .collection = "alerts", .item = alert_item, .ctx = &c },
+		err);
+}
+
+/* GET one object and parse the whole body as a JSON object. */
+static int get_one(struct tsapi *api, const char *pq, json_object **ret_root,
+		   struct tsapi_error *err)
+{
+	char label[LABEL_MAX];
+	json_tokener *tok;
+	json_object *root;
+	int r;
+
+	if (err)
+		memset(err, 0, sizeof(*err));
+	snprintf(label, sizeof(label), "GET %s", pq);
+	r = request(api, &(struct req){ .uri = pq, .label = label }, err);
+	if (r < 0)
+		return r;
+	tok = json_tokener_new();
+	if (!tok) {
+		seterr(err, TSAPI_E_INTERNAL, "%s: out of memory", label);
+		return -ENOMEM;
+	}
+	root = api->resp.body.len > 0 && api->resp.body.len < INT32_MAX
+		       ? json_tokener_parse_ex(tok, api->resp.body.data, (int)api->resp.body.len)
+		       : NULL;
+	if (root && (size_t)json_tokener_get_parse_end(tok) < api->resp.body.len) {
+		for (size_t i = json_tokener_get_parse_end(tok); i < api->resp.body.len; i++)
+			if (!isspace((unsigned char)api->resp.body.data[i])) {
+				json_object_put(root);
+				root = NULL;
+				break;
+			}
+	}
+	json_tokener_free(tok);
+	if (!root || !json_object_is_type(root, json_type_object)) {
+		json_object_put(root);
+		seterr(err, TSAPI_E_BAD_RESPONSE, "%s: %s", label,
+		       root ? "not a JSON object" : "not JSON (or truncated)");
+		return -EBADMSG;
+	}
+	*ret_root = root;
+	return 0;
+}
+
+int tsapi_get_agent(struct tsapi *api, const char *id, struct ts_agent *ret,
+		    struct tsapi_error *err)
+{
+	_cleanup_free_ char *pq = NULL;
+	char perr[TSJSON_ERR_MAX];
+	json_object *root = NULL;
+	int r;
+
+	if (!id || !*id)
+		return bad_arg(err, "get agent: id required");
+	pq = build_path(api, "/v2/agents/", id, "");
+	if (!pq)
+		return bad_arg(err, "get agent: out of memory");
+	r = get_one(api, pq, &root, err);
+	if (r < 0)
+		return r;
+	r = tsjson_agent(root, ret, perr);
+	json_object_put(root);
+	if (r < 0)
+		seterr(err, r == -ENOMEM ? TSAPI_E_INTERNAL : TSAPI_E_BAD_RESPONSE, "GET %s: %s",
+		       pq, perr);
+	return r;
+}
+
+int tsapi_get_alert(struct tsapi *api, const char *id, struct ts_alert *ret,
+		    struct tsapi_error *err)
+{
+	_cleanup_free_ char *pq = NULL;
+	char perr[TSJSON_ERR_MAX];
+	json_object *root = NULL;
+	int r;
+
+	if (!id || !*id)
+		return bad_arg(err, "get alert: id required");
+	pq = build_path(api, "/v2/alerts/", id, "");
+	if (!pq)
+		return bad_arg(err, "get alert: out of memory");
+	r = get_one(api, pq, &root, err);
+	if (r < 0)
+		return r;
+	r = tsjson_alert(root, ret, perr);
+	json_object_put(root);
+	if (r < 0)
+		seterr(err, r == -ENOMEM ? TSAPI_E_INTERNAL : TSAPI_E_BAD_RESPONSE, "GET %s: %s",
+		       pq, perr);
+	return r;
+}

@@ -1,0 +1,932 @@
+/* Unit tests for tsapi: the rate limiter's arithmetic on an injected clock, and the client
+ * against build/fake_threatstack (spawned per test on an ephemeral loopback port, killed at
+ * teardown) for listings, pagination, every fault the fake can inject, clock skew recovery
+ * and the rate limit as the server measured it. A tiny in-process libmicrohttpd server
+ * covers what the fake never does (a repeated pagination token, a redirect, Retry-After). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+
+#include "tsgraphd/config.h"
+#include "tsgraphd/tsapi.h"
+#include "tsgraphd/util.h"
+
+#define ORG_ID	"545d0293b620cd090d000023"
+#define USER_ID "5537c4284e9684df7e000014"
+#define API_KEY "fake-api-key-0123456789abcdef"
+
+struct fake {
+	pid_t pid;
+	char dir[64];
+	char url[64];
+	unsigned port;
+};
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static void fake_start(struct fake *f, const char *const *extra)
+{
+	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+	char bin[512], portfile[128], *argv[64];
+	size_t n = 0;
+
+	memset(f, 0, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_tsapi.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(bin, sizeof(bin), "%s/fake_threatstack", build);
+	snprintf(portfile, sizeof(portfile), "%s/port", f->dir);
+	argv[n++] = bin;
+	argv[n++] = "--listen";
+	argv[n++] = "127.0.0.1:0";
+	argv[n++] = "--port-file";
+	argv[n++] = portfile;
+	for (; extra && *extra && n < 62; extra++)
+		argv[n++] = (char *)*extra;
+	argv[n] = NULL;
+	f->pid = fork();
+	assert_true(f->pid >= 0);
+	if (f->pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			close(fd);
+		}
+		execv(bin, argv);
+		_exit(127);
+	}
+	for (int i = 0; i < 1000; i++) { /* at most 20 s, for a 10,000-agent fleet under ASan */
+		char *data = NULL;
+		size_t len;
+		uint64_t port;
+
+		if (read_file_bounded(portfile, 64, &data, &len) == 0) {
+			if (len > 0 && data[len - 1] == '\n')
+				data[len - 1] = '\0';
+			if (parse_u64(data, 1, 65535, &port) == 0) {
+				free(data);
+				f->port = (unsigned)port;
+				snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%u", f->port);
+				return;
+			}
+		}
+		free(data);
+		if (waitpid(f->pid, NULL, WNOHANG) == f->pid)
+			fail_msg("%s exited before listening", bin);
+		sleep_ms(20);
+	}
+	fail_msg("%s did not write its port file", bin);
+}
+
+static void fake_stop(struct fake *f)
+{
+	char path[128];
+	int status = 0;
+
+	if (f->pid > 0) {
+		kill(f->pid, SIGTERM);
+		for (int i = 0; i < 500 && waitpid(f->pid, &status, WNOHANG) == 0; i++)
+			sleep_ms(10);
+		if (waitpid(f->pid, &status, WNOHANG) == 0) {
+			kill(f->pid, SIGKILL);
+			waitpid(f->pid, &status, 0);
+		}
+		f->pid = 0;
+	}
+	snprintf(path, sizeof(path), "%s/port", f->dir);
+	unlink(path);
+	rmdir(f->dir);
+}
+
+static size_t collect(char *d, size_t s, size_t n, void *ud)
+{
+	return buf_append(ud, d, s * n) == 0 ? s * n : 0;
+}
+
+/* A control request (no Hawk); returns the parsed answer, asserting HTTP 200. */
+static json_object *control(struct fake *f, const char *method, const char *path, const char *body)
+{
+	CURL *h = curl_easy_init();
+	struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
+	char url[256];
+	struct buf b;
+	long st = 0;
+	json_object *o;
+
+	buf_init(&b, 64 << 20);
+	snprintf(url, sizeof(url), "%s%s", f->url, path);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+	if (strcmp(method, "POST") == 0) {
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "{}");
+	}
+	assert_int_equal(curl_easy_perform(h), CURLE_OK);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
+	curl_slist_free_all(hd);
+	curl_easy_cleanup(h);
+	if (st != 200)
+		fail_msg("%s %s: HTTP %ld %s", method, path, st, b.data ? b.data : "");
+	o = json_tokener_parse(b.data);
+	assert_non_null(o);
+	buf_free(&b);
+	return o;
+}
+
+static void fault(struct fake *f, const char *json)
+{
+	json_object_put(control(f, "POST", "/_fake/fault", json));
+}
+
+static int64_t stat_int(struct fake *f, const char *key, const char *sub)
+{
+	json_object *o = control(f, "GET", "/_fake/stats", NULL), *v = NULL, *w = NULL;
+	int64_t n;
+
+	assert_true(json_object_object_get_ex(o, key, &v));
+	if (sub) {
+		assert_true(json_object_object_get_ex(v, sub, &w));
+		v = w;
+	}
+	n = json_object_get_int64(v);
+	json_object_put(o);
+	return n;
+}
+
+static struct tsapi_limiter *fast_limiter;
+
+static void make_config(struct config *c, const char *url, const char *key)
+{
+	memset(c, 0, sizeof(*c));
+	c->file = "test";
+	c->ts.org_id = ORG_ID;
+	c->ts.user_id = USER_ID;
+	c->ts.api_key = (char *)key;
+	c->ts.api_url = (char *)url;
+	c->ts.rate_limit = 6000;
+	c->ts.timeout = 10;
+}
+
+/* A client with test-sized delays and a fast private limiter. */
+static struct tsapi *client(const char *url, const char *key, struct tsapi_options *o)
+{
+	struct tsapi_options def = { 0 };
+	struct tsapi_error err;
+	struct tsapi *api = NULL;
+	struct config c;
+
+	make_config(&c, url, key);
+	if (!o)
+		o = &def;
+	if (!o->limiter)
+		o->limiter = fast_limiter;
+	if (!o->backoff_base_ms)
+		o->backoff_base_ms = 5;
+	if (!o->backoff_max_ms)
+		o->backoff_max_ms = 40;
+	if (!o->reset_max_ms)
+		o->reset_max_ms = 200;
+	if (tsapi_new(&c, o, &api, &err) < 0)
+		fail_msg("tsapi_new: %s", err.message);
+	return api;
+}
+
+/* ---- collecting callbacks ---- */
+
+struct idset {
+	json_object *seen; /* id → count */
+	size_t delivered;
+	size_t dups;
+	size_t stop_after; /* 0: never */
+};
+
+static int idset_add(struct idset *s, const char *id)
+{
+	json_object *v;
+
+	s->delivered++;
+	if (json_object_object_get_ex(s->seen, id, &v)) {
+		s->dups++;
+		json_object_set_int(v, json_object_get_int(v) + 1);
+	} else {
+		json_object_object_add(s->seen, id, json_object_new_int(1));
+	}
+	if (s->stop_after && s->delivered >= s->stop_after)
+		return -EINTR;
+	return 0;
+}
+
+static int on_agent(struct ts_agent *a, void *ud)
+{
+	assert_non_null(a->id);
+	return idset_add(ud, a->id);
+}
+
+static int on_alert(struct ts_alert *a, void *ud)
+{
+	return idset_add(ud, a->id);
+}
+
+static int on_server(struct ts_server *s, void *ud)
+{
+	return idset_add(ud, s->agent_id);
+}
+
+struct vulns {
+	struct idset ids;
+	json_object *without_agents; /* cve → true */
+};
+
+static int on_vuln(struct ts_vuln *v, void *ud)
+{
+	struct vulns *vs = ud;
+
+	if (!v->has_agents)
+		json_object_object_add(vs->without_agents, v->cve, json_object_new_boolean(1));
+	return idset_add(&vs->ids, v->cve);
+}
+
+static void idset_init(struct idset *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->seen = json_object_new_object();
+}
+
+static size_t idset_distinct(const struct idset *s)
+{
+	return (size_t)json_object_object_length(s->seen);
+}
+
+/* ---- limiter ---- */
+
+/* Greedy senders against the limiter on a simulated clock: no 60 s window may hold more
+ * than the rate, the first `burst` go at once, and the long-run rate is close to the
+ * limit. Nothing sleeps. */
+static void check_limiter(uint32_t rate, size_t n)
+{
+	struct tsapi_limiter *l;
+	int64_t *t = calloc(n, sizeof(*t)), now = 1000000;
+	size_t j = 0, immediate = 0;
+
+	assert_non_null(t);
+	assert_int_equal(tsapi_limiter_new(rate, 0, &l), 0);
+	for (size_t i = 0; i < n; i++) {
+		int64_t w = tsapi_limiter_reserve(l, now);
+
+		assert_true(w >= 0);
+		now += w;
+		t[i] = now;
+		now += (int64_t)(i % 7); /* some senders dawdle */
+	}
+	for (size_t i = 0; i < n; i++) {
+		while (t[i] - t[j] >= 60000)
+			j++;
+		if (i - j + 1 > rate)
+			fail_msg("rate %u: %zu sends within 60 s", rate, i - j + 1);
+	}
+	tsapi_limiter_free(l);
+	/* the burst: a fresh limiter lets per_minute/10 (1..10) go at once, not one more */
+	assert_int_equal(tsapi_limiter_new(rate, 0, &l), 0);
+	while (tsapi_limiter_reserve(l, 5000) == 0)
+		immediate++;
+	assert_int_equal(immediate, rate / 10 < 1 ? 1 : rate / 10 > 10 ? 10 : rate / 10);
+	/* throughput: at least 85% of the rate over the run (bursts and the margin cost some) */
+	if (n > rate * 2)
+		assert_true((double)n / ((double)(t[n - 1] - t[0]) / 60000.0) >= 0.85 * rate);
+	tsapi_limiter_free(l);
+	free(t);
+}
+
+static void test_limiter_math(void **state)
+{
+	struct tsapi_limiter *l;
+
+	(void)state;
+	check_limiter(1, 5);
+	check_limiter(2, 10);
+	check_limiter(7, 40);
+	check_limiter(60, 400);
+	check_limiter(200, 2000);
+	check_limiter(6000, 30000);
+
+	/* hold: after a 429 nobody sends before the reset, and no burst follows it */
+	assert_int_equal(tsapi_limiter_new(200, 0, &l), 0);
+	assert_int_equal(tsapi_limiter_reserve(l, 0), 0);
+	tsapi_limiter_hold(l, 0, 5000);
+	assert_true(tsapi_limiter_reserve(l, 10) >= 4990);
+	assert_true(tsapi_limiter_reserve(l, 5000) > 0);
+	/* reconfiguring keeps the schedule and changes the pace */
+	assert_int_equal(tsapi_limiter_configure(l, 20, 1), 0);
+	assert_true(tsapi_limiter_reserve(l, 100000) == 0);
+	assert_true(tsapi_limiter_reserve(l, 100000) >= 3000);
+	assert_int_equal(tsapi_limiter_configure(l, 0, 0), -EINVAL);
+	tsapi_limiter_free(l);
+	tsapi_limiter_free(NULL);
+	assert_int_equal(tsapi_limiter_new(0, 0, &l), -EINVAL);
+}
+
+static void test_strerror(void **state)
+{
+	(void)state;
+	for (int c = TSAPI_OK; c <= TSAPI_E_INTERNAL; c++) {
+		assert_non_null(tsapi_strerror((enum tsapi_errc)c));
+		assert_string_not_equal(tsapi_strerror((enum tsapi_errc)c), "unknown error");
+	}
+	assert_string_equal(tsapi_strerror((enum tsapi_errc)999), "unknown error");
+}
+
+/* ---- against the fake ---- */
+
+static void test_agents_10000(void **state)
+{
+	static const char *const args[] = { "--agents", "10000", "--page-size", "100", NULL };
+	struct tsapi_error err;
+	struct fake f;
+	struct idset s;
+	struct tsapi *api;
+	json_object *truth, *agents;
+
+	(void)state;
+	fake_start(&f, args);
+	api = client(f.url, API_KEY, &(struct tsapi_options){ .verify_responses = true });
+	idset_init(&s);
+	if (tsapi_list_agents(api, "online", on_agent, &s, &err) < 0)
+		fail_msg("online: %s", err.message);
+	if (tsapi_list_agents(api, "offline", on_agent, &s, &err) < 0)
+		fail_msg("offline: %s", err.message);
+	truth = control(&f, "GET", "/_fake/fleet", NULL);
+	assert_true(json_object_object_get_ex(truth, "agents", &agents));
+	assert_int_equal(json_object_array_length(agents), 10000);
+	assert_int_equal(idset_distinct(&s), 10000);
+	for (size_t i = 0; i < 10000; i++) {
+		json_object *id = NULL;
+
+		assert_true(
+			json_object_object_get_ex(json_object_array_get_idx(agents, i), "id", &id));
+		assert_true(json_object_object_get_ex(s.seen, json_object_get_string(id), NULL));
+	}
+	/* the agents in both listings (~5%) are the only duplicates, each seen exactly twice */
+	assert_true(s.dups > 0 && s.dups < 1000);
+	assert_int_equal(s.delivered, 10000 + s.dups);
+	/* one request a page: ceil(online/100) + ceil(offline/100), i.e. about 105 */
+	assert_true(stat_int(&f, "by_path", "/v2/agents") >= 100);
+	assert_true(stat_int(&f, "by_path", "/v2/agents") <= 110);
+	assert_int_equal(stat_int(&f, "auth_failures", NULL), 0);
+	json_object_put(truth);
+	json_object_put(s.seen);
+	tsapi_free(api);
+	fake_stop(&f);
+}
+
+static void test_vulns_and_servers(void **state)
+{
+	static const char *const args[] = { "--agents",	   "600", "--cves", "12",
+					    "--page-size", "50",  NULL };
+	struct tsapi_error err;
+	struct fake f;
+	struct vulns vs;
+	struct tsapi *api;
+	json_object *truth, *cves;
+	size_t checked = 0;
+
+	(void)state;
+	fake_start(&f, args);
+	api = client(f.url, API_KEY, NULL);
+	idset_init(&vs.ids);
+	vs.without_agents = json_object_new_object();
+	if (tsapi_list_vulns(api, on_vuln, &vs, &err) < 0)
+		fail_msg("vulns: %s", err.message);
+	truth = control(&f, "GET", "/_fake/fleet", NULL);
+	assert_true(json_object_object_get_ex(truth, "cves", &cves));
+	assert_int_equal(idset_distinct(&vs.ids), json_object_array_length(cves));
+	assert_int_equal(vs.ids.dups, 0);
+	assert_true(json_object_object_length(vs.without_agents) > 0);
+	for (size_t i = 0; i < json_object_array_length(cves); i++) {
+		json_object *cv = json_object_array_get_idx(cves, i), *id, *ag;
+		struct idset s;
+
+		assert_true(json_object_object_get_ex(cv, "cveNumber", &id));
+		if (!json_object_object_get_ex(vs.without_agents, json_object_get_string(id), NULL))
+			continue;
+		assert_true(json_object_object_get_ex(cv, "agents", &ag));
+		idset_init(&s);
+		if (tsapi_list_cve_servers(api, json_object_get_string(id), on_server, &s, &err) <
+		    0)
+			fail_msg("servers of %s: %s", json_object_get_string(id), err.message);
+		assert_int_equal(idset_distinct(&s), json_object_array_length(ag));
+		assert_int_equal(s.dups, 0);
+		json_object_put(s.seen);
+		checked++;
+	}
+	assert_true(checked > 0);
+	/* one CVE affects every agent: its servers listing took several pages */
+	assert_true(stat_int(&f, "by_path", "/v2/vulnerabilities/{cve}/servers") >
+		    (int64_t)checked);
+
+	/* an unknown CVE: 404 is an empty listing, not an error */
+	{
+		struct idset s;
+
+		idset_init(&s);
+		assert_int_equal(tsapi_list_cve_servers(api, "CVE-2099-99999", on_server, &s, &err),
+				 0);
+		assert_int_equal(s.delivered, 0);
+		assert_int_equal(err.code, TSAPI_OK);
+		json_object_put(s.seen);
+	}
+	json_object_put(truth);
+	json_object_put(vs.ids.seen);
+	json_object_put(vs.without_agents);
+	tsapi_free(api);
+	fake_stop(&f);
+}
+
+static size_t truth_alerts(json_object *truth, bool dismissed, int64_t from, int64_t until)
+{
+	json_object *alerts;
+	size_t n = 0;
+
+	assert_true(json_object_object_get_ex(truth, "alerts", &alerts));
+	for (size_t i = 0; i < json_object_array_length(alerts); i++) {
+		json_object *a = json_object_array_get_idx(alerts, i), *v;
+		int64_t t;
+
+		assert_true(json_object_object_get_ex(a, "createdAt", &v));
+		assert_int_equal(parse_iso8601_ms(json_object_get_string(v), &t), 0);
+		assert_true(json_object_object_get_ex(a, "isDismissed", &v));
+		if (json_object_get_boolean(v) == dismissed && t >= from && t < until)
+			n++;
+	}
+	return n;
+}
+
+static void test_alerts_window_and_single_gets(void **state)
+{
+	static const char *const args[] = { "--alerts", "250", "--page-size", "20", NULL };
+	struct tsapi_error err;
+	struct fake f;
+	struct idset s;
+	struct tsapi *api;
+	json_object *truth, *alerts, *agents, *v;
+	int64_t now = now_ms();
+	struct ts_agent ag;
+	struct ts_alert al;
+
+	(void)state;
+	fake_start(&f, args);
+	api = client(f.url, API_KEY, NULL);
+	truth = control(&f, "GET", "/_fake/fleet", NULL);
+	for (int dismissed = 0; dismissed <= 1; dismissed++) {
+		int64_t from[] = { now - 4 * 86400000LL, now - 86400000LL, now - 3600000LL };
+
+		for (size_t w = 0; w < ARRAY_SIZE(from); w++) {
+			idset_init(&s);
+			if (tsapi_list_alerts(api, dismissed ? "dismissed" : "active", from[w],
+					      now + 60000, on_alert, &s, &err) < 0)
+				fail_msg("alerts: %s", err.message);
+			assert_int_equal(s.delivered,
+					 truth_alerts(truth, dismissed, from[w], now + 60000));
+			assert_int_equal(s.dups, 0);
+			json_object_put(s.seen);
+		}
+	}
+
+	/* single GETs */
+	assert_true(json_object_object_get_ex(truth, "alerts", &alerts));
+	assert_true(json_object_object_get_ex(json_object_array_get_idx(alerts, 3), "id", &v));
+	if (tsapi_get_alert(api, json_object_get_string(v), &al, &err) < 0)
+		fail_msg("get alert: %s", err.message);
+	assert_string_equal(al.id, json_object_get_string(v));
+	ts_alert_free(&al);
+	assert_true(json_object_object_get_ex(truth, "agents", &agents));
+	assert_true(json_object_object_get_ex(json_object_array_get_idx(agents, 5), "id", &v));
+	if (tsapi_get_agent(api, json_object_get_string(v), &ag, &err) < 0)
+		fail_msg("get agent: %s", err.message);
+	assert_string_equal(ag.id, json_object_get_string(v));
+	ts_agent_free(&ag);
+
+	assert_int_equal(tsapi_get_agent(api, "no-such-agent", &ag, &err), -ENOENT);
+	assert_int_equal(err.code, TSAPI_E_NOT_FOUND);
+	assert_int_equal(err.http_status, 404);
+	assert_int_equal(err.attempts, 1);
+	assert_non_null(strstr(err.message, "GET /v2/agents/no-such-agent"));
+	assert_int_equal(tsapi_get_alert(api, "no-such-alert", &al, &err), -ENOENT);
+	/* characters that need escaping in a path are escaped, and still signed exactly */
+	assert_int_equal(tsapi_get_agent(api, "a b/c?d", &ag, &err), -ENOENT);
+	assert_non_null(strstr(err.message, "a%20b%2Fc%3Fd"));
+	assert_int_equal(tsapi_get_agent(api, "", &ag, &err), -EINVAL);
+	assert_int_equal(stat_int(&f, "auth_failures", NULL), 0);
+	json_object_put(truth);
+	tsapi_free(api);
+	fake_stop(&f);
+}
+
+/* Lists the default fleet's online agents; returns the listing's result. */
+static int list_online(struct tsapi *api, struct tsapi_error *err, size_t *ret_n)
+{
+	struct idset s;
+	int r;
+
+	idset_init(&s);
+	r = tsapi_list_agents(api, "online", on_agent, &s, err);
+	*ret_n = s.delivered;
+	json_object_put(s.seen);
+	return r;
+}
+
+static void test_faults_recovered(void **state)
+{
+	static const char *const args[] = { "--agents", "120", "--page-size", "25", NULL };
+	static const char *const faults[] = {
+		"{\"kind\":\"429\",\"count\":2,\"ms\":30}",
+		"{\"kind\":\"429\",\"count\":2}",
+		"{\"kind\":\"500\",\"count\":3}",
+		"{\"kind\":\"slow\",\"count\":1,\"ms\":1500}",
+		"{\"kind\":\"500\",\"count\":1,\"path\":\"/v2/agents\"}",
+	};
+	struct tsapi_error err;
+	struct fake f;
+	struct tsapi *api;
+	size_t n, base;
+
+	(void)state;
+	fake_start(&f, args);
+	api = client(f.url, API_KEY, &(struct tsapi_options){ .timeout_ms = 400 });
+	assert_int_equal(list_online(api, &err, &base), 0);
+	assert_true(base > 25); /* several pages */
+	for (size_t i = 0; i < ARRAY_SIZE(faults); i++) {
+		int64_t before = stat_int(&f, "api_requests", NULL);
+
+		fault(&f, faults[i]);
+		if (list_online(api, &err, &n) < 0)
+			fail_msg("after fault %s: %s", faults[i], err.message);
+		assert_int_equal(n, base);
+		/* the faulty answers were retried: more requests than pages */
+		assert_true(stat_int(&f, "api_requests", NULL) - before > (int64_t)(base / 25));
+	}
+	tsapi_free(api);
+	fake_stop(&f);
+}
+
+static void expect_fail(struct fake *f, struct tsapi *api, const char *fault_json,
+			enum tsapi_errc code, int errno_ret, unsigned attempts)
+{
+	struct tsapi_error err;
+	int64_t before = stat_int(f, "api_requests", NULL);
+	size_t n;
+
+	if (fault_json)
+		fault(f, fault_json);
+	assert_int_equal(list_online(api, &err, &n), errno_ret);
+	if (err.code != code)
+		fail_msg("fault %s: class %s, want %s (%s)", fault_json, tsapi_strerror(err.code),
+			 tsapi_strerror(code), err.message);
+	if (attempts && err.attempts != attempts)
+		fail_msg("fault %s: %u tries, want %u", fault_json, err.attempts, attempts);
+	/* the message names the request and never carries the key or the signature */
+	assert_non_null(strstr(err.message, "GET /v2/agents?status=online"));
+	assert_null(strstr(err.message, API_KEY));
+	assert_null(strstr(err.message, "mac="));
+	assert_true(stat_int(f, "api_requests", NULL) - before >= (attempts ? attempts : 1));
+	json_object_put(control(f, "POST", "/_fake/fault", "{\"kind\":\"clear\"}"));
+}
+
+static void test_faults_classified(void **state)
+{
+	static const char *const args[] = { "--agents", "60", "--page-size", "25", NULL };
+	struct fake f;
+	struct tsapi *api;
+
+	(void)state;
+	fake_start(&f, args);
+	api = client(f.url, API_KEY, &(struct tsapi_options){ .timeout_ms = 300 });
+	/* not retried: each is one request */
+	expect_fail(&f, api, "{\"kind\":\"401\",\"count\":1}", TSAPI_E_AUTH, -EACCES, 1);
+	expect_fail(&f, api, "{\"kind\":\"403\",\"count\":1}", TSAPI_E_PERMISSION, -EPERM, 1);
+	expect_fail(&f, api, "{\"kind\":\"truncate\",\"count\":1}", TSAPI_E_BAD_RESPONSE, -EBADMSG,
+		    0);
+	expect_fail(&f, api, "{\"kind\":\"badtype\",\"count\":1}", TSAPI_E_BAD_RESPONSE, -EBADMSG,
+		    0);
+	/* retried up to max_attempts, then classified */
+	expect_fail(&f, api, "{\"kind\":\"500\",\"count\":5}", TSAPI_E_SERVER, -EIO, 5);
+	expect_fail(&f, api, "{\"kind\":\"429\",\"count\":5,\"ms\":10}", TSAPI_E_RATE_LIMITED,
+		    -EBUSY, 5);
+	expect_fail(&f, api, "{\"kind\":\"slow\",\"count\":5,\"ms\":700}", TSAPI_E_TIMEOUT,
+		    -ETIMEDOUT, 5);
+	tsapi_free(api);
+	/* a tiny response limit and page limit */
+	api = client(f.url, API_KEY, &(struct tsapi_options){ .max_response = 2000 });
+	expect_fail(&f, api, NULL, TSAPI_E_BAD_RESPONSE, -EBADMSG, 1);
+	tsapi_free(api);
+	api = client(f.url, API_KEY, &(struct tsapi_options){ .max_pages = 1 });
+	expect_fail(&f, api, NULL, TSAPI_E_BAD_RESPONSE, -EBADMSG, 0);
+	tsapi_free(api);
+	/* a wrong key: 401, not retried */
+	api = client(f.url, "not-the-key", NULL);
+	expect_fail(&f, api, NULL, TSAPI_E_AUTH, -EACCES, 1);
+	tsapi_free(api);
+	fake_stop(&f);
+}
+
+struct partial {
+	struct fake *f;
+	struct idset ids;
+};
+
+/* On the first agent of page 2, asks the fake to garble the next answer (page 3). */
+static int on_agent_then_fault(struct ts_agent *a, void *ud)
+{
+	struct partial *p = ud;
+
+	if (p->ids.delivered == 10)
+		fault(p->f, "{\"kind\":\"badtype\",\"count\":1}");
+	return idset_add(&p->ids, a->id);
+}
+
+static void test_callback_abort_and_partial(void **state)
+{
+	static const char *const args[] = { "--agents", "100", "--page-size", "10", NULL };
+	struct tsapi_error err;
+	struct fake f;
+	struct idset s;
+	struct tsapi *api;
+
+	(void)state;
+	fake_start(&f, args);
+	api = client(f.url, API_KEY, NULL);
+	idset_init(&s);
+	s.stop_after = 15;
+	assert_int_equal(tsapi_list_agents(api, "online", on_agent, &s, &err), -EINTR);
+	assert_int_equal(err.code, TSAPI_E_ABORTED);
+	assert_int_equal(s.delivered, 15);
+	assert_int_equal(stat_int(&f, "by_path", "/v2/agents"), 2);
+	json_object_put(s.seen);
+
+	/* page 3 is garbage: pages 1 and 2 stay delivered, then the listing fails */
+	struct partial p = { .f = &f };
+
+	idset_init(&p.ids);
+	assert_int_equal(tsapi_list_agents(api, "online", on_agent_then_fault, &p, &err), -EBADMSG);
+	assert_int_equal(err.code, TSAPI_E_BAD_RESPONSE);
+	assert_non_null(strstr(err.message, "(page 3)"));
+	assert_int_equal(p.ids.delivered, 20);
+	json_object_put(p.ids.seen);
+	tsapi_free(api);
+	fake_stop(&f);
+}
+
+static void test_skew_recovery(void **state)
+{
+	static const char *const args[] = { "--skew-seconds", "300", NULL };
+	struct tsapi_error err;
+	struct fake f;
+	struct tsapi *api;
+	size_t n;
+
+	(void)state;
+	fake_start(&f, args);
+	api = client(f.url, API_KEY, NULL);
+	if (tsapi_self_test(api, &err) < 0)
+		fail_msg("self-test with skew: %s", err.message);
+	assert_true(tsapi_clock_offset(api) >= 298 && tsapi_clock_offset(api) <= 302);
+	assert_int_equal(stat_int(&f, "auth_failures", NULL), 1);
+	/* later requests use the learnt offset: no more 401s */
+	assert_int_equal(list_online(api, &err, &n), 0);
+	assert_int_equal(stat_int(&f, "auth_failures", NULL), 1);
+	/* the fake's clock jumps back: learnt again */
+	json_object_put(control(&f, "POST", "/_fake/fleet", "{\"op\":\"skew\",\"seconds\":-200}"));
+	assert_int_equal(list_online(api, &err, &n), 0);
+	assert_true(tsapi_clock_offset(api) >= -202 && tsapi_clock_offset(api) <= -198);
+	tsapi_free(api);
+
+	/* with a wrong key the tsm does not verify: no offset is learnt, no retry */
+	api = client(f.url, "not-the-key", NULL);
+	assert_int_equal(tsapi_self_test(api, &err), -EACCES);
+	assert_int_equal(err.code, TSAPI_E_AUTH);
+	assert_int_equal(err.attempts, 1);
+	assert_int_equal(tsapi_clock_offset(api), 0);
+	tsapi_free(api);
+	fake_stop(&f);
+}
+
+static void test_rate_limit_live(void **state)
+{
+	static const char *const args[] = { "--agents", "40", "--page-size", "100", NULL };
+	struct tsapi_limiter *lim;
+	struct tsapi_error err;
+	struct tsapi *a, *b;
+	struct fake f;
+	int64_t start;
+	size_t n;
+
+	(void)state;
+	fake_start(&f, args);
+	/* 60/min: a burst of 6, then one every 61/55 s; two clients share the limiter */
+	assert_int_equal(tsapi_limiter_new(60, 0, &lim), 0);
+	a = client(f.url, API_KEY, &(struct tsapi_options){ .limiter = lim });
+	b = client(f.url, API_KEY, &(struct tsapi_options){ .limiter = lim });
+	start = monotonic_ms();
+	for (int i = 0; i < 9; i++)
+		if (list_online(i % 2 ? a : b, &err, &n) < 0)
+			fail_msg("listing %d: %s", i, err.message);
+	/* a lower bound only: 3 requests beyond the burst cannot go faster than 3 intervals */
+	assert_true(monotonic_ms() - start >= 3 * 1109 - 50);
+	assert_int_equal(stat_int(&f, "api_requests", NULL), 9);
+	assert_true(stat_int(&f, "max_per_minute", NULL) <= 60);
+	tsapi_free(a);
+	tsapi_free(b);
+	tsapi_limiter_free(lim);
+	fake_stop(&f);
+}
+
+static void test_self_test_and_verify(void **state)
+{
+	struct tsapi_error err;
+	struct fake f;
+	struct tsapi *api;
+	struct config c;
+
+	(void)state;
+	fake_start(&f, NULL);
+	api = client(f.url, API_KEY, NULL);
+	assert_int_equal(tsapi_self_test(api, &err), 0);
+	assert_int_equal(tsapi_clock_offset(api), 0);
+	tsapi_free(api);
+	/* a trailing slash on the origin is tolerated */
+	{
+		char url[80];
+
+		snprintf(url, sizeof(url), "%s/", f.url);
+		api = client(url, API_KEY, NULL);
+		assert_int_equal(tsapi_self_test(api, &err), 0);
+		tsapi_free(api);
+	}
+	/* nothing listens: transport error after retries */
+	{
+		char url[80];
+
+		snprintf(url, sizeof(url), "http://127.0.0.1:%u", f.port);
+		fake_stop(&f);
+		api = client(url, API_KEY, &(struct tsapi_options){ .max_attempts = 3 });
+		assert_int_equal(tsapi_self_test(api, &err), -ECONNREFUSED);
+		assert_int_equal(err.code, TSAPI_E_TRANSPORT);
+		assert_int_equal(err.attempts, 3);
+		tsapi_free(api);
+	}
+	/* bad arguments */
+	make_config(&c, "http://127.0.0.1:1", API_KEY);
+	c.ts.user_id = NULL;
+	assert_int_equal(tsapi_new(&c, NULL, &api, &err), -EINVAL);
+	assert_int_equal(err.code, TSAPI_E_INTERNAL);
+	tsapi_free(NULL);
+}
+
+/* ---- a scripted server for what the fake never does ---- */
+
+struct script {
+	unsigned hits;
+	const char *mode;
+};
+
+static enum MHD_Result scripted(void *cls, struct MHD_Connection *c, const char *url,
+				const char *method, const char *version, const char *upload,
+				size_t *upload_size, void **con_cls)
+{
+	struct script *s = cls;
+	const char *body = "{\"agents\":[{\"id\":\"a\"}],\"token\":\"same/token+\"}";
+	unsigned status = 200;
+	struct MHD_Response *resp;
+	enum MHD_Result r;
+
+	(void)url, (void)method, (void)version, (void)upload, (void)upload_size, (void)con_cls;
+	s->hits++;
+	if (strcmp(s->mode, "redirect") == 0) {
+		status = 302;
+		body = "";
+	} else if (strcmp(s->mode, "retry-after") == 0 && s->hits == 1) {
+		status = 429;
+		body = "slow down";
+	} else if (strcmp(s->mode, "retry-after") == 0 || strcmp(s->mode, "nosig") == 0) {
+		body = "{\"agents\":[{\"id\":\"a\"}],\"token\":null}";
+	} else if (strcmp(s->mode, "badsig") == 0) {
+		body = "{\"status\":\"ok\"}";
+	}
+	resp = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	if (status == 302)
+		MHD_add_response_header(resp, "Location", "http://127.0.0.1:1/elsewhere");
+	if (status == 429)
+		MHD_add_response_header(resp, "Retry-After", "0");
+	if (strcmp(s->mode, "badsig") == 0)
+		MHD_add_response_header(
+			resp, "Server-Authorization",
+			"Hawk mac=\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"");
+	r = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return r;
+}
+
+static void run_scripted(const char *mode, int want, enum tsapi_errc code, unsigned hits)
+{
+	struct script s = { .mode = mode };
+	struct MHD_Daemon *d;
+	const union MHD_DaemonInfo *info;
+	struct tsapi_error err;
+	struct tsapi *api;
+	struct idset ids;
+	char url[64];
+	int r;
+
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, scripted, &s,
+			     MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
+	assert_non_null(d);
+	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", info->port);
+	api = client(url, API_KEY, NULL);
+	idset_init(&ids);
+	if (strncmp(mode, "badsig", 6) == 0)
+		r = tsapi_self_test(api, &err);
+	else if (strcmp(mode, "nosig") == 0)
+		r = tsapi_self_test(api, &err);
+	else
+		r = tsapi_list_agents(api, "online", on_agent, &ids, &err);
+	if (r != want || (r < 0 && err.code != code))
+		fail_msg("%s: r=%d class %s (%s)", mode, r, tsapi_strerror(err.code), err.message);
+	assert_int_equal(s.hits, hits);
+	json_object_put(ids.seen);
+	tsapi_free(api);
+	MHD_stop_daemon(d);
+}
+
+static void test_scripted_server(void **state)
+{
+	(void)state;
+	run_scripted("loop", -EBADMSG, TSAPI_E_BAD_RESPONSE, 2);
+	run_scripted("redirect", -EBADMSG, TSAPI_E_BAD_RESPONSE, 1);
+	run_scripted("retry-after", 0, TSAPI_OK, 2);
+	run_scripted("nosig", -EKEYREJECTED, TSAPI_E_VERIFY, 1);
+	run_scripted("badsig", -EKEYREJECTED, TSAPI_E_VERIFY, 1);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return tsapi_limiter_new(6000, 0, &fast_limiter);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	tsapi_limiter_free(fast_limiter);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_limiter_math),
+		cmocka_unit_test(test_strerror),
+		cmocka_unit_test(test_agents_10000),
+		cmocka_unit_test(test_vulns_and_servers),
+		cmocka_unit_test(test_alerts_window_and_single_gets),
+		cmocka_unit_test(test_faults_recovered),
+		cmocka_unit_test(test_faults_classified),
+		cmocka_unit_test(test_callback_abort_and_partial),
+		cmocka_unit_test(test_skew_recovery),
+		cmocka_unit_test(test_rate_limit_live),
+		cmocka_unit_test(test_self_test_and_verify),
+		cmocka_unit_test(test_scripted_server),
+	};
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
