@@ -20,7 +20,7 @@ n1=$(count_lines "$log")
 for t in threatstack_account threatstack_agent threatstack_account_has_agent \
 	threatstack_agent_identified_vulnerability threatstack_alert \
 	threatstack_agent_identified_alert threatstack_account_has_alert; do
-	jq -e --arg t "$t" 'select(.type == $t)' "$log" >/dev/null || fail "no $t created"
+	jq -e -s --arg t "$t" 'any(.[]; .type == $t)' "$log" >/dev/null || fail "no $t created"
 done
 want=$(fake_truth | jq '.agents | length')
 got=$(jq -s '[.[] | select(.type == "threatstack_agent")] | length' "$log")
