@@ -16,6 +16,9 @@
  * small ordered queue of {kind, count, ms, path prefix}; a request consumes at most one
  * answer-replacing fault (429/500/401/403), one delay, and, when it is answered normally,
  * one body fault (truncate/badtype). Control endpoints under /_fake/ need no Hawk.
+ * Per-CVE servers pages hold page-size/5 entries, so that with the default fleet (50 agents,
+ * 100 a page) the CVE that affects every agent still spans several servers pages.
+ * docs/testing.md is the user's guide; this file's sections follow the same order.
  */
 #include "tsgraphd/hawk.h"
 #include "tsgraphd/util.h"
@@ -772,7 +775,10 @@ static json_object *cve_item(const struct cve *cv, bool with_agents)
 
 	if (!o)
 		return NULL;
-	json_object_object_foreach(cv->obj, k, v) set(o, k, json_object_get(v));
+	json_object_object_foreach(cv->obj, k, v)
+	{
+		set(o, k, json_object_get(v));
+	}
 	if (!with_agents)
 		return o;
 	arr = json_object_new_array();
@@ -1036,16 +1042,13 @@ enum auth { AUTH_OK, AUTH_BAD, AUTH_STALE };
 
 /* Checks the request's Authorization header; on failure *ret_why says why. Called locked
  * (the nonce cache and the skew are shared). */
-static enum auth hawk_check(struct fake *f, const struct request *rq, const char *method,
-			    const char *auth, const struct hawk_request *hreq,
+static enum auth hawk_check(struct fake *f, const char *auth, const struct hawk_request *hreq,
 			    const struct hawk_attrs *a, bool parsed, const char **ret_why)
 {
 	char mac[HAWK_B64_SHA256_LEN + 1];
 	int64_t ts;
 	int r;
 
-	(void)rq;
-	(void)method;
 	if (!auth) {
 		*ret_why = "missing Hawk Authorization header";
 		return AUTH_BAD;
@@ -1440,7 +1443,8 @@ static int api_route(struct fake *f, const struct request *rq, const char *metho
 
 static int reply_take_json(struct reply *rp, unsigned status, json_object *o)
 {
-	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								  JSON_C_TO_STRING_NOSLASHESCAPE);
 
 	rp->status = status;
 	rp->ctype = "application/json";
@@ -1470,7 +1474,7 @@ static int handle_api(struct fake *f, const struct request *rq, const char *meth
 	enum auth au;
 
 	stats_api_request(&f->stats, pk);
-	au = hawk_check(f, rq, method, auth, hreq, a, parsed, &why);
+	au = hawk_check(f, auth, hreq, a, parsed, &why);
 	if (au != AUTH_OK) {
 		f->stats.auth_failures++;
 		if (au == AUTH_STALE) {
@@ -1972,6 +1976,15 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, bool *ret_v6
 	return 0;
 }
 
+static const char *addr_text(const struct sockaddr_storage *ss, char *out, size_t size)
+{
+	const void *a = ss->ss_family == AF_INET6
+				? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+				: (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+
+	return inet_ntop(ss->ss_family, a, out, (socklen_t)size) ? out : "?";
+}
+
 static int write_port_file(const char *path, unsigned port)
 {
 	_cleanup_free_ char *tmp = NULL;
@@ -2153,15 +2166,18 @@ int main(int argc, char **argv)
 	bool v6 = false;
 	int sig, ret = 1, r;
 	unsigned port;
+	char shown[INET6_ADDRSTRLEN];
 
 	f = calloc(1, sizeof(*f));
 	if (!f || pthread_mutex_init(&f->lock, NULL) != 0) {
 		free(f);
 		return 1;
 	}
-	if (parse_args(argc, argv, &o, f) < 0) {
-		usage(stderr);
-		ret = 2;
+	r = parse_args(argc, argv, &o, f);
+	if (r != 0) {
+		if (r < 0)
+			usage(stderr);
+		ret = r < 0 ? 2 : 0;
 		goto out;
 	}
 	if (parse_listen(o.listen, &ss, &v6) < 0) {
@@ -2210,7 +2226,8 @@ int main(int argc, char **argv)
 			strerror(-r));
 		goto out;
 	}
-	printf("listening on %s:%u\n", v6 ? "[::1]" : "127.0.0.1", port);
+	printf("listening on %s%s%s:%u\n", v6 ? "[" : "", addr_text(&ss, shown, sizeof(shown)),
+	       v6 ? "]" : "", port);
 	fflush(stdout);
 
 	while (sigwait(&set, &sig) != 0)
