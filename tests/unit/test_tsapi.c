@@ -835,6 +835,12 @@ static enum MHD_Result scripted(void *cls, struct MHD_Connection *c, const char 
 		body = "slow down";
 	} else if (strcmp(s->mode, "retry-after") == 0 || strcmp(s->mode, "nosig") == 0) {
 		body = "{\"agents\":[{\"id\":\"a\"}],\"token\":null}";
+	} else if (strcmp(s->mode, "bad-request") == 0) {
+		status = 400;
+		body = "{\"errors\":[\"bad \\\"status\\\"\\n\"]}";
+	} else if (strcmp(s->mode, "html-502") == 0) {
+		status = 502;
+		body = "<html>Bad Gateway</html>";
 	} else if (strcmp(s->mode, "badsig") == 0) {
 		body = "{\"status\":\"ok\"}";
 	}
@@ -882,6 +888,10 @@ static void run_scripted(const char *mode, int want, enum tsapi_errc code, unsig
 		r = tsapi_list_agents(api, "online", on_agent, &ids, &err);
 	if (r != want || (r < 0 && err.code != code))
 		fail_msg("%s: r=%d class %s (%s)", mode, r, tsapi_strerror(err.code), err.message);
+	if (strcmp(mode, "bad-request") == 0) /* the server's words, sanitised */
+		assert_non_null(strstr(err.message, "HTTP 400 request rejected (server said: bad "
+						    "?status?"
+						    "?)"));
 	assert_int_equal(s.hits, hits);
 	json_object_put(ids.seen);
 	tsapi_free(api);
@@ -894,6 +904,8 @@ static void test_scripted_server(void **state)
 	run_scripted("loop", -EBADMSG, TSAPI_E_BAD_RESPONSE, 2);
 	run_scripted("redirect", -EBADMSG, TSAPI_E_BAD_RESPONSE, 1);
 	run_scripted("retry-after", 0, TSAPI_OK, 2);
+	run_scripted("bad-request", -EINVAL, TSAPI_E_BAD_REQUEST, 1);
+	run_scripted("html-502", -EIO, TSAPI_E_SERVER, 5);
 	run_scripted("nosig", -EKEYREJECTED, TSAPI_E_VERIFY, 1);
 	run_scripted("badsig", -EKEYREJECTED, TSAPI_E_VERIFY, 1);
 }
