@@ -27,7 +27,7 @@ TEST_PKGS  := cmocka
 # Debian packages `make deps` installs when missing (build, tests, lint).
 DEB_PKGS   := gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
               libjson-c-dev libsystemd-dev libsqlite3-dev libcmocka-dev sqlite3 \
-              valgrind clang-format nodejs node-hawk curl jq
+              valgrind clang-format nodejs node-hawk curl jq time bc
 
 WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
               -Wmissing-prototypes -Wvla -Wpointer-arith -Wundef $(if $(findstring clang,$(CC)),,-Wno-format-truncation)
@@ -58,13 +58,13 @@ SERVER_BIN := $(SERVER_SRC:tests/server/%.c=$(BUILD)/%)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 HEADERS    := $(wildcard include/tsgraphd/*.h tests/lib/*.h)
 
-.PHONY: all check test asan valgrind install uninstall clean deps lint fuzz help
+.PHONY: all check test asan valgrind bench install uninstall clean deps lint fuzz help
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/tsgraphd $(SERVER_BIN)
 
 help:
-	@echo "targets: all check asan valgrind install uninstall clean deps lint fuzz"
+	@echo "targets: all check asan valgrind bench install uninstall clean deps lint fuzz"
 	@echo "  make check          install missing packages, build, run every test"
 	@echo "  make asan           every test under AddressSanitizer + UBSan"
 	@echo "  make install PREFIX=/usr DESTDIR=/tmp/root"
@@ -111,6 +111,11 @@ asan: deps
 		HARDEN="-fPIE" all $(UNIT_BIN:$(BUILD)/%=build/asan/%)
 	@BUILD=build/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run-tests.sh
+
+# Benchmarks (not tests): figures go into docs/benchmarks.md by hand, with the command.
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) TSGRAPHD=$(CURDIR)/$(BUILD)/tsgraphd tests/bench/bench-sync.sh
 
 valgrind: all $(UNIT_BIN)
 	@VALGRIND=1 tests/run-tests.sh unit/
