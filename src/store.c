@@ -44,7 +44,7 @@ static const char *const migrations[] = {
 	"  from_key TEXT, to_key TEXT,"
 	"  json TEXT NOT NULL, hash TEXT NOT NULL,"
 	"  first_seen INTEGER NOT NULL, updated_at INTEGER NOT NULL"
-	") WITHOUT ROWID;"
+	");"
 	"CREATE INDEX object_type ON object(type);"
 	"CREATE INDEX object_from ON object(from_key) WHERE from_key IS NOT NULL;"
 	"CREATE INDEX object_to ON object(to_key) WHERE to_key IS NOT NULL;"
@@ -69,7 +69,7 @@ static const char temp_schema[] =
 	"CREATE TEMP TABLE IF NOT EXISTS snap ("
 	"  key TEXT PRIMARY KEY, kind TEXT NOT NULL, type TEXT NOT NULL, class TEXT NOT NULL,"
 	"  from_key TEXT, to_key TEXT, json TEXT NOT NULL, hash TEXT NOT NULL,"
-	"  rank INTEGER NOT NULL) WITHOUT ROWID;"
+	"  rank INTEGER NOT NULL);"
 	"CREATE TEMP TABLE IF NOT EXISTS complete (type TEXT PRIMARY KEY) WITHOUT ROWID;"
 	"CREATE TEMP TABLE IF NOT EXISTS gone (key TEXT PRIMARY KEY) WITHOUT ROWID;";
 

@@ -13,18 +13,18 @@ write_config bench '[log]' 'level = warning'
 
 measure() { # label, then the command
 	local label=$1; shift
-	/usr/bin/time -f '%e %M' -o "$WORK/time" "$@" >"$WORK/out" 2>&1 ||
+	/usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$@" >"$WORK/out" 2>&1 ||
 		fail "$label failed: $(tail -n 5 "$WORK/out")"
-	read -r secs kib <"$WORK/time"
+	read -r secs user sys kib <"$WORK/time"
 	local stats; stats=$(curl -sS "$FAKE_URL/_fake/stats")
-	printf '| %s | %s | %s | %s | %.1f | %.1f |\n' "$label" "$agents" \
+	printf '| %s | %s | %s | %s | %.1f | %.1f | %.1f |\n' "$label" "$agents" \
 		"$(jq .api_requests <<<"$stats")" "$(count_lines "$WORK/bench.ndjson")" "$secs" \
-		"$(echo "$kib / 1024" | bc -l)"
+		"$(echo "$user + $sys" | bc -l)" "$(echo "$kib / 1024" | bc -l)"
 	curl -sS -X POST "$FAKE_URL/_fake/reset-stats" >/dev/null
 }
 
-echo "| run | agents | API requests | change lines (total) | seconds | peak RSS (MiB) |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+echo "| run | agents | API requests | change lines (total) | wall s | CPU s | peak RSS (MiB) |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 measure "first full sync" "$TSGRAPHD" -c "$WORK/bench.conf" sync
 measure "no-change sync" "$TSGRAPHD" -c "$WORK/bench.conf" sync
 fleet "{\"op\":\"agent_offline\",\"id\":\"$(fake_truth | jq -r '.agents[0].id')\"}" >/dev/null
