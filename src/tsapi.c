@@ -973,83 +973,33 @@ out:
 	return r;
 }
 
-/* The callback contract: a negative return from the caller's callback stops the listing.
- * perr is cleared so list_pages tells it apart from a parse error. */
-struct agent_ctx {
-	int (*cb)(struct ts_agent *, void *);
-	void *ud;
-};
+/* Typed adapters between list_pages and the caller's callback, one per object kind: parse
+ * the item, lend it to the callback, free what the callback left. A negative return from
+ * the caller's callback stops the listing; perr is cleared first so list_pages tells it
+ * apart from a parse error. */
+#define ITEM_ADAPTER(kind, type, parse, release)                                            \
+	struct kind##_ctx {                                                                 \
+		int (*cb)(struct type *, void *);                                           \
+		void *ud;                                                                   \
+	};                                                                                  \
+	static int kind##_item(json_object *o, void *ctx, char perr[static TSJSON_ERR_MAX]) \
+	{                                                                                   \
+		struct kind##_ctx *c = ctx;                                                 \
+		struct type item;                                                           \
+		int r = parse(o, &item, perr);                                              \
+                                                                                            \
+		if (r < 0)                                                                  \
+			return r;                                                           \
+		perr[0] = '\0';                                                             \
+		r = c->cb(&item, c->ud);                                                    \
+		release(&item);                                                             \
+		return r < 0 ? r : 0;                                                       \
+	}
 
-static int agent_item(json_object *o, void *ctx, char perr[static TSJSON_ERR_MAX])
-{
-	struct agent_ctx *c = ctx;
-	struct ts_agent a;
-	int r = tsjson_agent(o, &a, perr);
-
-	if (r < 0)
-		return r;
-	perr[0] = '\0';
-	r = c->cb(&a, c->ud);
-	ts_agent_free(&a);
-	return r < 0 ? r : 0;
-}
-
-struct vuln_ctx {
-	int (*cb)(struct ts_vuln *, void *);
-	void *ud;
-};
-
-static int vuln_item(json_object *o, void *ctx, char perr[static TSJSON_ERR_MAX])
-{
-	struct vuln_ctx *c = ctx;
-	struct ts_vuln v;
-	int r = tsjson_vuln(o, &v, perr);
-
-	if (r < 0)
-		return r;
-	perr[0] = '\0';
-	r = c->cb(&v, c->ud);
-	ts_vuln_free(&v);
-	return r < 0 ? r : 0;
-}
-
-struct server_ctx {
-	int (*cb)(struct ts_server *, void *);
-	void *ud;
-};
-
-static int server_item(json_object *o, void *ctx, char perr[static TSJSON_ERR_MAX])
-{
-	struct server_ctx *c = ctx;
-	struct ts_server s;
-	int r = tsjson_server(o, &s, perr);
-
-	if (r < 0)
-		return r;
-	perr[0] = '\0';
-	r = c->cb(&s, c->ud);
-	ts_server_free(&s);
-	return r < 0 ? r : 0;
-}
-
-struct alert_ctx {
-	int (*cb)(struct ts_alert *, void *);
-	void *ud;
-};
-
-static int alert_item(json_object *o, void *ctx, char perr[static TSJSON_ERR_MAX])
-{
-	struct alert_ctx *c = ctx;
-	struct ts_alert a;
-	int r = tsjson_alert(o, &a, perr);
-
-	if (r < 0)
-		return r;
-	perr[0] = '\0';
-	r = c->cb(&a, c->ud);
-	ts_alert_free(&a);
-	return r < 0 ? r : 0;
-}
+ITEM_ADAPTER(agent, ts_agent, tsjson_agent, ts_agent_free)
+ITEM_ADAPTER(vuln, ts_vuln, tsjson_vuln, ts_vuln_free)
+ITEM_ADAPTER(server, ts_server, tsjson_server, ts_server_free)
+ITEM_ADAPTER(alert, ts_alert, tsjson_alert, ts_alert_free)
 
 /* "prefix" + escaped(arg) + "suffix", malloc'd. */
 static char *build_path(struct tsapi *api, const char *prefix, const char *arg, const char *suffix)
