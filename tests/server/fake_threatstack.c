@@ -1920,7 +1920,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
  */
 
 struct options {
-	const char *listen, *port_file, *org_id, *user_id, *key_file;
+	const char *listen, *port_file, *org_id, *user_id, *key_file, *tls_cert, *tls_key;
 	uint64_t agents, cves, alerts, seed, page_size;
 	int64_t skew;
 	bool verbose;
@@ -1932,7 +1932,8 @@ static void usage(FILE *out)
 		"usage: fake_threatstack [--listen 127.0.0.1:0] [--port-file FILE]\n"
 		"         [--org-id ID] [--user-id ID] [--key-file FILE]\n"
 		"         [--agents 50] [--cves 20] [--alerts 30] [--seed 1] [--page-size 100]\n"
-		"         [--skew-seconds N] [--fault KIND:N[:MS][@PATH]]... [--verbose]\n");
+		"         [--skew-seconds N] [--fault KIND:N[:MS][@PATH]]... [--verbose]\n"
+		"         [--tls-cert PEM --tls-key PEM]   (serve HTTPS instead of HTTP)\n");
 }
 
 /* "127.0.0.1:0", "[::1]:8080", "localhost:0" → a loopback socket address, or -EINVAL. */
@@ -2068,7 +2069,9 @@ static int parse_args(int argc, char **argv, struct options *o, struct fake *f)
 		O_SKEW,
 		O_FAULT,
 		O_VERBOSE,
-		O_HELP
+		O_HELP,
+		O_TLS_CERT,
+		O_TLS_KEY
 	};
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, O_LISTEN },
@@ -2085,6 +2088,8 @@ static int parse_args(int argc, char **argv, struct options *o, struct fake *f)
 		{ "fault", required_argument, NULL, O_FAULT },
 		{ "verbose", no_argument, NULL, O_VERBOSE },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "tls-cert", required_argument, NULL, O_TLS_CERT },
+		{ "tls-key", required_argument, NULL, O_TLS_KEY },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, r = 0;
@@ -2132,6 +2137,12 @@ static int parse_args(int argc, char **argv, struct options *o, struct fake *f)
 		case O_VERBOSE:
 			o->verbose = true;
 			break;
+		case O_TLS_CERT:
+			o->tls_cert = optarg;
+			break;
+		case O_TLS_KEY:
+			o->tls_key = optarg;
+			break;
 		case O_HELP:
 			usage(stdout);
 			exit(0);
@@ -2139,7 +2150,7 @@ static int parse_args(int argc, char **argv, struct options *o, struct fake *f)
 			r = -EINVAL;
 		}
 	}
-	if (r == 0 && optind != argc)
+	if (r == 0 && (optind != argc || !o->tls_cert != !o->tls_key))
 		r = -EINVAL;
 	if (r == 0 && (strlen(o->org_id) > HAWK_ATTR_MAX || strlen(o->user_id) > HAWK_ATTR_MAX ||
 		       !*o->org_id || !*o->user_id || !hawk_valid_value(o->org_id) ||
@@ -2160,6 +2171,8 @@ int main(int argc, char **argv)
 			     .page_size = 100 };
 	const union MHD_DaemonInfo *info;
 	struct MHD_Daemon *d = NULL;
+	char *tls_cert = NULL, *tls_key = NULL;
+	struct MHD_OptionItem tls_opts[4] = { { MHD_OPTION_END, 0, NULL } };
 	struct sockaddr_storage ss;
 	struct fake *f = NULL;
 	sigset_t set;
@@ -2202,6 +2215,22 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	/* HTTPS (TLS 1.2 and newer only) when a certificate is given: tests of the client's
+	 * certificate checks and api_ca_file. */
+	if (o.tls_cert) {
+		if (read_file_bounded(o.tls_cert, 1 << 20, &tls_cert, NULL) < 0 ||
+		    read_file_bounded(o.tls_key, 1 << 20, &tls_key, NULL) < 0) {
+			fprintf(stderr, "fake_threatstack: cannot read --tls-cert/--tls-key\n");
+			ret = 2;
+			goto out;
+		}
+		tls_opts[0] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, tls_cert };
+		tls_opts[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, tls_key };
+		tls_opts[2] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_PRIORITIES, 0,
+						       (void *)"NORMAL:-VERS-TLS1.0:-VERS-TLS1.1" };
+		tls_opts[3] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+	}
+
 	/* Block the stop signals before MHD starts its threads, so they inherit the mask and
 	 * only sigwait() below sees them. */
 	sigemptyset(&set);
@@ -2211,10 +2240,12 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-				     (v6 ? MHD_USE_IPv6 : 0) | (o.verbose ? MHD_USE_ERROR_LOG : 0),
+				     (v6 ? MHD_USE_IPv6 : 0) | (o.verbose ? MHD_USE_ERROR_LOG : 0) |
+				     (o.tls_cert ? MHD_USE_TLS : 0),
 			     0, NULL, NULL, on_request, f, MHD_OPTION_SOCK_ADDR, &ss,
 			     MHD_OPTION_URI_LOG_CALLBACK, on_uri, f, MHD_OPTION_NOTIFY_COMPLETED,
-			     on_completed, f, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+			     on_completed, f, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_ARRAY,
+			     tls_opts, MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "fake_threatstack: cannot listen on %s\n", o.listen);
 		goto out;
@@ -2237,5 +2268,7 @@ out:
 	if (d)
 		MHD_stop_daemon(d);
 	fake_free(f);
+	free(tls_cert);
+	free(tls_key);
 	return ret;
 }
