@@ -46,6 +46,7 @@ struct run {
 	struct buf json;
 	int64_t staged;
 	int store_error; /* a store failure ends the sync: nothing can be committed after it */
+	int64_t skipped; /* objects the graph builder refused (say, a malformed CVE id) */
 	struct tsapi_error nested_err;
 	bool nested_failed;
 	struct sync_report *report;
@@ -72,11 +73,23 @@ static int stage(const struct graph_object *o, void *ud)
 	return 0;
 }
 
+/* A builder's -EINVAL means the object cannot be a graph object (a CVE id that is not one,
+ * an empty id): skip it, say so, and go on with the listing rather than fail it. */
+static int built(struct run *run, int r, const char *what, const char *id)
+{
+	if (r != -EINVAL || run->store_error)
+		return r;
+	if (++run->skipped <= 10)
+		log_warning("sync: skipped %s %s: not valid as a graph object", what,
+			    id ? id : "(without id)");
+	return 0;
+}
+
 static int on_agent(struct ts_agent *a, void *ud)
 {
 	struct run *run = ud;
 
-	return graph_agent(&run->gopt, a, stage, run);
+	return built(run, graph_agent(&run->gopt, a, stage, run), "agent", a->id);
 }
 
 struct vuln_ctx {
@@ -90,7 +103,9 @@ static int on_server(struct ts_server *srv, void *ud)
 
 	if (!srv->agent_id)
 		return 0;
-	return graph_vuln_agent(&vc->run->gopt, vc->v, srv->agent_id, stage, vc->run);
+	return built(vc->run,
+		     graph_vuln_agent(&vc->run->gopt, vc->v, srv->agent_id, stage, vc->run),
+		     "vulnerability", vc->v->cve);
 }
 
 static int on_vuln(struct ts_vuln *v, void *ud)
@@ -101,7 +116,9 @@ static int on_vuln(struct ts_vuln *v, void *ud)
 
 	if (v->has_agents) {
 		for (size_t i = 0; i < v->agent_ids.n; i++) {
-			r = graph_vuln_agent(&run->gopt, v, v->agent_ids.v[i], stage, run);
+			r = built(run,
+				  graph_vuln_agent(&run->gopt, v, v->agent_ids.v[i], stage, run),
+				  "vulnerability", v->cve);
 			if (r != 0)
 				return r;
 		}
@@ -119,7 +136,7 @@ static int on_alert(struct ts_alert *al, void *ud)
 {
 	struct run *run = ud;
 
-	return graph_alert(&run->gopt, al, stage, run);
+	return built(run, graph_alert(&run->gopt, al, stage, run), "alert", al->id);
 }
 
 static int mark_complete(struct run *run, const char *const *types, size_t n)
@@ -255,6 +272,7 @@ int sync_full(const struct config *c, struct store *s, struct tsapi *api, struct
 		goto finish;
 	}
 	rep.staged = run.staged;
+	rep.skipped = run.skipped;
 	dopt.run_id = rep.run_id;
 	dopt.now = now_ms();
 	r = diff_commit(s, &dopt, &rep.diff);
@@ -293,9 +311,10 @@ finish:
 		goto out;
 	}
 	log_info("sync: %s run=%" PRId64 " staged=%" PRId64 " created=%" PRId64 " updated=%" PRId64
-		 " deleted=%" PRId64 " held_back=%zu duration_ms=%" PRId64,
+		 " deleted=%" PRId64 " held_back=%zu skipped=%" PRId64 " duration_ms=%" PRId64,
 		 rep.failed_listings ? "partial" : "done", rep.run_id, rep.staged, rep.diff.created,
-		 rep.diff.updated, rep.diff.deleted, rep.diff.n_held, monotonic_ms() - t0);
+		 rep.diff.updated, rep.diff.deleted, rep.diff.n_held, rep.skipped,
+		 monotonic_ms() - t0);
 	r = rep.failed_listings ? -EAGAIN : 0;
 out:
 	buf_free(&run.json);

@@ -32,8 +32,9 @@ struct sync_options {
 };
 
 struct sync_report {
-	int64_t run_id; /* 0 for a dry run */
-	int64_t staged; /* graph objects fetched and staged */
+	int64_t run_id;	 /* 0 for a dry run */
+	int64_t staged;	 /* graph objects fetched and staged */
+	int64_t skipped; /* API objects the graph builder refused (logged) */
 	struct diff_result diff;
 	unsigned failed_listings;
 	char message[SYNC_MSG_MAX]; /* what failed, one line; empty when all went well */

@@ -76,6 +76,15 @@ step dismiss
 only ".op == \"update\" and .key == \"threatstack:alert:$alert\" and (.changed | index(\"open\")) and
 	.object.open == false and .object.dismissReason == \"MAINTENANCE\"" dismiss
 
+# A vulnerability id that cannot be a cve _key is skipped with a warning; the rest of the
+# listing still completes (the valid CVE added beside it arrives).
+fleet "{\"op\":\"cve_add\",\"agent\":\"$agent\",\"cve\":\"RHSA-2020_1234\"}" >/dev/null
+fleet "{\"op\":\"cve_add\",\"agent\":\"$agent\",\"cve\":\"CVE-2099-0002\"}" >/dev/null
+step odd-cve
+expect_output "skipped vulnerability RHSA-2020_1234: not valid as a graph object"
+[ "$(count)" -eq 1 ] || fail "odd-cve: $(count) changes"
+only ".op == \"create\" and .key == \"$akey|identified|cve-2099-0002\"" odd-cve
+
 step nothing
 [ "$(count)" -eq 0 ] || fail "a sync after all that still changed $(count) objects"
 replay_equals_store "$log" "$WORK/a.db"
