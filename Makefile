@@ -13,6 +13,7 @@ BINDIR     ?= $(PREFIX)/bin
 SYSCONFDIR ?= /etc
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DOCDIR     ?= $(PREFIX)/share/doc/tsgraphd
+MANDIR     ?= $(PREFIX)/share/man
 DESTDIR    ?=
 
 BUILD      ?= build
@@ -157,11 +158,13 @@ deps:
 install: $(BUILD)/tsgraphd
 	install -Dm0755 $(BUILD)/tsgraphd $(DESTDIR)$(BINDIR)/tsgraphd
 	install -Dm0640 conf/tsgraphd.conf.example $(DESTDIR)$(SYSCONFDIR)/tsgraphd/tsgraphd.conf.example
+	install -Dm0644 docs/tsgraphd.8 $(DESTDIR)$(MANDIR)/man8/tsgraphd.8
 	install -Dm0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	for f in docs/*.md; do install -Dm0644 $$f $(DESTDIR)$(DOCDIR)/$$(basename $$f); done
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/tsgraphd $(DESTDIR)$(SYSCONFDIR)/tsgraphd/tsgraphd.conf.example
+	rm -f $(DESTDIR)$(BINDIR)/tsgraphd $(DESTDIR)$(SYSCONFDIR)/tsgraphd/tsgraphd.conf.example \
+		$(DESTDIR)$(MANDIR)/man8/tsgraphd.8
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
