@@ -228,6 +228,14 @@ static int check_url(const char *v, const char **why)
 		*why = "must be an origin like https://api.threatstack.com (no path)";
 		return -EINVAL;
 	}
+	/* Only host[:port]: no user info ("http://localhost@elsewhere" names elsewhere). */
+	for (const char *p = host; p < end; p++) {
+		if (!isalnum((unsigned char)*p) && !strchr(".-:[]", *p)) {
+			*why = "must be scheme://host[:port], without user, password or other "
+			       "characters";
+			return -EINVAL;
+		}
+	}
 	if (!https) {
 		const char *colon = host[0] == '[' ? strchr(host, ']') : host;
 		size_t hlen;

@@ -400,6 +400,8 @@ static int setup_curl(struct tsapi *api, const struct config *c)
 	    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "https") != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+	    /* Send the path exactly as signed: no dot-segment squashing. */
+	    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK ||
@@ -414,7 +416,10 @@ static int setup_curl(struct tsapi *api, const struct config *c)
 	    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_HEADERDATA, &api->resp) != CURLE_OK)
 		return -EINVAL;
-	if (c->ts.api_ca_file && curl_easy_setopt(h, CURLOPT_CAINFO, c->ts.api_ca_file) != CURLE_OK)
+	/* A private CA replaces the system store rather than joining it. */
+	if (c->ts.api_ca_file &&
+	    (curl_easy_setopt(h, CURLOPT_CAINFO, c->ts.api_ca_file) != CURLE_OK ||
+	     curl_easy_setopt(h, CURLOPT_CAPATH, NULL) != CURLE_OK))
 		return -EINVAL;
 	return 0;
 }
@@ -695,6 +700,7 @@ static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *
 		st = api->resp.status;
 		delay = 0;
 		said[0] = '\0';
+		why = NULL;
 		if (cc != CURLE_OK) {
 			v = classify_curl(cc, &api->resp, &code, &why);
 			st = 0;
@@ -723,12 +729,13 @@ static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *
 		} else if (st == 429) {
 			code = TSAPI_E_RATE_LIMITED;
 			v = V_RETRY;
-			if (api->resp.reset_ms >= 0) {
-				delay = api->resp.reset_ms < api->opt.reset_max_ms
-						? api->resp.reset_ms
-						: api->opt.reset_max_ms;
-				tsapi_limiter_hold(api->limiter, monotonic_ms(), delay);
-			}
+			/* The budget is the organization's: every client waits, not only us. */
+			delay = api->resp.reset_ms >= 0
+					? (api->resp.reset_ms < api->opt.reset_max_ms
+						   ? api->resp.reset_ms
+						   : api->opt.reset_max_ms)
+					: backoff(api, attempt);
+			tsapi_limiter_hold(api->limiter, monotonic_ms(), delay);
 		} else if (st >= 500 && st < 600) {
 			code = TSAPI_E_SERVER;
 			v = V_RETRY;
@@ -774,7 +781,9 @@ static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *
 		if (v == V_RETRY && attempt < api->opt.max_attempts) {
 			if (delay == 0)
 				delay = backoff(api, attempt);
-			if (monotonic_ms() + delay - start <= api->opt.retry_budget_ms) {
+			/* The next try must be able to finish inside the budget, not just start. */
+			if (monotonic_ms() + delay + (int64_t)api->timeout_ms - start <=
+			    (int64_t)api->opt.retry_budget_ms) {
 				sleep_ms(delay);
 				continue;
 			}
@@ -1004,7 +1013,12 @@ ITEM_ADAPTER(alert, ts_alert, tsjson_alert, ts_alert_free)
 /* "prefix" + escaped(arg) + "suffix", malloc'd. */
 static char *build_path(struct tsapi *api, const char *prefix, const char *arg, const char *suffix)
 {
-	char *esc = curl_easy_escape(api->curl, arg, 0), *out = NULL;
+	char *esc, *out = NULL;
+
+	/* "." and ".." survive escaping and would name another resource than the one asked. */
+	if (strcmp(arg, ".") == 0 || strcmp(arg, "..") == 0)
+		return NULL;
+	esc = curl_easy_escape(api->curl, arg, 0);
 
 	if (esc && asprintf(&out, "%s%s%s", prefix, esc, suffix) < 0)
 		out = NULL;
@@ -1065,7 +1079,7 @@ int tsapi_list_cve_servers(struct tsapi *api, const char *cve,
 		return bad_arg(err, "list CVE servers: CVE and callback are required");
 	pq = build_path(api, "/v2/vulnerabilities/", cve, "/servers");
 	if (!pq)
-		return bad_arg(err, "list CVE servers: out of memory");
+		return bad_arg(err, "list CVE servers: not a usable CVE id (or out of memory)");
 	return list_pages(api,
 			  &(struct listing){ .path_query = pq,
 					     .collection = "servers",
@@ -1107,9 +1121,7 @@ int tsapi_list_alerts(struct tsapi *api, const char *status, int64_t from_ms, in
 static int get_one(struct tsapi *api, const char *pq, json_object **ret_root,
 		   struct tsapi_error *err)
 {
-	char label[LABEL_MAX];
-	json_tokener *tok;
-	json_object *root;
+	char label[LABEL_MAX], perr[TSJSON_ERR_MAX];
 	int r;
 
 	if (err)
@@ -1118,31 +1130,11 @@ static int get_one(struct tsapi *api, const char *pq, json_object **ret_root,
 	r = request(api, &(struct req){ .uri = pq, .label = label }, err);
 	if (r < 0)
 		return r;
-	tok = json_tokener_new();
-	if (!tok) {
-		seterr(err, TSAPI_E_INTERNAL, "%s: out of memory", label);
-		return -ENOMEM;
-	}
-	root = api->resp.body.len > 0 && api->resp.body.len < INT32_MAX
-		       ? json_tokener_parse_ex(tok, api->resp.body.data, (int)api->resp.body.len)
-		       : NULL;
-	if (root && (size_t)json_tokener_get_parse_end(tok) < api->resp.body.len) {
-		for (size_t i = json_tokener_get_parse_end(tok); i < api->resp.body.len; i++)
-			if (!isspace((unsigned char)api->resp.body.data[i])) {
-				json_object_put(root);
-				root = NULL;
-				break;
-			}
-	}
-	json_tokener_free(tok);
-	if (!root || !json_object_is_type(root, json_type_object)) {
-		json_object_put(root);
-		seterr(err, TSAPI_E_BAD_RESPONSE, "%s: %s", label,
-		       root ? "not a JSON object" : "not JSON (or truncated)");
-		return -EBADMSG;
-	}
-	*ret_root = root;
-	return 0;
+	r = tsjson_document(api->resp.body.data, api->resp.body.len, ret_root, perr);
+	if (r < 0)
+		seterr(err, r == -ENOMEM ? TSAPI_E_INTERNAL : TSAPI_E_BAD_RESPONSE, "%s: %s", label,
+		       perr);
+	return r;
 }
 
 int tsapi_get_agent(struct tsapi *api, const char *id, struct ts_agent *ret,
@@ -1157,7 +1149,7 @@ int tsapi_get_agent(struct tsapi *api, const char *id, struct ts_agent *ret,
 		return bad_arg(err, "get agent: id required");
 	pq = build_path(api, "/v2/agents/", id, "");
 	if (!pq)
-		return bad_arg(err, "get agent: out of memory");
+		return bad_arg(err, "get agent: not a usable id (or out of memory)");
 	r = get_one(api, pq, &root, err);
 	if (r < 0)
 		return r;
@@ -1181,7 +1173,7 @@ int tsapi_get_alert(struct tsapi *api, const char *id, struct ts_alert *ret,
 		return bad_arg(err, "get alert: id required");
 	pq = build_path(api, "/v2/alerts/", id, "");
 	if (!pq)
-		return bad_arg(err, "get alert: out of memory");
+		return bad_arg(err, "get alert: not a usable id (or out of memory)");
 	r = get_one(api, pq, &root, err);
 	if (r < 0)
 		return r;

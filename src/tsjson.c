@@ -555,17 +555,44 @@ int tsjson_alert(json_object *o, struct ts_alert *ret, char err[static TSJSON_ER
 	return 0;
 }
 
-int tsjson_page(const char *body, size_t len, const char *collection, json_object **ret_root,
-		json_object **ret_items, const char **ret_token, char err[static TSJSON_ERR_MAX])
+/* Objects and arrays in a document, counted before parsing: json-c spends several hundred
+ * bytes on each, so a small hostile body of "[{},{},...]" would otherwise cost gigabytes. */
+static size_t count_containers(const char *body, size_t len, size_t stop_at)
+{
+	bool in_string = false;
+	size_t n = 0;
+
+	for (size_t i = 0; i < len && n <= stop_at; i++) {
+		char c = body[i];
+
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '{' || c == '[') {
+			n++;
+		}
+	}
+	return n;
+}
+
+int tsjson_document(const char *body, size_t len, json_object **ret_root,
+		    char err[static TSJSON_ERR_MAX])
 {
 	json_tokener *tok = NULL;
-	json_object *root = NULL, *items, *token;
-	const char *t = NULL;
+	json_object *root = NULL;
 	int r = -EBADMSG;
 
 	err[0] = '\0';
 	if (len == 0 || len > INT32_MAX) {
 		seterr(err, "empty or oversized body");
+		goto out;
+	}
+	if (count_containers(body, len, TSJSON_CONTAINERS_MAX) > TSJSON_CONTAINERS_MAX) {
+		seterr(err, "more than %d objects and arrays in one answer", TSJSON_CONTAINERS_MAX);
 		goto out;
 	}
 	tok = json_tokener_new();
@@ -589,6 +616,27 @@ int tsjson_page(const char *body, size_t len, const char *collection, json_objec
 		seterr(err, "not a JSON object");
 		goto out;
 	}
+	*ret_root = root;
+	root = NULL;
+	r = 0;
+out:
+	json_object_put(root);
+	if (tok)
+		json_tokener_free(tok);
+	return r;
+}
+
+int tsjson_page(const char *body, size_t len, const char *collection, json_object **ret_root,
+		json_object **ret_items, const char **ret_token, char err[static TSJSON_ERR_MAX])
+{
+	json_object *root = NULL, *items, *token;
+	const char *t = NULL;
+	int r;
+
+	r = tsjson_document(body, len, &root, err);
+	if (r < 0)
+		return r;
+	r = -EBADMSG;
 	items = member(root, collection);
 	if (items && !json_object_is_type(items, json_type_array)) {
 		seterr(err, "\"%s\" is not an array", collection);
@@ -615,8 +663,6 @@ int tsjson_page(const char *body, size_t len, const char *collection, json_objec
 	r = 0;
 out:
 	json_object_put(root);
-	if (tok)
-		json_tokener_free(tok);
 	return r;
 }
 

@@ -19,10 +19,11 @@
 
 #include <json-c/json.h>
 
-#define TSJSON_ERR_MAX	    256
-#define TSJSON_STR_MAX	    4096 /* longest string member kept */
-#define TSJSON_LIST_MAX	    1024 /* most items in an array member (ips, tags, agents of a CVE) */
-#define TSJSON_TIME_UNKNOWN INT64_MIN
+#define TSJSON_ERR_MAX	      256
+#define TSJSON_STR_MAX	      4096 /* longest string member kept */
+#define TSJSON_LIST_MAX	      1024 /* most items in an array member (ips, tags, agents of a CVE) */
+#define TSJSON_CONTAINERS_MAX 131072 /* objects + arrays in one answer (a page has ~1000) */
+#define TSJSON_TIME_UNKNOWN   INT64_MIN
 
 struct ts_strv {
 	char **v;
@@ -98,6 +99,11 @@ int tsjson_alert(json_object *o, struct ts_alert *ret, char err[static TSJSON_ER
  * borrowed from it and NULL when the collection is absent or null; *ret_token is borrowed,
  * NULL on the last page (token null, absent or empty). Not JSON, truncated, trailing bytes,
  * a non-object document, a non-array collection or a non-string token: -EBADMSG. */
+/* Parses one answer: a single JSON object, nothing after it, at most TSJSON_CONTAINERS_MAX
+ * objects and arrays (counted before parsing, so a hostile body cannot make the parse
+ * cost gigabytes). The caller owns *ret_root. */
+int tsjson_document(const char *body, size_t len, json_object **ret_root,
+		    char err[static TSJSON_ERR_MAX]);
 int tsjson_page(const char *body, size_t len, const char *collection, json_object **ret_root,
 		json_object **ret_items, const char **ret_token, char err[static TSJSON_ERR_MAX]);
 

@@ -201,6 +201,12 @@ static void test_value_errors(void **state)
 	       "t.conf:2: api_url: plain http is only allowed to loopback; use https://");
 	refuse("[threatstack]\napi_url = http://127.0.0.1.evil.com:80\n",
 	       "t.conf:2: api_url: plain http is only allowed to loopback; use https://");
+	refuse("[threatstack]\napi_url = http://localhost:80@example.com\n",
+	       "t.conf:2: api_url: must be scheme://host[:port], without user, password or other "
+	       "characters");
+	refuse("[threatstack]\napi_url = https://user:pw@api.threatstack.com\n",
+	       "t.conf:2: api_url: must be scheme://host[:port], without user, password or other "
+	       "characters");
 }
 
 static void test_sink_errors(void **state)

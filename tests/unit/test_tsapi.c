@@ -542,6 +542,10 @@ static void test_alerts_window_and_single_gets(void **state)
 	assert_int_equal(tsapi_get_agent(api, "a b/c?d", &ag, &err), -ENOENT);
 	assert_non_null(strstr(err.message, "a%20b%2Fc%3Fd"));
 	assert_int_equal(tsapi_get_agent(api, "", &ag, &err), -EINVAL);
+	/* ".." would be squashed into another path than the one signed: refused, not sent */
+	assert_int_equal(tsapi_get_agent(api, "..", &ag, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "not a usable id"));
+	assert_int_equal(tsapi_get_alert(api, ".", &al, &err), -EINVAL);
 	assert_int_equal(stat_int(&f, "auth_failures", NULL), 0);
 	json_object_put(truth);
 	tsapi_free(api);

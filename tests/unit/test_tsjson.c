@@ -397,9 +397,40 @@ static void test_page(void **state)
 	}
 }
 
+/* A small body of empty objects would cost json-c gigabytes: refused before parsing. Braces
+ * inside strings do not count. */
+static void test_document_container_bomb(void **state)
+{
+	size_t n = 3 * (TSJSON_CONTAINERS_MAX + 8) + 32, len = 0;
+	char *bomb = malloc(n + 1), *quoted = malloc(n + 1), err[TSJSON_ERR_MAX];
+	json_object *root = NULL;
+
+	(void)state;
+	len = (size_t)snprintf(bomb, n, "{\"agents\":[");
+	for (int i = 0; i < TSJSON_CONTAINERS_MAX; i++) {
+		memcpy(bomb + len, "{},", 3);
+		len += 3;
+	}
+	memcpy(bomb + len - 1, "]}", 3);
+	assert_int_equal(tsjson_document(bomb, len + 1, &root, err), -EBADMSG);
+	assert_non_null(strstr(err, "objects and arrays in one answer"));
+	assert_null(root);
+
+	len = (size_t)snprintf(quoted, n, "{\"title\":\"");
+	for (int i = 0; i < TSJSON_CONTAINERS_MAX + 5; i++)
+		quoted[len++] = i % 2 ? '{' : '[';
+	memcpy(quoted + len, "\\\"\"}", 5); /* an escaped quote, then the real end */
+	len += 4;
+	assert_int_equal(tsjson_document(quoted, len, &root, err), 0);
+	json_object_put(root);
+	free(bomb);
+	free(quoted);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_document_container_bomb),
 		cmocka_unit_test(test_agent_full),
 		cmocka_unit_test(test_agent_minimal_and_nulls),
 		cmocka_unit_test(test_agent_malformed),
