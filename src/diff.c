@@ -129,7 +129,8 @@ struct hold_ctx {
 	struct diff_result *res;
 };
 
-static int hold_check(const char *type, int64_t stored, int64_t missing, void *ud)
+static int hold_check(const char *group, const char *type, int64_t stored, int64_t missing,
+		      void *ud)
 {
 	struct hold_ctx *h = ud;
 	struct diff_result *res = h->res;
@@ -137,9 +138,11 @@ static int hold_check(const char *type, int64_t stored, int64_t missing, void *u
 	if (!diff_should_hold(stored, missing, h->opt->max_delete_fraction,
 			      h->opt->allow_mass_delete))
 		return 0;
-	if (res->n_held == DIFF_HELD_MAX || strlen(type) >= sizeof(res->held[0]))
+	if (res->n_held == DIFF_HELD_MAX || strlen(type) >= sizeof(res->held[0]) ||
+	    strlen(group) >= sizeof(res->held_group[0]))
 		return -E2BIG;
 	snprintf(res->held[res->n_held], sizeof(res->held[0]), "%s", type);
+	snprintf(res->held_group[res->n_held], sizeof(res->held_group[0]), "%s", group);
 	res->held_stored[res->n_held] = stored;
 	res->held_missing[res->n_held] = missing;
 	res->n_held++;
@@ -150,7 +153,6 @@ int diff_commit(struct store *s, const struct diff_options *opt, struct diff_res
 {
 	struct diff_result res = { 0 };
 	struct hold_ctx h = { .opt = opt, .res = &res };
-	const char *held[DIFF_HELD_MAX];
 	int64_t before = 0;
 	int r;
 
@@ -160,15 +162,18 @@ int diff_commit(struct store *s, const struct diff_options *opt, struct diff_res
 	r = store_outbox_max_seq(s, &before);
 	if (r == 0)
 		r = store_missing_counts(s, hold_check, &h);
-	for (size_t i = 0; i < res.n_held; i++)
-		held[i] = res.held[i];
+	/* A held group is treated as if its listing had not completed: nothing of it goes. */
+	for (size_t i = 0; r == 0 && i < res.n_held; i++)
+		r = store_snapshot_incomplete(s, res.held_group[i]);
 	if (r == 0)
-		r = store_plan_deletes(s, held, res.n_held);
+		r = store_plan_deletes(s);
 	if (r == 0)
 		r = store_apply_plan(s, opt->source, opt->run_id, opt->now, &res.created,
 				     &res.updated, &res.deleted);
 	if (r == 0 && opt->on_change)
 		r = store_outbox_each(s, before, INT64_MAX, opt->on_change, opt->userdata);
+	if (r == 0 && opt->before_commit && !opt->dry_run)
+		r = opt->before_commit(s, &res, opt->commit_userdata);
 	if (r == 0 && !opt->dry_run)
 		r = store_commit(s);
 	if (r < 0 || opt->dry_run)

@@ -657,7 +657,9 @@ int graph_alert(const struct graph_options *opt, const struct ts_alert *al, grap
 	    (r = add_time(o, "dismissedOn", al->dismissed_at)) < 0 ||
 	    (r = add_weblink(o, opt, "/alerts/", al->id)) < 0)
 		return r;
-	if ((r = emit_obj(emit, userdata, GRAPH_ENTITY, o, 0)) != 0)
+	/* An alert dismissed between the active and the dismissed listing shows up in both:
+	 * the dismissed one is the newer news, so it ranks higher. */
+	if ((r = emit_obj(emit, userdata, GRAPH_ENTITY, o, dismissed ? 1 : 0)) != 0)
 		return r;
 	if (empty(al->agent_id)) {
 		if ((r = join(&from, ACCT_KEY_PREFIX, opt->org_id)) < 0)

@@ -149,7 +149,7 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 	struct tsapi_error err = { 0 };
 	struct tsapi *api = NULL, *nested = NULL;
 	struct store *s = NULL;
-	int opt, r, ret = EXIT_FAILURE;
+	int opt, r, ret = EXIT_FAILURE, lock_fd = -1;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -172,6 +172,15 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 	if (so.dry_run)
 		so.on_change = print_change;
 
+	if (!so.dry_run) {
+		r = store_lock(c->store.path, &lock_fd);
+		if (r < 0) {
+			log_error("store: %s: %s", c->store.path,
+				  r == -EBUSY ? "another tsgraphd sync is running on this store"
+					      : strerror(-r));
+			goto out;
+		}
+	}
 	if (open_store(c, so.dry_run, false, &s) < 0)
 		goto out;
 	if (tsapi_new(c, NULL, &api, &err) < 0 || tsapi_new(c, NULL, &nested, &err) < 0) {
@@ -197,6 +206,8 @@ out:
 	tsapi_free(nested);
 	tsapi_free(api);
 	store_close(s);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return ret;
 }
 

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,7 +71,8 @@ static const char temp_schema[] =
 	"  key TEXT PRIMARY KEY, kind TEXT NOT NULL, type TEXT NOT NULL, class TEXT NOT NULL,"
 	"  from_key TEXT, to_key TEXT, json TEXT NOT NULL, hash TEXT NOT NULL,"
 	"  rank INTEGER NOT NULL);"
-	"CREATE TEMP TABLE IF NOT EXISTS complete (type TEXT PRIMARY KEY) WITHOUT ROWID;"
+	"CREATE TEMP TABLE IF NOT EXISTS complete (type TEXT PRIMARY KEY, grp TEXT NOT NULL,"
+	"  is_primary INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE TEMP TABLE IF NOT EXISTS gone (key TEXT PRIMARY KEY) WITHOUT ROWID;";
 
 static int sql_errno(int rc)
@@ -176,40 +178,42 @@ static void sql_changed(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	buf_free(&b);
 }
 
+/* Checks the file is ours and brings its schema up to date. The checks run inside the
+ * write transaction, so two processes opening a new store at once do not both migrate. */
 static int migrate(struct store *s, char *err)
 {
 	int64_t app = 0, version = 0, tables = 0;
 	int r;
 
-	r = query_int(s, "PRAGMA application_id", &app);
+	r = exec(s, "BEGIN IMMEDIATE");
+	if (r == 0)
+		r = query_int(s, "PRAGMA application_id", &app);
 	if (r == 0)
 		r = query_int(s, "PRAGMA user_version", &version);
 	if (r == 0)
 		r = query_int(s, "SELECT count(*) FROM sqlite_schema", &tables);
 	if (r == -EBADMSG) {
 		snprintf(err, STORE_ERR_MAX, "not an SQLite database (is it tsgraphd's store?)");
-		return r;
+		goto fail;
 	}
 	if (r < 0) {
 		snprintf(err, STORE_ERR_MAX, "cannot read the schema: %s", sqlite3_errmsg(s->db));
-		return r;
+		goto fail;
 	}
 	if (app != STORE_APPLICATION_ID && (app != 0 || tables > 0)) {
 		snprintf(err, STORE_ERR_MAX,
 			 "an SQLite database of another program (application_id %lld)",
 			 (long long)app);
-		return -EMEDIUMTYPE;
+		r = -EMEDIUMTYPE;
+		goto fail;
 	}
 	if (version > (int64_t)ARRAY_SIZE(migrations)) {
 		snprintf(err, STORE_ERR_MAX,
 			 "schema version %lld is newer than this build's (%zu): upgrade tsgraphd",
 			 (long long)version, ARRAY_SIZE(migrations));
-		return -EPROTONOSUPPORT;
+		r = -EPROTONOSUPPORT;
+		goto fail;
 	}
-	if (version == (int64_t)ARRAY_SIZE(migrations))
-		return 0;
-
-	r = exec(s, "BEGIN IMMEDIATE");
 	for (size_t v = (size_t)version; r == 0 && v < ARRAY_SIZE(migrations); v++) {
 		char pragma[64];
 
@@ -218,14 +222,15 @@ static int migrate(struct store *s, char *err)
 		if (r == 0)
 			r = exec(s, pragma);
 	}
-	if (r == 0)
+	if (r == 0 && app == 0)
 		r = exec(s, "PRAGMA application_id = 1414743876"); /* STORE_APPLICATION_ID */
 	if (r == 0)
 		r = exec(s, "COMMIT");
-	if (r < 0) {
-		snprintf(err, STORE_ERR_MAX, "migration failed: %s", sqlite3_errmsg(s->db));
-		exec(s, "ROLLBACK");
-	}
+	if (r == 0)
+		return 0;
+	snprintf(err, STORE_ERR_MAX, "migration failed: %s", sqlite3_errmsg(s->db));
+fail:
+	exec(s, "ROLLBACK");
 	return r;
 }
 
@@ -294,17 +299,22 @@ int store_open(const char *path, const struct store_options *opt, struct store *
 		goto out;
 	}
 	sqlite3_extended_result_codes(s->db, 1);
-	sqlite3_busy_timeout(s->db, opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000);
+	sqlite3_busy_timeout(s->db, opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 30000);
 	r = migrate(s, msg);
 	if (r < 0)
 		goto out;
 	if (!memory) {
-		int64_t ignored;
+		/* WAL lets readers (status, the receiver) run beside a sync's write. */
+		_cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-		/* journal_mode answers a row; WAL lets readers (status) run beside a sync. */
-		r = query_int(s, "PRAGMA journal_mode = WAL", &ignored);
-		if (r == -ENOENT)
-			r = 0;
+		r = prepare(s, "PRAGMA journal_mode = WAL", &st);
+		if (r == 0 && sqlite3_step(st) == SQLITE_ROW &&
+		    sqlite3_stricmp(col_text(st, 0), "wal") != 0) {
+			snprintf(msg, sizeof(msg), "cannot use WAL journaling (got %s)",
+				 col_text(st, 0));
+			r = -EIO;
+			goto out;
+		}
 	}
 	if (r == 0)
 		r = exec(s, opt->synchronous_full ? "PRAGMA synchronous = FULL"
@@ -328,6 +338,26 @@ out:
 		snprintf(err, STORE_ERR_MAX, "%s: %s", path, msg[0] ? msg : strerror(-r));
 	store_close(s);
 	return r;
+}
+
+int store_lock(const char *path, int *ret_fd)
+{
+	_cleanup_free_ char *lock = NULL;
+	int fd;
+
+	if (asprintf(&lock, "%s.lock", path) < 0)
+		return -ENOMEM;
+	fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
 }
 
 void store_close(struct store *s)
@@ -409,13 +439,34 @@ int store_snapshot_put(struct store *s, const struct graph_object *o, const char
 	return r;
 }
 
-int store_snapshot_complete(struct store *s, const char *type)
+int store_snapshot_complete(struct store *s, const char *group, const char *const *types, size_t n)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(s, "INSERT OR IGNORE INTO temp.complete (type) VALUES (?1)", &st);
+	int r = prepare(
+		s,
+		"INSERT OR REPLACE INTO temp.complete (type, grp, is_primary) VALUES (?1, ?2, ?3)",
+		&st);
+
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		sqlite3_reset(st);
+		r = bind_text(st, 1, types[i]);
+		if (r == 0)
+			r = bind_text(st, 2, group);
+		if (r == 0)
+			r = sql_errno(sqlite3_bind_int(st, 3, i == 0));
+		if (r == 0)
+			r = step_done(st);
+	}
+	return r;
+}
+
+int store_snapshot_incomplete(struct store *s, const char *group)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s, "DELETE FROM temp.complete WHERE grp = ?1", &st);
 
 	if (r == 0)
-		r = bind_text(st, 1, type);
+		r = bind_text(st, 1, group);
 	return r < 0 ? r : step_done(st);
 }
 
@@ -424,37 +475,34 @@ int store_snapshot_count(struct store *s, int64_t *ret)
 	return query_int(s, "SELECT count(*) FROM temp.snap", ret);
 }
 
-int store_missing_counts(struct store *s,
-			 int (*fn)(const char *type, int64_t stored, int64_t missing, void *ud),
-			 void *ud)
+int store_missing_counts(struct store *s, store_missing_fn fn, void *ud)
 {
 	static const char sql[] =
-		"SELECT c.type,"
+		"SELECT c.grp, c.type,"
 		" (SELECT count(*) FROM object o WHERE o.type = c.type),"
 		" (SELECT count(*) FROM object o WHERE o.type = c.type"
 		"   AND NOT EXISTS (SELECT 1 FROM temp.snap n WHERE n.key = o.key))"
-		" FROM temp.complete c ORDER BY c.type";
+		" FROM temp.complete c WHERE c.is_primary ORDER BY c.grp";
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int r = prepare(s, sql, &st), rc;
 
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		r = fn(col_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
-		       ud);
+		r = fn(col_text(st, 0), col_text(st, 1), sqlite3_column_int64(st, 2),
+		       sqlite3_column_int64(st, 3), ud);
 		if (r != 0)
 			return r;
 	}
 	return sql_errno(rc);
 }
 
-int store_plan_deletes(struct store *s, const char *const *held_back, size_t n_held)
+int store_plan_deletes(struct store *s)
 {
 	static const char mark[] =
 		"INSERT OR IGNORE INTO temp.gone (key)"
 		" SELECT o.key FROM object o JOIN temp.complete c ON c.type = o.type"
-		" WHERE NOT EXISTS (SELECT 1 FROM temp.snap n WHERE n.key = o.key)"
-		"   AND o.type NOT IN (SELECT value FROM json_each(?1))";
+		" WHERE NOT EXISTS (SELECT 1 FROM temp.snap n WHERE n.key = o.key)";
 	static const char cascade[] = "INSERT OR IGNORE INTO temp.gone (key)"
 				      " SELECT o.key FROM object o WHERE o.kind = 'relationship'"
 				      "   AND (o.from_key IN (SELECT key FROM temp.gone)"
@@ -471,31 +519,11 @@ int store_plan_deletes(struct store *s, const char *const *held_back, size_t n_h
 		"     WHERE e.key = snap.to_key AND e.kind = 'entity')"
 		"   AND (NOT EXISTS (SELECT 1 FROM object o WHERE o.key = snap.to_key)"
 		"     OR EXISTS (SELECT 1 FROM temp.gone g WHERE g.key = snap.to_key))))";
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	struct buf held;
 	int r;
 
-	buf_init(&held, 64 * 1024);
-	r = buf_puts(&held, "[");
-	for (size_t i = 0; r == 0 && i < n_held; i++) {
-		json_object *str = json_object_new_string(held_back[i]);
-
-		r = str ? buf_printf(&held, "%s%s", i ? "," : "",
-				     json_object_to_json_string_ext(str, JSON_C_TO_STRING_PLAIN))
-			: -ENOMEM;
-		json_object_put(str);
-	}
+	r = exec(s, "DELETE FROM temp.gone");
 	if (r == 0)
-		r = buf_puts(&held, "]");
-	if (r == 0)
-		r = exec(s, "DELETE FROM temp.gone");
-	if (r == 0)
-		r = prepare(s, mark, &st);
-	if (r == 0)
-		r = bind_text(st, 1, held.data);
-	if (r == 0)
-		r = step_done(st);
-	buf_free(&held);
+		r = exec(s, mark);
 	/* Relationships of relationships do not exist, so one cascade step reaches them all. */
 	if (r == 0)
 		r = exec(s, cascade);

@@ -139,17 +139,13 @@ static int on_alert(struct ts_alert *al, void *ud)
 	return built(run, graph_alert(&run->gopt, al, stage, run), "alert", al->id);
 }
 
-static int mark_complete(struct run *run, const char *const *types, size_t n)
+static int mark_complete(struct run *run, const char *group, const char *const *types, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		int r = store_snapshot_complete(run->s, types[i]);
+	int r = store_snapshot_complete(run->s, group, types, n);
 
-		if (r < 0) {
-			run->store_error = r;
-			return r;
-		}
-	}
-	return 0;
+	if (r < 0)
+		run->store_error = r;
+	return r;
 }
 
 /* Notes a failed listing in the report (and the log), once per listing. */
@@ -177,7 +173,7 @@ static void fetch_all(struct run *run, struct tsapi *api)
 
 	r = graph_account(&run->gopt, stage, run);
 	if (r == 0)
-		mark_complete(run, account_types, ARRAY_SIZE(account_types));
+		mark_complete(run, "account", account_types, ARRAY_SIZE(account_types));
 	if (run->store_error)
 		return;
 
@@ -190,7 +186,7 @@ static void fetch_all(struct run *run, struct tsapi *api)
 			ok = false;
 		}
 	}
-	if (ok && mark_complete(run, agent_types, ARRAY_SIZE(agent_types)) < 0)
+	if (ok && mark_complete(run, "agents", agent_types, ARRAY_SIZE(agent_types)) < 0)
 		return;
 
 	run->nested_failed = false;
@@ -199,7 +195,7 @@ static void fetch_all(struct run *run, struct tsapi *api)
 			return;
 		listing_failed(run, "vulnerabilities",
 			       run->nested_failed ? &run->nested_err : &err);
-	} else if (mark_complete(run, vuln_types, ARRAY_SIZE(vuln_types)) < 0) {
+	} else if (mark_complete(run, "vulnerabilities", vuln_types, ARRAY_SIZE(vuln_types)) < 0) {
 		return;
 	}
 
@@ -214,7 +210,7 @@ static void fetch_all(struct run *run, struct tsapi *api)
 		}
 	}
 	if (ok)
-		mark_complete(run, alert_types, ARRAY_SIZE(alert_types));
+		mark_complete(run, "alerts", alert_types, ARRAY_SIZE(alert_types));
 }
 
 static void held_summary(const struct diff_result *d, char *out, size_t size)
@@ -226,6 +222,29 @@ static void held_summary(const struct diff_result *d, char *out, size_t size)
 		used += (size_t)snprintf(out + used, size - used,
 					 "%s%s (%" PRId64 " of %" PRId64 ")", i ? ", " : "",
 					 d->held[i], d->held_missing[i], d->held_stored[i]);
+}
+
+/* The run's record, written in the diff's own transaction: it commits with the changes. */
+static int record_run(struct store *s, const struct diff_result *d, void *ud)
+{
+	struct run *run = ud;
+	struct sync_report *rep = run->report;
+	char held[512];
+	struct store_run sr = {
+		.id = rep->run_id,
+		.result = rep->failed_listings ? "partial"
+			  : d->n_held	       ? "held"
+					       : "ok",
+		.finished = now_ms(),
+		.created = d->created,
+		.updated = d->updated,
+		.deleted = d->deleted,
+		.held_back = d->n_held ? held : NULL,
+		.message = rep->message[0] ? rep->message : NULL,
+	};
+
+	held_summary(d, held, sizeof(held));
+	return store_run_finish(s, &sr);
 }
 
 int sync_full(const struct config *c, struct store *s, struct tsapi *api, struct tsapi *api_nested,
@@ -246,6 +265,8 @@ int sync_full(const struct config *c, struct store *s, struct tsapi *api, struct
 		.dry_run = opt->dry_run,
 		.on_change = opt->on_change,
 		.userdata = opt->userdata,
+		.before_commit = record_run,
+		.commit_userdata = &run,
 	};
 	int64_t started = now_ms(), t0 = monotonic_ms();
 	char held[512];
@@ -262,54 +283,39 @@ int sync_full(const struct config *c, struct store *s, struct tsapi *api, struct
 	log_info("sync: full sync started run=%" PRId64 "%s", rep.run_id,
 		 opt->dry_run ? " (dry run)" : "");
 	r = store_snapshot_reset(s);
-	if (r < 0) {
-		run.store_error = r;
-		goto finish;
-	}
-	fetch_all(&run, api);
-	if (run.store_error) {
-		r = run.store_error;
-		goto finish;
-	}
-	rep.staged = run.staged;
-	rep.skipped = run.skipped;
-	dopt.run_id = rep.run_id;
-	dopt.now = now_ms();
-	r = diff_commit(s, &dopt, &rep.diff);
 	if (r < 0)
 		run.store_error = r;
-finish:
-	if (run.store_error)
-		snprintf(rep.message, sizeof(rep.message), "store: %s (%s)", store_errmsg(s),
-			 strerror(-run.store_error));
-	held_summary(&rep.diff, held, sizeof(held));
-	if (rep.diff.n_held)
-		log_error("sync: mass-delete guard held back deletions of %s: more than %.0f%% of "
-			  "the type; run 'tsgraphd sync --allow-mass-delete' if this is intended",
-			  held, c->sync.max_delete_fraction * 100);
-	if (!opt->dry_run) {
-		struct store_run sr = {
-			.id = rep.run_id,
-			.result = run.store_error	? "failed"
-				  : rep.failed_listings ? "partial"
-							: "ok",
-			.finished = now_ms(),
-			.created = rep.diff.created,
-			.updated = rep.diff.updated,
-			.deleted = rep.diff.deleted,
-			.held_back = rep.diff.n_held ? held : NULL,
-			.message = rep.message[0] ? rep.message : NULL,
-		};
-
-		if (store_run_finish(s, &sr) < 0)
-			log_warning("sync: cannot record the end of run %" PRId64 ": %s",
-				    rep.run_id, store_errmsg(s));
+	else
+		fetch_all(&run, api);
+	if (!run.store_error) {
+		rep.staged = run.staged;
+		rep.skipped = run.skipped;
+		dopt.run_id = rep.run_id;
+		dopt.now = now_ms();
+		r = diff_commit(s, &dopt, &rep.diff);
+		if (r < 0)
+			run.store_error = r;
 	}
 	if (run.store_error) {
+		struct store_run sr = { .id = rep.run_id,
+					.result = "failed",
+					.finished = now_ms(),
+					.message = rep.message };
+
+		snprintf(rep.message, sizeof(rep.message), "store: %s (%s)", store_errmsg(s),
+			 strerror(-run.store_error));
 		log_error("sync: failed, nothing committed: %s", rep.message);
+		if (!opt->dry_run && store_run_finish(s, &sr) < 0)
+			log_warning("sync: cannot record the end of run %" PRId64 ": %s",
+				    rep.run_id, store_errmsg(s));
 		r = run.store_error;
 		goto out;
 	}
+	held_summary(&rep.diff, held, sizeof(held));
+	if (rep.diff.n_held)
+		log_error("sync: mass-delete guard held back deletions of %s: more than %.0f%%; "
+			  "run 'tsgraphd sync --allow-mass-delete' if this is intended",
+			  held, c->sync.max_delete_fraction * 100);
 	log_info("sync: %s run=%" PRId64 " staged=%" PRId64 " created=%" PRId64 " updated=%" PRId64
 		 " deleted=%" PRId64 " held_back=%zu skipped=%" PRId64 " duration_ms=%" PRId64,
 		 rep.failed_listings ? "partial" : "done", rep.run_id, rep.staged, rep.diff.created,

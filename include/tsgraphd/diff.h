@@ -16,6 +16,8 @@
 
 #define DIFF_HELD_MAX 16
 
+struct diff_result;
+
 struct diff_options {
 	const char *source; /* "poll" | "webhook" */
 	int64_t run_id;
@@ -25,13 +27,18 @@ struct diff_options {
 	bool dry_run; /* roll back instead of committing */
 	/* Called for each outbox row the diff wrote (before commit or rollback); may be NULL. */
 	store_outbox_fn on_change;
-	void *userdata;
+	/* Called last inside the transaction of a real run (say, to record the run with its
+	 * counts, so the record commits with the changes); may be NULL. */
+	int (*before_commit)(struct store *s, const struct diff_result *res, void *commit_userdata);
+	void *userdata;	       /* for on_change */
+	void *commit_userdata; /* for before_commit */
 };
 
 struct diff_result {
 	int64_t created, updated, deleted;
-	size_t n_held;
-	char held[DIFF_HELD_MAX][64]; /* types whose deletes were held back */
+	size_t n_held; /* listing groups whose deletes were held back, with their primary type */
+	char held_group[DIFF_HELD_MAX][32];
+	char held[DIFF_HELD_MAX][64];
 	int64_t held_missing[DIFF_HELD_MAX];
 	int64_t held_stored[DIFF_HELD_MAX];
 };
@@ -39,7 +46,9 @@ struct diff_result {
 /* Top-level properties whose canonical values differ between two JSON objects, as a sorted
  * JSON array ("[\"status\",\"tag.env\"]"), appended to out. */
 int diff_changed_properties(const char *old_json, const char *new_json, struct buf *out);
-/* True when deleting missing of stored objects exceeds the fraction (and it is not allowed). */
+/* True when deleting missing of stored objects exceeds the fraction (and it is not allowed).
+ * The guard judges each listing group by its primary type (the agents, the alerts) and holds
+ * the whole group: relationship types are too small and too derived to judge alone. */
 bool diff_should_hold(int64_t stored, int64_t missing, double max_fraction, bool allow);
 /* Plans and applies the staged snapshot in one transaction. */
 int diff_commit(struct store *s, const struct diff_options *opt, struct diff_result *ret);

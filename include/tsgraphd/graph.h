@@ -33,8 +33,9 @@ struct graph_object {
 	const char *class;    /* _class */
 	const char *from_key; /* relationships: _fromEntityKey or _mapping.sourceEntityKey */
 	const char *to_key; /* explicit relationships: _toEntityKey; mapped: target _key or NULL */
-	/* When one snapshot yields the same _key twice (an agent in both the online and the
-	 * offline listing), the object with the larger rank wins (the newer lastReportedAt). */
+	/* When one snapshot yields the same _key twice, the object with the larger rank wins:
+	 * an agent in both the online and the offline listing ranks by lastReportedAt, an alert
+	 * in both the active and the dismissed listing ranks 1 when dismissed, 0 when open. */
 	int64_t rank;
 };
 

@@ -56,8 +56,10 @@ struct outbox_row {
 
 struct store_run {
 	int64_t id;
-	const char *kind;	   /* "full", ... */
-	const char *result;	   /* "running" | "ok" | "partial" | "failed" | "interrupted" */
+	const char *kind; /* "full", ... */
+	/* "running" | "ok" | "partial" (a listing failed) | "held" (the mass-delete guard held
+	 * deletions back) | "failed" (nothing committed) | "interrupted" (the process died) */
+	const char *result;
 	int64_t started, finished; /* ms; finished 0 while running */
 	int64_t created, updated, deleted;
 	const char *held_back; /* types whose deletes the guard held back, or NULL */
@@ -67,10 +69,15 @@ struct store_run {
 typedef int (*store_outbox_fn)(const struct outbox_row *r, void *userdata);
 typedef int (*store_run_fn)(const struct store_run *r, void *userdata);
 typedef int (*store_count_fn)(const char *type, int64_t count, void *userdata);
+typedef int (*store_missing_fn)(const char *group, const char *type, int64_t stored,
+				int64_t missing, void *userdata);
 
 int store_open(const char *path, const struct store_options *opt, struct store **ret,
 	       char err[static STORE_ERR_MAX]);
 void store_close(struct store *s);
+/* Takes the advisory lock PATH.lock that makes one writer process per store (a sync, later
+ * the daemon); -EBUSY when another holds it. The lock lives as long as *ret_fd is open. */
+int store_lock(const char *path, int *ret_fd);
 /* The last SQLite error text of this connection, for messages. */
 const char *store_errmsg(struct store *s);
 
@@ -83,19 +90,22 @@ int store_snapshot_reset(struct store *s);
 /* Stages o with its canonical json and hash. A key staged twice keeps the larger rank. */
 int store_snapshot_put(struct store *s, const struct graph_object *o, const char *json,
 		       const char *hash);
-/* Marks a type as completely enumerated in this snapshot: only such types lose objects. */
-int store_snapshot_complete(struct store *s, const char *type);
+/* Marks the types a listing produces as completely enumerated in this snapshot, as one
+ * group (say "agents"); types[0] is the group's primary type, the one the mass-delete guard
+ * judges. Only complete types lose objects. */
+int store_snapshot_complete(struct store *s, const char *group, const char *const *types, size_t n);
+/* Takes a group's completeness back (the guard held its deletions). */
+int store_snapshot_incomplete(struct store *s, const char *group);
 int store_snapshot_count(struct store *s, int64_t *ret);
 
 /* --- the diff, inside a transaction (diff.c sequences these) --- */
-/* Objects of each complete type that the snapshot lacks: per type, stored and missing. */
-int store_missing_counts(struct store *s,
-			 int (*fn)(const char *type, int64_t stored, int64_t missing, void *ud),
-			 void *ud);
-/* Marks for deletion the missing objects of complete types not in held_back, then every
- * relationship touching a marked entity; drops staged relationships whose own ends are
- * neither staged nor stored (or are being deleted). */
-int store_plan_deletes(struct store *s, const char *const *held_back, size_t n_held);
+/* For each complete group, its primary type: how many objects are stored and how many of
+ * them the snapshot lacks. */
+int store_missing_counts(struct store *s, store_missing_fn fn, void *ud);
+/* Marks for deletion the missing objects of complete types, then every relationship
+ * touching a marked entity; drops staged relationships whose own ends are neither staged nor
+ * stored (or are being deleted). */
+int store_plan_deletes(struct store *s);
 /* Appends the outbox rows of the plan (entities created and updated, relationships created
  * and updated, relationships deleted, entities deleted; each by key) and applies them to the
  * stored graph. Counts come back per op. */
@@ -113,7 +123,8 @@ int store_cursor_set(struct store *s, const char *sink, int64_t seq);
 int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void *ud), void *ud);
 int store_type_counts(struct store *s, store_count_fn fn, void *userdata);
 
-/* --- sync runs --- */
+/* --- sync runs (the caller holds store_lock(): a "running" run of another process is then
+ * known to be dead and is marked "interrupted") --- */
 int store_run_begin(struct store *s, const char *kind, int64_t now, int64_t *ret_id);
 int store_run_finish(struct store *s, const struct store_run *r);
 int store_runs_each(struct store *s, int64_t limit, store_run_fn fn, void *userdata);

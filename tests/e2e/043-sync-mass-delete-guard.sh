@@ -22,7 +22,7 @@ jq -e -s 'all(.[]; .op != "delete" or .type != "threatstack_agent")' "$WORK/step
 [ "$(sqlite3 "$WORK/a.db" "SELECT count(*) FROM object WHERE type = 'threatstack_agent'")" -eq "$stored" ] ||
 	fail "agents were deleted from the store"
 expect_status 0 "$TSGRAPHD" -c "$WORK/a.conf" status
-expect_output "held "
+expect_output "full held"
 expect_output "held back (mass-delete guard): "
 expect_output "threatstack_agent (12 of $stored)"
 

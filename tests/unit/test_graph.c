@@ -613,6 +613,7 @@ static void test_alert_host(void **state)
 	(void)state;
 	assert_int_equal(graph_alert(&opt, &al, collect, &g), 0);
 	assert_int_equal(g.n, 2);
+	assert_int_equal(g.meta[0].rank, 0); /* open: loses to a dismissed copy */
 	assert_canon(
 		g.obj[0],
 		"{\"_class\":\"Finding\",\"_key\":\"threatstack:alert:5ec2a7e1c9f3b200015a1b2c\","
@@ -691,6 +692,8 @@ static void test_alert_cloudtrail_dismissed(void **state)
 	assert_int_equal(json_object_get_int64(json_object_object_get(g.obj[0], "dismissedOn")),
 			 1589900000000);
 	assert_false(has(g.obj[0], "agentId"));
+	/* Listed as both active and dismissed: the dismissed copy wins the duplicate key. */
+	assert_int_equal(g.meta[0].rank, 1);
 	/* No agent: the account HAS the alert. */
 	assert_string_equal(g.meta[1].type, "threatstack_account_has_alert");
 	assert_string_equal(g.meta[1].key, "threatstack:account:545d0293b620cd090d000023|has|"

@@ -84,7 +84,9 @@ static void sync_entities(struct store *s, int n, const char *st)
 		buf_free(&b);
 		json_object_put(obj);
 	}
-	assert_int_equal(store_snapshot_complete(s, "threatstack_agent"), 0);
+	assert_int_equal(store_snapshot_complete(s, "agents", (const char *const[]){ "threatstack_agent" },
+						 1),
+			 0);
 	assert_int_equal(diff_commit(s, &o, &res), 0);
 }
 
@@ -211,6 +213,75 @@ static void test_foreign_file_refused(void **state)
 	assert_null(sf);
 }
 
+static char *slurp(const char *path)
+{
+	char *data = NULL;
+
+	assert_int_equal(read_file_bounded(path, 1 << 20, &data, NULL), 0);
+	return data;
+}
+
+/* A file that is not a change log is refused before anything in it is touched, even when
+ * its last line has no newline (which, in a change log, would be cut as torn). */
+static void test_foreign_file_untouched(void **state)
+{
+	static const char text[] = "precious line 1\nprecious line 2 without newline";
+	struct fixture *f = *state;
+	char err[SINK_FILE_ERR_MAX], *after;
+	struct sink_file *sf = NULL;
+	int fd = open(f->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+	close(fd);
+	assert_int_equal(sink_file_open(&f->cfg, &sf, err), -EBADMSG);
+	after = slurp(f->log);
+	assert_string_equal(after, text);
+	free(after);
+}
+
+/* A log that got further than the store (the store was restored from a backup) is
+ * refused: skipping to its seq would lose the store's new changes under old numbers. */
+static void test_log_ahead_of_store_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct store_options so = { .synchronous_full = true };
+	char err[SINK_FILE_ERR_MAX], serr[STORE_ERR_MAX], db[200], *before, *after;
+	struct sink_file *sf = NULL;
+	int64_t lines = -1;
+
+	sync_entities(f->s, 4, "online");
+	assert_int_equal(drain(f), 4);
+	before = slurp(f->log);
+	/* A new store: its seq 1, 2 are other changes than the log's. */
+	store_close(f->s);
+	snprintf(db, sizeof(db), "%s/other.db", f->dir);
+	assert_int_equal(store_open(db, &so, &f->s, serr), 0);
+	sync_entities(f->s, 2, "offline");
+	assert_int_equal(sink_file_open(&f->cfg, &sf, err), 0);
+	assert_int_equal(sink_file_drain(sf, f->s, &lines, err), -ESTALE);
+	assert_non_null(strstr(err, "ahead of the store"));
+	sink_file_close(sf);
+	after = slurp(f->log);
+	assert_string_equal(after, before);
+	free(before);
+	free(after);
+}
+
+/* One writer per change log. */
+static void test_second_writer_refused(void **state)
+{
+	struct fixture *f = *state;
+	char err[SINK_FILE_ERR_MAX];
+	struct sink_file *a = NULL, *b = NULL;
+
+	assert_int_equal(sink_file_open(&f->cfg, &a, err), 0);
+	assert_int_equal(sink_file_open(&f->cfg, &b, err), -EBUSY);
+	assert_non_null(strstr(err, "another process is delivering to it"));
+	sink_file_close(a);
+	assert_int_equal(sink_file_open(&f->cfg, &b, err), 0);
+	sink_file_close(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -219,6 +290,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_crash_after_fsync_before_cursor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_last_line_is_cut, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_file_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_foreign_file_untouched, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_ahead_of_store_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_writer_refused, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

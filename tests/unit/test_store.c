@@ -58,7 +58,8 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Stages an entity {_key,_type,_class,status} or an explicit relationship. */
+/* Stages an entity {_key,_type,_class,status}, an explicit relationship (from and to) or a
+ * mapped one (from only). */
 static void put(struct store *s, const char *key, const char *type, const char *status,
 		const char *from, const char *to, int64_t rank)
 {
@@ -81,9 +82,14 @@ static void put(struct store *s, const char *key, const char *type, const char *
 	json_object_object_add(o, "_class", json_object_new_string(g.class));
 	if (status)
 		json_object_object_add(o, "status", json_object_new_string(status));
-	if (from) {
+	if (from && to) {
 		json_object_object_add(o, "_fromEntityKey", json_object_new_string(from));
 		json_object_object_add(o, "_toEntityKey", json_object_new_string(to));
+	} else if (from) { /* mapped: the target is matched elsewhere */
+		json_object *m = json_object_new_object();
+
+		json_object_object_add(m, "sourceEntityKey", json_object_new_string(from));
+		json_object_object_add(o, "_mapping", m);
 	}
 	buf_init(&b, 1 << 20);
 	assert_int_equal(canon_serialize(o, &b), 0);
@@ -123,11 +129,19 @@ static void stage_fleet(struct store *s, int n, const char *status_of_a1)
 	}
 }
 
+static const char *const account_group[] = { "threatstack_account" };
+static const char *const agent_group[] = { "threatstack_agent", "threatstack_account_has_agent",
+					   "threatstack_agent_protects_server" };
+
+static void complete_account(struct store *s)
+{
+	assert_int_equal(store_snapshot_complete(s, "account", account_group, 1), 0);
+}
+
 static void complete_all(struct store *s)
 {
-	assert_int_equal(store_snapshot_complete(s, "threatstack_account"), 0);
-	assert_int_equal(store_snapshot_complete(s, "threatstack_agent"), 0);
-	assert_int_equal(store_snapshot_complete(s, "threatstack_account_has_agent"), 0);
+	complete_account(s);
+	assert_int_equal(store_snapshot_complete(s, "agents", agent_group, 3), 0);
 }
 
 static struct diff_result commit(struct store *s, struct changes *c, bool dry, bool allow)
@@ -206,7 +220,7 @@ static void test_delete_cascades_and_incomplete_keeps(void **state)
 
 	/* agent:4 gone, but the agent listing failed: nothing deleted. */
 	stage_fleet(f->s, 3, "online");
-	assert_int_equal(store_snapshot_complete(f->s, "threatstack_account"), 0);
+	complete_account(f->s);
 	res = commit(f->s, &c, false, false);
 	assert_int_equal(res.deleted, 0);
 	assert_int_equal(c.n, 0);
@@ -273,16 +287,16 @@ static void test_mass_delete_guard(void **state)
 	complete_all(f->s);
 	commit(f->s, NULL, false, false);
 
-	/* 6 of 10 agents gone: over 0.5, held back (their relationships too). */
+	/* 6 of 10 agents gone: over 0.5, the agents group is held back (relationships too). */
 	stage_fleet(f->s, 4, "online");
 	complete_all(f->s);
 	res = commit(f->s, &c, false, false);
 	assert_int_equal(res.deleted, 0);
-	assert_int_equal(res.n_held, 2);
-	assert_string_equal(res.held[0], "threatstack_account_has_agent");
-	assert_string_equal(res.held[1], "threatstack_agent");
-	assert_int_equal(res.held_missing[1], 6);
-	assert_int_equal(res.held_stored[1], 10);
+	assert_int_equal(res.n_held, 1);
+	assert_string_equal(res.held_group[0], "agents");
+	assert_string_equal(res.held[0], "threatstack_agent");
+	assert_int_equal(res.held_missing[0], 6);
+	assert_int_equal(res.held_stored[0], 10);
 	assert_int_equal(c.n, 0);
 
 	/* Allowed: all 12 deletions go through. */
@@ -291,6 +305,30 @@ static void test_mass_delete_guard(void **state)
 	res = commit(f->s, &c, false, true);
 	assert_int_equal(res.deleted, 12);
 	assert_int_equal(res.n_held, 0);
+}
+
+/* The guard judges a group by its primary type: 2 of 4 agents is not over half, so their
+ * relationships go too, even a relationship type that loses all its objects. */
+static void test_mass_delete_guard_judges_the_group(void **state)
+{
+	struct fixture *f = *state;
+	struct changes c = { 0 };
+	struct diff_result res;
+
+	stage_fleet(f->s, 4, "online");
+	put(f->s, "agent:3|protects|host:a", "threatstack_agent_protects_server", NULL, "agent:3",
+	    NULL, 0);
+	put(f->s, "agent:4|protects|host:b", "threatstack_agent_protects_server", NULL, "agent:4",
+	    NULL, 0);
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+
+	stage_fleet(f->s, 2, "online");
+	complete_all(f->s);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.n_held, 0);
+	assert_int_equal(res.deleted, 6);
+	assert_string_equal(c.lines[2], "delete relationship agent:3|protects|host:a");
 }
 
 static void test_duplicate_key_keeps_higher_rank(void **state)
@@ -436,6 +474,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dangling_relationship_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mass_delete_guard, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mass_delete_guard_judges_the_group, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_duplicate_key_keeps_higher_rank, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dry_run_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_properties, setup, teardown),
