@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -441,6 +442,42 @@ static void test_refuses_foreign_and_newer_files(void **state)
 	assert_int_equal(access(path, F_OK), -1);
 }
 
+/* Processes opening a new store at the same moment: every one succeeds (the ownership checks
+ * and the migration run inside one write transaction). */
+static void test_concurrent_first_open(void **state)
+{
+	struct fixture *f = *state;
+
+	for (int round = 0; round < 20; round++) {
+		char path[160];
+		pid_t kids[3];
+
+		snprintf(path, sizeof(path), "%s/race-%d.db", f->dir, round);
+		for (int k = 0; k < 3; k++) {
+			kids[k] = fork();
+			assert_true(kids[k] >= 0);
+			if (kids[k] == 0) {
+				struct store_options so = { .synchronous_full = true };
+				char err[STORE_ERR_MAX];
+				struct store *s = NULL;
+				int r = store_open(path, &so, &s, err);
+
+				if (r < 0)
+					fprintf(stderr, "child: %s\n", err);
+				store_close(s);
+				_exit(r < 0 ? 1 : 0);
+			}
+		}
+		for (int k = 0; k < 3; k++) {
+			int status = 0;
+
+			assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
+			assert_true(WIFEXITED(status));
+			assert_int_equal(WEXITSTATUS(status), 0);
+		}
+	}
+}
+
 static void test_runs_and_cursors(void **state)
 {
 	struct fixture *f = *state;
@@ -480,6 +517,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dry_run_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_properties, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_foreign_and_newer_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runs_and_cursors, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
