@@ -18,10 +18,13 @@ cert() { # name, subjectAltName
 cert good "IP:127.0.0.1"
 cert other "DNS:api.example.com"
 
-start_fake --agents 5 --tls-cert "$pki/good.pem" --tls-key "$pki/good.key"
-FAKE_URL=${FAKE_URL/http:/https:}
-write_config trusted
-sed -i "s#^timeout = 10#timeout = 10\napi_ca_file = $pki/ca.pem#" "$WORK/trusted.conf"
+start_https_fake() { # certificate name
+	start_fake --agents 5 --tls-cert "$pki/$1.pem" --tls-key "$pki/$1.key"
+	FAKE_URL=${FAKE_URL/http:/https:}
+}
+
+start_https_fake good
+write_config trusted '[threatstack]' "api_ca_file = $pki/ca.pem"
 expect_status 0 "$TSGRAPHD" -c "$WORK/trusted.conf" check
 expect_output "credentials OK"
 expect_status 0 "$TSGRAPHD" -c "$WORK/trusted.conf" sync
@@ -34,10 +37,8 @@ expect_output "credentials FAILED (TLS"
 
 # The right CA but a certificate for another name: refused.
 kill "$FAKE_PID"; wait "$FAKE_PID" 2>/dev/null || true
-start_fake --agents 5 --tls-cert "$pki/other.pem" --tls-key "$pki/other.key"
-FAKE_URL=${FAKE_URL/http:/https:}
-write_config wrongname
-sed -i "s#^timeout = 10#timeout = 10\napi_ca_file = $pki/ca.pem#" "$WORK/wrongname.conf"
+start_https_fake other
+write_config wrongname '[threatstack]' "api_ca_file = $pki/ca.pem"
 expect_status 1 "$TSGRAPHD" -c "$WORK/wrongname.conf" check
 expect_output "credentials FAILED (TLS"
 echo "tls ok"
