@@ -1117,70 +1117,65 @@ int tsapi_list_alerts(struct tsapi *api, const char *status, int64_t from_ms, in
 		err);
 }
 
-/* GET one object and parse the whole body as a JSON object. */
-static int get_one(struct tsapi *api, const char *pq, json_object **ret_root,
+static int parse_failed(struct tsapi_error *err, int r, const char *label, const char *perr)
+{
+	seterr(err, r == -ENOMEM ? TSAPI_E_INTERNAL : TSAPI_E_BAD_RESPONSE, "%s: %s", label, perr);
+	return r;
+}
+
+/* GET prefix + escaped(id) and parse the whole body as one JSON object. *ret_label names the
+ * request for the caller's own error messages (parsing the object). */
+static int get_one(struct tsapi *api, const char *what, const char *prefix, const char *id,
+		   json_object **ret_root, char ret_label[static LABEL_MAX],
 		   struct tsapi_error *err)
 {
-	char label[LABEL_MAX], perr[TSJSON_ERR_MAX];
+	_cleanup_free_ char *pq = NULL;
+	char perr[TSJSON_ERR_MAX], msg[64];
 	int r;
 
+	if (!id || !*id) {
+		snprintf(msg, sizeof(msg), "get %s: id required", what);
+		return bad_arg(err, msg);
+	}
+	pq = build_path(api, prefix, id, "");
+	if (!pq) {
+		snprintf(msg, sizeof(msg), "get %s: not a usable id (or out of memory)", what);
+		return bad_arg(err, msg);
+	}
 	if (err)
 		memset(err, 0, sizeof(*err));
-	snprintf(label, sizeof(label), "GET %s", pq);
-	r = request(api, &(struct req){ .uri = pq, .label = label }, err);
+	snprintf(ret_label, LABEL_MAX, "GET %s", pq);
+	r = request(api, &(struct req){ .uri = pq, .label = ret_label }, err);
 	if (r < 0)
 		return r;
 	r = tsjson_document(api->resp.body.data, api->resp.body.len, ret_root, perr);
-	if (r < 0)
-		seterr(err, r == -ENOMEM ? TSAPI_E_INTERNAL : TSAPI_E_BAD_RESPONSE, "%s: %s", label,
-		       perr);
-	return r;
+	return r < 0 ? parse_failed(err, r, ret_label, perr) : 0;
 }
 
 int tsapi_get_agent(struct tsapi *api, const char *id, struct ts_agent *ret,
 		    struct tsapi_error *err)
 {
-	_cleanup_free_ char *pq = NULL;
-	char perr[TSJSON_ERR_MAX];
+	char label[LABEL_MAX], perr[TSJSON_ERR_MAX];
 	json_object *root = NULL;
-	int r;
+	int r = get_one(api, "agent", "/v2/agents/", id, &root, label, err);
 
-	if (!id || !*id)
-		return bad_arg(err, "get agent: id required");
-	pq = build_path(api, "/v2/agents/", id, "");
-	if (!pq)
-		return bad_arg(err, "get agent: not a usable id (or out of memory)");
-	r = get_one(api, pq, &root, err);
 	if (r < 0)
 		return r;
 	r = tsjson_agent(root, ret, perr);
 	json_object_put(root);
-	if (r < 0)
-		seterr(err, r == -ENOMEM ? TSAPI_E_INTERNAL : TSAPI_E_BAD_RESPONSE, "GET %s: %s",
-		       pq, perr);
-	return r;
+	return r < 0 ? parse_failed(err, r, label, perr) : 0;
 }
 
 int tsapi_get_alert(struct tsapi *api, const char *id, struct ts_alert *ret,
 		    struct tsapi_error *err)
 {
-	_cleanup_free_ char *pq = NULL;
-	char perr[TSJSON_ERR_MAX];
+	char label[LABEL_MAX], perr[TSJSON_ERR_MAX];
 	json_object *root = NULL;
-	int r;
+	int r = get_one(api, "alert", "/v2/alerts/", id, &root, label, err);
 
-	if (!id || !*id)
-		return bad_arg(err, "get alert: id required");
-	pq = build_path(api, "/v2/alerts/", id, "");
-	if (!pq)
-		return bad_arg(err, "get alert: not a usable id (or out of memory)");
-	r = get_one(api, pq, &root, err);
 	if (r < 0)
 		return r;
 	r = tsjson_alert(root, ret, perr);
 	json_object_put(root);
-	if (r < 0)
-		seterr(err, r == -ENOMEM ? TSAPI_E_INTERNAL : TSAPI_E_BAD_RESPONSE, "GET %s: %s",
-		       pq, perr);
-	return r;
+	return r < 0 ? parse_failed(err, r, label, perr) : 0;
 }
