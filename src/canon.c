@@ -266,3 +266,104 @@ out:
 	EVP_MD_CTX_free(s.md);
 	return r;
 }
+
+/* --- changed properties --- */
+
+#define CHANGED_MAX 4096 /* properties compared per object */
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Whether two JSON values have the same canonical form. */
+static int same_value(json_object *a, json_object *b, bool *ret)
+{
+	struct buf ba, bb;
+	int r;
+
+	buf_init(&ba, 16 * 1024 * 1024);
+	buf_init(&bb, 16 * 1024 * 1024);
+	r = canon_serialize(a, &ba);
+	if (r == 0)
+		r = canon_serialize(b, &bb);
+	if (r == 0)
+		*ret = ba.len == bb.len && (ba.len == 0 || memcmp(ba.data, bb.data, ba.len) == 0);
+	buf_free(&ba);
+	buf_free(&bb);
+	return r;
+}
+
+int canon_changed_properties(const char *old_json, const char *new_json, struct buf *out)
+{
+	json_object *old = NULL, *new = NULL, *arr = NULL;
+	const char **names = NULL;
+	size_t n = 0;
+	int r = -EINVAL;
+
+	if (!old_json || !new_json)
+		goto out;
+	old = json_tokener_parse(old_json);
+	new = json_tokener_parse(new_json);
+	if (!json_object_is_type(old, json_type_object) ||
+	    !json_object_is_type(new, json_type_object))
+		goto out;
+	names = calloc(CHANGED_MAX, sizeof(*names));
+	if (!names) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* Members of new that are absent from old or differ, then members only old has. */
+	json_object_object_foreach(new, key, val)
+	{
+		json_object *before = NULL;
+		bool same = false;
+
+		if (json_object_object_get_ex(old, key, &before)) {
+			r = same_value(before, val, &same);
+			if (r < 0)
+				goto out;
+		}
+		if (!same) {
+			if (n == CHANGED_MAX) {
+				r = -E2BIG;
+				goto out;
+			}
+			names[n++] = key;
+		}
+	}
+	json_object_object_foreach(old, okey, oval)
+	{
+		(void)oval;
+		if (!json_object_object_get_ex(new, okey, NULL)) {
+			if (n == CHANGED_MAX) {
+				r = -E2BIG;
+				goto out;
+			}
+			names[n++] = okey;
+		}
+	}
+	qsort(names, n, sizeof(*names), cmp_str);
+	arr = json_object_new_array_ext((int)n);
+	if (!arr) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_object *s = json_object_new_string(names[i]);
+
+		if (!s || json_object_array_add(arr, s) < 0) {
+			json_object_put(s);
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	r = buf_puts(out, json_object_to_json_string_ext(
+				  arr, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+out:
+	json_object_put(arr);
+	free(names);
+	json_object_put(old);
+	json_object_put(new);
+	return r;
+}

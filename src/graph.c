@@ -145,7 +145,7 @@ static int add_weblink(json_object *o, const struct graph_options *opt, const ch
 /* Every string of the graph_object points into o, so a callback that keeps a reference to
  * o keeps them too. */
 static int emit_obj(graph_emit_fn emit, void *userdata, enum graph_kind kind, json_object *o,
-		    int64_t rank)
+		    const char *owner, int64_t rank)
 {
 	json_object *m = json_object_object_get(o, "_mapping");
 	struct graph_object g = {
@@ -154,6 +154,7 @@ static int emit_obj(graph_emit_fn emit, void *userdata, enum graph_kind kind, js
 		.key = get_str(o, "_key"),
 		.type = get_str(o, "_type"),
 		.class = get_str(o, "_class"),
+		.owner = owner,
 		.rank = rank,
 	};
 
@@ -190,7 +191,7 @@ static void lower_ascii(char *s)
 
 /* An explicit relationship: both ends are ours. */
 static int emit_explicit(graph_emit_fn emit, void *userdata, const char *type, const char *class,
-			 const char *from, const char *to, int64_t rank)
+			 const char *from, const char *to, const char *owner, int64_t rank)
 {
 	_cleanup_json_ json_object *o = NULL;
 	_cleanup_buf_ struct buf key;
@@ -207,7 +208,7 @@ static int emit_explicit(graph_emit_fn emit, void *userdata, const char *type, c
 	if ((r = add_str(o, "_fromEntityKey", from)) < 0 ||
 	    (r = add_str(o, "_toEntityKey", to)) < 0 || (r = add_str(o, "displayName", class)) < 0)
 		return r;
-	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, rank);
+	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, owner, rank);
 }
 
 static int arr_add_str(json_object *arr, const char *s)
@@ -302,7 +303,7 @@ int graph_account(const struct graph_options *opt, graph_emit_fn emit, void *use
 	    (r = add_str(o, "vendor", "Threat Stack")) < 0 ||
 	    (r = add_weblink(o, opt, NULL, NULL)) < 0)
 		return r;
-	return emit_obj(emit, userdata, GRAPH_ENTITY, o, 0);
+	return emit_obj(emit, userdata, GRAPH_ENTITY, o, NULL, 0);
 }
 
 static int add_strv(json_object *o, const char *k, const struct ts_strv *a, const struct ts_strv *b)
@@ -494,7 +495,7 @@ static int agent_protects(const struct graph_options *opt, const struct ts_agent
 	}
 	if (r < 0)
 		return r;
-	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, rank);
+	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, agent_key, rank);
 }
 
 int graph_agent(const struct graph_options *opt, const struct ts_agent *a, graph_emit_fn emit,
@@ -519,10 +520,10 @@ int graph_agent(const struct graph_options *opt, const struct ts_agent *a, graph
 		return r;
 	if ((r = agent_entity(opt, a, key.data, hostname, &ent)) < 0)
 		return r;
-	if ((r = emit_obj(emit, userdata, GRAPH_ENTITY, ent, rank)) != 0)
+	if ((r = emit_obj(emit, userdata, GRAPH_ENTITY, ent, key.data, rank)) != 0)
 		return r;
 	if ((r = emit_explicit(emit, userdata, "threatstack_account_has_agent", "HAS", acct.data,
-			       key.data, rank)) != 0)
+			       key.data, key.data, rank)) != 0)
 		return r;
 	return agent_protects(opt, a, key.data, hostname, rank, emit, userdata);
 }
@@ -594,7 +595,7 @@ int graph_vuln_agent(const struct graph_options *opt, const struct ts_vuln *v, c
 		return r;
 	if ((r = add_mapping(o, b.data, "_type", "_key", t, -1)) < 0)
 		return r;
-	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, 0);
+	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, NULL, 0);
 }
 
 static const char *severity_word(int s)
@@ -659,16 +660,16 @@ int graph_alert(const struct graph_options *opt, const struct ts_alert *al, grap
 		return r;
 	/* An alert dismissed between the active and the dismissed listing shows up in both:
 	 * the dismissed one is the newer news, so it ranks higher. */
-	if ((r = emit_obj(emit, userdata, GRAPH_ENTITY, o, dismissed ? 1 : 0)) != 0)
+	if ((r = emit_obj(emit, userdata, GRAPH_ENTITY, o, key.data, dismissed ? 1 : 0)) != 0)
 		return r;
 	if (empty(al->agent_id)) {
 		if ((r = join(&from, ACCT_KEY_PREFIX, opt->org_id)) < 0)
 			return r;
 		return emit_explicit(emit, userdata, "threatstack_account_has_alert", "HAS",
-				     from.data, key.data, 0);
+				     from.data, key.data, key.data, 0);
 	}
 	if ((r = join(&from, AGENT_KEY_PREFIX, al->agent_id)) < 0)
 		return r;
 	return emit_explicit(emit, userdata, "threatstack_agent_identified_alert", "IDENTIFIED",
-			     from.data, key.data, 0);
+			     from.data, key.data, key.data, 0);
 }

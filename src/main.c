@@ -4,6 +4,7 @@
  *
  * Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
  */
+#include "tsgraphd/cancel.h"
 #include "tsgraphd/config.h"
 #include "tsgraphd/log.h"
 #include "tsgraphd/sink_file.h"
@@ -13,13 +14,15 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define EXIT_USAGE 2
+#define EXIT_USAGE	 2
+#define EXIT_INTERRUPTED 3 /* a sync stopped by SIGINT or SIGTERM; nothing applied */
 
 static void usage(FILE *out)
 {
@@ -101,10 +104,21 @@ static int open_store(const struct config *c, bool memory_if_missing, bool must_
 	return r;
 }
 
-/* Dry runs print each change as one line. */
+/* Dry runs print each change as one line, and count them by op. */
+struct dry_counts {
+	int64_t created, updated, deleted;
+};
+
 static int print_change(const struct outbox_row *r, void *ud)
 {
-	(void)ud;
+	struct dry_counts *n = ud;
+
+	if (strcmp(r->op, "create") == 0)
+		n->created++;
+	else if (strcmp(r->op, "update") == 0)
+		n->updated++;
+	else
+		n->deleted++;
 	printf("%-6s %-12s %s %s%s%s\n", r->op, r->kind, r->type, r->key,
 	       r->changed ? " changed=" : "", r->changed ? r->changed : "");
 	return 0;
@@ -137,6 +151,55 @@ static int drain_sinks(const struct config *c, struct store *s)
 	return failed ? -EIO : 0;
 }
 
+/* SIGINT and SIGTERM fire the sync's cancel handle: every wait wakes, nothing half-done is
+ * applied, and the run is recorded "interrupted". A second signal ends the process. */
+static struct cancel *sync_cancel;
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	if (stop_signal) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	stop_signal = sig;
+	cancel_fire(sync_cancel);
+}
+
+static int catch_stop_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+/* On a terminal, one line that updates in place; elsewhere nothing (the log has a line per
+ * listing). */
+static void print_progress(const struct sync_progress *p, void *ud)
+{
+	int64_t now = monotonic_ms();
+	char of[48] = "", eta[48] = "";
+
+	(void)ud;
+	if (!p->running) {
+		fputs("\r\033[K", stderr);
+		return;
+	}
+	if (p->expected > 0)
+		snprintf(of, sizeof(of), " of about %" PRId64, p->expected);
+	if (p->expected > p->objects && p->objects > 0)
+		snprintf(eta, sizeof(eta), ", about %" PRId64 " s left in it",
+			 (p->expected - p->objects) * (now - p->listing_ms) / p->objects / 1000);
+	fprintf(stderr,
+		"\r\033[Ksync: %s: %" PRId64 "%s objects%s; %" PRId64 " in all, %" PRId64 " s",
+		p->listing, p->objects, of, eta, p->total, (now - p->started_ms) / 1000);
+	fflush(stderr);
+}
+
 static int cmd_sync(const struct config *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -144,10 +207,13 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 		{ "allow-mass-delete", no_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct sync_options so = { 0 };
+	struct sync_options so = { .source = "poll" };
+	struct dry_counts dry = { 0 };
 	struct sync_report rep = { 0 };
 	struct tsapi_error err = { 0 };
-	struct tsapi *api = NULL, *nested = NULL;
+	struct tsapi_options ao = { 0 };
+	struct tsapi *api = NULL;
+	struct sync *sy = NULL;
 	struct store *s = NULL;
 	int opt, r, ret = EXIT_FAILURE, lock_fd = -1;
 
@@ -169,9 +235,12 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 		fprintf(stderr, "tsgraphd sync: unexpected argument '%s'\n", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (so.dry_run)
+	if (so.dry_run) {
 		so.on_change = print_change;
-
+		so.userdata = &dry;
+	}
+	if (isatty(STDERR_FILENO) && !so.dry_run)
+		so.on_progress = print_progress;
 	if (!so.dry_run) {
 		r = store_lock(c->store.path, &lock_fd);
 		if (r < 0) {
@@ -183,13 +252,38 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 	}
 	if (open_store(c, so.dry_run, false, &s) < 0)
 		goto out;
-	if (tsapi_new(c, NULL, &api, &err) < 0 || tsapi_new(c, NULL, &nested, &err) < 0) {
+	r = cancel_new(&sync_cancel);
+	if (r == 0)
+		r = catch_stop_signals();
+	if (r < 0) {
+		log_error("sync: cannot set up signal handling: %s", strerror(-r));
+		goto out;
+	}
+	ao.cancel = sync_cancel;
+	if (tsapi_new(c, &ao, &api, &err) < 0) {
 		log_error("threatstack client: %s", err.message);
 		goto out;
 	}
-	r = sync_full(c, s, api, nested, &so, &rep);
+	r = sync_new(c, s, api, sync_cancel, &sy);
+	if (r < 0) {
+		log_error("sync: %s", strerror(-r));
+		goto out;
+	}
+	r = sync_full(sy, &so, &rep);
+	if (so.on_progress)
+		fprintf(stderr, "\r\033[K");
+	if (r == -ECANCELED) {
+		printf("sync interrupted by %s: nothing applied\n", strsignal(stop_signal));
+		ret = EXIT_INTERRUPTED;
+		goto out;
+	}
 	if (r < 0 && r != -EAGAIN)
 		goto out;
+	if (so.dry_run) {
+		rep.diff.created = dry.created;
+		rep.diff.updated = dry.updated;
+		rep.diff.deleted = dry.deleted;
+	}
 	printf("%s: %" PRId64 " created, %" PRId64 " updated, %" PRId64 " deleted "
 	       "(%" PRId64 " objects fetched)%s%s\n",
 	       so.dry_run ? "dry run, nothing written" : "sync", rep.diff.created, rep.diff.updated,
@@ -203,11 +297,15 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 		goto out;
 	ret = r == 0 && rep.diff.n_held == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 out:
-	tsapi_free(nested);
+	sync_free(sy);
 	tsapi_free(api);
 	store_close(s);
 	if (lock_fd >= 0)
 		close(lock_fd);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	cancel_free(sync_cancel);
+	sync_cancel = NULL;
 	return ret;
 }
 

@@ -11,13 +11,13 @@
  * connection: staged objects cost no write lock and a crash forgets them.
  *
  * The diff is SQL over snap and object: creates are staged keys not stored, updates are keys
- * whose hashes differ (the changed properties come from diff_changed_properties(), registered
+ * whose hashes differ (the changed properties come from canon_changed_properties(), registered
  * as the SQL function tsg_changed), deletes are stored keys of complete types not staged.
  * The file is created 0600; PRAGMA application_id marks it as ours and user_version is the
  * schema version, migrated forward in one transaction and never backward.
  */
 #include "tsgraphd/store.h"
-#include "tsgraphd/diff.h"
+#include "tsgraphd/canon.h"
 #include "tsgraphd/util.h"
 
 #include <errno.h>
@@ -33,7 +33,18 @@
 
 struct store {
 	sqlite3 *db;
-	sqlite3_stmt *snap_put;
+	sqlite3_stmt *lookup, *stage_put;
+	/* The snapshot in memory: one bit per stored rowid it has seen, and how many stored
+	 * objects of each type that makes. Changed and new objects go to temp.stage. */
+	uint64_t *seen;
+	size_t seen_words;
+	struct {
+		char name[64];
+		int64_t seen;
+	} types[STORE_TYPES_MAX];
+	size_t n_types;
+	bool staging;	     /* the snapshot's own transaction is open */
+	unsigned stage_puts; /* since that transaction began */
 };
 
 static const char *const migrations[] = {
@@ -64,16 +75,29 @@ static const char *const migrations[] = {
 	"  created INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL DEFAULT 0,"
 	"  deleted INTEGER NOT NULL DEFAULT 0, held_back TEXT, message TEXT"
 	");",
+	/* 2: the owner (agent or alert) each object belongs to, and its rank among copies. */
+	"ALTER TABLE object ADD COLUMN owner TEXT;"
+	"ALTER TABLE object ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE object SET owner = key WHERE type IN ('threatstack_agent', 'threatstack_alert');"
+	"UPDATE object SET owner = from_key WHERE type IN"
+	"  ('threatstack_agent_protects_aws_instance', 'threatstack_agent_protects_server');"
+	"UPDATE object SET owner = to_key WHERE type IN ('threatstack_account_has_agent',"
+	"  'threatstack_agent_identified_alert', 'threatstack_account_has_alert');"
+	"CREATE INDEX object_owner ON object(owner) WHERE owner IS NOT NULL;",
 };
 
+/* What one sync stages: only new and changed objects (old: the stored rowid it updates),
+ * which listings and owners it enumerated completely, and the rowids it deletes. */
 static const char temp_schema[] =
-	"CREATE TEMP TABLE IF NOT EXISTS snap ("
+	"CREATE TEMP TABLE IF NOT EXISTS stage ("
 	"  key TEXT PRIMARY KEY, kind TEXT NOT NULL, type TEXT NOT NULL, class TEXT NOT NULL,"
-	"  from_key TEXT, to_key TEXT, json TEXT NOT NULL, hash TEXT NOT NULL,"
-	"  rank INTEGER NOT NULL);"
+	"  from_key TEXT, to_key TEXT, owner TEXT, json TEXT NOT NULL, hash TEXT NOT NULL,"
+	"  rank INTEGER NOT NULL, old INTEGER);"
+	"CREATE INDEX IF NOT EXISTS temp.stage_owner ON stage(owner) WHERE owner IS NOT NULL;"
 	"CREATE TEMP TABLE IF NOT EXISTS complete (type TEXT PRIMARY KEY, grp TEXT NOT NULL,"
 	"  is_primary INTEGER NOT NULL) WITHOUT ROWID;"
-	"CREATE TEMP TABLE IF NOT EXISTS gone (key TEXT PRIMARY KEY) WITHOUT ROWID;";
+	"CREATE TEMP TABLE IF NOT EXISTS complete_owner (owner TEXT PRIMARY KEY) WITHOUT ROWID;"
+	"CREATE TEMP TABLE IF NOT EXISTS gone (id INTEGER PRIMARY KEY);";
 
 static int sql_errno(int rc)
 {
@@ -167,8 +191,8 @@ static void sql_changed(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 
 	(void)argc;
 	buf_init(&b, 1024 * 1024);
-	r = diff_changed_properties((const char *)sqlite3_value_text(argv[0]),
-				    (const char *)sqlite3_value_text(argv[1]), &b);
+	r = canon_changed_properties((const char *)sqlite3_value_text(argv[0]),
+				     (const char *)sqlite3_value_text(argv[1]), &b);
 	if (r < 0) {
 		buf_free(&b);
 		sqlite3_result_error(ctx, "tsg_changed: not comparable JSON objects", -1);
@@ -364,7 +388,9 @@ void store_close(struct store *s)
 {
 	if (!s)
 		return;
-	sqlite3_finalize(s->snap_put);
+	sqlite3_finalize(s->lookup);
+	sqlite3_finalize(s->stage_put);
+	free(s->seen);
 	sqlite3_close(s->db);
 	free(s);
 }
@@ -384,59 +410,276 @@ int store_rollback(struct store *s)
 	return exec(s, "ROLLBACK");
 }
 
+/* --- the snapshot ---------------------------------------------------------------------- */
+
+static bool seen_test(const struct store *s, int64_t id)
+{
+	return id > 0 && (size_t)id / 64 < s->seen_words &&
+	       (s->seen[id / 64] >> (id % 64) & 1) != 0;
+}
+
+static void seen_set(struct store *s, int64_t id, bool on)
+{
+	uint64_t bit = UINT64_C(1) << (id % 64);
+
+	if (id <= 0 || (size_t)id / 64 >= s->seen_words)
+		return;
+	s->seen[id / 64] = on ? s->seen[id / 64] | bit : s->seen[id / 64] & ~bit;
+}
+
+/* The slot counting how many stored objects of this type the snapshot has seen. */
+static int type_slot(struct store *s, const char *type, size_t *ret)
+{
+	size_t i;
+
+	for (i = 0; i < s->n_types; i++)
+		if (strcmp(s->types[i].name, type) == 0)
+			break;
+	if (i == s->n_types) {
+		if (i == STORE_TYPES_MAX || strlen(type) >= sizeof(s->types[0].name))
+			return -E2BIG;
+		snprintf(s->types[i].name, sizeof(s->types[0].name), "%s", type);
+		s->types[i].seen = 0;
+		s->n_types++;
+	}
+	*ret = i;
+	return 0;
+}
+
+static int64_t type_seen(const struct store *s, const char *type)
+{
+	for (size_t i = 0; i < s->n_types; i++)
+		if (strcmp(s->types[i].name, type) == 0)
+			return s->types[i].seen;
+	return 0;
+}
+
+struct stored {
+	int64_t id, rank;
+	size_t type;
+	char hash[65];
+};
+
+/* The stored object of this key: -ENOENT when there is none. */
+static int lookup(struct store *s, const char *key, struct stored *ret)
+{
+	sqlite3_stmt *st;
+	const char *hash;
+	int r, rc;
+
+	if (!s->lookup) {
+		r = prepare(s, "SELECT rowid, hash, rank, type FROM object WHERE key = ?1",
+			    &s->lookup);
+		if (r < 0)
+			return r;
+	}
+	st = s->lookup;
+	r = bind_text(st, 1, key);
+	if (r < 0)
+		goto out;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		r = rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+		goto out;
+	}
+	hash = col_text(st, 1);
+	ret->id = sqlite3_column_int64(st, 0);
+	ret->rank = sqlite3_column_int64(st, 2);
+	snprintf(ret->hash, sizeof(ret->hash), "%s", hash ? hash : "");
+	r = type_slot(s, col_text(st, 3), &ret->type);
+out:
+	sqlite3_reset(st);
+	return r;
+}
+
 int store_snapshot_reset(struct store *s)
 {
-	return exec(s, "DELETE FROM temp.snap; DELETE FROM temp.complete; DELETE FROM temp.gone;");
+	int64_t max_id = 0;
+	size_t words;
+	int r;
+
+	r = exec(s, "DELETE FROM temp.stage; DELETE FROM temp.complete;"
+		    " DELETE FROM temp.complete_owner; DELETE FROM temp.gone;");
+	if (r == 0)
+		r = query_int(s, "SELECT coalesce(max(rowid), 0) FROM object", &max_id);
+	if (r < 0)
+		return r;
+	/* Staging writes only TEMP tables: a deferred transaction batches them without taking
+	 * the store's write lock, and reads the stored graph as one snapshot. */
+	if (!s->staging) {
+		r = exec(s, "BEGIN");
+		if (r < 0)
+			return r;
+		s->staging = true;
+		s->stage_puts = 0;
+	}
+	words = (size_t)max_id / 64 + 1;
+	free(s->seen);
+	s->seen = calloc(words, sizeof(*s->seen));
+	if (!s->seen) {
+		s->seen_words = 0;
+		return -ENOMEM;
+	}
+	s->seen_words = words;
+	s->n_types = 0;
+	return 0;
+}
+
+static int stage_insert(struct store *s, const struct graph_object *o, const char *json,
+			const char *hash, int64_t old_id)
+{
+	static const char sql[] =
+		"INSERT INTO temp.stage (key, kind, type, class, from_key, to_key, owner, json,"
+		"  hash, rank, old) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+		" ON CONFLICT (key) DO NOTHING";
+	bool rel = o->kind == GRAPH_RELATIONSHIP;
+	json_object *mapping = NULL;
+	const char *to_key = NULL;
+	sqlite3_stmt *st;
+	int r;
+
+	/* Only an explicit relationship's target is ours; a mapped one's is matched elsewhere. */
+	if (rel && !json_object_object_get_ex(o->obj, "_mapping", &mapping))
+		to_key = o->to_key;
+	if (!s->stage_put && (r = prepare(s, sql, &s->stage_put)) < 0)
+		return r;
+	st = s->stage_put;
+	r = bind_text(st, 1, o->key);
+	if (r == 0)
+		r = bind_text(st, 2, rel ? "relationship" : "entity");
+	if (r == 0)
+		r = bind_text(st, 3, o->type);
+	if (r == 0)
+		r = bind_text(st, 4, o->class);
+	if (r == 0)
+		r = bind_text(st, 5, rel ? o->from_key : NULL);
+	if (r == 0)
+		r = bind_text(st, 6, to_key);
+	if (r == 0)
+		r = bind_text(st, 7, o->owner);
+	if (r == 0)
+		r = bind_text(st, 8, json);
+	if (r == 0)
+		r = bind_text(st, 9, hash);
+	if (r == 0)
+		r = sql_errno(sqlite3_bind_int64(st, 10, o->rank));
+	if (r == 0)
+		r = sql_errno(old_id ? sqlite3_bind_int64(st, 11, old_id)
+				     : sqlite3_bind_null(st, 11));
+	if (r == 0)
+		r = step_done(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return r;
+}
+
+int store_snapshot_end(struct store *s)
+{
+	if (!s->staging)
+		return 0;
+	s->staging = false;
+	return exec(s, "COMMIT");
 }
 
 int store_snapshot_put(struct store *s, const struct graph_object *o, const char *json,
 		       const char *hash)
 {
-	static const char sql[] =
-		"INSERT INTO temp.snap (key, kind, type, class, from_key, to_key, json, hash, rank)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-		" ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, type = excluded.type,"
-		"  class = excluded.class, from_key = excluded.from_key, to_key = excluded.to_key,"
-		"  json = excluded.json, hash = excluded.hash, rank = excluded.rank"
-		" WHERE excluded.rank > snap.rank";
-	bool rel = o->kind == GRAPH_RELATIONSHIP;
-	json_object *mapping = NULL;
-	const char *to_key = NULL;
+	struct stored old;
 	int r;
 
 	if (!o->key || !o->type || !o->class || !json || !hash)
 		return -EINVAL;
-	/* Only an explicit relationship's target is ours; a mapped one's is matched elsewhere. */
-	if (rel && !json_object_object_get_ex(o->obj, "_mapping", &mapping))
-		to_key = o->to_key;
-	if (!s->snap_put) {
-		r = prepare(s, sql, &s->snap_put);
+	/* Now and then let the store's WAL move on: only this connection writes the graph,
+	 * so the rowids the snapshot has seen stay valid across the new read snapshot. */
+	if (s->staging && ++s->stage_puts >= 8192) {
+		s->stage_puts = 0;
+		r = exec(s, "COMMIT; BEGIN");
 		if (r < 0)
 			return r;
 	}
-	sqlite3_reset(s->snap_put);
-	r = bind_text(s->snap_put, 1, o->key);
+	r = lookup(s, o->key, &old);
+	if (r == -ENOENT)
+		return stage_insert(s, o, json, hash, 0);
+	if (r < 0)
+		return r;
+	/* A key seen twice keeps its first copy: owners were settled by rank before. */
+	if (seen_test(s, old.id))
+		return 0;
+	seen_set(s, old.id, true);
+	s->types[old.type].seen++;
+	if (strcmp(old.hash, hash) == 0)
+		return 0;
+	return stage_insert(s, o, json, hash, old.id);
+}
+
+/* Forgets what the snapshot holds of an owner: its stored objects are unseen again and
+ * its staged changes dropped. */
+static int retract(struct store *s, const char *owner)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	_cleanup_stmt_ sqlite3_stmt *del = NULL;
+	int r, rc;
+
+	r = prepare(s, "SELECT rowid, type FROM object WHERE owner = ?1", &st);
 	if (r == 0)
-		r = bind_text(s->snap_put, 2, rel ? "relationship" : "entity");
+		r = bind_text(st, 1, owner);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		size_t slot;
+
+		if (!seen_test(s, id))
+			continue;
+		r = type_slot(s, col_text(st, 1), &slot);
+		if (r == 0) {
+			seen_set(s, id, false);
+			s->types[slot].seen--;
+		}
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sql_errno(rc);
 	if (r == 0)
-		r = bind_text(s->snap_put, 3, o->type);
+		r = prepare(s, "DELETE FROM temp.stage WHERE owner = ?1", &del);
 	if (r == 0)
-		r = bind_text(s->snap_put, 4, o->class);
+		r = bind_text(del, 1, owner);
+	return r < 0 ? r : step_done(del);
+}
+
+int store_snapshot_owner(struct store *s, const char *owner, int64_t rank, bool *ret_take)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	struct stored old;
+	int64_t prev = 0;
+	bool seen = false;
+	int r, rc;
+
+	r = prepare(s, "SELECT rank FROM temp.stage WHERE key = ?1", &st);
 	if (r == 0)
-		r = bind_text(s->snap_put, 5, rel ? o->from_key : NULL);
-	if (r == 0)
-		r = bind_text(s->snap_put, 6, to_key);
-	if (r == 0)
-		r = bind_text(s->snap_put, 7, json);
-	if (r == 0)
-		r = bind_text(s->snap_put, 8, hash);
-	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(s->snap_put, 9, o->rank));
-	if (r == 0)
-		r = step_done(s->snap_put);
-	sqlite3_reset(s->snap_put);
-	sqlite3_clear_bindings(s->snap_put);
-	return r;
+		r = bind_text(st, 1, owner);
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		seen = true;
+		prev = sqlite3_column_int64(st, 0);
+	} else if (rc != SQLITE_DONE) {
+		return sql_errno(rc);
+	} else {
+		r = lookup(s, owner, &old);
+		if (r < 0 && r != -ENOENT)
+			return r;
+		if (r == 0 && seen_test(s, old.id)) {
+			seen = true;
+			prev = old.rank;
+		}
+	}
+	if (seen && rank <= prev) {
+		*ret_take = false;
+		return 0;
+	}
+	if (seen && (r = retract(s, owner)) < 0)
+		return r;
+	*ret_take = true;
+	return 0;
 }
 
 int store_snapshot_complete(struct store *s, const char *group, const char *const *types, size_t n)
@@ -460,6 +703,16 @@ int store_snapshot_complete(struct store *s, const char *group, const char *cons
 	return r;
 }
 
+int store_snapshot_complete_owner(struct store *s, const char *owner)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s, "INSERT OR IGNORE INTO temp.complete_owner (owner) VALUES (?1)", &st);
+
+	if (r == 0)
+		r = bind_text(st, 1, owner);
+	return r < 0 ? r : step_done(st);
+}
+
 int store_snapshot_incomplete(struct store *s, const char *group)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -472,141 +725,280 @@ int store_snapshot_incomplete(struct store *s, const char *group)
 
 int store_snapshot_count(struct store *s, int64_t *ret)
 {
-	return query_int(s, "SELECT count(*) FROM temp.snap", ret);
+	return query_int(s, "SELECT count(*) FROM temp.stage", ret);
+}
+
+int store_type_count(struct store *s, const char *type, int64_t *ret)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s, "SELECT count(*) FROM object WHERE type = ?1", &st), rc;
+
+	if (r == 0)
+		r = bind_text(st, 1, type);
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return sql_errno(rc);
+	*ret = sqlite3_column_int64(st, 0);
+	return 0;
 }
 
 int store_missing_counts(struct store *s, store_missing_fn fn, void *ud)
 {
-	static const char sql[] =
-		"SELECT c.grp, c.type,"
-		" (SELECT count(*) FROM object o WHERE o.type = c.type),"
-		" (SELECT count(*) FROM object o WHERE o.type = c.type"
-		"   AND NOT EXISTS (SELECT 1 FROM temp.snap n WHERE n.key = o.key))"
-		" FROM temp.complete c WHERE c.is_primary ORDER BY c.grp";
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(s, sql, &st), rc;
+	int r = prepare(s, "SELECT grp, type FROM temp.complete WHERE is_primary ORDER BY grp",
+			&st),
+	    rc;
 
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		r = fn(col_text(st, 0), col_text(st, 1), sqlite3_column_int64(st, 2),
-		       sqlite3_column_int64(st, 3), ud);
+		const char *type = col_text(st, 1);
+		int64_t stored = 0;
+
+		r = store_type_count(s, type, &stored);
+		if (r == 0)
+			r = fn(col_text(st, 0), type, stored, stored - type_seen(s, type), ud);
 		if (r != 0)
 			return r;
 	}
 	return sql_errno(rc);
 }
 
+/* Marks for deletion the stored objects that the select (?1 bound to arg) lists and the
+ * snapshot has not seen. */
+static int mark_unseen(struct store *s, const char *select, const char *arg)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	_cleanup_stmt_ sqlite3_stmt *ins = NULL;
+	int r, rc;
+
+	r = prepare(s, select, &st);
+	if (r == 0)
+		r = bind_text(st, 1, arg);
+	if (r == 0)
+		r = prepare(s, "INSERT OR IGNORE INTO temp.gone (id) VALUES (?1)", &ins);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+
+		if (seen_test(s, id))
+			continue;
+		sqlite3_reset(ins);
+		r = sql_errno(sqlite3_bind_int64(ins, 1, id));
+		if (r == 0)
+			r = step_done(ins);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sql_errno(rc);
+	return r;
+}
+
+/* Each row of the query (one text column) handed to fn; the query runs to its end first,
+ * so fn may write the tables it read. */
+static int each_text(struct store *s, const char *sql, int (*fn)(struct store *, const char *),
+		     int64_t max)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	char **v = NULL;
+	size_t n = 0;
+	int r, rc;
+
+	r = prepare(s, sql, &st);
+	if (r == 0 && max > 0)
+		v = calloc((size_t)max, sizeof(*v));
+	if (r == 0 && max > 0 && !v)
+		r = -ENOMEM;
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW && n < (size_t)max)
+		if (!(v[n++] = strdup(col_text(st, 0))))
+			r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = fn(s, v[i]);
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+	return r;
+}
+
+static int plan_type(struct store *s, const char *type)
+{
+	int64_t stored = 0;
+	int r = store_type_count(s, type, &stored);
+
+	/* Counts prove nothing is missing: no scan. */
+	if (r < 0 || stored <= type_seen(s, type))
+		return r;
+	return mark_unseen(s, "SELECT rowid FROM object WHERE type = ?1", type);
+}
+
+static int plan_owner(struct store *s, const char *owner)
+{
+	return mark_unseen(s, "SELECT rowid FROM object WHERE owner = ?1", owner);
+}
+
 int store_plan_deletes(struct store *s)
 {
-	static const char mark[] =
-		"INSERT OR IGNORE INTO temp.gone (key)"
-		" SELECT o.key FROM object o JOIN temp.complete c ON c.type = o.type"
-		" WHERE NOT EXISTS (SELECT 1 FROM temp.snap n WHERE n.key = o.key)";
-	static const char cascade[] = "INSERT OR IGNORE INTO temp.gone (key)"
-				      " SELECT o.key FROM object o WHERE o.kind = 'relationship'"
-				      "   AND (o.from_key IN (SELECT key FROM temp.gone)"
-				      "     OR o.to_key IN (SELECT key FROM temp.gone))";
+	/* Relationships of relationships do not exist, so one cascade step reaches them all. */
+	static const char cascade[] =
+		"INSERT OR IGNORE INTO temp.gone (id)"
+		" SELECT r.rowid FROM temp.gone g JOIN object e ON e.rowid = g.id"
+		"  JOIN object r ON r.from_key = e.key WHERE e.kind = 'entity'"
+		" UNION SELECT r.rowid FROM temp.gone g JOIN object e ON e.rowid = g.id"
+		"  JOIN object r ON r.to_key = e.key WHERE e.kind = 'entity'";
 	/* A staged relationship whose end is neither staged nor surviving in the store would
 	 * point at nothing (say, a vulnerability names an agent the agent listing lacked). */
 	static const char prune[] =
-		"DELETE FROM temp.snap WHERE kind = 'relationship' AND ("
-		"  (from_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.snap e"
-		"     WHERE e.key = snap.from_key AND e.kind = 'entity')"
-		"   AND (NOT EXISTS (SELECT 1 FROM object o WHERE o.key = snap.from_key)"
-		"     OR EXISTS (SELECT 1 FROM temp.gone g WHERE g.key = snap.from_key)))"
-		" OR (to_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.snap e"
-		"     WHERE e.key = snap.to_key AND e.kind = 'entity')"
-		"   AND (NOT EXISTS (SELECT 1 FROM object o WHERE o.key = snap.to_key)"
-		"     OR EXISTS (SELECT 1 FROM temp.gone g WHERE g.key = snap.to_key))))";
+		"DELETE FROM temp.stage WHERE kind = 'relationship' AND ("
+		"  (from_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.stage e"
+		"     WHERE e.key = stage.from_key AND e.kind = 'entity')"
+		"   AND NOT EXISTS (SELECT 1 FROM object o WHERE o.key = stage.from_key"
+		"     AND o.rowid NOT IN (SELECT id FROM temp.gone)))"
+		" OR (to_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.stage e"
+		"     WHERE e.key = stage.to_key AND e.kind = 'entity')"
+		"   AND NOT EXISTS (SELECT 1 FROM object o WHERE o.key = stage.to_key"
+		"     AND o.rowid NOT IN (SELECT id FROM temp.gone))))";
+	int64_t n_types = 0, n_owners = 0, gone = 0;
 	int r;
 
 	r = exec(s, "DELETE FROM temp.gone");
 	if (r == 0)
-		r = exec(s, mark);
-	/* Relationships of relationships do not exist, so one cascade step reaches them all. */
+		r = query_int(s, "SELECT count(*) FROM temp.complete", &n_types);
 	if (r == 0)
+		r = query_int(s, "SELECT count(*) FROM temp.complete_owner", &n_owners);
+	if (r == 0)
+		r = each_text(s, "SELECT type FROM temp.complete ORDER BY type", plan_type,
+			      n_types);
+	if (r == 0)
+		r = each_text(s, "SELECT owner FROM temp.complete_owner ORDER BY owner", plan_owner,
+			      n_owners);
+	if (r == 0)
+		r = query_int(s, "SELECT count(*) FROM temp.gone", &gone);
+	if (r == 0 && gone > 0)
 		r = exec(s, cascade);
 	if (r == 0)
 		r = exec(s, prune);
 	return r;
 }
 
+/* The changes of the plan, as outbox rows: ?1 source, ?2 now, ?3 run id, ?4 kind. Entities
+ * before the relationships that need them; relationships gone before the entities they
+ * hang from; each step by key. The apply inserts exactly these rows; a dry run lists them. */
+#define PLAN_COLS "op, kind, key, type, class, json, changed, source, created_at, run_id"
+static const struct {
+	const char *sql;
+	const char *kind;
+	int which; /* 0 created, 1 updated, 2 deleted */
+} plan_steps[] = {
+#define CREATES                                                                     \
+	"SELECT 'create', n.kind, n.key, n.type, n.class, n.json, NULL, ?1, ?2, ?3" \
+	" FROM temp.stage n WHERE n.kind = ?4 AND n.old IS NULL ORDER BY n.key"
+#define UPDATES                                                                                 \
+	"SELECT 'update', n.kind, n.key, n.type, n.class, n.json, tsg_changed(o.json, n.json)," \
+	"  ?1, ?2, ?3 FROM temp.stage n JOIN object o ON o.rowid = n.old"                       \
+	" WHERE n.kind = ?4 AND n.old NOT IN (SELECT id FROM temp.gone) ORDER BY n.key"
+#define DELETES                                                                   \
+	"SELECT 'delete', o.kind, o.key, o.type, o.class, NULL, NULL, ?1, ?2, ?3" \
+	" FROM temp.gone g JOIN object o ON o.rowid = g.id WHERE o.kind = ?4 ORDER BY o.key"
+	{ CREATES, "entity", 0 },	{ UPDATES, "entity", 1 },
+	{ CREATES, "relationship", 0 }, { UPDATES, "relationship", 1 },
+	{ DELETES, "relationship", 2 }, { DELETES, "entity", 2 },
+#undef CREATES
+#undef UPDATES
+#undef DELETES
+};
+
+static int plan_bind(sqlite3_stmt *st, const char *source, int64_t now, int64_t run_id,
+		     const char *kind)
+{
+	int r = bind_text(st, 1, source);
+
+	if (r == 0)
+		r = sql_errno(sqlite3_bind_int64(st, 2, now));
+	if (r == 0)
+		r = sql_errno(sqlite3_bind_int64(st, 3, run_id));
+	if (r == 0)
+		r = bind_text(st, 4, kind);
+	return r;
+}
+
+int store_plan_each(struct store *s, const char *source, store_outbox_fn fn, void *userdata)
+{
+	int r = 0, rc;
+
+	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(plan_steps); i++) {
+		_cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+		r = prepare(s, plan_steps[i].sql, &st);
+		if (r == 0)
+			r = plan_bind(st, source, 0, 0, plan_steps[i].kind);
+		while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+			struct outbox_row row = {
+				.op = col_text(st, 0),
+				.kind = col_text(st, 1),
+				.key = col_text(st, 2),
+				.type = col_text(st, 3),
+				.class = col_text(st, 4),
+				.json = col_text(st, 5),
+				.changed = col_text(st, 6),
+				.source = col_text(st, 7),
+			};
+
+			r = fn(&row, userdata);
+		}
+		if (r == 0 && rc != SQLITE_DONE)
+			r = sql_errno(rc);
+	}
+	return r;
+}
+
+int store_plan_size(struct store *s, int64_t *ret)
+{
+	return query_int(s,
+			 "SELECT (SELECT count(*) FROM temp.stage) +"
+			 " (SELECT count(*) FROM temp.gone)",
+			 ret);
+}
+
 int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_t now,
 		     int64_t *ret_created, int64_t *ret_updated, int64_t *ret_deleted)
 {
-	/* ?1 source, ?2 now, ?3 run id, ?4 kind */
-	static const char creates[] =
-		"INSERT INTO outbox (op, kind, key, type, class, json, changed, source,"
-		"  created_at, run_id)"
-		" SELECT 'create', n.kind, n.key, n.type, n.class, n.json, NULL, ?1, ?2, ?3"
-		" FROM temp.snap n WHERE n.kind = ?4"
-		"   AND NOT EXISTS (SELECT 1 FROM object o WHERE o.key = n.key)"
-		" ORDER BY n.key";
-	static const char updates[] =
-		"INSERT INTO outbox (op, kind, key, type, class, json, changed, source,"
-		"  created_at, run_id)"
-		" SELECT 'update', n.kind, n.key, n.type, n.class, n.json, tsg_changed(o.json, "
-		"n.json),"
-		"  ?1, ?2, ?3"
-		" FROM temp.snap n JOIN object o ON o.key = n.key"
-		" WHERE n.kind = ?4 AND o.hash <> n.hash ORDER BY n.key";
-	static const char deletes[] =
-		"INSERT INTO outbox (op, kind, key, type, class, json, changed, source,"
-		"  created_at, run_id)"
-		" SELECT 'delete', o.kind, o.key, o.type, o.class, NULL, NULL, ?1, ?2, ?3"
-		" FROM temp.gone g JOIN object o ON o.key = g.key WHERE o.kind = ?4"
-		" ORDER BY o.key";
-	static const char upsert[] =
-		"INSERT INTO object (key, kind, type, class, from_key, to_key, json, hash,"
-		"  first_seen, updated_at)"
-		" SELECT key, kind, type, class, from_key, to_key, json, hash, ?1, ?1"
-		" FROM temp.snap n WHERE NOT EXISTS"
-		"  (SELECT 1 FROM object o WHERE o.key = n.key AND o.hash = n.hash)"
-		" ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, type = excluded.type,"
-		"  class = excluded.class, from_key = excluded.from_key, to_key = excluded.to_key,"
-		"  json = excluded.json, hash = excluded.hash, updated_at = excluded.updated_at";
-	static const char remove[] = "DELETE FROM object WHERE key IN (SELECT key FROM temp.gone)";
-	/* Entities before the relationships that need them; relationships gone before the
-	 * entities they hang from. which: 0 created, 1 updated, 2 deleted. */
-	static const struct {
-		const char *sql;
-		const char *kind;
-		int which;
-	} steps[] = {
-		{ creates, "entity", 0 },	{ updates, "entity", 1 },
-		{ creates, "relationship", 0 }, { updates, "relationship", 1 },
-		{ deletes, "relationship", 2 }, { deletes, "entity", 2 },
-	};
+	static const char insert[] =
+		"INSERT INTO object (key, kind, type, class, from_key, to_key, owner, json, hash,"
+		"  rank, first_seen, updated_at)"
+		" SELECT key, kind, type, class, from_key, to_key, owner, json, hash, rank, ?1, ?1"
+		" FROM temp.stage WHERE old IS NULL";
+	static const char update[] =
+		"UPDATE object SET kind = n.kind, type = n.type, class = n.class,"
+		"  from_key = n.from_key, to_key = n.to_key, owner = n.owner, json = n.json,"
+		"  hash = n.hash, rank = n.rank, updated_at = ?1"
+		" FROM temp.stage n WHERE n.old = object.rowid";
+	static const char remove[] = "DELETE FROM object WHERE rowid IN (SELECT id FROM temp.gone)";
 	int64_t counts[3] = { 0, 0, 0 };
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int r = 0;
 
-	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(steps); i++) {
-		sqlite3_finalize(st);
-		st = NULL;
-		r = prepare(s, steps[i].sql, &st);
+	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(plan_steps); i++) {
+		_cleanup_free_ char *sql = NULL;
+		_cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+		if (asprintf(&sql, "INSERT INTO outbox (" PLAN_COLS ") %s", plan_steps[i].sql) < 0)
+			return -ENOMEM;
+		r = prepare(s, sql, &st);
 		if (r == 0)
-			r = bind_text(st, 1, source);
-		if (r == 0)
-			r = sql_errno(sqlite3_bind_int64(st, 2, now));
-		if (r == 0)
-			r = sql_errno(sqlite3_bind_int64(st, 3, run_id));
-		if (r == 0)
-			r = bind_text(st, 4, steps[i].kind);
+			r = plan_bind(st, source, now, run_id, plan_steps[i].kind);
 		if (r == 0)
 			r = step_done(st);
 		if (r == 0)
-			counts[steps[i].which] += sqlite3_changes64(s->db);
+			counts[plan_steps[i].which] += sqlite3_changes64(s->db);
 	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (r == 0)
-		r = prepare(s, upsert, &st);
-	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 1, now));
-	if (r == 0)
-		r = step_done(st);
+	for (size_t i = 0; r == 0 && i < 2; i++) {
+		_cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+		r = prepare(s, i == 0 ? insert : update, &st);
+		if (r == 0)
+			r = sql_errno(sqlite3_bind_int64(st, 1, now));
+		if (r == 0)
+			r = step_done(st);
+	}
 	if (r == 0)
 		r = exec(s, remove);
 	if (r < 0)

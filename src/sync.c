@@ -1,15 +1,24 @@
-/* sync — one full sync of the organization.
+/* sync — the sync engine of one organization.
  *
- * Listings run in order: the account (no request), agents online then offline, active
- * vulnerabilities (with their agents, or the per-CVE servers listing when the item has none),
- * alerts of the window (active and dismissed, so a dismissal is an update, not a deletion).
- * Each object goes straight through the graph builder into the store's snapshot: memory
- * holds one page, never the fleet. An agent listed both online and offline is staged twice
- * and the store keeps the newer one (graph rank = lastReportedAt).
+ * A run is stage → plan → apply. Staging walks the API: for a full sync the account (no
+ * request), agents online then offline, active vulnerabilities (with their agents inline, or
+ * afterwards the per-CVE servers listing for items without them, on the same client), and
+ * the alerts of the window (active and dismissed, so a dismissal is an update, not a
+ * deletion); for a refresh, the named alerts and agents one GET each. Every object goes
+ * through the graph builder, its canonical JSON and hash, into the store's snapshot, which
+ * keeps only what differs from the stored graph: memory holds one page, never the fleet.
  *
- * Each listing that completes marks its graph types complete; only complete types can lose
- * objects in the diff. A failed listing is logged once with its error class and the sync goes
- * on with the others, so one failing endpoint does not stall the whole graph.
+ * An agent (or alert) in both status listings is settled by rank before any of its objects
+ * is staged: the newer copy wins whole, entity and relationships together, and whatever the
+ * older copy staged is taken back (store_snapshot_owner). Each listing that completes marks
+ * its graph types complete; a refreshed agent marks itself. Only what is complete can lose
+ * objects. A failed listing is logged once with its error class and the run goes on with
+ * the others, so one failing endpoint does not stall the whole graph.
+ *
+ * The plan takes no write lock. The apply, and the run's record with it, is one write
+ * transaction, taken only when the plan holds changes; a no-change run writes its record
+ * alone. The cancel handle is checked by every wait in the client and between objects here:
+ * a cancelled run applies nothing and is recorded "interrupted".
  */
 #include "tsgraphd/sync.h"
 #include "tsgraphd/canon.h"
@@ -18,11 +27,16 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#define OBJECT_JSON_MAX (4u * 1024 * 1024)
-#define WEB_URL		"https://app.threatstack.com"
+#define OBJECT_JSON_MAX	   (4u * 1024 * 1024)
+#define OWNER_KEY_MAX	   512
+#define DEFERRED_VULNS_MAX 100000 /* CVEs whose agents come from their servers listing */
+#define PROGRESS_EVERY_MS  250
+#define WEB_URL		   "https://app.threatstack.com"
 
 static const char *const account_types[] = { "threatstack_account" };
 static const char *const agent_types[] = {
@@ -38,62 +52,189 @@ static const char *const alert_types[] = {
 	"threatstack_account_has_alert",
 };
 
-struct run {
+struct sync {
 	const struct config *c;
 	struct store *s;
-	struct tsapi *nested;
+	struct tsapi *api;
+	struct cancel *cancel;
 	struct graph_options gopt;
 	struct buf json;
-	int64_t staged;
-	int store_error; /* a store failure ends the sync: nothing can be committed after it */
-	int64_t skipped; /* objects the graph builder refused (say, a malformed CVE id) */
-	struct tsapi_error nested_err;
-	bool nested_failed;
+
+	/* the run in progress */
+	const struct sync_options *opt;
 	struct sync_report *report;
+	int store_error; /* a store failure ends the run: nothing can be committed after it */
+	bool owner_settled, owner_take;
+	char owner[OWNER_KEY_MAX]; /* the owner the builder is emitting, once settled */
+	struct ts_vuln *deferred;  /* vulnerabilities to complete from their servers listing */
+	size_t n_deferred;
+	int64_t last_progress_ms;
+
+	pthread_mutex_t lock; /* guards progress only */
+	struct sync_progress progress;
 };
 
-/* graph → canonical JSON + hash → snapshot. */
-static int stage(const struct graph_object *o, void *ud)
+int sync_new(const struct config *c, struct store *s, struct tsapi *api, struct cancel *cancel,
+	     struct sync **ret)
 {
-	struct run *run = ud;
-	char hash[CANON_HASH_HEX + 1];
-	int r;
+	struct sync *sy;
 
-	buf_reset(&run->json);
-	r = canon_serialize(o->obj, &run->json);
-	if (r == 0)
-		r = canon_sha256_hex(run->json.data, run->json.len, hash);
-	if (r == 0)
-		r = store_snapshot_put(run->s, o, run->json.data, hash);
-	if (r < 0) {
-		run->store_error = r;
-		return r;
-	}
-	run->staged++;
+	if (!c || !s || !api)
+		return -EINVAL;
+	sy = calloc(1, sizeof(*sy));
+	if (!sy)
+		return -ENOMEM;
+	sy->c = c;
+	sy->s = s;
+	sy->api = api;
+	sy->cancel = cancel;
+	sy->gopt = (struct graph_options){ .org_id = c->ts.org_id,
+					   .org_name = c->ts.org_name,
+					   .web_url = WEB_URL };
+	buf_init(&sy->json, OBJECT_JSON_MAX);
+	pthread_mutex_init(&sy->lock, NULL);
+	*ret = sy;
 	return 0;
 }
 
-/* A builder's -EINVAL means the object cannot be a graph object (a CVE id that is not one,
- * an empty id): skip it, say so, and go on with the listing rather than fail it. */
-static int built(struct run *run, int r, const char *what, const char *id)
+static void deferred_free(struct sync *sy)
 {
-	if (r != -EINVAL || run->store_error)
-		return r;
-	if (++run->skipped <= 10)
-		log_warning("sync: skipped %s %s: not valid as a graph object", what,
-			    id ? id : "(without id)");
+	for (size_t i = 0; i < sy->n_deferred; i++)
+		ts_vuln_free(&sy->deferred[i]);
+	free(sy->deferred);
+	sy->deferred = NULL;
+	sy->n_deferred = 0;
+}
+
+void sync_free(struct sync *sy)
+{
+	if (!sy)
+		return;
+	deferred_free(sy);
+	buf_free(&sy->json);
+	pthread_mutex_destroy(&sy->lock);
+	free(sy);
+}
+
+void sync_progress(struct sync *sy, struct sync_progress *ret)
+{
+	pthread_mutex_lock(&sy->lock);
+	*ret = sy->progress;
+	pthread_mutex_unlock(&sy->lock);
+}
+
+static void progress_emit(struct sync *sy, bool force)
+{
+	struct sync_progress p;
+	int64_t now = monotonic_ms();
+
+	if (!sy->opt->on_progress || (!force && now - sy->last_progress_ms < PROGRESS_EVERY_MS))
+		return;
+	sy->last_progress_ms = now;
+	sync_progress(sy, &p);
+	sy->opt->on_progress(&p, sy->opt->progress_userdata);
+}
+
+/* A new listing: expected is what the store held of its primary type. */
+static void progress_listing(struct sync *sy, const char *listing, const char *type)
+{
+	int64_t expected = 0;
+
+	if (type)
+		store_type_count(sy->s, type, &expected);
+	pthread_mutex_lock(&sy->lock);
+	snprintf(sy->progress.listing, sizeof(sy->progress.listing), "%s", listing);
+	sy->progress.objects = 0;
+	sy->progress.expected = expected;
+	sy->progress.listing_ms = monotonic_ms();
+	pthread_mutex_unlock(&sy->lock);
+	progress_emit(sy, true);
+}
+
+static void progress_object(struct sync *sy)
+{
+	pthread_mutex_lock(&sy->lock);
+	sy->progress.objects++;
+	sy->progress.total++;
+	pthread_mutex_unlock(&sy->lock);
+	progress_emit(sy, false);
+}
+
+/* Notes a store failure with SQLite's own reason, read now: after the rollback it is gone. */
+static int store_failed(struct sync *sy, int r, const char *what)
+{
+	if (!sy->store_error) {
+		sy->store_error = r;
+		snprintf(sy->report->message, sizeof(sy->report->message), "store: %s: %s (%s)",
+			 what, store_errmsg(sy->s), strerror(-r));
+	}
+	return r;
+}
+
+/* graph → canonical JSON + hash → snapshot. The first object of a builder call settles its
+ * owner (see the top of this file); an owner that lost keeps none of its objects. */
+static int stage(const struct graph_object *o, void *ud)
+{
+	struct sync *sy = ud;
+	char hash[CANON_HASH_HEX + 1];
+	int r;
+
+	if (o->owner && !sy->owner_settled) {
+		r = store_snapshot_owner(sy->s, o->owner, o->rank, &sy->owner_take);
+		if (r < 0)
+			return store_failed(sy, r, "staging");
+		sy->owner_settled = true;
+		snprintf(sy->owner, sizeof(sy->owner), "%s", o->owner);
+	}
+	if (o->owner && !sy->owner_take)
+		return 0;
+	buf_reset(&sy->json);
+	r = canon_serialize(o->obj, &sy->json);
+	if (r == 0)
+		r = canon_sha256_hex(sy->json.data, sy->json.len, hash);
+	if (r == 0)
+		r = store_snapshot_put(sy->s, o, sy->json.data, hash);
+	if (r < 0)
+		return store_failed(sy, r, "staging");
+	sy->report->staged++;
 	return 0;
+}
+
+/* Before each builder call: its owner is not settled yet. */
+static void begin_owner(struct sync *sy)
+{
+	sy->owner_settled = false;
+	sy->owner_take = false;
+	sy->owner[0] = '\0';
+}
+
+/* A builder's -EINVAL means the object cannot be a graph object (a CVE id that is not one,
+ * an empty id): skip it, say so, and go on with the listing rather than fail it. A fired
+ * cancel handle stops the listing. */
+static int built(struct sync *sy, int r, const char *what, const char *id)
+{
+	if (r == -EINVAL && !sy->store_error) {
+		if (++sy->report->skipped <= 10)
+			log_warning("sync: skipped %s %s: not valid as a graph object", what,
+				    id ? id : "(without id)");
+		r = 0;
+	}
+	if (r == 0 && cancel_fired(sy->cancel))
+		return -ECANCELED;
+	return r;
 }
 
 static int on_agent(struct ts_agent *a, void *ud)
 {
-	struct run *run = ud;
+	struct sync *sy = ud;
 
-	return built(run, graph_agent(&run->gopt, a, stage, run), "agent", a->id);
+	progress_object(sy);
+	begin_owner(sy);
+	return built(sy, graph_agent(&sy->gopt, a, stage, sy), "agent", a->id);
 }
 
 struct vuln_ctx {
-	struct run *run;
+	struct sync *sy;
 	const struct ts_vuln *v;
 };
 
@@ -101,57 +242,65 @@ static int on_server(struct ts_server *srv, void *ud)
 {
 	struct vuln_ctx *vc = ud;
 
+	progress_object(vc->sy);
 	if (!srv->agent_id)
 		return 0;
-	return built(vc->run,
-		     graph_vuln_agent(&vc->run->gopt, vc->v, srv->agent_id, stage, vc->run),
+	return built(vc->sy, graph_vuln_agent(&vc->sy->gopt, vc->v, srv->agent_id, stage, vc->sy),
 		     "vulnerability", vc->v->cve);
 }
 
 static int on_vuln(struct ts_vuln *v, void *ud)
 {
-	struct run *run = ud;
-	struct vuln_ctx vc = { .run = run, .v = v };
-	int r;
+	struct sync *sy = ud;
+	struct ts_vuln *grown;
+	int r = 0;
 
+	progress_object(sy);
 	if (v->has_agents) {
-		for (size_t i = 0; i < v->agent_ids.n; i++) {
-			r = built(run,
-				  graph_vuln_agent(&run->gopt, v, v->agent_ids.v[i], stage, run),
+		for (size_t i = 0; r == 0 && i < v->agent_ids.n; i++)
+			r = built(sy, graph_vuln_agent(&sy->gopt, v, v->agent_ids.v[i], stage, sy),
 				  "vulnerability", v->cve);
-			if (r != 0)
-				return r;
-		}
-		return 0;
+		return r;
 	}
-	/* No "agents" member (older answers): ask the per-CVE listing, on the second client so
-	 * the outer listing's page stays intact. */
-	r = tsapi_list_cve_servers(run->nested, v->cve, on_server, &vc, &run->nested_err);
-	if (r < 0 && !run->store_error)
-		run->nested_failed = true;
-	return r;
+	/* No "agents" member (older answers, or more than fit inline): its servers listing
+	 * comes after this one, on the same client. The item is moved out of the page. */
+	if (sy->n_deferred == DEFERRED_VULNS_MAX)
+		return -E2BIG;
+	grown = realloc(sy->deferred, (sy->n_deferred + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	sy->deferred = grown;
+	sy->deferred[sy->n_deferred++] = *v;
+	memset(v, 0, sizeof(*v));
+	return cancel_fired(sy->cancel) ? -ECANCELED : 0;
 }
 
 static int on_alert(struct ts_alert *al, void *ud)
 {
-	struct run *run = ud;
+	struct sync *sy = ud;
 
-	return built(run, graph_alert(&run->gopt, al, stage, run), "alert", al->id);
+	progress_object(sy);
+	begin_owner(sy);
+	return built(sy, graph_alert(&sy->gopt, al, stage, sy), "alert", al->id);
 }
 
-static int mark_complete(struct run *run, const char *group, const char *const *types, size_t n)
+static int mark_complete(struct sync *sy, const char *group, const char *const *types, size_t n)
 {
-	int r = store_snapshot_complete(run->s, group, types, n);
+	int r = store_snapshot_complete(sy->s, group, types, n);
 
-	if (r < 0)
-		run->store_error = r;
-	return r;
+	return r < 0 ? store_failed(sy, r, "staging") : 0;
+}
+
+/* Whether a listing's failure ends the run (store error, cancel) rather than the listing. */
+static bool run_over(struct sync *sy)
+{
+	return sy->store_error || cancel_fired(sy->cancel);
 }
 
 /* Notes a failed listing in the report (and the log), once per listing. */
-static void listing_failed(struct run *run, const char *what, const struct tsapi_error *err)
+static void listing_failed(struct sync *sy, const char *what, const struct tsapi_error *err)
 {
-	struct sync_report *rep = run->report;
+	struct sync_report *rep = sy->report;
 	size_t used = strlen(rep->message);
 
 	log_error("sync: %s incomplete, nothing of it will be deleted: %s: %s", what,
@@ -161,56 +310,154 @@ static void listing_failed(struct run *run, const char *what, const struct tsapi
 	rep->failed_listings++;
 }
 
-static void fetch_all(struct run *run, struct tsapi *api)
+static void log_listing(struct sync *sy, const char *what)
+{
+	struct sync_progress p;
+
+	sync_progress(sy, &p);
+	log_info("sync: %s listed objects=%" PRId64 " duration_ms=%" PRId64, what, p.objects,
+		 monotonic_ms() - p.listing_ms);
+}
+
+static void fetch_agents(struct sync *sy)
 {
 	static const char *const statuses[] = { "online", "offline" };
-	static const char *const alert_statuses[] = { "active", "dismissed" };
 	struct tsapi_error err = { 0 };
-	int64_t until = now_ms();
-	int64_t from = until - (int64_t)run->c->ts.alert_days * 86400 * 1000;
-	bool ok;
+
+	progress_listing(sy, "agents", agent_types[0]);
+	for (size_t i = 0; i < ARRAY_SIZE(statuses); i++) {
+		if (tsapi_list_agents(sy->api, statuses[i], on_agent, sy, &err) < 0) {
+			if (!run_over(sy))
+				listing_failed(sy, "agents", &err);
+			return;
+		}
+	}
+	log_listing(sy, "agents");
+	mark_complete(sy, "agents", agent_types, ARRAY_SIZE(agent_types));
+}
+
+static void fetch_vulns(struct sync *sy)
+{
+	struct tsapi_error err = { 0 };
 	int r;
 
-	r = graph_account(&run->gopt, stage, run);
-	if (r == 0)
-		mark_complete(run, "account", account_types, ARRAY_SIZE(account_types));
-	if (run->store_error)
-		return;
+	progress_listing(sy, "vulnerabilities", vuln_types[0]);
+	r = tsapi_list_vulns(sy->api, on_vuln, sy, &err);
+	for (size_t i = 0; r == 0 && i < sy->n_deferred; i++) {
+		struct vuln_ctx vc = { .sy = sy, .v = &sy->deferred[i] };
 
-	ok = true;
-	for (size_t i = 0; i < ARRAY_SIZE(statuses) && ok; i++) {
-		if (tsapi_list_agents(api, statuses[i], on_agent, run, &err) < 0) {
-			if (run->store_error)
-				return;
-			listing_failed(run, "agents", &err);
-			ok = false;
-		}
+		r = tsapi_list_cve_servers(sy->api, vc.v->cve, on_server, &vc, &err);
 	}
-	if (ok && mark_complete(run, "agents", agent_types, ARRAY_SIZE(agent_types)) < 0)
+	deferred_free(sy);
+	if (r < 0) {
+		if (!run_over(sy))
+			listing_failed(sy, "vulnerabilities", &err);
 		return;
+	}
+	log_listing(sy, "vulnerabilities");
+	mark_complete(sy, "vulnerabilities", vuln_types, ARRAY_SIZE(vuln_types));
+}
 
-	run->nested_failed = false;
-	if (tsapi_list_vulns(api, on_vuln, run, &err) < 0) {
-		if (run->store_error)
+static void fetch_alerts(struct sync *sy)
+{
+	static const char *const statuses[] = { "active", "dismissed" };
+	struct tsapi_error err = { 0 };
+	int64_t until = now_ms();
+	int64_t from = until - (int64_t)sy->c->ts.alert_days * 86400 * 1000;
+
+	progress_listing(sy, "alerts", alert_types[0]);
+	for (size_t i = 0; i < ARRAY_SIZE(statuses); i++) {
+		if (tsapi_list_alerts(sy->api, statuses[i], from, until, on_alert, sy, &err) < 0) {
+			if (!run_over(sy))
+				listing_failed(sy, "alerts", &err);
 			return;
-		listing_failed(run, "vulnerabilities",
-			       run->nested_failed ? &run->nested_err : &err);
-	} else if (mark_complete(run, "vulnerabilities", vuln_types, ARRAY_SIZE(vuln_types)) < 0) {
-		return;
-	}
-
-	ok = true;
-	for (size_t i = 0; i < ARRAY_SIZE(alert_statuses) && ok; i++) {
-		if (tsapi_list_alerts(api, alert_statuses[i], from, until, on_alert, run, &err) <
-		    0) {
-			if (run->store_error)
-				return;
-			listing_failed(run, "alerts", &err);
-			ok = false;
 		}
 	}
-	if (ok)
-		mark_complete(run, "alerts", alert_types, ARRAY_SIZE(alert_types));
+	log_listing(sy, "alerts");
+	mark_complete(sy, "alerts", alert_types, ARRAY_SIZE(alert_types));
+}
+
+static void fetch_full(struct sync *sy, const void *arg)
+{
+	(void)arg;
+	begin_owner(sy);
+	if (graph_account(&sy->gopt, stage, sy) == 0)
+		mark_complete(sy, "account", account_types, ARRAY_SIZE(account_types));
+	if (!run_over(sy))
+		fetch_agents(sy);
+	if (!run_over(sy))
+		fetch_vulns(sy);
+	if (!run_over(sy))
+		fetch_alerts(sy);
+}
+
+struct refresh_args {
+	const char *const *alerts, *const *agents;
+	size_t n_alerts, n_agents;
+};
+
+/* One single-object GET made into its owner's objects, which it then replaces whole. */
+static int refresh_done(struct sync *sy, int r)
+{
+	if (r == 0 && sy->owner_take && sy->owner[0]) {
+		r = store_snapshot_complete_owner(sy->s, sy->owner);
+		if (r < 0)
+			return store_failed(sy, r, "staging");
+	}
+	return r;
+}
+
+static void refresh_failed(struct sync *sy, const char *what, const char *id,
+			   const struct tsapi_error *err)
+{
+	if (err->code == TSAPI_E_NOT_FOUND) {
+		log_warning("sync: %s %s is not known to Threat Stack (yet); left as it is", what,
+			    id);
+		return;
+	}
+	listing_failed(sy, what, err);
+}
+
+static void refresh_agent(struct sync *sy, const char *id)
+{
+	struct tsapi_error err = { 0 };
+	struct ts_agent a = { 0 };
+
+	if (tsapi_get_agent(sy->api, id, &a, &err) < 0) {
+		if (!run_over(sy))
+			refresh_failed(sy, "agent", id, &err);
+		return;
+	}
+	progress_object(sy);
+	begin_owner(sy);
+	refresh_done(sy, built(sy, graph_agent(&sy->gopt, &a, stage, sy), "agent", a.id));
+	ts_agent_free(&a);
+}
+
+static void fetch_refresh(struct sync *sy, const void *arg)
+{
+	const struct refresh_args *ra = arg;
+
+	progress_listing(sy, "alerts", NULL);
+	for (size_t i = 0; i < ra->n_alerts && !run_over(sy); i++) {
+		struct tsapi_error err = { 0 };
+		struct ts_alert al = { 0 };
+
+		if (tsapi_get_alert(sy->api, ra->alerts[i], &al, &err) < 0) {
+			if (!run_over(sy))
+				refresh_failed(sy, "alert", ra->alerts[i], &err);
+			continue;
+		}
+		progress_object(sy);
+		begin_owner(sy);
+		refresh_done(sy, built(sy, graph_alert(&sy->gopt, &al, stage, sy), "alert", al.id));
+		if (al.agent_id && !run_over(sy))
+			refresh_agent(sy, al.agent_id);
+		ts_alert_free(&al);
+	}
+	progress_listing(sy, "agents", NULL);
+	for (size_t i = 0; i < ra->n_agents && !run_over(sy); i++)
+		refresh_agent(sy, ra->agents[i]);
 }
 
 static void held_summary(const struct diff_result *d, char *out, size_t size)
@@ -224,17 +471,14 @@ static void held_summary(const struct diff_result *d, char *out, size_t size)
 					 d->held[i], d->held_missing[i], d->held_stored[i]);
 }
 
-/* The run's record, written in the diff's own transaction: it commits with the changes. */
-static int record_run(struct store *s, const struct diff_result *d, void *ud)
+static int record_run(struct sync *sy, const char *result)
 {
-	struct run *run = ud;
-	struct sync_report *rep = run->report;
+	const struct sync_report *rep = sy->report;
+	const struct diff_result *d = &rep->diff;
 	char held[512];
 	struct store_run sr = {
 		.id = rep->run_id,
-		.result = rep->failed_listings ? "partial"
-			  : d->n_held	       ? "held"
-					       : "ok",
+		.result = result,
 		.finished = now_ms(),
 		.created = d->created,
 		.updated = d->updated,
@@ -244,86 +488,156 @@ static int record_run(struct store *s, const struct diff_result *d, void *ud)
 	};
 
 	held_summary(d, held, sizeof(held));
-	return store_run_finish(s, &sr);
+	return store_run_finish(sy->s, &sr);
 }
 
-int sync_full(const struct config *c, struct store *s, struct tsapi *api, struct tsapi *api_nested,
-	      const struct sync_options *opt, struct sync_report *report)
+static const char *run_result(const struct sync_report *rep)
+{
+	return rep->failed_listings ? "partial" : rep->diff.n_held ? "held" : "ok";
+}
+
+/* The plan written with the run's record in one transaction; the record alone when the plan
+ * is empty. */
+static int apply(struct sync *sy, const struct diff_options *dopt)
+{
+	struct sync_report *rep = sy->report;
+	int r;
+
+	if (rep->diff.planned == 0) {
+		r = record_run(sy, run_result(rep));
+		return r < 0 ? store_failed(sy, r, "recording the run") : 0;
+	}
+	r = store_begin(sy->s);
+	if (r < 0)
+		return store_failed(sy, r, "beginning the apply");
+	r = diff_apply(sy->s, dopt, &rep->diff);
+	if (r == 0)
+		r = record_run(sy, run_result(rep));
+	if (r == 0)
+		r = store_commit(sy->s);
+	if (r < 0) {
+		store_failed(sy, r, "applying the changes");
+		store_rollback(sy->s);
+		rep->diff.created = rep->diff.updated = rep->diff.deleted = 0;
+	}
+	return r;
+}
+
+static int run(struct sync *sy, const char *kind, void (*fetch)(struct sync *, const void *),
+	       const void *arg, const struct sync_options *opt, struct sync_report *report)
 {
 	struct sync_report rep = { 0 };
-	struct run run = {
-		.c = c,
-		.s = s,
-		.nested = api_nested,
-		.gopt = { .org_id = c->ts.org_id, .org_name = c->ts.org_name, .web_url = WEB_URL },
-		.report = &rep,
-	};
 	struct diff_options dopt = {
-		.source = "poll",
-		.max_delete_fraction = c->sync.max_delete_fraction,
+		.source = opt->source ? opt->source : "poll",
+		.max_delete_fraction = sy->c->sync.max_delete_fraction,
 		.allow_mass_delete = opt->allow_mass_delete,
-		.dry_run = opt->dry_run,
 		.on_change = opt->on_change,
 		.userdata = opt->userdata,
-		.before_commit = record_run,
-		.commit_userdata = &run,
 	};
 	int64_t started = now_ms(), t0 = monotonic_ms();
 	char held[512];
 	int r;
 
-	buf_init(&run.json, OBJECT_JSON_MAX);
+	sy->opt = opt;
+	sy->report = &rep;
+	sy->store_error = 0;
+	pthread_mutex_lock(&sy->lock);
+	sy->progress = (struct sync_progress){ .running = true, .started_ms = t0 };
+	pthread_mutex_unlock(&sy->lock);
 	if (!opt->dry_run) {
-		r = store_run_begin(s, "full", started, &rep.run_id);
+		r = store_run_begin(sy->s, kind, started, &rep.run_id);
 		if (r < 0) {
-			log_error("sync: cannot record the run in the store: %s", store_errmsg(s));
+			store_failed(sy, r, "recording the run");
+			log_error("sync: cannot record the run: %s", rep.message);
 			goto out;
 		}
 	}
-	log_info("sync: full sync started run=%" PRId64 "%s", rep.run_id,
+	log_info("sync: %s sync started run=%" PRId64 "%s", kind, rep.run_id,
 		 opt->dry_run ? " (dry run)" : "");
-	r = store_snapshot_reset(s);
+	r = store_snapshot_reset(sy->s);
 	if (r < 0)
-		run.store_error = r;
+		store_failed(sy, r, "staging");
 	else
-		fetch_all(&run, api);
-	if (!run.store_error) {
-		rep.staged = run.staged;
-		rep.skipped = run.skipped;
+		fetch(sy, arg);
+	deferred_free(sy);
+	if (!run_over(sy)) {
+		progress_listing(sy, "plan", NULL);
+		r = diff_plan(sy->s, &dopt, &rep.diff);
+		if (r < 0)
+			store_failed(sy, r, "planning");
+	}
+	r = store_snapshot_end(sy->s);
+	if (r < 0)
+		store_failed(sy, r, "staging");
+	if (!sy->store_error && cancel_fired(sy->cancel)) {
+		rep.interrupted = true;
+		snprintf(rep.message, sizeof(rep.message), "interrupted: nothing applied");
+		log_warning("sync: interrupted run=%" PRId64 ", nothing applied", rep.run_id);
+		if (!opt->dry_run && record_run(sy, "interrupted") < 0)
+			log_warning("sync: cannot record the end of run %" PRId64 ": %s",
+				    rep.run_id, store_errmsg(sy->s));
+		r = -ECANCELED;
+		goto out;
+	}
+	if (!sy->store_error) {
+		progress_listing(sy, "apply", NULL);
 		dopt.run_id = rep.run_id;
 		dopt.now = now_ms();
-		r = diff_commit(s, &dopt, &rep.diff);
+		if (opt->dry_run)
+			r = opt->on_change ? store_plan_each(sy->s, dopt.source, opt->on_change,
+							     opt->userdata)
+					   : 0;
+		else
+			r = apply(sy, &dopt);
 		if (r < 0)
-			run.store_error = r;
+			store_failed(sy, r, "applying");
 	}
-	if (run.store_error) {
-		struct store_run sr = { .id = rep.run_id,
-					.result = "failed",
-					.finished = now_ms(),
-					.message = rep.message };
+	if (sy->store_error) {
+		struct diff_result none = { 0 };
 
-		snprintf(rep.message, sizeof(rep.message), "store: %s (%s)", store_errmsg(s),
-			 strerror(-run.store_error));
 		log_error("sync: failed, nothing committed: %s", rep.message);
-		if (!opt->dry_run && store_run_finish(s, &sr) < 0)
+		rep.diff = none;
+		if (!opt->dry_run && record_run(sy, "failed") < 0)
 			log_warning("sync: cannot record the end of run %" PRId64 ": %s",
-				    rep.run_id, store_errmsg(s));
-		r = run.store_error;
+				    rep.run_id, store_errmsg(sy->s));
+		r = sy->store_error;
 		goto out;
 	}
 	held_summary(&rep.diff, held, sizeof(held));
 	if (rep.diff.n_held)
 		log_error("sync: mass-delete guard held back deletions of %s: more than %.0f%%; "
 			  "run 'tsgraphd sync --allow-mass-delete' if this is intended",
-			  held, c->sync.max_delete_fraction * 100);
-	log_info("sync: %s run=%" PRId64 " staged=%" PRId64 " created=%" PRId64 " updated=%" PRId64
-		 " deleted=%" PRId64 " held_back=%zu skipped=%" PRId64 " duration_ms=%" PRId64,
-		 rep.failed_listings ? "partial" : "done", rep.run_id, rep.staged, rep.diff.created,
-		 rep.diff.updated, rep.diff.deleted, rep.diff.n_held, rep.skipped,
+			  held, sy->c->sync.max_delete_fraction * 100);
+	log_info("sync: %s run=%" PRId64 " staged=%" PRId64 " planned=%" PRId64 " created=%" PRId64
+		 " updated=%" PRId64 " deleted=%" PRId64 " held_back=%zu skipped=%" PRId64
+		 " duration_ms=%" PRId64,
+		 rep.failed_listings ? "partial" : "done", rep.run_id, rep.staged, rep.diff.planned,
+		 rep.diff.created, rep.diff.updated, rep.diff.deleted, rep.diff.n_held, rep.skipped,
 		 monotonic_ms() - t0);
 	r = rep.failed_listings ? -EAGAIN : 0;
 out:
-	buf_free(&run.json);
+	pthread_mutex_lock(&sy->lock);
+	sy->progress.running = false;
+	pthread_mutex_unlock(&sy->lock);
+	progress_emit(sy, true);
+	sy->report = NULL;
+	sy->opt = NULL;
 	*report = rep;
 	return r;
+}
+
+int sync_full(struct sync *sy, const struct sync_options *opt, struct sync_report *report)
+{
+	return run(sy, "full", fetch_full, NULL, opt, report);
+}
+
+int sync_refresh(struct sync *sy, const char *const *alert_ids, size_t n_alerts,
+		 const char *const *agent_ids, size_t n_agents, const struct sync_options *opt,
+		 struct sync_report *report)
+{
+	struct refresh_args ra = {
+		.alerts = alert_ids, .n_alerts = n_alerts, .agents = agent_ids, .n_agents = n_agents
+	};
+
+	return run(sy, "refresh", fetch_refresh, &ra, opt, report);
 }

@@ -23,6 +23,7 @@
  * only the client sleeps.
  */
 #include "tsgraphd/tsapi.h"
+#include "tsgraphd/cancel.h"
 #include "tsgraphd/hawk.h"
 #include "tsgraphd/util.h"
 
@@ -133,6 +134,8 @@ const char *tsapi_strerror(enum tsapi_errc code)
 		return "stopped by the caller";
 	case TSAPI_E_INTERNAL:
 		return "internal error";
+	case TSAPI_E_CANCELED:
+		return "cancelled";
 	}
 	return "unknown error";
 }
@@ -168,6 +171,8 @@ static int errc_to_errno(enum tsapi_errc code)
 		return -ECANCELED;
 	case TSAPI_E_INTERNAL:
 		return -ENOMEM;
+	case TSAPI_E_CANCELED:
+		return -ECANCELED;
 	}
 	return -EIO;
 }
@@ -263,14 +268,18 @@ void tsapi_limiter_hold(struct tsapi_limiter *l, int64_t now_ms, int64_t ms)
 
 /* ---- client ---------------------------------------------------------------------------- */
 
-static void sleep_ms(int64_t ms)
+/* Every wait watches the cancel handle. */
+static int wait_ms(struct tsapi *api, int64_t ms)
 {
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+	return cancel_sleep(api->opt.cancel, ms);
+}
 
-	if (ms <= 0)
-		return;
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+/* libcurl asks several times a second while a transfer runs: a fired handle aborts it. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	return cancel_fired(ud) ? 1 : 0;
 }
 
 static uint64_t rng_next(struct tsapi *api)
@@ -414,7 +423,10 @@ static int setup_curl(struct tsapi *api, const struct config *c)
 	    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_WRITEDATA, &api->resp) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
-	    curl_easy_setopt(h, CURLOPT_HEADERDATA, &api->resp) != CURLE_OK)
+	    curl_easy_setopt(h, CURLOPT_HEADERDATA, &api->resp) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_NOPROGRESS, api->opt.cancel ? 0L : 1L) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_XFERINFODATA, api->opt.cancel) != CURLE_OK)
 		return -EINVAL;
 	/* A private CA replaces the system store rather than joining it. */
 	if (c->ts.api_ca_file &&
@@ -690,8 +702,15 @@ static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *
 
 		attempt++;
 		tries++;
-		sleep_ms(tsapi_limiter_reserve(api->limiter, monotonic_ms()));
-		r = perform(api, rq, &cred, &art, &cc);
+		r = wait_ms(api, tsapi_limiter_reserve(api->limiter, monotonic_ms()));
+		if (r == 0)
+			r = perform(api, rq, &cred, &art, &cc);
+		if (r == 0 && cc == CURLE_ABORTED_BY_CALLBACK)
+			r = -ECANCELED;
+		if (r == -ECANCELED) {
+			seterr(err, TSAPI_E_CANCELED, "%s: cancelled", rq->label);
+			goto fail_errno;
+		}
 		if (r < 0) {
 			seterr(err, TSAPI_E_INTERNAL, "%s: cannot build the request: %s", rq->label,
 			       strerror(-r));
@@ -784,8 +803,11 @@ static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *
 			/* The next try must be able to finish inside the budget, not just start. */
 			if (monotonic_ms() + delay + (int64_t)api->timeout_ms - start <=
 			    (int64_t)api->opt.retry_budget_ms) {
-				sleep_ms(delay);
-				continue;
+				if (wait_ms(api, delay) == 0)
+					continue;
+				seterr(err, TSAPI_E_CANCELED, "%s: cancelled", rq->label);
+				r = -ECANCELED;
+				goto fail_errno;
 			}
 		}
 		break;

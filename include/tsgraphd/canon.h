@@ -24,4 +24,8 @@ int canon_hash(json_object *o, char out[static CANON_HASH_HEX + 1]);
 /* Hex SHA-256 of bytes already in canonical form (saves serializing twice). */
 int canon_sha256_hex(const void *data, size_t len, char out[static CANON_HASH_HEX + 1]);
 
+/* Top-level properties whose canonical values differ between two JSON objects, as a sorted
+ * JSON array ("[\"status\",\"tag.env\"]"), appended to out. */
+int canon_changed_properties(const char *old_json, const char *new_json, struct buf *out);
+
 #endif

@@ -33,6 +33,10 @@ struct graph_object {
 	const char *class;    /* _class */
 	const char *from_key; /* relationships: _fromEntityKey or _mapping.sourceEntityKey */
 	const char *to_key; /* explicit relationships: _toEntityKey; mapped: target _key or NULL */
+	/* The agent or alert entity this object belongs to (its own key for the entity), NULL
+	 * for the account and vulnerability findings: a refresh of that agent or alert replaces
+	 * exactly the objects it owns. A builder emits the owner entity first. */
+	const char *owner;
 	/* When one snapshot yields the same _key twice, the object with the larger rank wins:
 	 * an agent in both the online and the offline listing ranks by lastReportedAt, an alert
 	 * in both the active and the dismissed listing ranks 1 when dismissed, 0 when open. */

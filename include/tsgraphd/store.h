@@ -20,7 +20,8 @@
 #include "tsgraphd/graph.h"
 
 #define STORE_ERR_MAX	     512
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
+#define STORE_TYPES_MAX	     32		/* graph types one snapshot can count */
 #define STORE_APPLICATION_ID 0x54534744 /* "TSGD" */
 
 struct store;
@@ -85,30 +86,51 @@ int store_begin(struct store *s); /* BEGIN IMMEDIATE */
 int store_commit(struct store *s);
 int store_rollback(struct store *s);
 
-/* --- the snapshot of one sync --- */
+/* --- the snapshot of one sync ---
+ * Staging compares as it goes: each object is looked up by key in the stored graph; one
+ * that is stored with the same hash only marks the stored row as seen (a bit in memory),
+ * and only new and changed objects are written, to a TEMP table of this connection. No
+ * write lock is taken before store_apply_plan(). */
+/* Starts an empty snapshot, in a deferred (read) transaction of its own. */
 int store_snapshot_reset(struct store *s);
-/* Stages o with its canonical json and hash. A key staged twice keeps the larger rank. */
+/* Ends the snapshot's own read transaction (before the apply, or when giving up). */
+int store_snapshot_end(struct store *s);
+/* Stages o (o->owner, o->rank used) with its canonical json and hash. A key staged twice
+ * keeps its first copy. */
 int store_snapshot_put(struct store *s, const struct graph_object *o, const char *json,
 		       const char *hash);
+/* Settles an owner (an agent or alert key) seen in two listings before its objects are put:
+ * *ret_take is false when a copy of the same or higher rank is already in the snapshot;
+ * when the new copy ranks higher, everything the older one put is taken back. */
+int store_snapshot_owner(struct store *s, const char *owner, int64_t rank, bool *ret_take);
 /* Marks the types a listing produces as completely enumerated in this snapshot, as one
  * group (say "agents"); types[0] is the group's primary type, the one the mass-delete guard
  * judges. Only complete types lose objects. */
 int store_snapshot_complete(struct store *s, const char *group, const char *const *types, size_t n);
+/* Marks one owner as completely enumerated (a refreshed agent): the objects it owns that
+ * the snapshot lacks are deleted. */
+int store_snapshot_complete_owner(struct store *s, const char *owner);
 /* Takes a group's completeness back (the guard held its deletions). */
 int store_snapshot_incomplete(struct store *s, const char *group);
+/* Staged new and changed objects. */
 int store_snapshot_count(struct store *s, int64_t *ret);
 
-/* --- the diff, inside a transaction (diff.c sequences these) --- */
+/* --- the plan and its apply (diff.c sequences these) --- */
 /* For each complete group, its primary type: how many objects are stored and how many of
  * them the snapshot lacks. */
 int store_missing_counts(struct store *s, store_missing_fn fn, void *ud);
-/* Marks for deletion the missing objects of complete types, then every relationship
- * touching a marked entity; drops staged relationships whose own ends are neither staged nor
- * stored (or are being deleted). */
+/* Marks for deletion the unseen objects of complete types and owners, then every
+ * relationship touching a marked entity; drops staged relationships whose own ends are
+ * neither staged nor stored (or are being deleted). Reads the stored graph only. */
 int store_plan_deletes(struct store *s);
-/* Appends the outbox rows of the plan (entities created and updated, relationships created
- * and updated, relationships deleted, entities deleted; each by key) and applies them to the
- * stored graph. Counts come back per op. */
+/* Changes in the plan (staged plus marked for deletion); 0 means nothing to apply. */
+int store_plan_size(struct store *s, int64_t *ret);
+/* The outbox rows the apply would write, in its order, without writing (seq 0). */
+int store_plan_each(struct store *s, const char *source, store_outbox_fn fn, void *userdata);
+/* Inside the caller's transaction: appends the outbox rows of the plan (entities created
+ * and updated, relationships created and updated, relationships deleted, entities deleted;
+ * each by key) and applies them to the stored graph. Counts come back per op. The snapshot
+ * must be reset before it is used again. */
 int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_t now,
 		     int64_t *ret_created, int64_t *ret_updated, int64_t *ret_deleted);
 
@@ -122,6 +144,7 @@ int store_cursor_set(struct store *s, const char *sink, int64_t seq);
 /* --- the stored graph --- */
 int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void *ud), void *ud);
 int store_type_counts(struct store *s, store_count_fn fn, void *userdata);
+int store_type_count(struct store *s, const char *type, int64_t *ret);
 
 /* --- sync runs (the caller holds store_lock(): a "running" run of another process is then
  * known to be dead and is marked "interrupted") --- */

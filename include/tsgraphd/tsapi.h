@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tsgraphd/cancel.h"
 #include "tsgraphd/config.h"
 #include "tsgraphd/tsjson.h"
 
@@ -51,6 +52,7 @@ enum tsapi_errc {
 	TSAPI_E_VERIFY,	      /* Server-Authorization missing or not verifying */
 	TSAPI_E_ABORTED,      /* the callback stopped the listing */
 	TSAPI_E_INTERNAL,     /* out of memory, bad arguments */
+	TSAPI_E_CANCELED,     /* the cancel handle fired */
 };
 
 struct tsapi_error {
@@ -66,6 +68,7 @@ struct tsapi_limiter;
 /* Tuning; zero fields take the defaults in brackets. Tests shrink the delays. */
 struct tsapi_options {
 	struct tsapi_limiter *limiter; /* [the process-wide limiter] not owned */
+	struct cancel *cancel;	       /* [none] every wait and transfer stops when it fires */
 	unsigned max_attempts;	       /* [5] tries per request, the first included */
 	uint32_t backoff_base_ms;      /* [500] first backoff; doubles, with jitter */
 	uint32_t backoff_max_ms;       /* [30000] longest single backoff */

@@ -62,16 +62,20 @@ static int teardown(void **state)
 /* Commits n entities e1..en (status st) as one sync. */
 static void sync_entities(struct store *s, int n, const char *st)
 {
-	struct diff_options o = { .source = "poll", .run_id = 1, .now = 1589814129000LL,
-				  .max_delete_fraction = 1 };
+	struct diff_options o = {
+		.source = "poll", .run_id = 1, .now = 1589814129000LL, .max_delete_fraction = 1
+	};
 	struct diff_result res;
 
 	assert_int_equal(store_snapshot_reset(s), 0);
 	for (int i = 1; i <= n; i++) {
 		char key[32], hash[CANON_HASH_HEX + 1];
 		json_object *obj = json_object_new_object();
-		struct graph_object g = { .kind = GRAPH_ENTITY, .obj = obj, .key = key,
-					  .type = "threatstack_agent", .class = "HostAgent" };
+		struct graph_object g = { .kind = GRAPH_ENTITY,
+					  .obj = obj,
+					  .key = key,
+					  .type = "threatstack_agent",
+					  .class = "HostAgent" };
 		struct buf b;
 
 		snprintf(key, sizeof(key), "e%d", i);
@@ -84,10 +88,14 @@ static void sync_entities(struct store *s, int n, const char *st)
 		buf_free(&b);
 		json_object_put(obj);
 	}
-	assert_int_equal(store_snapshot_complete(s, "agents", (const char *const[]){ "threatstack_agent" },
-						 1),
+	assert_int_equal(store_snapshot_complete(s, "agents",
+						 (const char *const[]){ "threatstack_agent" }, 1),
 			 0);
-	assert_int_equal(diff_commit(s, &o, &res), 0);
+	assert_int_equal(diff_plan(s, &o, &res), 0);
+	assert_int_equal(store_snapshot_end(s), 0);
+	assert_int_equal(store_begin(s), 0);
+	assert_int_equal(diff_apply(s, &o, &res), 0);
+	assert_int_equal(store_commit(s), 0);
 }
 
 static int count_lines(const char *path, int64_t *last_seq)
@@ -125,21 +133,28 @@ static int64_t drain(struct fixture *f)
 static void test_format(void **state)
 {
 	struct outbox_row r = {
-		.seq = 7, .op = "update", .kind = "entity", .key = "threatstack:agent:\"x\"",
-		.type = "threatstack_agent", .class = "HostAgent", .json = "{\"_key\":\"k\"}",
-		.changed = "[\"status\"]", .source = "poll", .created_at = 1589814129000LL,
+		.seq = 7,
+		.op = "update",
+		.kind = "entity",
+		.key = "threatstack:agent:\"x\"",
+		.type = "threatstack_agent",
+		.class = "HostAgent",
+		.json = "{\"_key\":\"k\"}",
+		.changed = "[\"status\"]",
+		.source = "poll",
+		.created_at = 1589814129000LL,
 	};
 	struct buf b;
 
 	(void)state;
 	buf_init(&b, 4096);
 	assert_int_equal(sink_file_format(&r, &b), 0);
-	assert_string_equal(b.data,
-			    "{\"seq\":7,\"op\":\"update\",\"kind\":\"entity\","
-			    "\"key\":\"threatstack:agent:\\\"x\\\"\",\"type\":\"threatstack_agent\","
-			    "\"class\":\"HostAgent\",\"source\":\"poll\","
-			    "\"at\":\"2020-05-18T15:02:09.000Z\",\"changed\":[\"status\"],"
-			    "\"object\":{\"_key\":\"k\"}}\n");
+	assert_string_equal(
+		b.data, "{\"seq\":7,\"op\":\"update\",\"kind\":\"entity\","
+			"\"key\":\"threatstack:agent:\\\"x\\\"\",\"type\":\"threatstack_agent\","
+			"\"class\":\"HostAgent\",\"source\":\"poll\","
+			"\"at\":\"2020-05-18T15:02:09.000Z\",\"changed\":[\"status\"],"
+			"\"object\":{\"_key\":\"k\"}}\n");
 	buf_reset(&b);
 	r.op = "delete";
 	r.json = NULL;
@@ -287,7 +302,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_format),
 		cmocka_unit_test_setup_teardown(test_delivers_each_change_once, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_after_fsync_before_cursor, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_after_fsync_before_cursor, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_torn_last_line_is_cut, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_file_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_file_untouched, setup, teardown),

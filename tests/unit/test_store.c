@@ -73,10 +73,19 @@ static void put(struct store *s, const char *key, const char *type, const char *
 		.class = from ? "HAS" : "HostAgent",
 		.from_key = from,
 		.to_key = to,
+		.owner = from ? NULL : key, /* entities own themselves, as agents do */
 		.rank = rank,
 	};
 	char hash[CANON_HASH_HEX + 1];
+	bool take = true;
 	struct buf b;
+
+	if (g.owner)
+		assert_int_equal(store_snapshot_owner(s, key, rank, &take), 0);
+	if (!take) {
+		json_object_put(o);
+		return;
+	}
 
 	json_object_object_add(o, "_key", json_object_new_string(key));
 	json_object_object_add(o, "_type", json_object_new_string(type));
@@ -101,6 +110,7 @@ static void put(struct store *s, const char *key, const char *type, const char *
 }
 
 struct changes {
+	void *ud;
 	int n;
 	char lines[64][256];
 };
@@ -145,21 +155,42 @@ static void complete_all(struct store *s)
 	assert_int_equal(store_snapshot_complete(s, "agents", agent_group, 3), 0);
 }
 
+/* A dry run lists the plan; a real one applies it in its own transaction. */
+static int count_dry(const struct outbox_row *r, void *ud)
+{
+	struct changes *c = ud;
+	struct diff_result *res = (struct diff_result *)c->ud;
+
+	if (strcmp(r->op, "create") == 0)
+		res->created++;
+	return collect(r, ud);
+}
+
 static struct diff_result commit(struct store *s, struct changes *c, bool dry, bool allow)
 {
+	struct changes none = { 0 };
 	struct diff_options o = {
 		.source = "poll",
 		.run_id = 1,
 		.now = 1000,
 		.max_delete_fraction = 0.5,
 		.allow_mass_delete = allow,
-		.dry_run = dry,
 		.on_change = c ? collect : NULL,
 		.userdata = c,
 	};
 	struct diff_result res;
 
-	assert_int_equal(diff_commit(s, &o, &res), 0);
+	assert_int_equal(diff_plan(s, &o, &res), 0);
+	assert_int_equal(store_snapshot_end(s), 0);
+	if (dry) {
+		c = c ? c : &none;
+		c->ud = &res;
+		assert_int_equal(store_plan_each(s, "poll", count_dry, c), 0);
+		return res;
+	}
+	assert_int_equal(store_begin(s), 0);
+	assert_int_equal(diff_apply(s, &o, &res), 0);
+	assert_int_equal(store_commit(s), 0);
 	return res;
 }
 
@@ -377,16 +408,17 @@ static void test_changed_properties(void **state)
 
 	(void)state;
 	buf_init(&b, 4096);
-	assert_int_equal(diff_changed_properties("{\"a\":1,\"b\":{\"x\":1,\"y\":2},\"c\":3}",
-						 "{\"c\":3,\"b\":{\"y\":2,\"x\":1},\"d\":4,\"a\":2}", &b),
-			 0);
+	assert_int_equal(
+		canon_changed_properties("{\"a\":1,\"b\":{\"x\":1,\"y\":2},\"c\":3}",
+					 "{\"c\":3,\"b\":{\"y\":2,\"x\":1},\"d\":4,\"a\":2}", &b),
+		0);
 	assert_string_equal(b.data, "[\"a\",\"d\"]");
 	buf_reset(&b);
-	assert_int_equal(diff_changed_properties("{\"z\":1,\"tag.env\":\"prod\"}", "{}", &b), 0);
+	assert_int_equal(canon_changed_properties("{\"z\":1,\"tag.env\":\"prod\"}", "{}", &b), 0);
 	assert_string_equal(b.data, "[\"tag.env\",\"z\"]");
 	buf_reset(&b);
-	assert_int_equal(diff_changed_properties("[1]", "{}", &b), -EINVAL);
-	assert_int_equal(diff_changed_properties("{", "{}", &b), -EINVAL);
+	assert_int_equal(canon_changed_properties("[1]", "{}", &b), -EINVAL);
+	assert_int_equal(canon_changed_properties("{", "{}", &b), -EINVAL);
 	buf_free(&b);
 	assert_true(diff_should_hold(10, 6, 0.5, false));
 	assert_false(diff_should_hold(10, 5, 0.5, false));
@@ -410,8 +442,7 @@ static void test_refuses_foreign_and_newer_files(void **state)
 
 	snprintf(path, sizeof(path), "%s/junk.db", f->dir);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_int_equal(write(fd, "this is not a database, it is a text file padded out....",
-			       56),
+	assert_int_equal(write(fd, "this is not a database, it is a text file padded out....", 56),
 			 56);
 	for (int i = 0; i < 100; i++)
 		assert_int_equal(write(fd, "xxxxxxxxxx", 10), 10);
@@ -432,7 +463,7 @@ static void test_refuses_foreign_and_newer_files(void **state)
 	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(store_open(f->path, &so, &s, err), -EPROTONOSUPPORT);
-	assert_non_null(strstr(err, "schema version 99 is newer than this build's (1)"));
+	assert_non_null(strstr(err, "schema version 99 is newer than this build's (2)"));
 	assert_null(s);
 
 	so.must_exist = true;
@@ -503,20 +534,25 @@ static void test_runs_and_cursors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_first_sync_creates_then_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_update_names_changed_properties, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_first_sync_creates_then_nothing, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_update_names_changed_properties, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_delete_cascades_and_incomplete_keeps, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cascade_reaches_incomplete_relationship_types,
 						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dangling_relationship_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dangling_relationship_dropped, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_mass_delete_guard, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mass_delete_guard_judges_the_group, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_duplicate_key_keeps_higher_rank, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_duplicate_key_keeps_higher_rank, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_dry_run_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_properties, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refuses_foreign_and_newer_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refuses_foreign_and_newer_files, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runs_and_cursors, setup, teardown),
 	};
