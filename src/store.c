@@ -31,9 +31,17 @@
 
 #include <sqlite3.h>
 
+#define STORE_CACHE_KIB "4096" /* page cache of the stored graph: bounded, not the fleet */
+
+struct stored {
+	int64_t id, rank;
+	size_t type;
+	char hash[65];
+};
+
 struct store {
 	sqlite3 *db;
-	sqlite3_stmt *lookup, *stage_put;
+	sqlite3_stmt *lookup, *stage_put, *stage_rank;
 	/* The snapshot in memory: one bit per stored rowid it has seen, and how many stored
 	 * objects of each type that makes. Changed and new objects go to temp.stage. */
 	uint64_t *seen;
@@ -43,7 +51,11 @@ struct store {
 		int64_t seen;
 	} types[STORE_TYPES_MAX];
 	size_t n_types;
-	bool staging;	     /* the snapshot's own transaction is open */
+	bool staging;	 /* the snapshot's own transaction is open */
+	bool last_valid; /* the last lookup, answered again for the same key */
+	int last_r;
+	char last_key[256];
+	struct stored last;
 	unsigned stage_puts; /* since that transaction began */
 };
 
@@ -344,7 +356,8 @@ int store_open(const char *path, const struct store_options *opt, struct store *
 		r = exec(s, opt->synchronous_full ? "PRAGMA synchronous = FULL"
 						  : "PRAGMA synchronous = NORMAL");
 	if (r == 0)
-		r = exec(s, "PRAGMA foreign_keys = ON; PRAGMA temp_store = FILE");
+		r = exec(s, "PRAGMA foreign_keys = ON; PRAGMA temp_store = FILE;"
+			    " PRAGMA cache_size = -" STORE_CACHE_KIB);
 	if (r == 0)
 		r = exec(s, temp_schema);
 	if (r == 0)
@@ -390,6 +403,7 @@ void store_close(struct store *s)
 		return;
 	sqlite3_finalize(s->lookup);
 	sqlite3_finalize(s->stage_put);
+	sqlite3_finalize(s->stage_rank);
 	free(s->seen);
 	sqlite3_close(s->db);
 	free(s);
@@ -454,14 +468,29 @@ static int64_t type_seen(const struct store *s, const char *type)
 	return 0;
 }
 
-struct stored {
-	int64_t id, rank;
-	size_t type;
-	char hash[65];
-};
+static int lookup_db(struct store *s, const char *key, struct stored *ret);
 
-/* The stored object of this key: -ENOENT when there is none. */
+/* The stored object of this key: -ENOENT when there is none. The last answer is kept: an
+ * owner entity is looked up to settle it and again to stage it. */
 static int lookup(struct store *s, const char *key, struct stored *ret)
+{
+	int r;
+
+	if (s->last_valid && strcmp(s->last_key, key) == 0) {
+		*ret = s->last;
+		return s->last_r;
+	}
+	r = lookup_db(s, key, ret);
+	s->last_valid = strlen(key) < sizeof(s->last_key);
+	if (s->last_valid) {
+		snprintf(s->last_key, sizeof(s->last_key), "%s", key);
+		s->last = *ret;
+		s->last_r = r;
+	}
+	return r;
+}
+
+static int lookup_db(struct store *s, const char *key, struct stored *ret)
 {
 	sqlite3_stmt *st;
 	const char *hash;
@@ -498,6 +527,7 @@ int store_snapshot_reset(struct store *s)
 	size_t words;
 	int r;
 
+	s->last_valid = false;
 	r = exec(s, "DELETE FROM temp.stage; DELETE FROM temp.complete;"
 		    " DELETE FROM temp.complete_owner; DELETE FROM temp.gone;");
 	if (r == 0)
@@ -646,24 +676,26 @@ static int retract(struct store *s, const char *owner)
 
 int store_snapshot_owner(struct store *s, const char *owner, int64_t rank, bool *ret_take)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	struct stored old;
 	int64_t prev = 0;
 	bool seen = false;
 	int r, rc;
 
-	r = prepare(s, "SELECT rank FROM temp.stage WHERE key = ?1", &st);
-	if (r == 0)
-		r = bind_text(st, 1, owner);
-	if (r < 0)
+	if (!s->stage_rank &&
+	    (r = prepare(s, "SELECT rank FROM temp.stage WHERE key = ?1", &s->stage_rank)) < 0)
 		return r;
-	rc = sqlite3_step(st);
+	r = bind_text(s->stage_rank, 1, owner);
+	rc = r == 0 ? sqlite3_step(s->stage_rank) : SQLITE_OK;
 	if (rc == SQLITE_ROW) {
 		seen = true;
-		prev = sqlite3_column_int64(st, 0);
-	} else if (rc != SQLITE_DONE) {
-		return sql_errno(rc);
-	} else {
+		prev = sqlite3_column_int64(s->stage_rank, 0);
+	} else if (r == 0 && rc != SQLITE_DONE) {
+		r = sql_errno(rc);
+	}
+	sqlite3_reset(s->stage_rank);
+	if (r < 0)
+		return r;
+	if (!seen) {
 		r = lookup(s, owner, &old);
 		if (r < 0 && r != -ENOENT)
 			return r;
@@ -976,6 +1008,7 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 	int64_t counts[3] = { 0, 0, 0 };
 	int r = 0;
 
+	s->last_valid = false; /* rowids change below */
 	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(plan_steps); i++) {
 		_cleanup_free_ char *sql = NULL;
 		_cleanup_stmt_ sqlite3_stmt *st = NULL;
