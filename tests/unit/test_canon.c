@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "tsgraphd/canon.h"
+#include "tsgraphd/graph.h"
+#include "tsgraphd/tsjson.h"
 
 /* Canonical form of o as a malloc'd string; fails the test on error. */
 static char *canon(json_object *o)
@@ -251,6 +253,104 @@ static void test_utf8_always_valid(void **state)
 	buf_free(&b);
 }
 
+/* Canonical form and hash of each graph object, appended to a buffer; every one must be
+ * valid UTF-8 without a NUL. */
+struct emitted {
+	struct buf text;
+	size_t n;
+};
+
+static int emit_canon(const struct graph_object *o, void *userdata)
+{
+	struct emitted *e = userdata;
+	char hash[CANON_HASH_HEX + 1];
+	size_t start = e->text.len;
+
+	assert_int_equal(canon_serialize(o->obj, &e->text), 0);
+	assert_true(utf8_ok((const unsigned char *)e->text.data + start, e->text.len - start));
+	assert_null(memchr(e->text.data + start, 0, e->text.len - start));
+	assert_int_equal(canon_hash(o->obj, hash), 0);
+	assert_int_equal(buf_printf(&e->text, " %s\n", hash), 0);
+	e->n++;
+	return 0;
+}
+
+/* One agents page as the client reads it, with every kind of bad string, through tsjson and
+ * graph to canon. */
+static void page_to_canon(const char *body, struct emitted *e)
+{
+	static const struct graph_options gopt = {
+		.org_id = "545d0293b620cd090d000023",
+		.org_name = "Acme \xff Corp \xc0\xaf", /* from the config */
+		.web_url = "https://app.threatstack.com/",
+	};
+	char err[TSJSON_ERR_MAX];
+	json_object *root = NULL, *items = NULL;
+	const char *token = NULL;
+
+	assert_int_equal(tsjson_page(body, strlen(body), "agents", &root, &items, &token, err), 0);
+	assert_int_equal(graph_account(&gopt, emit_canon, e), 0);
+	for (size_t i = 0; i < json_object_array_length(items); i++) {
+		struct ts_agent a = { 0 };
+
+		if (tsjson_agent(json_object_array_get_idx(items, i), &a, err) != 0)
+			fail_msg("%s", err);
+		assert_int_equal(graph_agent(&gopt, &a, emit_canon, e), 0);
+		ts_agent_free(&a);
+	}
+	json_object_put(root);
+}
+
+/* issue 8 item 7, from the API and the config: lone surrogate escapes, raw 0xff, truncated
+ * and overlong sequences and surrogate bytes in an agents page and a raw 0xff in org_name
+ * come out of canon as valid UTF-8, and the same input gives the same text and hashes every
+ * time. A NUL from the API never gets this far: tsjson refuses the object that has one. */
+static void test_utf8_from_api_and_config(void **state)
+{
+	static const char body[] =
+		"{\"agents\":[{\"id\":\"3f9c2a10-8d1e-11ea-b1c4-0a58a9feac02\",\"status\":\"online\","
+		"\"hostname\":\"web\\ud800.example.com\",\"name\":\"n\\udfffx\","
+		"\"description\":\"d\xff\\udc00\",\"version\":\"v\xe2\x82\",\"kernel\":\"\xc0\xaf\","
+		"\"instanceId\":\"i-0abc\\ud83d\",\"tags\":[{\"source\":null,\"key\":\"k\xff\","
+		"\"value\":\"\xed\xa0\x80\"}]}],\"token\":null}";
+	struct emitted a = { 0 }, b = { 0 };
+
+	(void)state;
+	buf_init(&a.text, 1 << 20);
+	buf_init(&b.text, 1 << 20);
+	page_to_canon(body, &a);
+	page_to_canon(body, &b);
+	assert_true(a.n >= 3);
+	assert_int_equal(a.n, b.n);
+	assert_string_equal(a.text.data, b.text.data);
+	/* Each kind, repaired to U+FFFD where it stood. */
+	assert_non_null(strstr(a.text.data, "\"name\":\"Acme " FFFD " Corp " FFFD FFFD "\""));
+	assert_non_null(strstr(a.text.data, "\"description\":\"d" FFFD FFFD "\""));
+	assert_non_null(strstr(a.text.data, "\"name\":\"n" FFFD "x\""));
+	assert_non_null(strstr(a.text.data, "\"version\":\"v" FFFD "\""));
+	assert_non_null(strstr(a.text.data, "\"kernel\":\"" FFFD FFFD "\""));
+	assert_non_null(strstr(a.text.data, "\"instanceId\":\"i-0abc" FFFD "\""));
+	assert_non_null(strstr(a.text.data, "\"tag.k-\":\"" FFFD FFFD FFFD "\""));
+	assert_non_null(strstr(a.text.data, "|aws_instance:i-0abc" FFFD "\""));
+	buf_free(&a.text);
+	buf_free(&b.text);
+}
+
+static void test_api_nul_refused_by_parser(void **state)
+{
+	json_object *o = json_tokener_parse("{\"id\":\"3f9c2a10-8d1e-11ea-b1c4-0a58a9feac02\","
+					    "\"hostname\":\"h\\u0000x\"}");
+	char err[TSJSON_ERR_MAX];
+	struct ts_agent a = { 0 };
+
+	(void)state;
+	assert_non_null(o);
+	assert_true(tsjson_agent(o, &a, err) < 0);
+	assert_non_null(strstr(err, "contains a NUL byte"));
+	ts_agent_free(&a);
+	json_object_put(o);
+}
+
 static void test_nested(void **state)
 {
 	(void)state;
@@ -387,6 +487,8 @@ int main(void)
 		cmocka_unit_test(test_utf8_repair),
 		cmocka_unit_test(test_utf8_repair_stable),
 		cmocka_unit_test(test_utf8_always_valid),
+		cmocka_unit_test(test_utf8_from_api_and_config),
+		cmocka_unit_test(test_api_nul_refused_by_parser),
 		cmocka_unit_test(test_nested),
 		cmocka_unit_test(test_depth_limit),
 		cmocka_unit_test(test_numbers),
