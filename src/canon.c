@@ -9,13 +9,17 @@
  * 1e21 is "1e+21"; an integral double up to 2^53 prints as the integer it is (3.0 is "3",
  * the same text as the integer 3: equal numbers hash equal). -0.0 is written "0" for the
  * same reason. NaN and infinities have no JSON form: -EINVAL. Nesting deeper
- * than CANON_DEPTH_MAX is -ELOOP, so hostile input cannot exhaust the stack.
+ * than CANON_DEPTH_MAX is -ELOOP, so hostile input cannot exhaust the stack. Strings come
+ * out as valid UTF-8 whatever bytes the API or the config put in them: each ill-formed
+ * sequence and each NUL is replaced with U+FFFD by one fixed rule (write_string), so the
+ * repaired text, and so the hash, is the same every time.
  */
 #include "tsgraphd/canon.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,51 +45,118 @@ static int puts_(struct sink *s, const char *p)
 	return put(s, p, strlen(p));
 }
 
+/* The length of the UTF-8 sequence at p[0..avail), and whether it is well formed (Unicode
+ * 3.9, table 3-7: no overlongs, no surrogates, nothing above U+10FFFF). An ill-formed one is
+ * its maximal subpart — the lead byte and the continuation bytes that could still have
+ * completed it — or one byte, so a repair replaces each maximal subpart with one U+FFFD:
+ * what the Unicode standard recommends and what most decoders do, hence stable. */
+static size_t utf8_sequence(const unsigned char *p, size_t avail, bool *ret_valid)
+{
+	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+	size_t need;
+
+	*ret_valid = true;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		need = 1;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		need = 2;
+		if (c == 0xe0)
+			lo = 0xa0; /* else overlong */
+		else if (c == 0xed)
+			hi = 0x9f; /* else a UTF-16 surrogate, U+D800..U+DFFF */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 3;
+		if (c == 0xf0)
+			lo = 0x90; /* else overlong */
+		else if (c == 0xf4)
+			hi = 0x8f; /* else above U+10FFFF */
+	} else {
+		*ret_valid = false; /* a continuation byte, C0, C1 or F5..FF */
+		return 1;
+	}
+	for (size_t i = 1; i <= need; i++) {
+		if (i >= avail || p[i] < lo || p[i] > hi) {
+			*ret_valid = false;
+			return i;
+		}
+		lo = 0x80;
+		hi = 0xbf;
+	}
+	return need + 1;
+}
+
+/* Writes p[0..len) as a JSON string that is valid UTF-8 whatever p holds: well-formed UTF-8
+ * passes through raw, each ill-formed sequence (see utf8_sequence) and each NUL becomes
+ * U+FFFD (a NUL would cut the string short in any C consumer), and only the escapes JSON
+ * requires are written. json-c (0.16, Debian 12) reads a lone "\ud800" escape as U+FFFD
+ * itself; the raw bytes of a surrogate (ED A0 80) are three ill-formed bytes here. */
 static int write_string(struct sink *s, const char *p, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t run = 0;
+	static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+	const unsigned char *u = (const unsigned char *)p;
+	size_t run = 0, i = 0;
 	int r;
 
 	if ((r = put(s, "\"", 1)) < 0)
 		return r;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)p[i];
-		char esc[7];
-		size_t n = 2;
+	while (i < len) {
+		unsigned char c = u[i];
+		const char *esc;
+		char tmp[7];
+		size_t n = 2, skip = 1;
+		bool valid;
 
-		if (c >= 0x20 && c != '"' && c != '\\')
+		if (c >= 0x80) {
+			skip = utf8_sequence(u + i, len - i, &valid);
+			if (valid) {
+				i += skip;
+				continue;
+			}
+			esc = replacement;
+			n = sizeof(replacement) - 1;
+		} else if (c >= 0x20 && c != '"' && c != '\\') {
+			i++;
 			continue;
-		esc[0] = '\\';
-		switch (c) {
-		case '"':
-		case '\\':
-			esc[1] = (char)c;
-			break;
-		case '\b':
-			esc[1] = 'b';
-			break;
-		case '\f':
-			esc[1] = 'f';
-			break;
-		case '\n':
-			esc[1] = 'n';
-			break;
-		case '\r':
-			esc[1] = 'r';
-			break;
-		case '\t':
-			esc[1] = 't';
-			break;
-		default:
-			memcpy(esc + 1, "u00", 3);
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 15];
-			n = 6;
+		} else if (c == 0) {
+			esc = replacement;
+			n = sizeof(replacement) - 1;
+		} else {
+			tmp[0] = '\\';
+			switch (c) {
+			case '"':
+			case '\\':
+				tmp[1] = (char)c;
+				break;
+			case '\b':
+				tmp[1] = 'b';
+				break;
+			case '\f':
+				tmp[1] = 'f';
+				break;
+			case '\n':
+				tmp[1] = 'n';
+				break;
+			case '\r':
+				tmp[1] = 'r';
+				break;
+			case '\t':
+				tmp[1] = 't';
+				break;
+			default:
+				memcpy(tmp + 1, "u00", 3);
+				tmp[4] = hex[c >> 4];
+				tmp[5] = hex[c & 15];
+				n = 6;
+			}
+			esc = tmp;
 		}
 		if ((r = put(s, p + run, i - run)) < 0 || (r = put(s, esc, n)) < 0)
 			return r;
-		run = i + 1;
+		i += skip;
+		run = i;
 	}
 	if ((r = put(s, p + run, len - run)) < 0)
 		return r;

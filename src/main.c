@@ -362,6 +362,14 @@ static int cmd_status(const struct config *c)
 		printf("  %-20s %-10s delivered to seq %" PRId64 ", backlog %" PRId64 "\n",
 		       c->sinks[i].name, config_sink_type_to_string(c->sinks[i].type), cursor,
 		       max_seq - cursor);
+		if (c->sinks[i].type == SINK_FILE) {
+			char note[SINK_FILE_ERR_MAX];
+
+			if (sink_file_inspect(&c->sinks[i], s, note) < 0)
+				goto fail;
+			if (note[0])
+				printf("    ! %s\n", note);
+		}
 	}
 	if (c->n_sinks == 0)
 		printf("  (none configured)\n");

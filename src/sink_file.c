@@ -1,10 +1,16 @@
-/* sink_file — append changes to an NDJSON file, exactly once.
+/* sink_file — append changes to an NDJSON file, exactly once and without gaps.
  *
  * The file is the sink's own record of what it delivered: on open, the last complete line's
- * "seq" says how far the file got, and a last line without its newline (a crash mid-write)
- * is cut off. Draining takes outbox rows after max(cursor, file's last seq) in batches,
- * writes a batch with write(2) in full, fsyncs, and only then moves the cursor in the store.
- * A crash anywhere repeats at most the cursor update, never a line.
+ * "seq" says how far the file got (found by reading backwards from the end only as far as
+ * that line's start), and a last line without its newline (a crash mid-write) is cut off.
+ * Draining first places the file against the sink's cursor in the store (plan_position):
+ * a file ahead of the cursor had a crash after fsync; a file behind it lost lines, which are
+ * written again from the outbox when it still holds every one of them, and otherwise the
+ * sink refuses rather than leave a silent gap; an empty file is a new (rotated) log and
+ * continues after the cursor. Then it takes outbox rows in batches, writes a batch with
+ * write(2) in full, fsyncs, and only then moves the cursor. A crash anywhere repeats at most
+ * the cursor update, never a line. Every string goes out through canon's string writer, so
+ * each line is valid UTF-8 whatever bytes the store holds.
  */
 #include "tsgraphd/sink_file.h"
 
@@ -20,9 +26,14 @@
 
 #include <json-c/json.h>
 
+#include "tsgraphd/canon.h"
+#include "tsgraphd/log.h"
+
 #define BATCH_ROWS	1000
 #define BATCH_BYTES_MAX (256u * 1024 * 1024)
-#define TAIL_MAX	(16u * 1024 * 1024) /* longest last line we look back over */
+#define LINE_MAX_BYTES	(16u * 1024 * 1024) /* longest last line we look back over */
+#define TAIL_FIRST	4096u		    /* the first look back; doubled until a line fits */
+#define KEY_TEXT_MAX	(64u * 1024)	    /* a key as JSON text, for comparing */
 
 struct sink_file {
 	char *name;
@@ -33,6 +44,7 @@ struct sink_file {
 	char *file_op;
 };
 
+/* s as a JSON string, through canon's writer: valid UTF-8 whatever bytes s holds. */
 static int append_json_string(struct buf *b, const char *s)
 {
 	json_object *o = json_object_new_string(s ? s : "");
@@ -40,10 +52,26 @@ static int append_json_string(struct buf *b, const char *s)
 
 	if (!o)
 		return -ENOMEM;
-	r = buf_puts(b, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-								  JSON_C_TO_STRING_NOSLASHESCAPE));
+	r = canon_serialize(o, b);
 	json_object_put(o);
 	return r;
+}
+
+/* A key as the JSON text a line carries for it, malloc'd: how the file's keys and the
+ * store's are compared, so a key the writer had to repair still matches its line. */
+static int key_text(const char *key, char **ret)
+{
+	struct buf b;
+	int r;
+
+	buf_init(&b, KEY_TEXT_MAX);
+	r = append_json_string(&b, key);
+	if (r < 0) {
+		buf_free(&b);
+		return r;
+	}
+	*ret = buf_steal(&b);
+	return *ret ? 0 : -ENOMEM;
 }
 
 int sink_file_format(const struct outbox_row *r, struct buf *out)
@@ -72,10 +100,12 @@ int sink_file_format(const struct outbox_row *r, struct buf *out)
 	return rc;
 }
 
-/* Reads one change line: its seq, key and op. -EBADMSG when it is not a tsgraphd change. */
+/* Reads one change line: its seq, key (as JSON text) and op. -EBADMSG when it is not a
+ * tsgraphd change. */
 static int parse_line(struct sink_file *f, const char *line)
 {
 	json_object *o = json_tokener_parse(line), *seq, *key, *op;
+	char *k = NULL, *p = NULL;
 	int r = -EBADMSG;
 
 	if (o && json_object_object_get_ex(o, "seq", &seq) &&
@@ -83,77 +113,114 @@ static int parse_line(struct sink_file *f, const char *line)
 	    json_object_object_get_ex(o, "key", &key) &&
 	    json_object_is_type(key, json_type_string) && json_object_object_get_ex(o, "op", &op) &&
 	    json_object_is_type(op, json_type_string)) {
-		free(f->file_key);
-		free(f->file_op);
-		f->file_key = strdup(json_object_get_string(key));
-		f->file_op = strdup(json_object_get_string(op));
-		f->file_seq = json_object_get_int64(seq);
-		r = f->file_key && f->file_op ? 0 : -ENOMEM;
+		r = key_text(json_object_get_string(key), &k);
+		if (r == 0 && !(p = strdup(json_object_get_string(op))))
+			r = -ENOMEM;
+		if (r == 0) {
+			free(f->file_key);
+			free(f->file_op);
+			f->file_key = k;
+			f->file_op = p;
+			f->file_seq = json_object_get_int64(seq);
+			k = p = NULL;
+		}
 	}
+	free(k);
+	free(p);
 	json_object_put(o);
 	return r;
 }
 
+/* The file's end: *ret_complete is how many bytes end with its last newline (what follows is
+ * a torn line), and *ret_line its last complete line, NUL-terminated and malloc'd, or NULL
+ * when the file holds no newline. Reads backwards from the end, doubling the look-back from
+ * TAIL_FIRST, only until the newline before the last line is in view: a long log costs a
+ * few KiB, not a tail of it. A last line (with any torn bytes after it) over LINE_MAX_BYTES
+ * is -EFBIG; the first bytes of a file without a newline come back in head (up to 7 of
+ * them) to tell whose it is. */
+static int read_end(int fd, off_t size, off_t *ret_complete, char **ret_line, char head[8])
+{
+	_cleanup_free_ char *tail = NULL;
+	size_t want = TAIL_FIRST;
+
+	for (;;) {
+		size_t len = (off_t)want < size ? want : (size_t)size;
+		off_t start = size - (off_t)len;
+		char *nl, *prev, *line, *grown;
+		ssize_t n;
+
+		grown = realloc(tail, len + 1);
+		if (!grown)
+			return -ENOMEM;
+		tail = grown;
+		n = pread(fd, tail, len, start);
+		if (n != (ssize_t)len)
+			return n < 0 ? -errno : -EIO;
+		tail[len] = '\0';
+		nl = memrchr(tail, '\n', len);
+		if (nl) {
+			prev = memrchr(tail, '\n', (size_t)(nl - tail));
+			if (prev || start == 0) {
+				line = prev ? prev + 1 : tail;
+				*nl = '\0';
+				*ret_complete = start + (nl - tail) + 1;
+				*ret_line = strdup(line);
+				return *ret_line ? 0 : -ENOMEM;
+			}
+		} else if (start == 0) {
+			snprintf(head, 8, "%.7s", tail);
+			*ret_complete = 0;
+			*ret_line = NULL;
+			return 0;
+		}
+		if (want >= LINE_MAX_BYTES)
+			return -EFBIG;
+		want = want * 2 < LINE_MAX_BYTES ? want * 2 : LINE_MAX_BYTES;
+	}
+}
+
 /* Finds how far the file got (the seq of its last complete line) and cuts a torn last line
  * (a crash mid-write) — but only once the file is known to be a change log: a file that is
- * not ours is refused before anything in it is touched. */
-static int recover_tail(struct sink_file *f, char *err)
+ * not ours is refused before anything in it is touched. With cut false (status), nothing is
+ * cut. */
+static int recover_tail(struct sink_file *f, bool cut, char *err)
 {
+	_cleanup_free_ char *line = NULL;
+	char head[8] = "";
+	off_t complete = 0;
 	struct stat st;
-	char *tail = NULL, *nl, *line;
-	size_t len, complete;
-	off_t start;
-	ssize_t n;
-	int r = 0;
+	int r;
 
 	if (fstat(f->fd, &st) < 0)
 		return -errno;
 	f->file_seq = 0;
 	if (st.st_size == 0)
 		return 0;
-	len = (size_t)(st.st_size < (off_t)TAIL_MAX ? st.st_size : (off_t)TAIL_MAX);
-	start = st.st_size - (off_t)len;
-	tail = malloc(len + 1);
-	if (!tail)
-		return -ENOMEM;
-	n = pread(f->fd, tail, len, start);
-	if (n != (ssize_t)len) {
-		r = n < 0 ? -errno : -EIO;
-		goto out;
+	r = read_end(f->fd, st.st_size, &complete, &line, head);
+	if (r == -EFBIG) {
+		snprintf(err, SINK_FILE_ERR_MAX, "%s: last line longer than %u bytes", f->path,
+			 LINE_MAX_BYTES);
+		return -EBADMSG;
 	}
-	tail[len] = '\0';
-	/* complete: the bytes up to and including the last newline. */
-	nl = memrchr(tail, '\n', len);
-	complete = nl ? (size_t)(nl - tail) + 1 : 0;
-	if (complete > 0) {
-		tail[complete - 1] = '\0';
-		line = memrchr(tail, '\n', complete - 1);
-		line = line ? line + 1 : tail;
-		if (!line[0] || (line == tail && start > 0)) {
-			snprintf(err, SINK_FILE_ERR_MAX,
-				 "%s: last line empty or longer than %u bytes", f->path, TAIL_MAX);
-			r = -EBADMSG;
-			goto out;
-		}
-		r = parse_line(f, line);
-	} else {
+	if (r < 0)
+		return r;
+	if (line)
+		r = line[0] ? parse_line(f, line) : -EBADMSG;
+	else
 		/* Only a torn first line: ours if it starts like one. */
-		r = start == 0 && strncmp(tail, "{\"seq\":", 7) == 0 ? 0 : -EBADMSG;
-	}
+		r = strcmp(head, "{\"seq\":") == 0 ? 0 : -EBADMSG;
 	if (r == -EBADMSG)
 		snprintf(err, SINK_FILE_ERR_MAX,
 			 "%s: not a tsgraphd change log (its last line is not a change); refusing "
 			 "to write to it",
 			 f->path);
-	if (r < 0 || complete == len)
-		goto out;
-	if (ftruncate(f->fd, start + (off_t)complete) < 0 || fsync(f->fd) < 0) {
+	if (r < 0 || complete == st.st_size || !cut)
+		return r;
+	if (ftruncate(f->fd, complete) < 0 || fsync(f->fd) < 0) {
 		r = -errno;
 		snprintf(err, SINK_FILE_ERR_MAX, "%s: cannot cut a torn last line: %s", f->path,
 			 strerror(-r));
 	}
-out:
-	free(tail);
 	return r;
 }
 
@@ -214,7 +281,7 @@ int sink_file_open(const struct config_sink *cfg, struct sink_file **ret,
 			 strerror(-r));
 		goto fail;
 	}
-	r = recover_tail(f, err);
+	r = recover_tail(f, true, err);
 	if (r < 0) {
 		if (!err[0])
 			snprintf(err, SINK_FILE_ERR_MAX, "%s: cannot read: %s", f->path,
@@ -257,9 +324,14 @@ static int batch_row(const struct outbox_row *r, void *ud)
 		return rc;
 	free(b->last_key);
 	free(b->last_op);
-	b->last_key = strdup(r->key);
+	b->last_op = NULL;
+	rc = key_text(r->key, &b->last_key);
+	if (rc < 0) {
+		b->last_key = NULL;
+		return rc;
+	}
 	b->last_op = strdup(r->op);
-	if (!b->last_key || !b->last_op)
+	if (!b->last_op)
 		return -ENOMEM;
 	b->last_seq = r->seq;
 	b->rows++;
@@ -284,16 +356,90 @@ static int write_all(int fd, const char *p, size_t len)
 
 struct outbox_row_match {
 	int64_t seq;
-	const char *key, *op;
+	const char *key, *op; /* key as JSON text (key_text) */
 	bool found;
+	int error;
 };
 
 static int row_matches(const struct outbox_row *r, void *ud)
 {
 	struct outbox_row_match *m = ud;
+	_cleanup_free_ char *key = NULL;
 
-	m->found = r->seq == m->seq && m->key && m->op && strcmp(r->key, m->key) == 0 &&
-		   strcmp(r->op, m->op) == 0;
+	m->found = false;
+	if (r->seq != m->seq || !m->key || !m->op || strcmp(r->op, m->op) != 0)
+		return 0;
+	m->error = key_text(r->key, &key);
+	m->found = m->error == 0 && strcmp(key, m->key) == 0;
+	return m->error;
+}
+
+/* Whether the store's outbox holds the very change the file's last line is (seq, key, op). */
+static int store_has_file_seq(struct sink_file *f, struct store *s, bool *ret)
+{
+	struct outbox_row_match m = { .seq = f->file_seq, .key = f->file_key, .op = f->file_op };
+	int r = store_outbox_each(s, f->file_seq - 1, 1, row_matches, &m);
+
+	if (r < 0)
+		return m.error < 0 ? m.error : r;
+	*ret = m.found;
+	return 0;
+}
+
+/* Where the file stands against the cursor, and so after which seq to deliver (*ret_after).
+ * Writes nothing. -ESTALE with the reason in err when the sink must refuse; *ret_missing is
+ * how many lines the file lost that will be written again (0 when none). */
+static int plan_position(struct sink_file *f, struct store *s, int64_t cursor, int64_t *ret_after,
+			 int64_t *ret_missing, char *err)
+{
+	int64_t held = 0;
+	bool same = false;
+	int r;
+
+	*ret_missing = 0;
+	if (f->file_seq == cursor || (f->file_seq == 0 && cursor > 0)) {
+		/* In step, or an empty file: a new log (rotation) that continues after the cursor. */
+		*ret_after = cursor;
+		return 0;
+	}
+	r = store_has_file_seq(f, s, &same);
+	if (r < 0)
+		return r;
+	if (f->file_seq > cursor) {
+		/* The file got further than the cursor: a crash after fsync — provided the store
+		 * holds that very change. Otherwise the store was restored or replaced and the
+		 * file's numbers mean other changes: skipping to them would lose the new ones. */
+		if (!same) {
+			snprintf(err, SINK_FILE_ERR_MAX,
+				 "%s: the change log is ahead of the store (its last change, seq "
+				 "%" PRId64 ", is not the store's); the store was restored or "
+				 "replaced: move the log aside to start a new one",
+				 f->path, f->file_seq);
+			return -ESTALE;
+		}
+		*ret_after = f->file_seq;
+		return 0;
+	}
+	/* The file is behind the cursor: lines it had were lost (cut, restored from an older
+	 * copy). Appending after the cursor would leave a silent gap; write them again, if the
+	 * outbox holds this very last line and every change after it up to the cursor. */
+	r = store_outbox_count(s, f->file_seq, cursor, &held);
+	if (r < 0)
+		return r;
+	if (!same || held != cursor - f->file_seq) {
+		snprintf(err, SINK_FILE_ERR_MAX,
+			 "%s: the change log is behind its cursor: it ends at seq %" PRId64
+			 " but changes up to seq %" PRId64 " were written to it, and the outbox "
+			 "%s; refusing to leave a gap: restore the lost lines, or move the log "
+			 "aside to start a new one after seq %" PRId64,
+			 f->path, f->file_seq, cursor,
+			 !same ? "does not hold its last change any more"
+			       : "no longer holds all the lost changes",
+			 cursor);
+		return -ESTALE;
+	}
+	*ret_after = f->file_seq;
+	*ret_missing = cursor - f->file_seq;
 	return 0;
 }
 
@@ -301,7 +447,7 @@ int sink_file_drain(struct sink_file *f, struct store *s, int64_t *ret_lines,
 		    char err[static SINK_FILE_ERR_MAX])
 {
 	struct batch b = { 0 };
-	int64_t cursor = 0, lines = 0;
+	int64_t cursor = 0, after = 0, missing = 0, lines = 0;
 	int r;
 
 	err[0] = '\0';
@@ -311,28 +457,18 @@ int sink_file_drain(struct sink_file *f, struct store *s, int64_t *ret_lines,
 			 store_errmsg(s));
 		return r;
 	}
-	if (f->file_seq > cursor) {
-		/* The file got further than the cursor: a crash after fsync — provided the store
-		 * holds that very change. Otherwise the store was restored or replaced and the
-		 * file's numbers mean other changes: skipping to them would lose the new ones. */
-		struct outbox_row_match m = { .seq = f->file_seq,
-					      .key = f->file_key,
-					      .op = f->file_op };
-
-		r = store_outbox_each(s, f->file_seq - 1, 1, row_matches, &m);
-		if (r < 0)
-			goto store_fail;
-		if (!m.found) {
-			snprintf(err, SINK_FILE_ERR_MAX,
-				 "%s: the change log is ahead of the store (its last change, seq "
-				 "%" PRId64 ", is not the store's); the store was restored or "
-				 "replaced: move the "
-				 "log aside to start a new one",
-				 f->path, f->file_seq);
-			r = -ESTALE;
-			goto out;
-		}
-		cursor = f->file_seq;
+	r = plan_position(f, s, cursor, &after, &missing, err);
+	if (r == -ESTALE)
+		return r;
+	if (r < 0)
+		goto store_fail;
+	if (missing > 0)
+		log_warning("sink %s: %s ends at seq %" PRId64 ", behind its cursor at seq %" PRId64
+			    ": %" PRId64 " line%s lost; writing them again from the outbox",
+			    f->name, f->path, f->file_seq, cursor, missing,
+			    missing == 1 ? "" : "s");
+	if (after > cursor) {
+		cursor = after;
 		r = store_cursor_set(s, f->name, cursor);
 		if (r < 0)
 			goto store_fail;
@@ -343,7 +479,7 @@ int sink_file_drain(struct sink_file *f, struct store *s, int64_t *ret_lines,
 
 		buf_reset(&b.buf);
 		b.rows = 0;
-		r = store_outbox_each(s, cursor, BATCH_ROWS, batch_row, &b);
+		r = store_outbox_each(s, after, BATCH_ROWS, batch_row, &b);
 		if (r < 0)
 			goto store_fail;
 		if (b.rows == 0)
@@ -366,11 +502,15 @@ int sink_file_drain(struct sink_file *f, struct store *s, int64_t *ret_lines,
 		f->file_key = b.last_key;
 		f->file_op = b.last_op;
 		b.last_key = b.last_op = NULL;
-		cursor = b.last_seq;
+		after = b.last_seq;
 		lines += b.rows;
-		r = store_cursor_set(s, f->name, cursor);
-		if (r < 0)
-			goto store_fail;
+		/* Lines written again below the cursor leave it where it is. */
+		if (after > cursor) {
+			cursor = after;
+			r = store_cursor_set(s, f->name, cursor);
+			if (r < 0)
+				goto store_fail;
+		}
 	}
 	*ret_lines = lines;
 	r = 0;
@@ -381,5 +521,70 @@ out:
 	buf_free(&b.buf);
 	free(b.last_key);
 	free(b.last_op);
+	return r;
+}
+
+int sink_file_inspect(const struct config_sink *cfg, struct store *s,
+		      char note[static SINK_FILE_ERR_MAX])
+{
+	struct sink_file f = { .name = cfg->name, .path = cfg->path, .fd = -1 };
+	int64_t cursor = 0, after = 0, missing = 0;
+	struct stat st;
+	int r;
+
+	note[0] = '\0';
+	r = store_cursor_get(s, cfg->name, &cursor);
+	if (r < 0)
+		return r;
+	f.fd = open(cfg->path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (f.fd < 0) {
+		r = -errno;
+		if (r == -ENOENT) {
+			r = 0;
+			if (cursor > 0)
+				snprintf(note, SINK_FILE_ERR_MAX,
+					 "%s: no such file: the next sync starts a new log after "
+					 "seq %" PRId64,
+					 cfg->path, cursor);
+		} else {
+			snprintf(note, SINK_FILE_ERR_MAX, "%s: cannot open: %s", cfg->path,
+				 strerror(-r));
+		}
+		goto out;
+	}
+	if (fstat(f.fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		r = -EBADF;
+		snprintf(note, SINK_FILE_ERR_MAX, "%s: not a regular file", cfg->path);
+		goto out;
+	}
+	r = recover_tail(&f, false, note);
+	if (r < 0) {
+		if (!note[0])
+			snprintf(note, SINK_FILE_ERR_MAX, "%s: cannot read: %s", cfg->path,
+				 strerror(-r));
+		goto out;
+	}
+	r = plan_position(&f, s, cursor, &after, &missing, note);
+	if (r < 0)
+		goto out;
+	if (missing > 0)
+		snprintf(note, SINK_FILE_ERR_MAX,
+			 "%s: ends at seq %" PRId64 ", behind its cursor at seq %" PRId64
+			 ": %" PRId64
+			 " line%s lost; the next sync writes them again from the outbox",
+			 cfg->path, f.file_seq, cursor, missing, missing == 1 ? "" : "s");
+	else if (after > cursor)
+		snprintf(note, SINK_FILE_ERR_MAX,
+			 "%s: ends at seq %" PRId64
+			 ", ahead of its cursor (a crash after writing); "
+			 "the next sync catches the cursor up",
+			 cfg->path, f.file_seq);
+out:
+	if (r < 0 && note[0])
+		r = 0; /* a problem of the file, told in note */
+	if (f.fd >= 0)
+		close(f.fd);
+	free(f.file_key);
+	free(f.file_op);
 	return r;
 }

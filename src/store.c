@@ -1117,6 +1117,26 @@ int store_cursor_set(struct store *s, const char *sink, int64_t seq)
 	return r < 0 ? r : step_done(st);
 }
 
+/* How many outbox rows have after_seq < seq <= upto_seq: a sink that must write that range
+ * again needs all of them. */
+int store_outbox_count(struct store *s, int64_t after_seq, int64_t upto_seq, int64_t *ret)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s, "SELECT count(*) FROM outbox WHERE seq > ?1 AND seq <= ?2", &st), rc;
+
+	if (r == 0)
+		r = sql_errno(sqlite3_bind_int64(st, 1, after_seq));
+	if (r == 0)
+		r = sql_errno(sqlite3_bind_int64(st, 2, upto_seq));
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+	*ret = sqlite3_column_int64(st, 0);
+	return 0;
+}
+
 int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void *ud), void *ud)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;

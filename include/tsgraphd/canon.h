@@ -5,6 +5,8 @@
  * whitespace, strings with only the escapes JSON requires (\" \\ and \u00XX for control
  * characters, the short forms \b \f \n \r \t where they exist), integers in plain decimal,
  * other numbers in the shortest form that reads back to the same double, true/false/null.
+ * The output is valid UTF-8 whatever the input: each ill-formed UTF-8 sequence (its maximal
+ * subpart) and each NUL in a string or key is written as U+FFFD.
  *
  * Pure; any thread. The output buffer belongs to the caller.
  */

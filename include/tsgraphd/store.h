@@ -140,6 +140,8 @@ int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_o
 int store_outbox_max_seq(struct store *s, int64_t *ret);
 int store_cursor_get(struct store *s, const char *sink, int64_t *ret);
 int store_cursor_set(struct store *s, const char *sink, int64_t seq);
+/* How many outbox rows have after_seq < seq <= upto_seq. */
+int store_outbox_count(struct store *s, int64_t after_seq, int64_t upto_seq, int64_t *ret);
 
 /* --- the stored graph --- */
 int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void *ud), void *ud);

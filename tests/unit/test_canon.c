@@ -7,9 +7,12 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "tsgraphd/canon.h"
+#include "tsgraphd/graph.h"
+#include "tsgraphd/tsjson.h"
 
 /* Canonical form of o as a malloc'd string; fails the test on error. */
 static char *canon(json_object *o)
@@ -78,8 +81,9 @@ static void test_escapes(void **state)
 	(void)state;
 	assert_canon_text("\"q\\\"b\\\\s\\/n\\nt\\tr\\rb\\bf\\f\\u0001\\u001f\\u007f\"",
 			  "\"q\\\"b\\\\s/n\\nt\\tr\\rb\\bf\\f\\u0001\\u001f\x7f\"");
-	/* An embedded NUL survives as \u0000 rather than cutting the string. */
-	assert_canon_obj(json_object_new_string_len("a\0b", 3), "\"a\\u0000b\"");
+	/* An embedded NUL becomes U+FFFD rather than cutting the string (see test_utf8_repair). */
+	assert_canon_obj(json_object_new_string_len("a\0b", 3), "\"a\xef\xbf\xbd"
+								"b\"");
 	assert_canon_obj(json_object_new_string(""), "\"\"");
 	/* Keys are escaped like values. */
 	assert_canon_text("{\"k\\n\\\"\":\"v\"}", "{\"k\\n\\\"\":\"v\"}");
@@ -93,6 +97,258 @@ static void test_unicode_passthrough(void **state)
 			  "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
 	assert_canon_text("\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"",
 			  "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
+}
+
+#define FFFD "\xef\xbf\xbd"
+
+/* Canonical form of the string made of len raw bytes. */
+static void assert_canon_bytes(const char *p, size_t len, const char *want)
+{
+	assert_canon_obj(json_object_new_string_len(p, (int)len), want);
+}
+
+/* An independent check of well-formed UTF-8: decode each code point and test its range. */
+static bool utf8_ok(const unsigned char *p, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = p[i];
+		uint32_t cp, min;
+		size_t n;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if ((c & 0xe0) == 0xc0)
+			n = 2, cp = c & 0x1f, min = 0x80;
+		else if ((c & 0xf0) == 0xe0)
+			n = 3, cp = c & 0x0f, min = 0x800;
+		else if ((c & 0xf8) == 0xf0)
+			n = 4, cp = c & 0x07, min = 0x10000;
+		else
+			return false;
+		if (i + n > len)
+			return false;
+		for (size_t k = 1; k < n; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+/* Each kind of bad input is repaired to U+FFFD, one per maximal ill-formed subpart. */
+static void test_utf8_repair(void **state)
+{
+	(void)state;
+	/* A raw 0xff, and every byte that can never start a sequence. */
+	assert_canon_bytes("a\xff"
+			   "b",
+			   3, "\"a" FFFD "b\"");
+	assert_canon_bytes("\x80\xbf\xc0\xc1\xf5\xfe", 6, "\"" FFFD FFFD FFFD FFFD FFFD FFFD "\"");
+	/* Truncated sequences: at the end, and followed by ASCII or another lead. */
+	assert_canon_bytes("x\xe2\x82", 3, "\"x" FFFD "\"");
+	assert_canon_bytes("\xe2\x82y", 3, "\"" FFFD "y\"");
+	assert_canon_bytes("\xf0\x9f\x98\xc3\xa9", 5, "\"" FFFD "\xc3\xa9\"");
+	assert_canon_bytes("\xc3", 1, "\"" FFFD "\"");
+	/* Overlongs ('/' as C0 AF, E0 80 AF, F0 80 80 AF): every byte is its own subpart. */
+	assert_canon_bytes("\xc0\xaf", 2, "\"" FFFD FFFD "\"");
+	assert_canon_bytes("\xe0\x80\xaf", 3, "\"" FFFD FFFD FFFD "\"");
+	assert_canon_bytes("\xf0\x80\x80\xaf", 4, "\"" FFFD FFFD FFFD FFFD "\"");
+	/* Surrogates as raw bytes (CESU-8) and code points above U+10FFFF. */
+	assert_canon_bytes("\xed\xa0\x80", 3, "\"" FFFD FFFD FFFD "\"");
+	assert_canon_bytes("\xf4\x90\x80\x80", 4, "\"" FFFD FFFD FFFD FFFD "\"");
+	/* The largest and the edges of the valid ranges pass untouched. */
+	assert_canon_bytes("\xf4\x8f\xbf\xbf\xed\x9f\xbf\xee\x80\x80\xe0\xa0\x80", 13,
+			   "\"\xf4\x8f\xbf\xbf\xed\x9f\xbf\xee\x80\x80\xe0\xa0\x80\"");
+	/* NULs, also several and at the ends. */
+	assert_canon_bytes("\0a\0\0", 4, "\"" FFFD "a" FFFD FFFD "\"");
+	/* Lone surrogate escapes in API JSON, high, low, high before a non-surrogate, reversed. */
+	assert_canon_text("\"\\ud800\"", "\"" FFFD "\"");
+	assert_canon_text("\"\\udc00x\"", "\"" FFFD "x\"");
+	assert_canon_text("\"\\ud800\\u0041\"", "\"" FFFD "A\"");
+	assert_canon_text("\"\\ude00\\ud83d\"", "\"" FFFD FFFD "\"");
+	/* \u0000 in API JSON. */
+	assert_canon_text("{\"k\":\"a\\u0000b\"}", "{\"k\":\"a" FFFD "b\"}");
+	/* Raw bad bytes inside API JSON text, in a value and in a key. */
+	assert_canon_text("{\"h\xff\":\"\xc0\xaf\xe2\x82\"}",
+			  "{\"h" FFFD "\":\"" FFFD FFFD FFFD "\"}");
+}
+
+/* The repair is a fixed function: the same bytes hash the same every time, and repairing
+ * the repaired text changes nothing (so a stored object re-read hashes as it did). */
+static void test_utf8_repair_stable(void **state)
+{
+	static const char bad[] = "\xff\xe2\x82\x00\xed\xa0\x80\xc0\xaf\xf4\x90ok\xc3\xa9";
+	char h1[CANON_HASH_HEX + 1], h2[CANON_HASH_HEX + 1], h3[CANON_HASH_HEX + 1];
+	json_object *a = json_object_new_object(), *b = json_object_new_object(), *again;
+	char *text;
+
+	(void)state;
+	json_object_object_add(a, "v", json_object_new_string_len(bad, sizeof(bad) - 1));
+	json_object_object_add(b, "v", json_object_new_string_len(bad, sizeof(bad) - 1));
+	assert_int_equal(canon_hash(a, h1), 0);
+	assert_int_equal(canon_hash(b, h2), 0);
+	assert_string_equal(h1, h2);
+	text = canon(a);
+	assert_true(utf8_ok((const unsigned char *)text, strlen(text)));
+	again = json_tokener_parse(text);
+	assert_non_null(again);
+	assert_int_equal(canon_hash(again, h3), 0);
+	assert_string_equal(h1, h3);
+	free(text);
+	text = canon(again);
+	assert_int_equal(canon_sha256_hex(text, strlen(text), h3), 0);
+	assert_string_equal(h1, h3);
+	free(text);
+	json_object_put(again);
+	json_object_put(a);
+	json_object_put(b);
+}
+
+/* Whatever the bytes, the output is valid UTF-8: every string of one to three bytes drawn
+ * from the bytes that matter, and pseudo-random longer ones. */
+static void test_utf8_always_valid(void **state)
+{
+	static const unsigned char pick[] = { 0x00, 0x01, 0x22, 0x41, 0x5c, 0x7f, 0x80, 0x8f,
+					      0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf,
+					      0xe0, 0xed, 0xee, 0xef, 0xf0, 0xf4, 0xf5, 0xff };
+	const size_t np = sizeof(pick);
+	unsigned char in[64];
+	uint32_t seed = 12345;
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 1 << 16);
+	for (size_t n = 0; n < np * np * np + 20000; n++) {
+		size_t len;
+		json_object *o;
+
+		if (n < np * np * np) {
+			in[0] = pick[n % np];
+			in[1] = pick[n / np % np];
+			in[2] = pick[n / np / np];
+			len = 3;
+		} else {
+			len = 1 + (seed >> 24) % sizeof(in);
+			for (size_t k = 0; k < len; k++) {
+				seed = seed * 1103515245u + 12345u;
+				in[k] = (unsigned char)(seed >> 16);
+			}
+		}
+		o = json_object_new_string_len((const char *)in, (int)len);
+		buf_reset(&b);
+		assert_int_equal(canon_serialize(o, &b), 0);
+		if (!utf8_ok((const unsigned char *)b.data, b.len))
+			fail_msg("invalid UTF-8 out for input #%zu", n);
+		assert_null(memchr(b.data, 0, b.len));
+		json_object_put(o);
+	}
+	buf_free(&b);
+}
+
+/* Canonical form and hash of each graph object, appended to a buffer; every one must be
+ * valid UTF-8 without a NUL. */
+struct emitted {
+	struct buf text;
+	size_t n;
+};
+
+static int emit_canon(const struct graph_object *o, void *userdata)
+{
+	struct emitted *e = userdata;
+	char hash[CANON_HASH_HEX + 1];
+	size_t start = e->text.len;
+
+	assert_int_equal(canon_serialize(o->obj, &e->text), 0);
+	assert_true(utf8_ok((const unsigned char *)e->text.data + start, e->text.len - start));
+	assert_null(memchr(e->text.data + start, 0, e->text.len - start));
+	assert_int_equal(canon_hash(o->obj, hash), 0);
+	assert_int_equal(buf_printf(&e->text, " %s\n", hash), 0);
+	e->n++;
+	return 0;
+}
+
+/* One agents page as the client reads it, with every kind of bad string, through tsjson and
+ * graph to canon. */
+static void page_to_canon(const char *body, struct emitted *e)
+{
+	static const struct graph_options gopt = {
+		.org_id = "545d0293b620cd090d000023",
+		.org_name = "Acme \xff Corp \xc0\xaf", /* from the config */
+		.web_url = "https://app.threatstack.com/",
+	};
+	char err[TSJSON_ERR_MAX];
+	json_object *root = NULL, *items = NULL;
+	const char *token = NULL;
+
+	assert_int_equal(tsjson_page(body, strlen(body), "agents", &root, &items, &token, err), 0);
+	assert_int_equal(graph_account(&gopt, emit_canon, e), 0);
+	for (size_t i = 0; i < json_object_array_length(items); i++) {
+		struct ts_agent a = { 0 };
+
+		if (tsjson_agent(json_object_array_get_idx(items, i), &a, err) != 0)
+			fail_msg("%s", err);
+		assert_int_equal(graph_agent(&gopt, &a, emit_canon, e), 0);
+		ts_agent_free(&a);
+	}
+	json_object_put(root);
+}
+
+/* issue 8 item 7, from the API and the config: lone surrogate escapes, raw 0xff, truncated
+ * and overlong sequences and surrogate bytes in an agents page and a raw 0xff in org_name
+ * come out of canon as valid UTF-8, and the same input gives the same text and hashes every
+ * time. A NUL from the API never gets this far: tsjson refuses the object that has one. */
+static void test_utf8_from_api_and_config(void **state)
+{
+	static const char body[] =
+		"{\"agents\":[{\"id\":\"3f9c2a10-8d1e-11ea-b1c4-0a58a9feac02\",\"status\":\"online\","
+		"\"hostname\":\"web\\ud800.example.com\",\"name\":\"n\\udfffx\","
+		"\"description\":\"d\xff\\udc00\",\"version\":\"v\xe2\x82\",\"kernel\":\"\xc0\xaf\","
+		"\"instanceId\":\"i-0abc\\ud83d\",\"tags\":[{\"source\":null,\"key\":\"k\xff\","
+		"\"value\":\"\xed\xa0\x80\"}]}],\"token\":null}";
+	struct emitted a = { 0 }, b = { 0 };
+
+	(void)state;
+	buf_init(&a.text, 1 << 20);
+	buf_init(&b.text, 1 << 20);
+	page_to_canon(body, &a);
+	page_to_canon(body, &b);
+	assert_true(a.n >= 3);
+	assert_int_equal(a.n, b.n);
+	assert_string_equal(a.text.data, b.text.data);
+	/* Each kind, repaired to U+FFFD where it stood. */
+	assert_non_null(strstr(a.text.data, "\"name\":\"Acme " FFFD " Corp " FFFD FFFD "\""));
+	assert_non_null(strstr(a.text.data, "\"description\":\"d" FFFD FFFD "\""));
+	assert_non_null(strstr(a.text.data, "\"name\":\"n" FFFD "x\""));
+	assert_non_null(strstr(a.text.data, "\"version\":\"v" FFFD "\""));
+	assert_non_null(strstr(a.text.data, "\"kernel\":\"" FFFD FFFD "\""));
+	assert_non_null(strstr(a.text.data, "\"instanceId\":\"i-0abc" FFFD "\""));
+	assert_non_null(strstr(a.text.data, "\"tag.k-\":\"" FFFD FFFD FFFD "\""));
+	assert_non_null(strstr(a.text.data, "|aws_instance:i-0abc" FFFD "\""));
+	buf_free(&a.text);
+	buf_free(&b.text);
+}
+
+static void test_api_nul_refused_by_parser(void **state)
+{
+	json_object *o = json_tokener_parse("{\"id\":\"3f9c2a10-8d1e-11ea-b1c4-0a58a9feac02\","
+					    "\"hostname\":\"h\\u0000x\"}");
+	char err[TSJSON_ERR_MAX];
+	struct ts_agent a = { 0 };
+
+	(void)state;
+	assert_non_null(o);
+	assert_true(tsjson_agent(o, &a, err) < 0);
+	assert_non_null(strstr(err, "contains a NUL byte"));
+	ts_agent_free(&a);
+	json_object_put(o);
 }
 
 static void test_nested(void **state)
@@ -228,6 +484,11 @@ int main(void)
 		cmocka_unit_test(test_key_order),
 		cmocka_unit_test(test_escapes),
 		cmocka_unit_test(test_unicode_passthrough),
+		cmocka_unit_test(test_utf8_repair),
+		cmocka_unit_test(test_utf8_repair_stable),
+		cmocka_unit_test(test_utf8_always_valid),
+		cmocka_unit_test(test_utf8_from_api_and_config),
+		cmocka_unit_test(test_api_nul_refused_by_parser),
 		cmocka_unit_test(test_nested),
 		cmocka_unit_test(test_depth_limit),
 		cmocka_unit_test(test_numbers),
