@@ -57,6 +57,7 @@
 #define TOKEN_MAGIC0	   0xfb
 #define TOKEN_MAGIC1	   0xef
 #define SERVERS_PAGE_RATIO 5
+#define RESUME_SLOTS	   16
 
 /* ---------------------------------------------------------------------------------------
  * State
@@ -92,6 +93,8 @@ struct fleet {
 	struct alert *alerts;
 	size_t nalerts, cap_alerts;
 	uint64_t next_agent, next_alert; /* generator indexes for runtime additions */
+	unsigned wide_cves;		 /* CVEs #1..#wide_cves affect every agent */
+	uint64_t generation;		 /* bumped by every change: resume points expire */
 };
 
 enum fault_kind {
@@ -171,6 +174,8 @@ struct fake {
 	struct stats stats;
 	int64_t skew_s;
 	unsigned page_size;
+	unsigned servers_page_size; /* 0: page_size / SERVERS_PAGE_RATIO */
+	FILE *record;		    /* every 2xx API body, for the benchmark's parse floor */
 	bool verbose;
 	char *key;
 	char org_id[HAWK_ATTR_MAX + 1];
@@ -560,8 +565,10 @@ static int cve_add_agent(struct cve *cv, const char *id)
 	return json_object_array_add(cv->agents, json_object_new_string(id)) < 0 ? -ENOMEM : 0;
 }
 
-/* CVE #1 (when it exists) carries no "agents" and affects every agent: its servers listing
- * spans several pages. Every third CVE omits "agents"; the rest affect 1-5 agents. */
+/* CVE #1 (and up to #wide_cves) carries no "agents" and affects every agent: its servers
+ * listing spans several pages. Every third CVE omits "agents"; the rest affect 1-5 agents.
+ * The agents of a wide CVE are added without the duplicate check: they are distinct, and
+ * the check would make generation quadratic in the fleet. */
 static int fleet_gen_cves(struct fleet *fl, unsigned n)
 {
 	for (unsigned j = 0; j < n && fl->nagents > 0; j++) {
@@ -575,9 +582,11 @@ static int fleet_gen_cves(struct fleet *fl, unsigned n)
 		cv = fleet_new_cve(fl, id, j % 3 != 1, &s);
 		if (!cv)
 			return -ENOMEM;
-		if (j == 1) {
+		if (j >= 1 && j <= (fl->wide_cves ? fl->wide_cves : 1)) {
 			for (size_t i = 0; i < fl->nagents; i++)
-				if (cve_add_agent(cv, fl->agents[i].id) < 0)
+				if (json_object_array_add(
+					    cv->agents, json_object_new_string(fl->agents[i].id)) <
+				    0)
 					return -ENOMEM;
 			continue;
 		}
@@ -676,10 +685,11 @@ static void fleet_free(struct fleet *fl)
 }
 
 static int fleet_generate(struct fleet *fl, uint64_t seed, unsigned agents, unsigned cves,
-			  unsigned alerts, int64_t now)
+			  unsigned wide_cves, unsigned alerts, int64_t now)
 {
 	memset(fl, 0, sizeof(*fl));
 	fl->seed = seed;
+	fl->wide_cves = wide_cves;
 	for (unsigned i = 0; i < agents; i++)
 		if (fleet_add_agent(fl, now, true, NULL) < 0)
 			return -ENOMEM;
@@ -1197,6 +1207,37 @@ static int api_error(struct api_answer *ans, unsigned status, const char *msg)
 typedef bool (*match_fn)(struct fake *f, const struct request *rq, size_t i);
 typedef json_object *(*view_fn)(struct fake *f, const struct request *rq, size_t i);
 
+/* Where the next page of a listing starts in the fleet's arrays, remembered per listing so
+ * that walking a listing costs its length, not its length squared (which at 100,000 agents
+ * made the fake, not the client, the bottleneck). Valid only for the fleet generation it
+ * was taken in. */
+static struct resume {
+	uint32_t tag, off;
+	uint64_t generation;
+	size_t index;
+	bool used;
+} resumes[RESUME_SLOTS];
+static size_t resume_next;
+
+static size_t resume_find(const struct fake *f, uint32_t tag, uint32_t off)
+{
+	for (size_t k = 0; k < RESUME_SLOTS; k++)
+		if (resumes[k].used && resumes[k].tag == tag && resumes[k].off == off &&
+		    resumes[k].generation == f->fleet.generation)
+			return resumes[k].index;
+	return 0;
+}
+
+static void resume_keep(const struct fake *f, uint32_t tag, uint32_t off, size_t index)
+{
+	resumes[resume_next] = (struct resume){ .tag = tag,
+						.off = off,
+						.generation = f->fleet.generation,
+						.index = index,
+						.used = true };
+	resume_next = (resume_next + 1) % RESUME_SLOTS;
+}
+
 static int api_paginate(struct fake *f, const struct request *rq, const char *collection, size_t n,
 			size_t page, match_fn match, view_fn view, struct api_answer *ans)
 {
@@ -1205,11 +1246,14 @@ static int api_paginate(struct fake *f, const struct request *rq, const char *co
 	json_object *arr, *o;
 	bool more = false;
 	char next[TOKEN_B64_LEN + 1];
+	size_t start = 0;
 
 	if (tok && *tok && token_decode(tok, tag, &off) < 0)
 		return api_error(ans, 400, "unknown or garbled pagination token");
+	if (off > 0 && (start = resume_find(f, tag, off)) > 0)
+		seen = off;
 	arr = json_object_new_array();
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = start; i < n; i++) {
 		if (!match(f, rq, i))
 			continue;
 		if (seen >= off && seen < (uint64_t)off + page) {
@@ -1219,6 +1263,7 @@ static int api_paginate(struct fake *f, const struct request *rq, const char *co
 				json_object_array_add(arr, v);
 		} else if (seen >= (uint64_t)off + page) {
 			more = true;
+			resume_keep(f, tag, off + (uint32_t)page, i);
 			break;
 		}
 		seen++;
@@ -1409,7 +1454,9 @@ static int api_route(struct fake *f, const struct request *rq, const char *metho
 
 		if (!cv || json_object_array_length(cv->agents) == 0)
 			return api_error(ans, 404, "no servers for this vulnerability");
-		page = page / SERVERS_PAGE_RATIO ? page / SERVERS_PAGE_RATIO : 1;
+		page = f->servers_page_size	   ? f->servers_page_size
+		       : page / SERVERS_PAGE_RATIO ? page / SERVERS_PAGE_RATIO
+						   : 1;
 		return api_paginate(f, rq, "servers", json_object_array_length(cv->agents), page,
 				    server_match, server_view, ans);
 	}
@@ -1639,6 +1686,7 @@ static bool valid_cve_id(const char *s)
 
 static int control_fleet(struct fake *f, json_object *in, struct reply *rp)
 {
+	f->fleet.generation++;
 	const char *op = jget_str(in, "op"), *id = jget_str(in, "id");
 	const char *agent_id = jget_str(in, "agent"), *cve_id = jget_str(in, "cve");
 	struct fleet *fl = &f->fleet;
@@ -1887,9 +1935,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	pthread_mutex_lock(&f->lock);
 	if (strncmp(rq->path, "/_fake/", 7) != 0)
 		f->stats.requests++;
-	if (hawk)
+	if (hawk) {
 		r = handle_api(f, rq, method, auth, &hreq, &attrs, parsed, &rp);
-	else if (strncmp(rq->path, "/_fake/", 7) == 0)
+		if (r == 0 && f->record && rp.status / 100 == 2 &&
+		    strncmp(rq->path, "/v2/", 4) == 0) {
+			fprintf(f->record, "%zu\n", rp.len);
+			fwrite(rp.body, 1, rp.len, f->record);
+			fflush(f->record); /* the fake is stopped by a signal */
+		}
+	} else if (strncmp(rq->path, "/_fake/", 7) == 0)
 		r = handle_control(f, rq, method, &rp);
 	else
 		r = reply_error(&rp, 404, "not found");
@@ -1920,8 +1974,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
  */
 
 struct options {
-	const char *listen, *port_file, *org_id, *user_id, *key_file, *tls_cert, *tls_key;
-	uint64_t agents, cves, alerts, seed, page_size;
+	const char *listen, *port_file, *org_id, *user_id, *key_file, *tls_cert, *tls_key, *record;
+	uint64_t agents, cves, alerts, seed, page_size, wide_cves, servers_page_size;
 	int64_t skew;
 	bool verbose;
 };
@@ -1933,7 +1987,8 @@ static void usage(FILE *out)
 		"         [--org-id ID] [--user-id ID] [--key-file FILE]\n"
 		"         [--agents 50] [--cves 20] [--alerts 30] [--seed 1] [--page-size 100]\n"
 		"         [--skew-seconds N] [--fault KIND:N[:MS][@PATH]]... [--verbose]\n"
-		"         [--tls-cert PEM --tls-key PEM]   (serve HTTPS instead of HTTP)\n");
+		"         [--tls-cert PEM --tls-key PEM]   (serve HTTPS instead of HTTP)\n"
+		"         [--wide-cves 1] [--servers-page-size N] [--record FILE]\n");
 }
 
 /* "127.0.0.1:0", "[::1]:8080", "localhost:0" → a loopback socket address, or -EINVAL. */
@@ -2071,7 +2126,10 @@ static int parse_args(int argc, char **argv, struct options *o, struct fake *f)
 		O_VERBOSE,
 		O_HELP,
 		O_TLS_CERT,
-		O_TLS_KEY
+		O_TLS_KEY,
+		O_WIDE,
+		O_SERVERS_PAGE,
+		O_RECORD
 	};
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, O_LISTEN },
@@ -2090,6 +2148,9 @@ static int parse_args(int argc, char **argv, struct options *o, struct fake *f)
 		{ "help", no_argument, NULL, O_HELP },
 		{ "tls-cert", required_argument, NULL, O_TLS_CERT },
 		{ "tls-key", required_argument, NULL, O_TLS_KEY },
+		{ "wide-cves", required_argument, NULL, O_WIDE },
+		{ "servers-page-size", required_argument, NULL, O_SERVERS_PAGE },
+		{ "record", required_argument, NULL, O_RECORD },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, r = 0;
@@ -2139,6 +2200,15 @@ static int parse_args(int argc, char **argv, struct options *o, struct fake *f)
 			break;
 		case O_TLS_CERT:
 			o->tls_cert = optarg;
+			break;
+		case O_WIDE:
+			r = parse_u64(optarg, 0, 100000, &o->wide_cves);
+			break;
+		case O_SERVERS_PAGE:
+			r = parse_u64(optarg, 1, 100000, &o->servers_page_size);
+			break;
+		case O_RECORD:
+			o->record = optarg;
 			break;
 		case O_TLS_KEY:
 			o->tls_key = optarg;
@@ -2209,8 +2279,13 @@ int main(int argc, char **argv)
 	f->page_size = (unsigned)o.page_size;
 	f->skew_s = o.skew;
 	f->verbose = o.verbose;
+	f->servers_page_size = (unsigned)o.servers_page_size;
+	if (o.record && !(f->record = fopen(o.record, "we"))) {
+		fprintf(stderr, "fake_threatstack: --record %s: %s\n", o.record, strerror(errno));
+		goto out;
+	}
 	if (fleet_generate(&f->fleet, o.seed, (unsigned)o.agents, (unsigned)o.cves,
-			   (unsigned)o.alerts, fake_now_ms(f)) < 0) {
+			   (unsigned)o.wide_cves, (unsigned)o.alerts, fake_now_ms(f)) < 0) {
 		fprintf(stderr, "fake_threatstack: out of memory generating the fleet\n");
 		goto out;
 	}
@@ -2267,6 +2342,8 @@ int main(int argc, char **argv)
 out:
 	if (d)
 		MHD_stop_daemon(d);
+	if (f && f->record)
+		fclose(f->record);
 	fake_free(f);
 	free(tls_cert);
 	free(tls_key);
