@@ -634,9 +634,17 @@ static void estimate(const char *body, size_t len, size_t stop_at, struct densit
 	ret->cost = cost;
 }
 
-static size_t mib_up(size_t n)
+/* "16 MiB", "1.5 MiB" or "512 KiB", rounded up: sizes in messages. */
+static void format_size(size_t n, char out[static 32])
 {
-	return (n + (1u << 20) - 1) >> 20;
+	size_t tenths = (n * 10 + (1u << 20) - 1) >> 20;
+
+	if (n < (1u << 20))
+		snprintf(out, 32, "%zu KiB", (n + 1023) / 1024);
+	else if (tenths % 10)
+		snprintf(out, 32, "%zu.%zu MiB", tenths / 10, tenths % 10);
+	else
+		snprintf(out, 32, "%zu MiB", tenths / 10);
 }
 
 int tsjson_document(const char *body, size_t len, size_t max_parse, json_object **ret_root,
@@ -661,10 +669,13 @@ int tsjson_document(const char *body, size_t len, size_t max_parse, json_object 
 	}
 	estimate(body, len, max_parse, &d);
 	if (d.cost > max_parse) {
+		char cost[32], limit[32];
+
+		format_size(d.cost, cost);
+		format_size(max_parse, limit);
 		seterr(err,
-		       "too dense: %zu JSON values or more would take over %zu MiB to parse "
-		       "(limit %zu MiB)",
-		       d.values, mib_up(d.cost), mib_up(max_parse));
+		       "too dense: %zu JSON values or more would take over %s to parse (limit %s)",
+		       d.values, cost, limit);
 		r = -E2BIG;
 		goto out;
 	}

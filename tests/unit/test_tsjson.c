@@ -492,7 +492,7 @@ static void test_document_density(void **state)
 	json_object_put(root);
 	root = NULL;
 	assert_int_equal(tsjson_document(b, len, 4096, &root, err), -E2BIG);
-	assert_non_null(strstr(err, "(limit 1 MiB)"));
+	assert_non_null(strstr(err, "(limit 4 KiB)"));
 	free(b);
 
 	/* braces and digits inside strings are string bytes, not values */
