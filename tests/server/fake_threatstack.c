@@ -15,7 +15,11 @@
  * "++": a client that does not URL-encode the token sends spaces and gets 400. Faults are a
  * small ordered queue of {kind, count, ms, path prefix}; a request consumes at most one
  * answer-replacing fault (429/500/401/403), one delay, and, when it is answered normally,
- * one body fault (truncate/badtype). Control endpoints under /_fake/ need no Hawk.
+ * one body fault (truncate/badtype), and one replacement of a 200 body (body: a given string;
+ * dense: {"<collection>":[],"pad":[0,0,...]} of a given size; control endpoint only). A
+ * fault path with a '?' matches the raw path?query, so one listing can be aimed at
+ * ("/v2/agents?status=offline"). POST /_fake/fleet {"op":"cve_add_all","cve":ID} makes a
+ * CVE (agents inline) that affects every agent. Control endpoints under /_fake/ need no Hawk.
  * Per-CVE servers pages hold page-size/5 entries, so that with the default fleet (50 agents,
  * 100 a page) the CVE that affects every agent still spans several servers pages.
  * docs/testing.md is the user's guide; this file's sections follow the same order.
