@@ -68,6 +68,8 @@ static const struct key keys[] = {
 	{ "threatstack", "poll_interval", K_U32, C(ts.poll_interval), 10, 7 * 86400 },
 	{ "threatstack", "alert_days", K_U32, C(ts.alert_days), 1, 365 },
 	{ "threatstack", "timeout", K_U32, C(ts.timeout), 1, 600 },
+	{ "threatstack", "max_response", K_SIZE, C(ts.max_response), 1024, 64.0 * 1024 * 1024 },
+	{ "threatstack", "max_pages", K_U32, C(ts.max_pages), 1, 1000000 },
 	{ "store", "path", K_PATH, C(store.path), 0, 0 },
 	{ "store", "synchronous", K_SYNCMODE, C(store.synchronous_full), 0, 0 },
 	{ "sync", "max_delete_fraction", K_DOUBLE, C(sync.max_delete_fraction), 0, 1 },
@@ -598,6 +600,8 @@ static int set_defaults(struct config *c)
 	c->ts.poll_interval = 600;
 	c->ts.alert_days = 7;
 	c->ts.timeout = 30;
+	c->ts.max_response = 8 * 1024 * 1024;
+	c->ts.max_pages = 2000;
 	c->store.synchronous_full = true;
 	c->sync.max_delete_fraction = 0.5;
 	c->webhook.max_body = 1024 * 1024;

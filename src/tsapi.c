@@ -59,6 +59,8 @@ struct response {
 	char server_authorization[HEADER_VALUE_MAX];
 	char content_type[256];
 	bool too_large;
+	bool headers_too_large;
+	size_t header_bytes;
 	struct buf body;
 };
 
@@ -76,6 +78,7 @@ struct tsapi {
 	struct tsapi_options opt;
 	uint32_t timeout_ms;
 	struct response resp;
+	char curl_error[CURL_ERROR_SIZE];
 };
 
 /* The attempt's verdict. */
@@ -343,6 +346,11 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud)
 	char tmp[64];
 	uint64_t u;
 
+	resp->header_bytes += len;
+	if (resp->header_bytes > TSAPI_HEADERS_MAX) {
+		resp->headers_too_large = true;
+		return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+	}
 	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) { /* a new response (e.g. after 100) */
 		resp->reset_ms = -1;
 		resp->www_authenticate[0] = resp->server_authorization[0] = '\0';
@@ -426,7 +434,8 @@ static int setup_curl(struct tsapi *api, const struct config *c)
 	    curl_easy_setopt(h, CURLOPT_HEADERDATA, &api->resp) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_NOPROGRESS, api->opt.cancel ? 0L : 1L) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress) != CURLE_OK ||
-	    curl_easy_setopt(h, CURLOPT_XFERINFODATA, api->opt.cancel) != CURLE_OK)
+	    curl_easy_setopt(h, CURLOPT_XFERINFODATA, api->opt.cancel) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, api->curl_error) != CURLE_OK)
 		return -EINVAL;
 	/* A private CA replaces the system store rather than joining it. */
 	if (c->ts.api_ca_file &&
@@ -470,9 +479,10 @@ int tsapi_new(const struct config *c, const struct tsapi_options *opt, struct ts
 	if (!api->opt.retry_budget_ms)
 		api->opt.retry_budget_ms = 300000;
 	if (!api->opt.max_response)
-		api->opt.max_response = TSAPI_MAX_RESPONSE;
+		api->opt.max_response =
+			c->ts.max_response ? (size_t)c->ts.max_response : TSAPI_MAX_RESPONSE;
 	if (!api->opt.max_pages)
-		api->opt.max_pages = TSAPI_MAX_PAGES;
+		api->opt.max_pages = c->ts.max_pages ? c->ts.max_pages : TSAPI_MAX_PAGES;
 	api->timeout_ms = api->opt.timeout_ms ? api->opt.timeout_ms
 			  : c->ts.timeout     ? c->ts.timeout * 1000u
 					      : 30000u;
@@ -561,9 +571,23 @@ static void server_said(const struct response *resp, char out[static SERVER_SAID
 	json_object_put(root);
 }
 
-static enum verdict classify_curl(CURLcode cc, const struct response *resp, enum tsapi_errc *code,
-				  const char **why)
+/* "8 MiB", "512 KiB" or "1000 bytes": a limit as the configuration would spell it. */
+static void format_size(size_t n, char out[static 32])
 {
+	if (n >= 1024 * 1024 && n % (1024 * 1024) == 0)
+		snprintf(out, 32, "%zu MiB", n / (1024 * 1024));
+	else if (n >= 1024 && n % 1024 == 0)
+		snprintf(out, 32, "%zu KiB", n / 1024);
+	else
+		snprintf(out, 32, "%zu bytes", n);
+}
+
+static enum verdict classify_curl(const struct tsapi *api, CURLcode cc, enum tsapi_errc *code,
+				  const char **why, char *whybuf, size_t whysize)
+{
+	const struct response *resp = &api->resp;
+	char size[32];
+
 	*why = curl_easy_strerror(cc);
 	switch (cc) {
 	case CURLE_OPERATION_TIMEDOUT:
@@ -587,14 +611,35 @@ static enum verdict classify_curl(CURLcode cc, const struct response *resp, enum
 		return V_FAIL;
 	case CURLE_WRITE_ERROR:
 	case CURLE_FILESIZE_EXCEEDED:
+		if (resp->headers_too_large) {
+			*code = TSAPI_E_BAD_RESPONSE;
+			format_size(TSAPI_HEADERS_MAX, size);
+			snprintf(whybuf, whysize, "response headers larger than %s", size);
+			*why = whybuf;
+			return V_FAIL;
+		}
 		if (resp->too_large || cc == CURLE_FILESIZE_EXCEEDED) {
 			*code = TSAPI_E_BAD_RESPONSE;
-			*why = "response larger than the limit";
+			format_size(api->opt.max_response, size);
+			snprintf(whybuf, whysize, "response body larger than max_response (%s)",
+				 size);
+			*why = whybuf;
 			return V_FAIL;
 		}
 		*code = TSAPI_E_INTERNAL;
 		return V_FAIL;
 	case CURLE_OUT_OF_MEMORY:
+		/* libcurl reports a single header line over its own 100 KB limit as "out of
+		 * memory"; once a status line arrived, that is what it was. */
+		if (resp->header_bytes > 0 || strstr(api->curl_error, "header")) {
+			*code = TSAPI_E_BAD_RESPONSE;
+			*why = "a response header line is too large (libcurl refuses lines over "
+			       "100 "
+			       "KB)";
+			return V_FAIL;
+		}
+		*code = TSAPI_E_INTERNAL;
+		return V_FAIL;
 	case CURLE_URL_MALFORMAT:
 	case CURLE_UNSUPPORTED_PROTOCOL:
 	case CURLE_BAD_FUNCTION_ARGUMENT:
@@ -667,6 +712,9 @@ static int perform(struct tsapi *api, const struct req *rq, const struct hawk_cr
 	api->resp.status = 0;
 	api->resp.reset_ms = -1;
 	api->resp.too_large = false;
+	api->resp.headers_too_large = false;
+	api->resp.header_bytes = 0;
+	api->curl_error[0] = '\0';
 	api->resp.www_authenticate[0] = api->resp.server_authorization[0] = '\0';
 	api->resp.content_type[0] = '\0';
 	if (curl_easy_setopt(api->curl, CURLOPT_URL, url) != CURLE_OK ||
@@ -721,7 +769,7 @@ static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *
 		said[0] = '\0';
 		why = NULL;
 		if (cc != CURLE_OK) {
-			v = classify_curl(cc, &api->resp, &code, &why);
+			v = classify_curl(api, cc, &code, &why, whybuf, sizeof(whybuf));
 			st = 0;
 		} else if (st >= 200 && st < 300) {
 			v = V_DONE;
@@ -851,6 +899,33 @@ int tsapi_self_test(struct tsapi *api, struct tsapi_error *err)
 
 /* ---- listings -------------------------------------------------------------------------- */
 
+/* What parsing one answer may cost: twice the body it came from (tsjson's estimate). */
+static size_t parse_budget(const struct tsapi *api)
+{
+	return api->opt.max_response * 2;
+}
+
+/* A body tsjson refused: BAD_RESPONSE (out of memory: INTERNAL), -EBADMSG to the caller. A
+ * body too dense for the parse budget says which setting sets it. */
+static int parse_failed(const struct tsapi *api, struct tsapi_error *err, int r, const char *label,
+			const char *perr)
+{
+	char size[32];
+
+	if (r == -ENOMEM) {
+		seterr(err, TSAPI_E_INTERNAL, "%s: %s", label, perr[0] ? perr : "out of memory");
+		return r;
+	}
+	if (r == -E2BIG) {
+		format_size(api->opt.max_response, size);
+		seterr(err, TSAPI_E_BAD_RESPONSE, "%s: %s, i.e. twice max_response (%s)", label,
+		       perr, size);
+	} else {
+		seterr(err, TSAPI_E_BAD_RESPONSE, "%s: %s", label, perr);
+	}
+	return -EBADMSG;
+}
+
 struct tokset {
 	uint64_t *v;
 	size_t cap, n;
@@ -926,7 +1001,9 @@ static int list_pages(struct tsapi *api, const struct listing *ls, struct tsapi_
 		size_t n;
 
 		if (page > api->opt.max_pages) {
-			seterr(err, TSAPI_E_BAD_RESPONSE, "GET %s: more than %u pages",
+			seterr(err, TSAPI_E_BAD_RESPONSE,
+			       "GET %s: still more pages after %u (max_pages); listing stopped, "
+			       "incomplete",
 			       ls->path_query, api->opt.max_pages);
 			r = -EBADMSG;
 			goto out;
@@ -956,11 +1033,10 @@ static int list_pages(struct tsapi *api, const struct listing *ls, struct tsapi_
 		}
 		if (r < 0)
 			goto out;
-		r = tsjson_page(api->resp.body.data, api->resp.body.len, ls->collection, &root,
-				&items, &next, perr);
+		r = tsjson_page(api->resp.body.data, api->resp.body.len, parse_budget(api),
+				ls->collection, &root, &items, &next, perr);
 		if (r < 0) {
-			seterr(err, r == -ENOMEM ? TSAPI_E_INTERNAL : TSAPI_E_BAD_RESPONSE,
-			       "%s: %s", label, perr);
+			r = parse_failed(api, err, r, label, perr);
 			goto out;
 		}
 		n = items ? json_object_array_length(items) : 0;
@@ -1139,12 +1215,6 @@ int tsapi_list_alerts(struct tsapi *api, const char *status, int64_t from_ms, in
 		err);
 }
 
-static int parse_failed(struct tsapi_error *err, int r, const char *label, const char *perr)
-{
-	seterr(err, r == -ENOMEM ? TSAPI_E_INTERNAL : TSAPI_E_BAD_RESPONSE, "%s: %s", label, perr);
-	return r;
-}
-
 /* GET prefix + escaped(id) and parse the whole body as one JSON object. *ret_label names the
  * request for the caller's own error messages (parsing the object). */
 static int get_one(struct tsapi *api, const char *what, const char *prefix, const char *id,
@@ -1153,6 +1223,7 @@ static int get_one(struct tsapi *api, const char *what, const char *prefix, cons
 {
 	_cleanup_free_ char *pq = NULL;
 	char perr[TSJSON_ERR_MAX], msg[64];
+	json_object *root = NULL;
 	int r;
 
 	if (!id || !*id) {
@@ -1170,8 +1241,16 @@ static int get_one(struct tsapi *api, const char *what, const char *prefix, cons
 	r = request(api, &(struct req){ .uri = pq, .label = ret_label }, err);
 	if (r < 0)
 		return r;
-	r = tsjson_document(api->resp.body.data, api->resp.body.len, ret_root, perr);
-	return r < 0 ? parse_failed(err, r, ret_label, perr) : 0;
+	r = tsjson_document(api->resp.body.data, api->resp.body.len, parse_budget(api), &root,
+			    perr);
+	if (r == 0)
+		r = tsjson_errors(root, perr);
+	if (r < 0) {
+		json_object_put(root);
+		return parse_failed(api, err, r, ret_label, perr);
+	}
+	*ret_root = root;
+	return 0;
 }
 
 int tsapi_get_agent(struct tsapi *api, const char *id, struct ts_agent *ret,
@@ -1185,7 +1264,7 @@ int tsapi_get_agent(struct tsapi *api, const char *id, struct ts_agent *ret,
 		return r;
 	r = tsjson_agent(root, ret, perr);
 	json_object_put(root);
-	return r < 0 ? parse_failed(err, r, label, perr) : 0;
+	return r < 0 ? parse_failed(api, err, r, label, perr) : 0;
 }
 
 int tsapi_get_alert(struct tsapi *api, const char *id, struct ts_alert *ret,
@@ -1199,5 +1278,5 @@ int tsapi_get_alert(struct tsapi *api, const char *id, struct ts_alert *ret,
 		return r;
 	r = tsjson_alert(root, ret, perr);
 	json_object_put(root);
-	return r < 0 ? parse_failed(err, r, label, perr) : 0;
+	return r < 0 ? parse_failed(api, err, r, label, perr) : 0;
 }

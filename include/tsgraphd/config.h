@@ -51,6 +51,10 @@ struct config {
 		uint32_t poll_interval; /* seconds */
 		uint32_t alert_days;
 		uint32_t timeout; /* seconds for one request */
+
+		/* Bounds on what the API may send: bytes of one answer, pages of one listing. */
+		uint64_t max_response;
+		uint32_t max_pages;
 	} ts;
 
 	struct {

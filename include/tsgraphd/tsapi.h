@@ -8,8 +8,14 @@
  * callback returns. A callback returning a negative errno stops the listing, which then
  * returns that value with TSAPI_E_ABORTED.
  *
- * A listing that fails half-way (a malformed page, an error after retries) returns the
- * error, but objects delivered for earlier pages stay delivered: a caller that needs a
+ * Memory: one answer's body is at most max_response bytes, and its parsed form is held to an
+ * estimated 2 * max_response (tsjson_document's budget), so a client's peak is about three
+ * times max_response whatever the server sends. A 200 page without its collection (or with
+ * non-objects in it, or an "errors" member) is a malformed page, as is a single object
+ * without its id.
+ *
+ * A listing that fails half-way (a malformed page, an error after retries, more than
+ * max_pages pages) returns the error, but objects delivered for earlier pages stay delivered: a caller that needs a
  * complete enumeration (e.g. to derive deletions) must treat any failure as "incomplete".
  *
  * Rate limit: every request attempt (retries included) first takes a slot from a
@@ -34,8 +40,9 @@
 #include "tsgraphd/tsjson.h"
 
 #define TSAPI_ERR_MAX	   512
-#define TSAPI_MAX_RESPONSE (32u * 1024 * 1024)
-#define TSAPI_MAX_PAGES	   100000u
+#define TSAPI_MAX_RESPONSE (8u * 1024 * 1024) /* when neither options nor config say */
+#define TSAPI_MAX_PAGES	   2000u
+#define TSAPI_HEADERS_MAX  (64u * 1024) /* bytes of one answer's headers */
 
 enum tsapi_errc {
 	TSAPI_OK = 0,
@@ -75,8 +82,8 @@ struct tsapi_options {
 	uint32_t reset_max_ms;	       /* [60000] cap on an x-rate-limit-reset wait */
 	uint32_t retry_budget_ms;      /* [300000] total time one request may take, retries in */
 	uint32_t timeout_ms;	       /* [config ts.timeout] total time of one try */
-	size_t max_response;	       /* [TSAPI_MAX_RESPONSE] bytes of one answer */
-	unsigned max_pages;	       /* [TSAPI_MAX_PAGES] pages of one listing */
+	size_t max_response;	       /* [config max_response] bytes of one answer's body */
+	unsigned max_pages;	       /* [config max_pages] pages of one listing */
 	bool verify_responses;	       /* [false] require a valid Server-Authorization on all */
 };
 

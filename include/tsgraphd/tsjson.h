@@ -19,11 +19,11 @@
 
 #include <json-c/json.h>
 
-#define TSJSON_ERR_MAX	      256
-#define TSJSON_STR_MAX	      4096 /* longest string member kept */
-#define TSJSON_LIST_MAX	      1024 /* most items in an array member (ips, tags, agents of a CVE) */
-#define TSJSON_CONTAINERS_MAX 131072 /* objects + arrays in one answer (a page has ~1000) */
-#define TSJSON_TIME_UNKNOWN   INT64_MIN
+#define TSJSON_ERR_MAX	    256
+#define TSJSON_STR_MAX	    4096 /* longest string member kept */
+#define TSJSON_LIST_MAX	    1024 /* most items in an array member (ips, tags, agents of a CVE) */
+#define TSJSON_PARSE_MAX    (16u * 1024 * 1024) /* default parse budget, bytes */
+#define TSJSON_TIME_UNKNOWN INT64_MIN
 
 struct ts_strv {
 	char **v;
@@ -94,18 +94,26 @@ int tsjson_vuln(json_object *o, struct ts_vuln *ret, char err[static TSJSON_ERR_
 int tsjson_server(json_object *o, struct ts_server *ret, char err[static TSJSON_ERR_MAX]);
 int tsjson_alert(json_object *o, struct ts_alert *ret, char err[static TSJSON_ERR_MAX]);
 
-/* Splits one listing page {"<collection>":[...], "token":...|null} (also "paginationToken").
- * *ret_root is the parsed document, owned by the caller (json_object_put); *ret_items is
- * borrowed from it and NULL when the collection is absent or null; *ret_token is borrowed,
- * NULL on the last page (token null, absent or empty). Not JSON, truncated, trailing bytes,
- * a non-object document, a non-array collection or a non-string token: -EBADMSG. */
-/* Parses one answer: a single JSON object, nothing after it, at most TSJSON_CONTAINERS_MAX
- * objects and arrays (counted before parsing, so a hostile body cannot make the parse
- * cost gigabytes). The caller owns *ret_root. */
-int tsjson_document(const char *body, size_t len, json_object **ret_root,
+/* Parses one answer: a single JSON object, nothing after it. Before parsing, the bytes are
+ * scanned once to estimate what json-c will allocate for them (objects, arrays, scalars,
+ * strings, members, each at its measured cost); over max_parse bytes (0: TSJSON_PARSE_MAX)
+ * the body is refused with -E2BIG and a message giving the JSON values and the limit, so a
+ * small dense body cannot cost gigabytes. Not JSON, truncated, trailing bytes or not an
+ * object: -EBADMSG. The caller owns *ret_root. */
+int tsjson_document(const char *body, size_t len, size_t max_parse, json_object **ret_root,
 		    char err[static TSJSON_ERR_MAX]);
-int tsjson_page(const char *body, size_t len, const char *collection, json_object **ret_root,
-		json_object **ret_items, const char **ret_token, char err[static TSJSON_ERR_MAX]);
+/* -EBADMSG when the document carries a non-empty "errors" member (the API's error shape),
+ * with the first message sanitised in err; 0 otherwise. */
+int tsjson_errors(json_object *root, char err[static TSJSON_ERR_MAX]);
+/* Splits one listing page {"<collection>":[{...},...], "token":...|null} (also
+ * "paginationToken"). The collection must be present and an array of objects, and the page
+ * must carry no "errors": a page without its items is a failure, never an empty page.
+ * *ret_root is the parsed document, owned by the caller (json_object_put); *ret_items is
+ * borrowed from it; *ret_token is borrowed, NULL on the last page (token null, absent or
+ * empty). Budget and -E2BIG as tsjson_document(); every other fault -EBADMSG. */
+int tsjson_page(const char *body, size_t len, size_t max_parse, const char *collection,
+		json_object **ret_root, json_object **ret_items, const char **ret_token,
+		char err[static TSJSON_ERR_MAX]);
 
 void ts_agent_free(struct ts_agent *a);
 void ts_vuln_free(struct ts_vuln *v);

@@ -15,7 +15,11 @@
  * "++": a client that does not URL-encode the token sends spaces and gets 400. Faults are a
  * small ordered queue of {kind, count, ms, path prefix}; a request consumes at most one
  * answer-replacing fault (429/500/401/403), one delay, and, when it is answered normally,
- * one body fault (truncate/badtype). Control endpoints under /_fake/ need no Hawk.
+ * one body fault (truncate/badtype), and one replacement of a 200 body (body: a given string;
+ * dense: {"<collection>":[],"pad":[0,0,...]} of a given size; control endpoint only). A
+ * fault path with a '?' matches the raw path?query, so one listing can be aimed at
+ * ("/v2/agents?status=offline"). POST /_fake/fleet {"op":"cve_add_all","cve":ID} makes a
+ * CVE (agents inline) that affects every agent. Control endpoints under /_fake/ need no Hawk.
  * Per-CVE servers pages hold page-size/5 entries, so that with the default fleet (50 agents,
  * 100 a page) the CVE that affects every agent still spans several servers pages.
  * docs/testing.md is the user's guide; this file's sections follow the same order.
@@ -49,6 +53,7 @@
 #define MAX_QUERY_PARAMS   16
 #define CONTROL_BODY_MAX   65536
 #define SLOW_MAX_MS	   120000
+#define DENSE_MAX	   (256LL * 1024 * 1024)
 #define RATE_RING_MAX	   (1u << 20)
 #define ID_MAX		   48
 #define DAY_MS		   (24LL * 3600 * 1000)
@@ -104,13 +109,15 @@ enum fault_kind {
 	FAULT_403,
 	FAULT_SLOW,
 	FAULT_TRUNCATE,
-	FAULT_BADTYPE
+	FAULT_BADTYPE,
+	FAULT_BODY,
+	FAULT_DENSE
 };
 
 static const char *const fault_names[] = {
 	[FAULT_429] = "429",	     [FAULT_500] = "500",   [FAULT_401] = "401",
 	[FAULT_403] = "403",	     [FAULT_SLOW] = "slow", [FAULT_TRUNCATE] = "truncate",
-	[FAULT_BADTYPE] = "badtype",
+	[FAULT_BADTYPE] = "badtype", [FAULT_BODY] = "body", [FAULT_DENSE] = "dense",
 };
 
 struct fault {
@@ -118,6 +125,8 @@ struct fault {
 	uint64_t count;
 	int64_t ms; /* slow: delay; 429: x-rate-limit-reset (-1: no header) */
 	char path[256];
+	char *body;	/* body: the 200 answer's replacement, owned */
+	uint64_t bytes; /* dense: size of the generated answer */
 };
 
 /* What one request drew from the fault queue. */
@@ -127,6 +136,8 @@ struct fault_hit {
 	int64_t slow_ms;
 	bool truncate;
 	bool badtype;
+	char *body; /* owned copy */
+	uint64_t dense_bytes;
 };
 
 struct nonce_entry {
@@ -818,9 +829,10 @@ static int fault_kind_parse(const char *s, enum fault_kind *ret)
 }
 
 static int fault_push(struct fake *f, enum fault_kind kind, uint64_t count, int64_t ms,
-		      const char *path)
+		      const char *path, const char *body, uint64_t bytes)
 {
 	struct fault *ft;
+	char *copy = NULL;
 
 	if (count == 0)
 		return 0;
@@ -830,7 +842,13 @@ static int fault_push(struct fake *f, enum fault_kind kind, uint64_t count, int6
 		return -EINVAL;
 	if (path && (*path != '/' || strlen(path) >= sizeof(ft->path)))
 		return -EINVAL;
+	if ((kind == FAULT_BODY) != (body != NULL) || (kind == FAULT_DENSE) != (bytes > 0))
+		return -EINVAL;
+	if (body && !(copy = strdup(body)))
+		return -ENOMEM;
 	ft = &f->faults[f->nfaults++];
+	ft->body = copy;
+	ft->bytes = bytes;
 	ft->kind = kind;
 	ft->count = count;
 	ft->ms = ms;
@@ -865,7 +883,9 @@ static int fault_parse_spec(struct fake *f, const char *spec)
 		return -EINVAL;
 	if ((kind == FAULT_SLOW) != has_ms && !(kind == FAULT_429 && has_ms))
 		return -EINVAL;
-	return fault_push(f, kind, count, has_ms ? (int64_t)ms : -1, at);
+	if (kind == FAULT_BODY || kind == FAULT_DENSE)
+		return -EINVAL; /* control endpoint only */
+	return fault_push(f, kind, count, has_ms ? (int64_t)ms : -1, at, NULL, 0);
 }
 
 static bool answer_kind(enum fault_kind k)
@@ -874,7 +894,7 @@ static bool answer_kind(enum fault_kind k)
 }
 
 /* Draws this request's faults; a count that reaches zero leaves the queue. */
-static void faults_take(struct fake *f, const char *path, struct fault_hit *hit)
+static void faults_take(struct fake *f, const char *path, const char *uri, struct fault_hit *hit)
 {
 	size_t o = 0;
 
@@ -882,9 +902,11 @@ static void faults_take(struct fake *f, const char *path, struct fault_hit *hit)
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < f->nfaults; i++) {
 			struct fault *ft = &f->faults[i];
+			/* a prefix with a query matches the raw path?query as sent */
+			const char *subject = strchr(ft->path, '?') ? uri : path;
 			bool take = false;
 
-			if (ft->count == 0 || strncmp(path, ft->path, strlen(ft->path)) != 0)
+			if (ft->count == 0 || strncmp(subject, ft->path, strlen(ft->path)) != 0)
 				continue;
 			if (pass == 0 && answer_kind(ft->kind) && hit->answer < 0) {
 				hit->answer = (int)ft->kind;
@@ -899,15 +921,58 @@ static void faults_take(struct fake *f, const char *path, struct fault_hit *hit)
 			} else if (pass == 1 && hit->answer < 0 && ft->kind == FAULT_BADTYPE &&
 				   !hit->badtype) {
 				hit->badtype = take = true;
+			} else if (pass == 1 && hit->answer < 0 && ft->kind == FAULT_BODY &&
+				   !hit->body && !hit->dense_bytes) {
+				hit->body = strdup(ft->body);
+				take = hit->body != NULL;
+			} else if (pass == 1 && hit->answer < 0 && ft->kind == FAULT_DENSE &&
+				   !hit->body && !hit->dense_bytes) {
+				hit->dense_bytes = ft->bytes;
+				take = true;
 			}
 			if (take)
 				ft->count--;
 		}
 	}
-	for (size_t i = 0; i < f->nfaults; i++)
+	for (size_t i = 0; i < f->nfaults; i++) {
 		if (f->faults[i].count > 0)
 			f->faults[o++] = f->faults[i];
+		else
+			free(f->faults[i].body);
+	}
 	f->nfaults = o;
+}
+
+static void faults_clear(struct fake *f)
+{
+	for (size_t i = 0; i < f->nfaults; i++)
+		free(f->faults[i].body);
+	f->nfaults = 0;
+}
+
+/* dense: {"<collection>":[],"pad":[0,0,...]} of about `bytes` bytes: a page that carries
+ * its collection but is nothing but JSON values. */
+static char *dense_body(const char *collection, uint64_t bytes, size_t *ret_len)
+{
+	char head[128];
+	size_t hl, n, len;
+	char *out;
+
+	hl = (size_t)snprintf(head, sizeof(head), "{\"%s\":[],\"pad\":[0",
+			      collection ? collection : "x");
+	n = hl + 2 < bytes ? (size_t)(bytes - hl - 2) / 2 : 0;
+	out = malloc(hl + 2 * n + 3);
+	if (!out)
+		return NULL;
+	memcpy(out, head, hl);
+	len = hl;
+	for (size_t i = 0; i < n; i++) {
+		out[len++] = ',';
+		out[len++] = '0';
+	}
+	memcpy(out + len, "]}", 3);
+	*ret_len = len + 2;
+	return out;
 }
 
 /* badtype: a list's collection becomes an object keyed "0", "1", ...; a single object's
@@ -1540,7 +1605,7 @@ static int handle_api(struct fake *f, const struct request *rq, const char *meth
 		}
 		return reply_error(rp, 401, why);
 	}
-	faults_take(f, rq->path, &hit);
+	faults_take(f, rq->path, rq->uri, &hit);
 	rp->slow_ms = hit.slow_ms;
 	switch (hit.answer) {
 	case FAULT_429:
@@ -1562,8 +1627,24 @@ static int handle_api(struct fake *f, const struct request *rq, const char *meth
 	api_route(f, rq, method, pk, &ans);
 	if (hit.badtype && ans.status == 200)
 		ans.json = apply_badtype(ans.json, ans.collection);
-	if (reply_take_json(rp, ans.status, ans.json) < 0)
+	if ((hit.body || hit.dense_bytes) && ans.status == 200) {
+		json_object_put(ans.json);
+		rp->status = 200;
+		rp->ctype = "application/json";
+		if (hit.body) {
+			rp->body = hit.body;
+			rp->len = strlen(hit.body);
+			hit.body = NULL;
+		} else {
+			rp->body = dense_body(ans.collection, hit.dense_bytes, &rp->len);
+		}
+		if (!rp->body)
+			return -ENOMEM;
+	} else if (reply_take_json(rp, ans.status, ans.json) < 0) {
+		free(hit.body);
 		return -ENOMEM;
+	}
+	free(hit.body);
 	if (hit.truncate)
 		rp->len /= 2;
 	return 0;
@@ -1611,26 +1692,33 @@ static json_object *id_json(const char *id)
 static int control_fault(struct fake *f, json_object *in, struct reply *rp)
 {
 	const char *kind = jget_str(in, "kind"), *path = jget_str(in, "path");
-	int64_t count = 1, ms = -1;
+	const char *body = jget_str(in, "body");
+	int64_t count = 1, ms = -1, bytes = 0;
 	json_object *v;
 	enum fault_kind k;
 	int r;
 
 	if (kind && strcmp(kind, "clear") == 0) {
-		f->nfaults = 0;
+		faults_clear(f);
 		return reply_take_json(rp, 200, ok_json());
 	}
 	if (!kind || fault_kind_parse(kind, &k) < 0)
-		return reply_error(rp, 400, "kind must be 429|500|slow|truncate|badtype|401|403");
+		return reply_error(rp, 400,
+				   "kind must be 429|500|slow|truncate|badtype|body|dense|401|403");
 	if ((json_object_object_get_ex(in, "count", &v) && !jget_int(in, "count", &count)) ||
 	    (json_object_object_get_ex(in, "ms", &v) && !jget_int(in, "ms", &ms)) ||
+	    (json_object_object_get_ex(in, "bytes", &v) && !jget_int(in, "bytes", &bytes)) ||
 	    (json_object_object_get_ex(in, "path", &v) && !json_object_is_type(v, json_type_null) &&
 	     !path))
 		return reply_error(rp, 400, "count and ms must be integers, path a string");
 	if (count < 1 || count > 1000000 || ms < -1 || ms > SLOW_MAX_MS ||
 	    (k == FAULT_SLOW && ms < 0))
 		return reply_error(rp, 400, "count or ms out of range (slow needs ms)");
-	r = fault_push(f, k, (uint64_t)count, ms, path);
+	if ((k == FAULT_BODY && !body) || (k == FAULT_DENSE && (bytes < 16 || bytes > DENSE_MAX)))
+		return reply_error(rp, 400,
+				   "body needs a \"body\" string, dense \"bytes\" 16..256 MiB");
+	r = fault_push(f, k, (uint64_t)count, ms, path, k == FAULT_BODY ? body : NULL,
+		       k == FAULT_DENSE ? (uint64_t)bytes : 0);
 	if (r == -ENOSPC)
 		return reply_error(rp, 409, "too many pending faults");
 	if (r < 0)
@@ -1718,6 +1806,22 @@ static int control_fleet(struct fake *f, json_object *in, struct reply *rp)
 		if (fleet_add_agent(fl, fake_now_ms(f), false, &ag) < 0)
 			return -ENOMEM;
 		return reply_take_json(rp, 200, id_json(ag->id));
+	}
+	if (strcmp(op, "cve_add_all") == 0) {
+		if (!cve_id || !valid_cve_id(cve_id))
+			return reply_error(rp, 400, "need a CVE id");
+		cv = find_cve(fl, cve_id);
+		if (!cv) {
+			uint64_t s = rng_for(fl->seed, 5, fl->ncves);
+
+			cv = fleet_new_cve(fl, cve_id, true, &s);
+			if (!cv)
+				return -ENOMEM;
+		}
+		for (size_t i = 0; i < fl->nagents; i++)
+			if (cve_add_agent(cv, fl->agents[i].id) < 0)
+				return -ENOMEM;
+		return reply_take_json(rp, 200, ok_json());
 	}
 	if (strcmp(op, "cve_add") == 0 || strcmp(op, "cve_remove") == 0) {
 		if (!agent_id || !cve_id || !valid_cve_id(cve_id))
@@ -2096,6 +2200,7 @@ static void fake_free(struct fake *f)
 	if (!f)
 		return;
 	fleet_free(&f->fleet);
+	faults_clear(f);
 	for (size_t i = 0; i < f->nnonces; i++)
 		free(f->nonces[i].nonce);
 	free(f->nonces);

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -599,6 +601,8 @@ static void test_faults_recovered(void **state)
 	fake_stop(&f);
 }
 
+static struct tsapi_error last_err; /* expect_fail's, for checks on the message */
+
 static void expect_fail(struct fake *f, struct tsapi *api, const char *fault_json,
 			enum tsapi_errc code, int errno_ret, unsigned attempts)
 {
@@ -620,6 +624,61 @@ static void expect_fail(struct fake *f, struct tsapi *api, const char *fault_jso
 	assert_null(strstr(err.message, "mac="));
 	assert_true(stat_int(f, "api_requests", NULL) - before >= (attempts ? attempts : 1));
 	json_object_put(control(f, "POST", "/_fake/fault", "{\"kind\":\"clear\"}"));
+	last_err = err;
+}
+
+/* A 200 that does not carry what was asked for fails, for listings and single GETs alike:
+ * never an empty page, never an object without its id. Not retried. */
+static void test_200_without_collection(void **state)
+{
+	static const char *const bodies[] = {
+		"{\\\"errors\\\":[\\\"internal error\\\"]}",
+		"{}",
+		"{\\\"agents\\\":null}",
+		"{\\\"agents\\\":[1,2]}",
+		"{\\\"agents\\\":[{\\\"id\\\":\\\"a\\\"}],\\\"errors\\\":[\\\"partial\\\"]}",
+	};
+	static const char *const args[] = { "--agents", "30", "--alerts", "5", NULL };
+	struct tsapi_error err;
+	struct ts_agent ag;
+	struct ts_alert al;
+	struct fake f;
+	struct tsapi *api;
+	json_object *truth, *v, *arr;
+	char spec[256];
+
+	(void)state;
+	fake_start(&f, args);
+	api = client(f.url, API_KEY, NULL);
+	for (size_t i = 0; i < ARRAY_SIZE(bodies); i++) {
+		snprintf(spec, sizeof(spec), "{\"kind\":\"body\",\"count\":1,\"body\":\"%s\"}",
+			 bodies[i]);
+		expect_fail(&f, api, spec, TSAPI_E_BAD_RESPONSE, -EBADMSG, 0);
+	}
+	truth = control(&f, "GET", "/_fake/fleet", NULL);
+	assert_true(json_object_object_get_ex(truth, "agents", &arr));
+	assert_true(json_object_object_get_ex(json_object_array_get_idx(arr, 0), "id", &v));
+	fault(&f, "{\"kind\":\"body\",\"body\":\"{\\\"errors\\\":[\\\"internal error\\\"]}\"}");
+	assert_int_equal(tsapi_get_agent(api, json_object_get_string(v), &ag, &err), -EBADMSG);
+	assert_int_equal(err.code, TSAPI_E_BAD_RESPONSE);
+	assert_non_null(strstr(err.message, "carries \"errors\" (internal error)"));
+	fault(&f, "{\"kind\":\"body\",\"body\":\"{}\"}");
+	assert_int_equal(tsapi_get_agent(api, json_object_get_string(v), &ag, &err), -EBADMSG);
+	assert_non_null(strstr(err.message, "missing id"));
+	assert_true(json_object_object_get_ex(truth, "alerts", &arr));
+	assert_true(json_object_object_get_ex(json_object_array_get_idx(arr, 0), "id", &v));
+	fault(&f, "{\"kind\":\"body\",\"body\":\"{\\\"errors\\\":[\\\"gone\\\"],\\\"id\\\":"
+		  "\\\"x\\\"}\"}");
+	assert_int_equal(tsapi_get_alert(api, json_object_get_string(v), &al, &err), -EBADMSG);
+	assert_non_null(strstr(err.message, "carries \"errors\" (gone)"));
+	/* a dense single object names the limit too */
+	fault(&f, "{\"kind\":\"dense\",\"bytes\":3000000}");
+	assert_int_equal(tsapi_get_alert(api, json_object_get_string(v), &al, &err), -EBADMSG);
+	assert_non_null(strstr(err.message, "too dense"));
+	assert_non_null(strstr(err.message, "twice max_response (8 MiB)"));
+	json_object_put(truth);
+	tsapi_free(api);
+	fake_stop(&f);
 }
 
 static void test_faults_classified(void **state)
@@ -648,9 +707,14 @@ static void test_faults_classified(void **state)
 	/* a tiny response limit and page limit */
 	api = client(f.url, API_KEY, &(struct tsapi_options){ .max_response = 2000 });
 	expect_fail(&f, api, NULL, TSAPI_E_BAD_RESPONSE, -EBADMSG, 1);
+	assert_non_null(
+		strstr(last_err.message, "response body larger than max_response (2000 bytes)"));
 	tsapi_free(api);
 	api = client(f.url, API_KEY, &(struct tsapi_options){ .max_pages = 1 });
 	expect_fail(&f, api, NULL, TSAPI_E_BAD_RESPONSE, -EBADMSG, 0);
+	assert_non_null(strstr(last_err.message,
+			       "GET /v2/agents?status=online: still more pages "
+			       "after 1 (max_pages); listing stopped, incomplete"));
 	tsapi_free(api);
 	/* a wrong key: 401, not retried */
 	api = client(f.url, "not-the-key", NULL);
@@ -902,6 +966,120 @@ static void run_scripted(const char *mode, int want, enum tsapi_errc code, unsig
 	MHD_stop_daemon(d);
 }
 
+/* ---- a raw socket server for what libmicrohttpd cannot send: huge response headers ---- */
+
+struct raw_server {
+	int fd;
+	unsigned port;
+	size_t pad;	/* bytes of each X-Pad header */
+	unsigned lines; /* how many X-Pad headers */
+	pthread_t thread;
+};
+
+static void *raw_serve(void *ud)
+{
+	struct raw_server *rs = ud;
+	char req[8192];
+	int c;
+
+	while ((c = accept(rs->fd, NULL, NULL)) >= 0) {
+		size_t got = 0;
+		ssize_t n;
+		char *pad = malloc(rs->pad + 16);
+
+		while (got < sizeof(req) - 1 &&
+		       (n = read(c, req + got, sizeof(req) - 1 - got)) > 0) {
+			got += (size_t)n;
+			req[got] = '\0';
+			if (strstr(req, "\r\n\r\n"))
+				break;
+		}
+		(void)!write(c, "HTTP/1.1 200 OK\r\n", 17);
+		memset(pad, 'a', rs->pad);
+		for (unsigned i = 0; pad && i < rs->lines; i++) {
+			(void)!write(c, "X-Pad: ", 7);
+			(void)!write(c, pad, rs->pad);
+			(void)!write(c, "\r\n", 2);
+		}
+		static const char tail[] = "Content-Type: application/json\r\n"
+					   "Content-Length: 13\r\n\r\n{\"agents\":[]}";
+
+		(void)!write(c, tail, sizeof(tail) - 1);
+		free(pad);
+		close(c);
+	}
+	return NULL;
+}
+
+static void raw_start(struct raw_server *rs, size_t pad, unsigned lines)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
+	socklen_t sl = sizeof(sa);
+
+	rs->pad = pad;
+	rs->lines = lines;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	rs->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(rs->fd >= 0);
+	assert_int_equal(bind(rs->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(rs->fd, 4), 0);
+	assert_int_equal(getsockname(rs->fd, (struct sockaddr *)&sa, &sl), 0);
+	rs->port = ntohs(sa.sin_port);
+	assert_int_equal(pthread_create(&rs->thread, NULL, raw_serve, rs), 0);
+}
+
+static void raw_stop(struct raw_server *rs)
+{
+	shutdown(rs->fd, SHUT_RDWR);
+	close(rs->fd);
+	pthread_join(rs->thread, NULL);
+}
+
+/* A 300 KB header line is libcurl's "Out of memory"; the message says what was too big.
+ * Many smaller header lines are held to TSAPI_HEADERS_MAX in all. Neither is retried. */
+static void test_huge_headers(void **state)
+{
+	static const struct {
+		size_t pad;
+		unsigned lines;
+		const char *why;
+	} cases[] = {
+		{ 300000, 1, "a response header line is too large" },
+		{ 20000, 5, "response headers larger than 64 KiB" },
+		{ 1000, 3, NULL },
+	};
+	struct tsapi_error err;
+	struct idset ids;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct raw_server rs;
+		struct tsapi *api;
+		char url[64];
+		int r;
+
+		raw_start(&rs, cases[i].pad, cases[i].lines);
+		snprintf(url, sizeof(url), "http://127.0.0.1:%u", rs.port);
+		api = client(url, API_KEY, NULL);
+		idset_init(&ids);
+		r = tsapi_list_agents(api, "online", on_agent, &ids, &err);
+		if (!cases[i].why) {
+			if (r != 0)
+				fail_msg("small headers: %s", err.message);
+		} else {
+			assert_int_equal(r, -EBADMSG);
+			if (err.code != TSAPI_E_BAD_RESPONSE || !strstr(err.message, cases[i].why))
+				fail_msg("%zu x %u: %s (%s), want %s", cases[i].pad, cases[i].lines,
+					 tsapi_strerror(err.code), err.message, cases[i].why);
+			assert_null(strstr(err.message, "Out of memory"));
+			assert_int_equal(err.attempts, 1);
+		}
+		json_object_put(ids.seen);
+		tsapi_free(api);
+		raw_stop(&rs);
+	}
+}
+
 static void test_scripted_server(void **state)
 {
 	(void)state;
@@ -942,6 +1120,8 @@ int main(void)
 		cmocka_unit_test(test_rate_limit_live),
 		cmocka_unit_test(test_self_test_and_verify),
 		cmocka_unit_test(test_scripted_server),
+		cmocka_unit_test(test_200_without_collection),
+		cmocka_unit_test(test_huge_headers),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, setup, teardown);

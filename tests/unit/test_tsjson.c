@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 
 #include "tsgraphd/tsjson.h"
@@ -341,7 +342,7 @@ static int page(const char *body, const char *coll, size_t *ret_n, char **ret_to
 {
 	json_object *root = NULL, *items = NULL;
 	const char *tok = NULL;
-	int r = tsjson_page(body, strlen(body), coll, &root, &items, &tok, err);
+	int r = tsjson_page(body, strlen(body), 0, coll, &root, &items, &tok, err);
 
 	if (r == 0) {
 		*ret_n = items ? json_object_array_length(items) : 0;
@@ -349,6 +350,52 @@ static int page(const char *body, const char *coll, size_t *ret_n, char **ret_to
 		json_object_put(root);
 	}
 	return r;
+}
+
+/* A 200 page that does not carry its collection as an array of objects is a failed page,
+ * never an empty one: read as "no agents", it would delete every agent of the listing. */
+static void test_page_without_collection(void **state)
+{
+	static const struct {
+		const char *body, *why;
+	} cases[] = {
+		{ "{\"errors\":[\"internal error\"]}", "carries \"errors\" (internal error)" },
+		{ "{\"errors\":\"boom\"}", "carries \"errors\" (boom)" },
+		{ "{\"agents\":[{\"id\":\"a\"}],\"errors\":[\"partial\"]}", "\"errors\"" },
+		{ "{\"errors\":[\"\\u001b[31mred\"]}", "(?[31mred)" },
+		{ "{}", "no \"agents\" member" },
+		{ "{\"token\":null}", "no \"agents\" member" },
+		{ "{\"cves\":[{}]}", "no \"agents\" member" },
+		{ "{\"agents\":null}", "\"agents\" is null, not an array" },
+		{ "{\"agents\":\"none\"}", "\"agents\" is string, not an array" },
+		{ "{\"agents\":[1,2]}", "\"agents\"[0] is int, not an object" },
+		{ "{\"agents\":[{\"id\":\"a\"},null]}", "\"agents\"[1] is null, not an object" },
+		{ "{\"agents\":[{\"id\":\"a\"},[]]}", "\"agents\"[1] is array, not an object" },
+	};
+	char err[TSJSON_ERR_MAX], *tok = NULL;
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r = page(cases[i].body, "agents", &n, &tok, err);
+
+		if (r != -EBADMSG || !strstr(err, cases[i].why))
+			fail_msg("%s: r=%d err=%s, want %s", cases[i].body, r, err, cases[i].why);
+		assert_null(strchr(err, '\x1b'));
+	}
+	/* the same for a single object: tsjson_errors() flags the API's error shape */
+	{
+		json_object *root = NULL;
+
+		assert_int_equal(tsjson_document("{\"errors\":[\"nope\"]}", 19, 0, &root, err), 0);
+		assert_int_equal(tsjson_errors(root, err), -EBADMSG);
+		assert_non_null(strstr(err, "(nope)"));
+		json_object_put(root);
+		assert_int_equal(tsjson_document("{\"id\":\"x\",\"errors\":[]}", 22, 0, &root, err),
+				 0);
+		assert_int_equal(tsjson_errors(root, err), 0);
+		json_object_put(root);
+	}
 }
 
 static void test_page(void **state)
@@ -370,7 +417,7 @@ static void test_page(void **state)
 	assert_null(tok);
 	assert_int_equal(page("{\"agents\":[{}],\"token\":\"\"}", "agents", &n, &tok, err), 0);
 	assert_null(tok);
-	assert_int_equal(page("{\"cves\":[{}]}", "agents", &n, &tok, err), 0);
+	assert_int_equal(page("{\"agents\":[],\"errors\":[]}", "agents", &n, &tok, err), 0);
 	assert_int_equal(n, 0);
 	assert_null(tok);
 
@@ -397,40 +444,128 @@ static void test_page(void **state)
 	}
 }
 
-/* A small body of empty objects would cost json-c gigabytes: refused before parsing. Braces
- * inside strings do not count. */
-static void test_document_container_bomb(void **state)
+static char *repeat(const char *head, const char *item, size_t n, const char *tail, size_t *ret_len)
 {
-	size_t n = 3 * (TSJSON_CONTAINERS_MAX + 8) + 32, len = 0;
-	char *bomb = malloc(n + 1), *quoted = malloc(n + 1), err[TSJSON_ERR_MAX];
+	size_t hl = strlen(head), il = strlen(item), tl = strlen(tail), len = 0;
+	char *b = malloc(hl + n * (il + 1) + tl + 1);
+
+	assert_non_null(b);
+	memcpy(b, head, hl);
+	len = hl;
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			b[len++] = ',';
+		memcpy(b + len, item, il);
+		len += il;
+	}
+	memcpy(b + len, tail, tl + 1);
+	*ret_len = len + tl;
+	return b;
+}
+
+/* A small body of empty objects, or a larger one of bare scalars, would cost json-c
+ * hundreds of megabytes: refused before parsing, with a message that names the limit.
+ * (Before: only objects and arrays were counted, so 4 million scalars parsed into 300 MB.) */
+static void test_document_density(void **state)
+{
+	char err[TSJSON_ERR_MAX], *b;
 	json_object *root = NULL;
+	size_t len;
 
 	(void)state;
-	len = (size_t)snprintf(bomb, n, "{\"agents\":[");
-	for (int i = 0; i < TSJSON_CONTAINERS_MAX; i++) {
-		memcpy(bomb + len, "{},", 3);
-		len += 3;
-	}
-	memcpy(bomb + len - 1, "]}", 3);
-	assert_int_equal(tsjson_document(bomb, len + 1, &root, err), -EBADMSG);
-	assert_non_null(strstr(err, "objects and arrays in one answer"));
+	b = repeat("{\"agents\":[", "{}", 131072, "]}", &len);
+	assert_int_equal(tsjson_document(b, len, 0, &root, err), -E2BIG);
+	assert_non_null(strstr(err, "too dense"));
+	assert_non_null(strstr(err, "(limit 16 MiB)"));
 	assert_null(root);
+	free(b);
 
-	len = (size_t)snprintf(quoted, n, "{\"title\":\"");
-	for (int i = 0; i < TSJSON_CONTAINERS_MAX + 5; i++)
-		quoted[len++] = i % 2 ? '{' : '[';
-	memcpy(quoted + len, "\\\"\"}", 5); /* an escaped quote, then the real end */
-	len += 4;
-	assert_int_equal(tsjson_document(quoted, len, &root, err), 0);
+	b = repeat("{\"agents\":[],\"x\":[", "0", 4u << 20, "]}", &len); /* 8 MiB, 4 Mi values */
+	assert_int_equal(tsjson_document(b, len, 0, &root, err), -E2BIG);
+	assert_non_null(strstr(err, "JSON values or more"));
+	assert_null(root);
+	free(b);
+
+	/* the same shape, a little of it, is fine; a budget is the caller's to set */
+	b = repeat("{\"agents\":[],\"x\":[", "0", 1000, "]}", &len);
+	assert_int_equal(tsjson_document(b, len, 0, &root, err), 0);
 	json_object_put(root);
-	free(bomb);
-	free(quoted);
+	root = NULL;
+	assert_int_equal(tsjson_document(b, len, 4096, &root, err), -E2BIG);
+	assert_non_null(strstr(err, "(limit 4 KiB)"));
+	free(b);
+
+	/* braces and digits inside strings are string bytes, not values */
+	len = 0;
+	b = malloc(300000);
+	len = (size_t)snprintf(b, 300000, "{\"title\":\"");
+	for (int i = 0; i < 200000; i++)
+		b[len++] = i % 3 ? '{' : '0';
+	memcpy(b + len, "\\\"\"}", 5); /* an escaped quote, then the real end */
+	len += 4;
+	assert_int_equal(tsjson_document(b, len, 0, &root, err), 0);
+	json_object_put(root);
+	free(b);
+}
+
+/* The estimate is an upper bound of what json-c really allocates: for every shape, a body
+ * the budget accepts costs at most the budget (measured with mallinfo2; 0 under ASan). */
+static void test_document_budget_holds(void **state)
+{
+	static const char *const shapes[] = {
+		"0",
+		"\"abcdefgh\"",
+		"{}",
+		"[]",
+		"{\"agentId\":\"3f9c2a10-8d1e-11ea-b1c4-0a58a9feac02\"}",
+		"{\"a\":0,\"b\":0,\"c\":0,\"d\":0,\"e\":0,\"f\":0,\"g\":0,\"h\":0,\"i\":0,\"j\":0,"
+		"\"k\":0,\"l\":0,\"m\":0,\"n\":0,\"o\":0,\"p\":0,\"q\":0}",
+		"[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]",
+		"{\"id\":\"3f9c2a10\",\"ipAddresses\":{\"private\":[\"10.0.0.1/24\"],\"public\":[]},"
+		"\"tags\":[{\"source\":null,\"key\":\"env\",\"value\":\"prod\"}],\"x\":true}",
+	};
+	const size_t budget = 1u << 20;
+	char err[TSJSON_ERR_MAX];
+
+	(void)state;
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		bool accepted = false, refused = false;
+
+		for (size_t n = 64; n <= 65536; n *= 2) {
+			json_object *root = NULL;
+			size_t len, before, after;
+			char *b = repeat("{\"agents\":[", shapes[s], n, "]}", &len);
+			int r;
+
+			before = mallinfo2().uordblks;
+			r = tsjson_document(b, len, budget, &root, err);
+			after = mallinfo2().uordblks;
+			free(b);
+			if (r == -E2BIG) {
+				refused = true;
+				continue;
+			}
+			assert_int_equal(r, 0);
+			accepted = true;
+#ifndef __SANITIZE_ADDRESS__
+			assert_true(after > before); /* the measure measures */
+#endif
+			if (after > before && after - before > budget)
+				fail_msg("%s x %zu: %zu bytes parsed, budget %zu", shapes[s], n,
+					 after - before, budget);
+			json_object_put(root);
+		}
+		assert_true(accepted);
+		assert_true(refused);
+	}
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_document_container_bomb),
+		cmocka_unit_test(test_document_density),
+		cmocka_unit_test(test_document_budget_holds),
+		cmocka_unit_test(test_page_without_collection),
 		cmocka_unit_test(test_agent_full),
 		cmocka_unit_test(test_agent_minimal_and_nulls),
 		cmocka_unit_test(test_agent_malformed),
