@@ -56,6 +56,8 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 SERVER_SRC := $(wildcard tests/server/*.c)
 SERVER_BIN := $(SERVER_SRC:tests/server/%.c=$(BUILD)/%)
+BENCH_SRC  := $(wildcard tests/bench/*.c)
+BENCH_BIN  := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 HEADERS    := $(wildcard include/tsgraphd/*.h tests/lib/*.h)
 
@@ -95,7 +97,11 @@ $(BUILD)/%: tests/server/%.c $(BUILD)/libtsgraphd.a $(TLIB_OBJ) $(HEADERS)
 	@echo "  CCLD    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< $(TLIB_OBJ) $(BUILD)/libtsgraphd.a $(ALL_LDFLAGS) $(PKG_LIBS)
 
-$(BUILD)/obj $(BUILD)/tests:
+$(BUILD)/bench/%: tests/bench/%.c | $(BUILD)/bench
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS) $(PKG_LIBS)
+
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/bench:
 	mkdir -p $@
 
 # `check` first installs what is missing, then builds and tests in a sub-make so that
@@ -116,6 +122,7 @@ asan: deps
 # Benchmarks (not tests): figures go into docs/benchmarks.md by hand, with the command.
 bench: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	@BUILD=$(BUILD) TSGRAPHD=$(CURDIR)/$(BUILD)/tsgraphd tests/bench/bench-sync.sh
 
 valgrind: all $(UNIT_BIN)

@@ -1,33 +1,48 @@
 #!/usr/bin/env bash
-# Benchmark: a full sync of a large fake fleet (default 10,000 agents), then a no-change
-# sync, each timed with its peak memory; prints one Markdown table row per run.
-#   BUILD=build tests/bench/bench-sync.sh [AGENTS] [CVES] [ALERTS]
-# The rate limit is set to its maximum (6000/min) so the figure measures tsgraphd and the
-# fake, not the Threat Stack budget (which, at 200/min, bounds a real organization).
+# Benchmark: full syncs against the fake Threat Stack at several fleet sizes, each judged
+# against the parse floor of the same bodies (tests/bench/parse_floor.c: json-c parse of
+# every body + SHA-256 of every object, measured in the same run). Prints one Markdown table.
+#   BUILD=build tests/bench/bench-sync.sh [SIZES...]      (default: 1000 10000 100000)
+# Fleet per size N: N agents, 60 CVEs of which 3 affect every agent through their paged
+# servers listings (500 a page), N/5 alerts, 100 agents a page. The client's rate limit is
+# set to its maximum (6000/min) so the figures measure tsgraphd, not the API budget.
 TESTS_DIR=${TESTS_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$TESTS_DIR/e2e/lib.sh"
+FLOOR=${FLOOR:-$PWD/$BUILD/bench/parse_floor}
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(1000 10000 100000)
 
-agents=${1:-10000} cves=${2:-1000} alerts=${3:-2000}
-start_fake --agents "$agents" --cves "$cves" --alerts "$alerts" --seed 1 --page-size 100
-write_config bench '[log]' 'level = warning'
+echo "| agents | run | API requests | API objects | wall s | CPU s | µs/object | floor µs/object | × floor | peak RSS MiB |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 
-measure() { # label, then the command
-	local label=$1; shift
-	/usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$@" >"$WORK/out" 2>&1 ||
+measure() { # label conf
+	local label=$1 conf=$2 secs user sys kib floor objects fus cpu
+	: >"$WORK/record"
+	/usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$TSGRAPHD" -c "$conf" sync >"$WORK/out" 2>&1 ||
 		fail "$label failed: $(tail -n 5 "$WORK/out")"
 	read -r secs user sys kib <"$WORK/time"
-	local stats; stats=$(curl -sS "$FAKE_URL/_fake/stats")
-	printf '| %s | %s | %s | %s | %.1f | %.1f | %.1f |\n' "$label" "$agents" \
-		"$(jq .api_requests <<<"$stats")" "$(count_lines "$WORK/bench.ndjson")" "$secs" \
-		"$(echo "$user + $sys" | bc -l)" "$(echo "$kib / 1024" | bc -l)"
+	floor=$("$FLOOR" "$WORK/record")
+	objects=$(sed -n 's/.*objects=\([0-9]*\) .*/\1/p' <<<"$floor")
+	fus=$(sed -n 's/.*us_per_object=\([0-9.]*\).*/\1/p' <<<"$floor")
+	cpu=$(echo "$user + $sys" | bc -l)
+	printf '| %s | %s | %s | %s | %.1f | %.2f | %.1f | %.2f | %.1f | %.1f |\n' "$agents" "$label" \
+		"$(curl -sS "$FAKE_URL/_fake/stats" | jq .api_requests)" "$objects" "$secs" "$cpu" \
+		"$(echo "$cpu * 1000000 / $objects" | bc -l)" "$fus" \
+		"$(echo "$cpu * 1000000 / $objects / $fus" | bc -l)" "$(echo "$kib / 1024" | bc -l)"
 	curl -sS -X POST "$FAKE_URL/_fake/reset-stats" >/dev/null
 }
 
-echo "| run | agents | API requests | change lines (total) | wall s | CPU s | peak RSS (MiB) |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-measure "first full sync" "$TSGRAPHD" -c "$WORK/bench.conf" sync
-measure "no-change sync" "$TSGRAPHD" -c "$WORK/bench.conf" sync
-fleet "{\"op\":\"agent_offline\",\"id\":\"$(fake_truth | jq -r '.agents[0].id')\"}" >/dev/null
-measure "one agent offline" "$TSGRAPHD" -c "$WORK/bench.conf" sync
+for agents in "${sizes[@]}"; do
+	start_fake --agents "$agents" --cves 60 --wide-cves 3 --alerts $((agents / 5)) --seed 1 \
+		--page-size 100 --servers-page-size 500 --record "$WORK/record"
+	write_config "b$agents" '[log]' 'level = warning'
+	measure "first sync" "$WORK/b$agents.conf"
+	measure "no-change sync" "$WORK/b$agents.conf"
+	db="$WORK/b$agents.db"
+	sqlite3 "$db" 'PRAGMA wal_checkpoint(TRUNCATE)' >/dev/null
+	stored+=("$agents agents: $(sqlite3 "$db" 'SELECT count(*) FROM object') objects, store $(($(stat -c %s "$db") / 1024 / 1024)) MiB, $(($(stat -c %s "$db") / agents)) bytes per agent")
+	kill "$FAKE_PID" 2>/dev/null; wait "$FAKE_PID" 2>/dev/null || true
+	rm -f "$db" "$db-wal" "$db-shm" "$WORK/b$agents.ndjson"
+done
 echo
-echo "objects stored: $(sqlite3 "$WORK/bench.db" 'SELECT count(*) FROM object'), store size: $(du -h "$WORK/bench.db" | cut -f1)"
+printf '%s\n' "${stored[@]}"
