@@ -590,7 +590,7 @@ static int fleet_gen_cves(struct fleet *fl, unsigned n)
 
 		snprintf(id, sizeof(id), "CVE-%u-%u", 2015 + (unsigned)(splitmix64(&s) % 9),
 			 10001 + j);
-		cv = fleet_new_cve(fl, id, j % 3 != 1, &s);
+		cv = fleet_new_cve(fl, id, j % 3 != 1 && (j < 1 || j > fl->wide_cves), &s);
 		if (!cv)
 			return -ENOMEM;
 		if (j >= 1 && j <= (fl->wide_cves ? fl->wide_cves : 1)) {
@@ -2385,7 +2385,7 @@ int main(int argc, char **argv)
 	f->skew_s = o.skew;
 	f->verbose = o.verbose;
 	f->servers_page_size = (unsigned)o.servers_page_size;
-	if (o.record && !(f->record = fopen(o.record, "we"))) {
+	if (o.record && !(f->record = fopen(o.record, "ae"))) {
 		fprintf(stderr, "fake_threatstack: --record %s: %s\n", o.record, strerror(errno));
 		goto out;
 	}
