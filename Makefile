@@ -128,21 +128,19 @@ bench: deps
 valgrind: all $(UNIT_BIN)
 	@VALGRIND=1 tests/run-tests.sh unit/
 
-# Coverage-guided fuzzing with clang's libFuzzer: each tests/fuzz/fuzz_NAME.c (or only
-# those named in FUZZ_TARGETS, e.g. FUZZ_TARGETS=tsjson) runs for FUZZ_SECONDS from
-# tests/fuzz/corpus/NAME/. Not part of `check` (it is open-ended).
+# Coverage-guided fuzzing with clang's libFuzzer: each tests/fuzz/fuzz_NAME.c runs for
+# FUZZ_SECONDS from tests/fuzz/corpus/NAME/. Not part of `check` (it is open-ended).
+# FUZZ_TARGETS picks some (`make fuzz FUZZ_TARGETS=config`); clang and its runtime are
+# installed when missing.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?=
+FUZZ_TARGETS ?= $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 FUZZ_DEB_PKGS := clang libclang-rt-14-dev
-ifneq ($(FUZZ_TARGETS),)
-FUZZ_SRC := $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%.c)
-endif
 fuzz: deps
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(FUZZ_DEB_PKGS)"
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang OPT="-O1 -g" HARDEN= \
 		SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
 		build/fuzz/libtsgraphd.a
-	@for f in $(FUZZ_SRC); do \
+	@for f in $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%.c); do \
 		n=$$(basename $$f .c); n=$${n#fuzz_}; \
 		clang -std=c11 -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -g -O1 \
 			-fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz_$$n $$f \

@@ -97,27 +97,35 @@ struct parse {
 	char *scratch[SCRATCH_N];
 	int scratch_line[SCRATCH_N];
 	bool inline_secret;
+	unsigned flags; /* enum config_flags */
 };
 
 static int fail(struct parse *p, int line, const char *key, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Every part of a message may hold bytes from the file (a key name, a section name) or from
+ * the command line (the file name): each goes through str_escape(), cut to a sane length.
+ * Values of secret-bearing keys are never passed here at all. */
 static int fail(struct parse *p, int line, const char *key, const char *fmt, ...)
 {
-	char msg[CONFIG_ERROR_MAX];
+	char raw[CONFIG_ERROR_MAX], msg[CONFIG_ERROR_MAX], name[256], k[ESCAPE_SHORT];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	str_escape(msg, sizeof(msg), raw, strlen(raw));
+	str_escape(name, sizeof(name), p->name, strlen(p->name));
+	if (key)
+		str_escape(k, sizeof(k), key, strlen(key));
 	if (line > 0 && key)
-		snprintf(p->error, CONFIG_ERROR_MAX, "%s:%d: %s: %s", p->name, line, key, msg);
+		snprintf(p->error, CONFIG_ERROR_MAX, "%s:%d: %s: %s", name, line, k, msg);
 	else if (line > 0)
-		snprintf(p->error, CONFIG_ERROR_MAX, "%s:%d: %s", p->name, line, msg);
+		snprintf(p->error, CONFIG_ERROR_MAX, "%s:%d: %s", name, line, msg);
 	else if (key)
-		snprintf(p->error, CONFIG_ERROR_MAX, "%s: %s: %s", p->name, key, msg);
+		snprintf(p->error, CONFIG_ERROR_MAX, "%s: %s: %s", name, k, msg);
 	else
-		snprintf(p->error, CONFIG_ERROR_MAX, "%s: %s", p->name, msg);
+		snprintf(p->error, CONFIG_ERROR_MAX, "%s: %s", name, msg);
 	return -EINVAL;
 }
 
@@ -214,11 +222,14 @@ static bool is_loopback_host(const char *host, size_t len)
 	return false;
 }
 
-/* https://host[:port] with no path; plain http only for loopback (the tests' fakes). */
+/* https://host[:port] with no path; plain http only for loopback (the tests' fakes). The
+ * whole value is checked here, so a bad port or an empty host is a config error (exit 2)
+ * rather than a failed request later. */
 static int check_url(const char *v, const char **why)
 {
-	const char *host, *end;
+	const char *host, *end, *hend, *port = NULL;
 	bool https = strncmp(v, "https://", 8) == 0;
+	uint64_t num;
 
 	if (!https && strncmp(v, "http://", 7) != 0) {
 		*why = "must start with https://";
@@ -238,16 +249,59 @@ static int check_url(const char *v, const char **why)
 			return -EINVAL;
 		}
 	}
-	if (!https) {
-		const char *colon = host[0] == '[' ? strchr(host, ']') : host;
-		size_t hlen;
-
-		colon = colon ? strchr(colon, ':') : NULL;
-		hlen = (size_t)((colon && colon < end ? colon : end) - host);
-		if (!is_loopback_host(host, hlen)) {
-			*why = "plain http is only allowed to loopback; use https://";
+	if (host[0] == '[') {
+		hend = memchr(host, ']', (size_t)(end - host));
+		if (!hend || hend == host + 1 || memchr(host + 1, '[', (size_t)(hend - host - 1))) {
+			*why = "an IPv6 address goes in brackets, like https://[2001:db8::1]:8443";
 			return -EINVAL;
 		}
+		for (const char *p = host + 1; p < hend; p++) {
+			if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.') {
+				*why = "an IPv6 address goes in brackets, like "
+				       "https://[2001:db8::1]:8443";
+				return -EINVAL;
+			}
+		}
+		hend++;
+		if (hend < end && *hend != ':') {
+			*why = "must be scheme://host[:port]";
+			return -EINVAL;
+		}
+	} else {
+		hend = memchr(host, ':', (size_t)(end - host));
+		hend = hend ? hend : end;
+		if (memchr(host, ']', (size_t)(end - host))) {
+			*why = "must be scheme://host[:port]";
+			return -EINVAL;
+		}
+	}
+	if (hend == host) {
+		*why = "the host is empty";
+		return -EINVAL;
+	}
+	if (hend - host > 253) {
+		*why = "the host is longer than 253 characters";
+		return -EINVAL;
+	}
+	if (hend < end) {
+		char digits[8];
+		size_t n = (size_t)(end - hend - 1);
+
+		port = hend + 1;
+		if (n == 0 || n >= sizeof(digits) || strspn(port, "0123456789") < n) {
+			*why = "the port must be a number from 1 to 65535";
+			return -EINVAL;
+		}
+		memcpy(digits, port, n);
+		digits[n] = '\0';
+		if (parse_u64(digits, 1, 65535, &num) < 0) {
+			*why = "the port must be a number from 1 to 65535";
+			return -EINVAL;
+		}
+	}
+	if (!https && !is_loopback_host(host, (size_t)(hend - host))) {
+		*why = "plain http is only allowed to loopback; use https://";
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -361,13 +415,15 @@ static int set_value(struct parse *p, const struct key *k, const char *v)
 	return -EINVAL;
 }
 
-static int open_section(struct parse *p, const char *name)
+static int open_section(struct parse *p, const char *raw)
 {
 	static const char *const plain[] = { "log", "threatstack", "store", "sync", "webhook" };
+	char name[ESCAPE_SHORT]; /* for messages only: escaped and cut */
 
+	str_escape(name, sizeof(name), raw, strlen(raw));
 	p->sink = NULL;
-	if (strncmp(name, "sink.", 5) == 0) {
-		const char *sname = name + 5;
+	if (strncmp(raw, "sink.", 5) == 0) {
+		const char *sname = raw + 5;
 		struct config_sink *s;
 
 		if (!*sname || strlen(sname) > 64)
@@ -396,8 +452,8 @@ static int open_section(struct parse *p, const char *name)
 		return 0;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(plain); i++) {
-		if (strcmp(name, plain[i]) == 0) {
-			snprintf(p->section, sizeof(p->section), "%s", name);
+		if (strcmp(raw, plain[i]) == 0) {
+			snprintf(p->section, sizeof(p->section), "%s", raw);
 			return 0;
 		}
 	}
@@ -472,40 +528,87 @@ static int key_line(const struct parse *p, const char *name)
 	return 0;
 }
 
-/* Reads a secret file: owner-only permissions, at most CONFIG_SECRET_MAX bytes, trailing
- * newline and blanks dropped, no control characters. */
+static bool blank(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+/* Reads a secret file: a regular file (opened without blocking, so a FIFO is refused at once),
+ * owner-only permissions, at most CONFIG_SECRET_MAX bytes, blanks and line ends dropped at
+ * both ends, one line, no control characters. The value of the key names the file but is
+ * never printed: a secret pasted where its file name belongs must not come back in an error
+ * (or a log, or a terminal's scrollback). */
 static int read_secret(struct parse *p, const char *path, int line, const char *key, char **ret)
 {
 	_cleanup_close_ int fd = -1;
 	struct stat st;
-	char *data = NULL;
+	char *data = NULL, *start;
 	size_t len = 0;
 	int r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return fail(p, line, key, "cannot open %s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0)
-		return fail(p, line, key, "cannot stat %s: %s", path, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return fail(p, line, key, "%s is not a regular file", path);
+	r = open_regular(path, &fd, &st);
+	if (r == -EBADFD)
+		return fail(p, line, key,
+			    "the file it names is not a regular file (a FIFO, device or "
+			    "directory?)");
+	if (r < 0)
+		return fail(p, line, key,
+			    "cannot open the file it names: %s (the value is not shown: this key "
+			    "takes a file name, not the secret)",
+			    strerror(-r));
 	if (st.st_mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH))
 		return fail(p, line, key,
-			    "%s is readable or writable by group or others (chmod 600 it)", path);
-	r = read_file_bounded(path, CONFIG_SECRET_MAX, &data, &len);
+			    "the file is readable or writable by group or others (chmod 600 it)");
+	if ((uint64_t)st.st_size > CONFIG_SECRET_MAX)
+		r = -EFBIG;
+	else
+		r = read_fd_bounded(fd, CONFIG_SECRET_MAX, &data, &len);
 	if (r == -EFBIG)
-		return fail(p, line, key, "%s is larger than %d bytes", path, CONFIG_SECRET_MAX);
+		return fail(p, line, key, "the file is larger than %d bytes", CONFIG_SECRET_MAX);
 	if (r < 0)
-		return fail(p, line, key, "cannot read %s: %s", path, strerror(-r));
-	while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' ' ||
-			   data[len - 1] == '\t'))
+		return fail(p, line, key, "cannot read the file: %s", strerror(-r));
+	while (len > 0 && blank(data[len - 1]))
 		data[--len] = '\0';
-	if (len == 0 || strlen(data) != len || !printable(data)) {
+	for (start = data; blank(*start); start++)
+		;
+	len -= (size_t)(start - data);
+	memmove(data, start, len + 1);
+	if (len == 0)
+		r = fail(p, line, key, "the file is empty");
+	else if (memchr(data, '\n', len) || memchr(data, '\r', len))
+		r = fail(p, line, key,
+			 "the file holds more than one line (one secret, on one line)");
+	else if (strlen(data) != len || !printable(data))
+		r = fail(p, line, key, "the file holds control characters");
+	if (r < 0) {
 		explicit_bzero(data, len);
 		free(data);
-		return fail(p, line, key, "%s is empty or holds control characters", path);
+		return r;
 	}
 	*ret = data;
+	return 0;
+}
+
+/* A file the daemon will read later (a CA bundle, a certificate, a key): it must be a regular
+ * file no larger than max now, so a FIFO or a device is a config error (exit 2) instead of
+ * a hang inside a TLS library. Private keys must be owner-only, like secret files. */
+static int check_file(struct parse *p, const char *key, const char *path, size_t max, bool secret)
+{
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+	int line = key_line(p, key);
+	int r = open_regular(path, &fd, &st);
+
+	if (r == -EBADFD)
+		return fail(p, line, key, "%s: not a regular file (a FIFO, device or directory?)",
+			    path);
+	if (r < 0)
+		return fail(p, line, key, "cannot open %s: %s", path, strerror(-r));
+	if ((uint64_t)st.st_size > max)
+		return fail(p, line, key, "%s is larger than %zu KiB", path, max / 1024);
+	if (secret && (st.st_mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH)))
+		return fail(p, line, key,
+			    "%s is readable or writable by group or others (chmod 600 it)", path);
 	return 0;
 }
 
@@ -519,7 +622,9 @@ static int resolve_secret(struct parse *p, char **field, int scratch, const char
 	if (*field && p->scratch[scratch])
 		return fail(p, p->scratch_line[scratch], file_key,
 			    "%s is set too (line %d); use one", inline_key, line_inline);
-	if (p->scratch[scratch]) {
+	if (p->flags & CONFIG_NO_SECRETS) {
+		/* status and the like: the file is not opened, not even checked. */
+	} else if (p->scratch[scratch]) {
 		r = read_secret(p, p->scratch[scratch], p->scratch_line[scratch], file_key, field);
 		if (r < 0)
 			return r;
@@ -567,7 +672,7 @@ static int validate(struct parse *p)
 	for (size_t i = 0; i < ARRAY_SIZE(required); i++)
 		if (!*(char **)((char *)c + required[i].off))
 			return fail(p, 0, required[i].key, "missing in [threatstack] (required)");
-	if (!c->ts.api_key)
+	if (!c->ts.api_key && !(p->flags & CONFIG_NO_SECRETS))
 		return fail(p, 0, "api_key",
 			    "missing: set api_key_file (or api_key, or the systemd credential "
 			    "threatstack-api-key)");
@@ -575,6 +680,17 @@ static int validate(struct parse *p)
 		return fail(p, key_line(p, c->webhook.tls_cert ? "tls_cert" : "tls_key"),
 			    c->webhook.tls_cert ? "tls_cert" : "tls_key",
 			    "tls_cert and tls_key go together");
+	if (!(p->flags & CONFIG_NO_SECRETS)) {
+		if (c->ts.api_ca_file && (r = check_file(p, "api_ca_file", c->ts.api_ca_file,
+							 CONFIG_PEM_MAX, false)) < 0)
+			return r;
+		if (c->webhook.tls_cert &&
+		    (r = check_file(p, "tls_cert", c->webhook.tls_cert, CONFIG_PEM_MAX, false)) < 0)
+			return r;
+		if (c->webhook.tls_key &&
+		    (r = check_file(p, "tls_key", c->webhook.tls_key, CONFIG_PEM_MAX, true)) < 0)
+			return r;
+	}
 	for (size_t i = 0; i < c->n_sinks; i++) {
 		struct config_sink *s = &c->sinks[i];
 		char key[96];
@@ -683,10 +799,12 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 	return parse_common(&p, text, len, ret);
 }
 
-int config_load(const char *path, struct config **ret, char ret_error[static CONFIG_ERROR_MAX])
+int config_load_flags(const char *path, unsigned flags, struct config **ret,
+		      char ret_error[static CONFIG_ERROR_MAX])
 {
-	struct parse p = { .name = path, .error = ret_error };
+	struct parse p = { .name = path, .error = ret_error, .flags = flags };
 	_cleanup_free_ char *dir = NULL;
+	_cleanup_close_ int fd = -1;
 	char *text = NULL;
 	size_t len = 0;
 	struct stat st;
@@ -694,11 +812,18 @@ int config_load(const char *path, struct config **ret, char ret_error[static CON
 	int r;
 
 	ret_error[0] = '\0';
-	r = read_file_bounded(path, CONFIG_FILE_MAX, &text, &len);
+	/* -c may name anything: open without blocking, then refuse what is not a file. */
+	r = open_regular(path, &fd, &st);
+	if (r == 0 && (uint64_t)st.st_size > CONFIG_FILE_MAX)
+		r = -EFBIG;
+	if (r == 0)
+		r = read_fd_bounded(fd, CONFIG_FILE_MAX, &text, &len);
 	if (r < 0) {
-		snprintf(ret_error, CONFIG_ERROR_MAX, "%s: %s", path,
-			 r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
-		return r;
+		fail(&p, 0, NULL, "%s",
+		     r == -EFBIG    ? "larger than 1 MiB"
+		     : r == -EBADFD ? "not a regular file (a FIFO, device or directory?)"
+				    : strerror(-r));
+		return r == -EBADFD ? -EINVAL : r;
 	}
 	dir = strdup(path);
 	if (!dir) {
@@ -721,16 +846,21 @@ int config_load(const char *path, struct config **ret, char ret_error[static CON
 	free(text);
 	if (r < 0)
 		return r;
-	if (p.inline_secret && stat(path, &st) == 0 && (st.st_mode & S_IROTH)) {
-		snprintf(ret_error, CONFIG_ERROR_MAX,
-			 "%s: holds a secret but is readable by others (chmod o-r it, or move the "
-			 "secret to a *_file)",
-			 path);
+	if (p.inline_secret && (st.st_mode & S_IROTH)) {
+		fail(&p, 0, NULL,
+		     "holds a secret but is readable by others (chmod o-r it, or move the secret "
+		     "to "
+		     "a *_file)");
 		config_free(c);
 		return -EPERM;
 	}
 	*ret = c;
 	return 0;
+}
+
+int config_load(const char *path, struct config **ret, char ret_error[static CONFIG_ERROR_MAX])
+{
+	return config_load_flags(path, 0, ret, ret_error);
 }
 
 int config_register_secrets(const struct config *c)

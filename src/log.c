@@ -1,10 +1,12 @@
 /* log — one line per event, with journald priorities and secret redaction.
  *
  * Lines are formatted into a fixed stack buffer (long messages are cut, never allocated),
- * secrets are replaced in place, control characters other than tab become '?', and the
+ * secrets are replaced in place, then str_escape() turns control characters and malformed
+ * UTF-8 into "\xNN" (cutting the line with "..." if that makes it too long), and the
  * result goes out in one write(2) so lines from different threads never interleave.
  */
 #include "tsgraphd/log.h"
+#include "tsgraphd/util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -116,8 +118,7 @@ void log_close(void)
 	pthread_mutex_unlock(&log_lock);
 }
 
-/* Replaces every registered secret in line with "***" and neutralises control characters.
- * Called with log_lock held. */
+/* Replaces every registered secret in line with "***". Called with log_lock held. */
 static size_t redact(char *line, size_t len)
 {
 	for (size_t s = 0; s < log_n_secrets; s++) {
@@ -135,26 +136,28 @@ static size_t redact(char *line, size_t len)
 		}
 	}
 	line[len] = '\0';
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)line[i] < 0x20 && line[i] != '\t')
-			line[i] = '?';
 	return len;
 }
 
+/* Formats, redacts, then escapes: whatever a caller passed in (an API answer, a config
+ * value), no raw control byte or malformed UTF-8 reaches the terminal or the journal. */
 static __attribute__((format(printf, 3, 0))) size_t vformat(char *out, size_t size, const char *fmt,
 							    va_list ap)
 {
-	int n = vsnprintf(out, size, fmt, ap);
+	char raw[LOG_LINE_MAX];
+	int n = vsnprintf(raw, sizeof(raw), fmt, ap);
 	size_t len;
 
 	if (n < 0) {
 		out[0] = '\0';
 		return 0;
 	}
-	len = (size_t)n < size ? (size_t)n : size - 1;
+	len = (size_t)n < sizeof(raw) ? (size_t)n : sizeof(raw) - 1;
 	pthread_mutex_lock(&log_lock);
-	len = redact(out, len);
+	len = redact(raw, len);
 	pthread_mutex_unlock(&log_lock);
+	len = str_escape(out, size, raw, len);
+	explicit_bzero(raw, sizeof(raw));
 	return len;
 }
 

@@ -11,6 +11,7 @@
 #include "tsgraphd/store.h"
 #include "tsgraphd/sync.h"
 #include "tsgraphd/tsapi.h"
+#include "tsgraphd/util.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +24,10 @@
 
 #define EXIT_USAGE	 2
 #define EXIT_INTERRUPTED 3 /* a sync stopped by SIGINT or SIGTERM; nothing applied */
+
+/* Bytes that came from outside (API answers, stored messages, arguments) go to the terminal
+ * through str_escape(); E(buf, s) is the escaped, cut copy of s. */
+#define E(b, s) (str_escape((b), sizeof(b), (s) ? (s) : "", (s) ? strlen(s) : 0), (b))
 
 static void usage(FILE *out)
 {
@@ -46,7 +51,8 @@ static void usage(FILE *out)
 		     "  -h, --help         show this help and exit\n"
 		     "  -V, --version      show the version and exit\n"
 		     "\n"
-		     "Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.\n"
+		     "Exit status: 0 success, 1 runtime failure, 2 usage or configuration error,\n"
+		     "3 sync interrupted by a signal (nothing applied).\n"
 		     "Secrets are read from files or systemd credentials, never from the command "
 		     "line.\n");
 }
@@ -58,6 +64,7 @@ static int cmd_check(const struct config *c)
 {
 	struct tsapi_error err = { 0 };
 	struct tsapi *api = NULL;
+	char e[ESCAPE_LONG];
 	int r, ret = EXIT_FAILURE;
 
 	printf("configuration OK: %s (org %s, %zu sink%s)\n", c->file, c->ts.org_id, c->n_sinks,
@@ -65,12 +72,13 @@ static int cmd_check(const struct config *c)
 	fflush(stdout);
 	r = tsapi_new(c, NULL, &api, &err);
 	if (r < 0) {
-		printf("credentials NOT checked: %s\n", err.message);
+		printf("credentials NOT checked: %s\n", E(e, err.message));
 		goto out;
 	}
 	r = tsapi_self_test(api, &err);
 	if (r < 0) {
-		printf("credentials FAILED (%s): %s\n", tsapi_strerror(err.code), err.message);
+		printf("credentials FAILED (%s): %s\n", tsapi_strerror(err.code),
+		       E(e, err.message));
 		if (err.code == TSAPI_E_AUTH)
 			printf("hint: check user_id, org_id and the API key, and that this "
 			       "host's clock is right\n");
@@ -88,16 +96,14 @@ out:
 	return ret;
 }
 
-static int open_store(const struct config *c, bool memory_if_missing, bool must_exist,
-		      struct store **ret)
+/* so: how to open (dry runs and status only read); the config adds synchronous. */
+static int open_store(const struct config *c, struct store_options so, struct store **ret)
 {
-	struct store_options so = {
-		.synchronous_full = c->store.synchronous_full,
-		.memory_if_missing = memory_if_missing,
-		.must_exist = must_exist,
-	};
 	char err[STORE_ERR_MAX];
-	int r = store_open(c->store.path, &so, ret, err);
+	int r;
+
+	so.synchronous_full = c->store.synchronous_full;
+	r = store_open(c->store.path, &so, ret, err);
 
 	if (r < 0)
 		log_error("store: %s", err);
@@ -111,6 +117,7 @@ struct dry_counts {
 
 static int print_change(const struct outbox_row *r, void *ud)
 {
+	char type[ESCAPE_SHORT], key[ESCAPE_LONG], changed[ESCAPE_LONG];
 	struct dry_counts *n = ud;
 
 	if (strcmp(r->op, "create") == 0)
@@ -119,8 +126,8 @@ static int print_change(const struct outbox_row *r, void *ud)
 		n->updated++;
 	else
 		n->deleted++;
-	printf("%-6s %-12s %s %s%s%s\n", r->op, r->kind, r->type, r->key,
-	       r->changed ? " changed=" : "", r->changed ? r->changed : "");
+	printf("%-6s %-12s %s %s%s%s\n", r->op, r->kind, E(type, r->type), E(key, r->key),
+	       r->changed ? " changed=" : "", r->changed ? E(changed, r->changed) : "");
 	return 0;
 }
 
@@ -232,7 +239,9 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "tsgraphd sync: unexpected argument '%s'\n", argv[optind]);
+		char e[ESCAPE_SHORT];
+
+		fprintf(stderr, "tsgraphd sync: unexpected argument '%s'\n", E(e, argv[optind]));
 		return EXIT_USAGE;
 	}
 	if (so.dry_run) {
@@ -250,7 +259,12 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 			goto out;
 		}
 	}
-	if (open_store(c, so.dry_run, false, &s) < 0)
+	/* A dry run opens the store read-only: it stages in TEMP tables and lists the plan, so
+	 * no lock, no migration, not a byte written (docs/tsgraphd.8). */
+	if (open_store(c,
+		       (struct store_options){ .memory_if_missing = so.dry_run,
+					       .read_only = so.dry_run },
+		       &s) < 0)
 		goto out;
 	r = cancel_new(&sync_cancel);
 	if (r == 0)
@@ -311,7 +325,7 @@ out:
 
 static int print_run(const struct store_run *r, void *ud)
 {
-	char when[32];
+	char when[32], e[ESCAPE_LONG];
 
 	(void)ud;
 	format_iso8601_ms(r->started, when);
@@ -320,17 +334,18 @@ static int print_run(const struct store_run *r, void *ud)
 		printf(" %6.1fs", (double)(r->finished - r->started) / 1000.0);
 	printf("  +%" PRId64 " ~%" PRId64 " -%" PRId64 "\n", r->created, r->updated, r->deleted);
 	if (r->held_back)
-		printf("         held back (mass-delete guard): %s\n", r->held_back);
+		printf("         held back (mass-delete guard): %s\n", E(e, r->held_back));
 	if (r->message)
-		printf("         %s\n", r->message);
+		printf("         %s\n", E(e, r->message));
 	return 0;
 }
 
 static int print_count(const char *type, int64_t count, void *ud)
 {
 	int64_t *total = ud;
+	char e[ESCAPE_SHORT];
 
-	printf("  %-45s %8" PRId64 "\n", type, count);
+	printf("  %-45s %8" PRId64 "\n", E(e, type), count);
 	*total += count;
 	return 0;
 }
@@ -341,7 +356,9 @@ static int cmd_status(const struct config *c)
 	int64_t total = 0, max_seq = 0;
 	int ret = EXIT_FAILURE;
 
-	if (open_store(c, false, true, &s) < 0)
+	/* Read-only: works for a user who may read the store but not write it, and beside a
+	 * running sync. */
+	if (open_store(c, (struct store_options){ .must_exist = true, .read_only = true }, &s) < 0)
 		goto out;
 	printf("store: %s\n", c->store.path);
 	printf("last syncs (+created ~updated -deleted):\n");
@@ -391,7 +408,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_path = CONFIG_DEFAULT_PATH, *command = "run";
-	char error[CONFIG_ERROR_MAX];
+	char error[CONFIG_ERROR_MAX], e[ESCAPE_SHORT];
 	struct config *c = NULL;
 	int opt, r, ret = EXIT_FAILURE, cmd_argc;
 	char **cmd_argv;
@@ -420,15 +437,18 @@ int main(int argc, char **argv)
 	cmd_argv = optind < argc ? argv + optind : (char *[]){ (char *)command, NULL };
 	if (strcmp(command, "run") != 0 && strcmp(command, "sync") != 0 &&
 	    strcmp(command, "check") != 0 && strcmp(command, "status") != 0) {
-		fprintf(stderr, "tsgraphd: unknown command '%s' (try --help)\n", command);
+		fprintf(stderr, "tsgraphd: unknown command '%s' (try --help)\n", E(e, command));
 		return EXIT_USAGE;
 	}
 	if (strcmp(command, "sync") != 0 && cmd_argc > 1) {
-		fprintf(stderr, "tsgraphd %s: unexpected argument '%s'\n", command, cmd_argv[1]);
+		fprintf(stderr, "tsgraphd %s: unexpected argument '%s'\n", command,
+			E(e, cmd_argv[1]));
 		return EXIT_USAGE;
 	}
 
-	r = config_load(config_path, &c, error);
+	/* status reads the store only: it never opens the API key or any other secret. */
+	r = config_load_flags(config_path, strcmp(command, "status") == 0 ? CONFIG_NO_SECRETS : 0,
+			      &c, error);
 	if (r < 0) {
 		fprintf(stderr, "tsgraphd: %s\n", error);
 		return r == -ENOMEM ? EXIT_FAILURE : EXIT_USAGE;

@@ -309,16 +309,109 @@ static int prepare_file(const char *path, const struct store_options *opt, bool 
 	return 0;
 }
 
+/* Read-only opens (status, dry runs) never write beside the store either: with no -wal file
+ * there is no writer's work to see, so the file is opened immutable (no -wal, -shm or lock
+ * is created, which also works in a directory the reader cannot write); with a -wal (a sync
+ * or the daemon is running, or died) the usual WAL protocol reads its committed state. */
+static int open_read_only(const char *path, const struct store_options *opt, sqlite3 **ret_db,
+			  bool *ret_memory, char *err)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *wal = NULL;
+	struct buf uri;
+	struct stat st;
+	int r;
+
+	*ret_memory = false;
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0 && errno == ENOENT && opt->memory_if_missing) {
+		*ret_memory = true;
+		return 0;
+	}
+	if (fd < 0 && errno == ENOENT) {
+		snprintf(err, STORE_ERR_MAX, "no store yet (run 'tsgraphd sync' first)");
+		return -ENOENT;
+	}
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, STORE_ERR_MAX, "cannot open: %s", strerror(-r));
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, STORE_ERR_MAX, "not a regular file");
+		return -EINVAL;
+	}
+	if (asprintf(&wal, "%s-wal", path) < 0)
+		return -ENOMEM;
+	/* A URI, so every byte of the path that URIs give a meaning to is %-escaped. */
+	buf_init(&uri, 3 * strlen(path) + 64);
+	r = buf_puts(&uri, "file:");
+	for (const char *q = path; r == 0 && *q; q++)
+		r = strchr("%?#", *q) || (unsigned char)*q < 0x20
+			    ? buf_printf(&uri, "%%%02X", (unsigned)(unsigned char)*q)
+			    : buf_append(&uri, q, 1);
+	if (r == 0)
+		r = buf_puts(&uri, access(wal, F_OK) == 0 ? "?mode=ro" : "?mode=ro&immutable=1");
+	if (r == 0)
+		r = sql_errno(sqlite3_open_v2(
+			uri.data, ret_db,
+			SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL));
+	if (r < 0)
+		snprintf(err, STORE_ERR_MAX, "cannot open read-only: %s",
+			 *ret_db ? sqlite3_errmsg(*ret_db) : strerror(-r));
+	buf_free(&uri);
+	return r;
+}
+
+/* The read-only counterpart of migrate(): the file must be ours and exactly this build's
+ * schema, since a reader may not migrate it. */
+static int check_schema(struct store *s, char *err)
+{
+	int64_t app = 0, version = 0;
+	int r;
+
+	r = query_int(s, "PRAGMA application_id", &app);
+	if (r == 0)
+		r = query_int(s, "PRAGMA user_version", &version);
+	if (r == -EBADMSG) {
+		snprintf(err, STORE_ERR_MAX, "not an SQLite database (is it tsgraphd's store?)");
+		return r;
+	}
+	if (r < 0) {
+		snprintf(err, STORE_ERR_MAX, "cannot read the schema: %s", sqlite3_errmsg(s->db));
+		return r;
+	}
+	if (app != STORE_APPLICATION_ID && (app != 0 || version != 0)) {
+		snprintf(err, STORE_ERR_MAX,
+			 "an SQLite database of another program (application_id %lld)",
+			 (long long)app);
+		return -EMEDIUMTYPE;
+	}
+	if (version != (int64_t)ARRAY_SIZE(migrations)) {
+		snprintf(err, STORE_ERR_MAX,
+			 version > (int64_t)ARRAY_SIZE(migrations)
+				 ? "schema version %lld is newer than this build's (%zu): upgrade "
+				   "tsgraphd"
+				 : "schema version %lld is older than this build's (%zu): run "
+				   "'tsgraphd sync' once to migrate it",
+			 (long long)version, ARRAY_SIZE(migrations));
+		return -EPROTONOSUPPORT;
+	}
+	return 0;
+}
+
 int store_open(const char *path, const struct store_options *opt, struct store **ret,
 	       char err[static STORE_ERR_MAX])
 {
 	struct store *s = NULL;
+	sqlite3 *src = NULL; /* read_only: the file's connection, unless missing */
 	char msg[STORE_ERR_MAX] = "";
 	bool memory = false;
 	int r;
 
 	err[0] = '\0';
-	r = prepare_file(path, opt, &memory, msg);
+	r = opt->read_only ? open_read_only(path, opt, &src, &memory, msg)
+			   : prepare_file(path, opt, &memory, msg);
 	if (r < 0)
 		goto out;
 	s = calloc(1, sizeof(*s));
@@ -326,20 +419,25 @@ int store_open(const char *path, const struct store_options *opt, struct store *
 		r = -ENOMEM;
 		goto out;
 	}
-	r = sql_errno(sqlite3_open_v2(
-		memory ? ":memory:" : path, &s->db,
-		SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL));
-	if (r < 0) {
-		snprintf(msg, sizeof(msg), "cannot open: %s",
-			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
-		goto out;
+	if (src) {
+		s->db = src; /* status, dry runs: read the file itself; TEMP tables stay writable */
+		src = NULL;
+	} else {
+		r = sql_errno(sqlite3_open_v2(
+			memory ? ":memory:" : path, &s->db,
+			SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL));
+		if (r < 0) {
+			snprintf(msg, sizeof(msg), "cannot open: %s",
+				 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+			goto out;
+		}
 	}
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 30000);
-	r = migrate(s, msg);
+	r = opt->read_only && !memory ? check_schema(s, msg) : migrate(s, msg);
 	if (r < 0)
 		goto out;
-	if (!memory) {
+	if (!memory && !opt->read_only) {
 		/* WAL lets readers (status, the receiver) run beside a sync's write. */
 		_cleanup_stmt_ sqlite3_stmt *st = NULL;
 
@@ -373,6 +471,7 @@ int store_open(const char *path, const struct store_options *opt, struct store *
 out:
 	if (r < 0)
 		snprintf(err, STORE_ERR_MAX, "%s: %s", path, msg[0] ? msg : strerror(-r));
+	sqlite3_close(src);
 	store_close(s);
 	return r;
 }

@@ -2,7 +2,9 @@
  *
  * The buffer grows geometrically but never past the maximum fixed at buf_init(): every
  * growable thing in tsgraphd has a bound from its creation, so hostile input hits -E2BIG
- * instead of exhausting memory. Number parsers accept the whole string or nothing.
+ * instead of exhausting memory. Number parsers accept the whole string or nothing. Files are
+ * opened without blocking and type-checked before a byte is read, so a FIFO or a device named
+ * where a file belongs is an error at once rather than a hang.
  */
 #include "tsgraphd/util.h"
 
@@ -224,17 +226,37 @@ int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
 	return -EINVAL;
 }
 
-int read_file_bounded(const char *path, size_t max, char **ret_data, size_t *ret_len)
+int open_regular(const char *path, int *ret_fd, struct stat *ret_st)
 {
 	_cleanup_close_ int fd = -1;
+	struct stat st;
+	int flags;
+
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADFD;
+	/* Regular files never block; clear the flag anyway so reads behave as documented. */
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+		return -errno;
+	if (ret_st)
+		*ret_st = st;
+	*ret_fd = fd;
+	fd = -1;
+	return 0;
+}
+
+int read_fd_bounded(int fd, size_t max, char **ret_data, size_t *ret_len)
+{
 	struct buf b;
 	char chunk[4096];
 	ssize_t n;
 	int r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
 	buf_init(&b, max);
 	for (;;) {
 		n = read(fd, chunk, sizeof(chunk));
@@ -257,8 +279,113 @@ int read_file_bounded(const char *path, size_t max, char **ret_data, size_t *ret
 	*ret_data = buf_steal(&b);
 	return *ret_data ? 0 : -ENOMEM;
 fail:
+	if (b.data)
+		explicit_bzero(b.data, b.len); /* secrets pass through here */
 	buf_free(&b);
 	return r;
+}
+
+int read_file_bounded(const char *path, size_t max, char **ret_data, size_t *ret_len)
+{
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+	int r;
+
+	r = open_regular(path, &fd, &st);
+	if (r < 0)
+		return r;
+	if ((uint64_t)st.st_size > max)
+		return -EFBIG;
+	return read_fd_bounded(fd, max, ret_data, ret_len);
+}
+
+/* The length of the UTF-8 character at s (at most n bytes) when it may be shown as it is,
+ * or 0 when its first byte must be escaped: malformed, overlong, a surrogate, a C1 control,
+ * or a character that reorders or breaks lines on a terminal. */
+static size_t utf8_showable(const unsigned char *s, size_t n)
+{
+	uint32_t cp;
+	size_t len;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	if (cp < 0xa0 || (cp >= 0xd800 && cp <= 0xdfff) || cp == 0x200e || cp == 0x200f ||
+	    (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
+		return 0;
+	return len;
+}
+
+/* Escapes in into out (NULL: only counts) until the output would pass limit; returns the
+ * output length and in *ret_used how much input it covered. */
+static size_t escape_some(char *out, size_t limit, const unsigned char *in, size_t len,
+			  size_t *ret_used)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0, i = 0;
+
+	while (i < len) {
+		char unit[4];
+		const char *src = unit;
+		size_t ulen, n = 1;
+
+		if (in[i] >= 0x20 && in[i] < 0x7f) {
+			unit[0] = (char)in[i];
+			ulen = 1;
+		} else if (in[i] >= 0x80 && (n = utf8_showable(in + i, len - i)) > 0) {
+			ulen = n;
+			src = (const char *)in + i;
+		} else {
+			n = 1;
+			unit[0] = '\\';
+			unit[1] = 'x';
+			unit[2] = hex[in[i] >> 4];
+			unit[3] = hex[in[i] & 0xf];
+			ulen = 4;
+		}
+		if (o + ulen > limit)
+			break;
+		if (out)
+			memcpy(out + o, src, ulen);
+		o += ulen;
+		i += n;
+	}
+	*ret_used = i;
+	return o;
+}
+
+size_t str_escape(char *out, size_t size, const void *in, size_t len)
+{
+	size_t used, o;
+
+	if (size == 0)
+		return 0;
+	if (!in)
+		len = 0;
+	escape_some(NULL, size - 1, in, len, &used);
+	if (used < len && size > 4) {
+		o = escape_some(out, size - 4, in, len, &used);
+		memcpy(out + o, "...", 3);
+		o += 3;
+	} else {
+		o = escape_some(out, size - 1, in, len, &used);
+	}
+	out[o] = '\0';
+	return o;
 }
 
 int64_t now_ms(void)

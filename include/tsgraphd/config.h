@@ -23,6 +23,13 @@
 #define CONFIG_SINKS_MAX    16
 #define CONFIG_FILE_MAX	    (1024 * 1024)
 #define CONFIG_SECRET_MAX   4096
+#define CONFIG_PEM_MAX	    (4 * 1024 * 1024) /* api_ca_file, tls_cert, tls_key */
+
+enum config_flags {
+	/* Load only what reading the store needs (status): secret files, credentials and the
+	 * files named by api_ca_file/tls_* are not opened, and api_key is not required. */
+	CONFIG_NO_SECRETS = 1 << 0,
+};
 
 enum sink_type {
 	SINK_FILE,
@@ -78,8 +85,16 @@ struct config {
 	size_t n_sinks;
 };
 
-/* Loads and validates path. On failure returns -errno-style code and a one-line message. */
+/* Loads and validates path. On failure returns -errno-style code and a one-line message,
+ * "file:line: key: reason", with every byte from the file or the command line escaped
+ * (str_escape) and never the value of a secret-bearing key. Every file (path itself, secret
+ * files, api_ca_file, tls_*) is opened without blocking and must be a regular file of
+ * bounded size: a FIFO is an error at once. -ENOMEM is the only error that is not the
+ * configuration's fault. */
 int config_load(const char *path, struct config **ret, char ret_error[static CONFIG_ERROR_MAX]);
+/* The same with enum config_flags. */
+int config_load_flags(const char *path, unsigned flags, struct config **ret,
+		      char ret_error[static CONFIG_ERROR_MAX]);
 /* Same, from a buffer (name is used in messages only): for tests and fuzzing. Secret files
  * are still read from disk. */
 int config_parse(const char *name, const char *text, size_t len, struct config **ret,

@@ -30,6 +30,10 @@ struct store_options {
 	bool synchronous_full;
 	bool memory_if_missing; /* a missing file opens an empty in-memory store (dry runs) */
 	bool must_exist;	/* a missing file is -ENOENT instead of a new store */
+	/* The file is only read (status, dry runs): opened read-only, never created, chmodded,
+	 * locked or migrated, and nothing is created beside it when no writer is running; the
+	 * schema must be this build's. Works while a sync writes (WAL). */
+	bool read_only;
 	int busy_timeout_ms;
 };
 

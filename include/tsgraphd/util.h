@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -59,8 +60,25 @@ int parse_bool(const char *s, bool *ret);
 /* "1MiB", "512k", "1048576": a byte size with an optional binary suffix. */
 int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 
-/* Reads at most max bytes; -EFBIG when the file is larger. */
+/* Opens path read-only without ever blocking (O_NONBLOCK|O_NOCTTY|O_CLOEXEC, so a FIFO or a
+ * tty cannot hang the caller), fstat()s it and refuses anything but a regular file with
+ * -EBADFD. On success *ret_fd is blocking again and ret_st (may be NULL) holds its stat. */
+int open_regular(const char *path, int *ret_fd, struct stat *ret_st);
+/* Reads the whole of fd, at most max bytes; -EFBIG when there is more. */
+int read_fd_bounded(int fd, size_t max, char **ret_data, size_t *ret_len);
+/* open_regular() + read_fd_bounded(): -EBADFD for a FIFO, device or directory. */
 int read_file_bounded(const char *path, size_t max, char **ret_data, size_t *ret_len);
+
+/* The one way untrusted bytes (config values, key names, API answers, webhook bodies) reach a
+ * human: printable ASCII and well-formed UTF-8 pass, every other byte (controls, ESC, DEL, C1
+ * controls, bidi overrides, line separators, malformed UTF-8) becomes "\xNN". Backslashes
+ * pass as they are, so escaping twice changes nothing (the logger escapes every line again).
+ * At most size - 1 bytes are written and out is always NUL-terminated; input that does not
+ * fit is cut at a character boundary and ends in "...". Returns strlen(out). */
+size_t str_escape(char *out, size_t size, const void *in, size_t len);
+/* Sizes for str_escape() buffers: a short value (key names, ids) and a message. */
+#define ESCAPE_SHORT 96
+#define ESCAPE_LONG  512
 
 int64_t now_ms(void);	    /* CLOCK_REALTIME, milliseconds since the epoch */
 int64_t monotonic_ms(void); /* CLOCK_MONOTONIC, milliseconds */

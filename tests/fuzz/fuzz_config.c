@@ -1,5 +1,6 @@
 /* libFuzzer target: the configuration parser on arbitrary bytes. Must never crash, leak or
- * read out of bounds; every input either parses or yields a one-line error. */
+ * read out of bounds; every input either parses or yields a one-line error in which every
+ * byte from the input was escaped (no control byte, no DEL reaches a terminal). */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -17,5 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		config_free(c);
 	else if (strlen(err) == 0 || strchr(err, '\n'))
 		__builtin_trap(); /* errors are exactly one non-empty line */
+	else
+		for (const char *p = err; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				__builtin_trap(); /* raw control bytes are escaped */
 	return 0;
 }

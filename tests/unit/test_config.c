@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tsgraphd/config.h"
+#include "tsgraphd/util.h"
 
 #define BASE                                                                                       \
 	"[threatstack]\n"                                                                          \
@@ -22,6 +23,13 @@
 	"org_id = 545d0293b620cd090d000023\n"                                                      \
 	"user_id = 5537c4284e9684df7e000014\n"                                                     \
 	"api_key = k3y-s3cr3t-value\n"
+
+/* The [threatstack] lines without a key: line 5 is the next. */
+#define BASE_NOKEY                            \
+	"[threatstack]\n"                     \
+	"org_name = Prod\n"                   \
+	"org_id = 545d0293b620cd090d000023\n" \
+	"user_id = 5537c4284e9684df7e000014\n"
 
 static char tmpdir[64];
 
@@ -100,33 +108,41 @@ static void test_defaults(void **state)
 	config_free(c);
 }
 
+#define EVERY_KEY                                                       \
+	"# comment\n"                                                   \
+	"; another\n"                                                   \
+	"[log]\nlevel = debug\n"                                        \
+	"\n" BASE "api_url = http://127.0.0.1:8080/\n"                  \
+	"api_ca_file = %s/ca.pem\n"                                     \
+	"rate_limit = 60\n"                                             \
+	"poll_interval = 30\n"                                          \
+	"alert_days = 2\n"                                              \
+	"timeout = 5\n"                                                 \
+	"[store]\npath = /tmp/x.db\nsynchronous = normal\n"             \
+	"[sync]\nmax_delete_fraction = 0.25\n"                          \
+	"[webhook]\n  listen = [::]:9443  \n"                           \
+	"tls_cert = %s/c.pem\ntls_key = %s/k.pem\n"                     \
+	"secret = \"0123456789abcdef0123\"\n"                           \
+	"max_body = 512KiB\n"                                           \
+	"[sink.changes]\ntype = file\npath = /var/log/changes.ndjson\n" \
+	"[sink.b-2]\ntype=file\npath=/tmp/b\n"
+
 static void test_every_key(void **state)
 {
-	char err[CONFIG_ERROR_MAX];
+	char err[CONFIG_ERROR_MAX], text[2048], want[256];
 	struct config *c = NULL;
-	const char *text = "# comment\n"
-			   "; another\n"
-			   "[log]\nlevel = debug\n"
-			   "\n" BASE "api_url = http://127.0.0.1:8080/\n"
-			   "api_ca_file = /etc/ssl/ca.pem\n"
-			   "rate_limit = 60\n"
-			   "poll_interval = 30\n"
-			   "alert_days = 2\n"
-			   "timeout = 5\n"
-			   "[store]\npath = /tmp/x.db\nsynchronous = normal\n"
-			   "[sync]\nmax_delete_fraction = 0.25\n"
-			   "[webhook]\n  listen = [::]:9443  \n"
-			   "tls_cert = /etc/c.pem\ntls_key = /etc/k.pem\n"
-			   "secret = \"0123456789abcdef0123\"\n"
-			   "max_body = 512KiB\n"
-			   "[sink.changes]\ntype = file\npath = /var/log/changes.ndjson\n"
-			   "[sink.b-2]\ntype=file\npath=/tmp/b\n";
 
 	(void)state;
+	/* The files api_ca_file and tls_* name must exist: they are checked at load. */
+	write_file("ca.pem", "ca\n", 0644);
+	write_file("c.pem", "cert\n", 0644);
+	write_file("k.pem", "key\n", 0600);
+	snprintf(text, sizeof(text), EVERY_KEY, tmpdir, tmpdir, tmpdir);
 	assert_int_equal(parse(text, &c, err), 0);
 	assert_int_equal(c->log_level, LOG_LEVEL_DEBUG);
 	assert_string_equal(c->ts.api_url, "http://127.0.0.1:8080");
-	assert_string_equal(c->ts.api_ca_file, "/etc/ssl/ca.pem");
+	snprintf(want, sizeof(want), "%s/ca.pem", tmpdir);
+	assert_string_equal(c->ts.api_ca_file, want);
 	assert_int_equal(c->ts.rate_limit, 60);
 	assert_int_equal(c->ts.poll_interval, 30);
 	assert_int_equal(c->ts.alert_days, 2);
@@ -291,20 +307,23 @@ static void test_secret_files(void **state)
 	write_file("key", "file-secret-key\n", 0640);
 	assert_int_equal(config_load(path, &c, err), -EINVAL);
 	snprintf(want, sizeof(want),
-		 "%s:5: api_key_file: %s/key is readable or writable by group or others (chmod 600 "
-		 "it)",
-		 path, tmpdir);
+		 "%s:5: api_key_file: the file is readable or writable by group or others (chmod "
+		 "600 it)",
+		 path);
 	assert_string_equal(err, want);
 
 	write_file("key", "\n", 0600);
 	assert_int_equal(config_load(path, &c, err), -EINVAL);
-	assert_non_null(strstr(err, "is empty or holds control characters"));
+	assert_non_null(strstr(err, "api_key_file: the file is empty"));
+	write_file("key", "file-\x01secret-key\n", 0600);
+	assert_int_equal(config_load(path, &c, err), -EINVAL);
+	assert_non_null(strstr(err, "api_key_file: the file holds control characters"));
 
 	memset(big, 'k', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	write_file("key", big, 0600);
 	assert_int_equal(config_load(path, &c, err), -EINVAL);
-	assert_non_null(strstr(err, "is larger than 4096 bytes"));
+	assert_non_null(strstr(err, "api_key_file: the file is larger than 4096 bytes"));
 
 	unlink(strrchr(path, '/') ? path : path); /* t.conf gone: a clear error */
 	assert_int_equal(config_load(path, &c, err), -ENOENT);
@@ -315,9 +334,9 @@ static void test_secret_files(void **state)
 	snprintf(text, sizeof(text),
 		 "[threatstack]\norg_name=a\norg_id=b\nuser_id=c\napi_key_file=%s/none\n", tmpdir);
 	assert_int_equal(parse(text, &c, err), -EINVAL);
-	snprintf(want, sizeof(want), "t.conf:5: api_key_file: cannot open %s/none: No such file or directory",
-		 tmpdir);
-	assert_string_equal(err, want);
+	assert_string_equal(err, "t.conf:5: api_key_file: cannot open the file it names: No such "
+				 "file or directory (the value is not shown: this key takes a file "
+				 "name, not the secret)");
 	assert_null(c);
 }
 
@@ -357,6 +376,255 @@ static void test_world_readable_inline_secret(void **state)
 	config_free(c);
 }
 
+/* Item 3: a FIFO named where a file belongs (the config itself, a secret file, a file for a
+ * TLS library) is refused at once: before, open() blocked forever waiting for a writer. */
+static void test_fifo_refused_at_once(void **state)
+{
+	char err[CONFIG_ERROR_MAX], text[1024], fifo[256], want[512];
+	struct config *c = NULL;
+
+	(void)state;
+	snprintf(fifo, sizeof(fifo), "%s/fifo", tmpdir);
+	unlink(fifo);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	alarm(10); /* a hang fails here, not at the suite's timeout */
+
+	assert_int_equal(config_load(fifo, &c, err), -EINVAL);
+	snprintf(want, sizeof(want), "%s: not a regular file (a FIFO, device or directory?)", fifo);
+	assert_string_equal(err, want);
+	assert_int_equal(config_load(tmpdir, &c, err), -EINVAL);
+	assert_int_equal(config_load("/dev/zero", &c, err), -EINVAL);
+
+	snprintf(text, sizeof(text), BASE_NOKEY "api_key_file = %s\n", fifo);
+	refuse(text, "t.conf:5: api_key_file: the file it names is not a regular file (a FIFO, "
+		     "device or directory?)");
+	snprintf(text, sizeof(text), BASE "[webhook]\nsecret_file = %s\n", fifo);
+	refuse(text, "t.conf:7: secret_file: the file it names is not a regular file (a FIFO, "
+		     "device or directory?)");
+	snprintf(text, sizeof(text), BASE "api_ca_file = %s\n", fifo);
+	snprintf(want, sizeof(want),
+		 "t.conf:6: api_ca_file: %s: not a regular file (a FIFO, device or directory?)",
+		 fifo);
+	refuse(text, want);
+	write_file("k.pem", "key\n", 0600);
+	snprintf(text, sizeof(text), BASE "[webhook]\ntls_cert = %s\ntls_key = %s/k.pem\n", fifo,
+		 tmpdir);
+	snprintf(want, sizeof(want),
+		 "t.conf:7: tls_cert: %s: not a regular file (a FIFO, device or directory?)", fifo);
+	refuse(text, want);
+	snprintf(text, sizeof(text), BASE "[webhook]\ntls_cert = %s/k.pem\ntls_key = %s\n", tmpdir,
+		 fifo);
+	snprintf(want, sizeof(want),
+		 "t.conf:8: tls_key: %s: not a regular file (a FIFO, device or directory?)", fifo);
+	refuse(text, want);
+
+	/* the systemd credential too */
+	unlink(fifo);
+	snprintf(fifo, sizeof(fifo), "%s/threatstack-api-key", tmpdir);
+	unlink(fifo);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	setenv("CREDENTIALS_DIRECTORY", tmpdir, 1);
+	refuse(BASE_NOKEY, "t.conf: threatstack-api-key: the file it names is not a regular file "
+			   "(a FIFO, device or directory?)");
+	unsetenv("CREDENTIALS_DIRECTORY");
+	unlink(fifo);
+	alarm(0);
+
+	/* a private key readable by others, a CA file too large */
+	write_file("k.pem", "key\n", 0644);
+	snprintf(text, sizeof(text), BASE "[webhook]\ntls_cert = %s/k.pem\ntls_key = %s/k.pem\n",
+		 tmpdir, tmpdir);
+	snprintf(want, sizeof(want),
+		 "t.conf:8: tls_key: %s/k.pem is readable or writable by group or others (chmod "
+		 "600 it)",
+		 tmpdir);
+	refuse(text, want);
+	snprintf(fifo, sizeof(fifo), "%s/big.pem", tmpdir);
+	{
+		int fd = open(fifo, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, CONFIG_PEM_MAX + 1), 0);
+		close(fd);
+	}
+	snprintf(text, sizeof(text), BASE "api_ca_file = %s\n", fifo);
+	snprintf(want, sizeof(want), "t.conf:6: api_ca_file: %s is larger than 4096 KiB", fifo);
+	refuse(text, want);
+}
+
+/* Item 4: api_url is validated whole, so a bad port is a config error naming the line. */
+static void test_api_url_whole(void **state)
+{
+	static const struct {
+		const char *url, *why;
+	} bad[] = {
+		{ "https://api.threatstack.com:99999",
+		  "the port must be a number from 1 to 65535" },
+		{ "https://api.threatstack.com:0", "the port must be a number from 1 to 65535" },
+		{ "https://api.threatstack.com:", "the port must be a number from 1 to 65535" },
+		{ "https://api.threatstack.com:-1", "the port must be a number from 1 to 65535" },
+		{ "https://api.threatstack.com:00000443",
+		  "the port must be a number from 1 to 65535" },
+		{ "https://h:1:2", "the port must be a number from 1 to 65535" },
+		{ "https://:443", "the host is empty" },
+		{ "https://[]:443",
+		  "an IPv6 address goes in brackets, like https://[2001:db8::1]:8443" },
+		{ "https://[::1",
+		  "an IPv6 address goes in brackets, like https://[2001:db8::1]:8443" },
+		{ "https://[zz::1]",
+		  "an IPv6 address goes in brackets, like https://[2001:db8::1]:8443" },
+		{ "https://[::1]x", "must be scheme://host[:port]" },
+		{ "https://h]:1", "must be scheme://host[:port]" },
+		{ "http://127.0.0.1.evil:80",
+		  "plain http is only allowed to loopback; use https://" },
+		{ "http://10.0.0.1:8080", "plain http is only allowed to loopback; use https://" },
+		{ "ftp://h", "must start with https://" },
+	};
+	static const char *const good[] = {
+		"https://api.threatstack.com:65535",
+		"https://api.threatstack.com:1",
+		"https://[2001:db8::1]:8443",
+		"http://[::1]:8080",
+		"http://localhost",
+		"http://127.0.0.1:1/",
+	};
+	char err[CONFIG_ERROR_MAX], text[1024], want[512];
+	struct config *c = NULL;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), BASE "api_url = %s\n", bad[i].url);
+		snprintf(want, sizeof(want), "t.conf:6: api_url: %s", bad[i].why);
+		refuse(text, want);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text), BASE "api_url = %s\n", good[i]);
+		assert_int_equal(parse(text, &c, err), 0);
+		config_free(c);
+		c = NULL;
+	}
+}
+
+/* Item 5: bytes from the file reach the message escaped and cut; a secret never does. */
+static void test_errors_escape_untrusted_bytes(void **state)
+{
+	char text[6000], want[512], key[300];
+
+	(void)state;
+	refuse("[threatstack]\nor\x1b[2Jg = x\n",
+	       "t.conf:2: or\\x1b[2Jg: unknown key in [threatstack]");
+	refuse("[ev\x1b[0;31m\x07il]\n", "t.conf:1: unknown section [ev\\x1b[0;31m\\x07il]");
+	refuse("[sink.a\xff]\n",
+	       "t.conf:1: [sink.a\\xff]: a sink name is letters, digits, '-' and '_'");
+	refuse("[threatstack]\n\xc2\x9b = 1\n",
+	       "t.conf:2: \\xc2\\x9b: unknown key in [threatstack]");
+	/* a long key name is cut */
+	memset(key, 'K', sizeof(key) - 1);
+	key[sizeof(key) - 1] = '\0';
+	snprintf(text, sizeof(text), "[threatstack]\n%s = 1\n", key);
+	snprintf(want, sizeof(want), "t.conf:2: %.*s...: unknown key in [threatstack]",
+		 ESCAPE_SHORT - 4, key);
+	refuse(text, want);
+}
+
+static void refuse_without(const char *text, const char *secret, const char *want_part)
+{
+	char err[CONFIG_ERROR_MAX];
+	struct config *c = NULL;
+
+	assert_true(parse(text, &c, err) < 0);
+	assert_null(c);
+	assert_null(strstr(err, secret));
+	assert_non_null(strstr(err, want_part));
+}
+
+/* Item 5: a key pasted where its file name belongs is not printed back. */
+static void test_secret_value_never_echoed(void **state)
+{
+	const char *key = "AbCdEf0123456789PastedApiKeyValue";
+	char text[1024];
+
+	(void)state;
+	snprintf(text, sizeof(text), BASE_NOKEY "api_key_file = %s\n", key);
+	refuse_without(text, key, "t.conf:5: api_key_file: cannot open the file it names: No such");
+	snprintf(text, sizeof(text), BASE_NOKEY "api_key_file = /%s\n", key);
+	refuse_without(text, key, "t.conf:5: api_key_file: cannot open the file it names");
+	snprintf(text, sizeof(text), BASE "[webhook]\nsecret_file = %s\n", key);
+	refuse_without(text, key, "t.conf:7: secret_file: cannot open the file it names");
+	snprintf(text, sizeof(text), BASE_NOKEY "api_key = %s\x1b\n", key);
+	refuse_without(text, key, "t.conf:5: api_key: contains control characters");
+	snprintf(text, sizeof(text), BASE "[webhook]\nsecret = %.10s\n", key);
+	refuse_without(text, "AbCdEf0123", "t.conf:7: secret: shorter than 16 characters");
+	snprintf(text, sizeof(text), BASE "api_key_file = %s\n", key);
+	refuse_without(text, key, "t.conf:6: api_key_file: api_key is set too (line 5); use one");
+}
+
+/* Item 10: blanks around the key are dropped at both ends; a second line is refused. */
+static void test_key_file_blanks(void **state)
+{
+	char err[CONFIG_ERROR_MAX], text[1024];
+	struct config *c = NULL;
+
+	(void)state;
+	snprintf(text, sizeof(text), BASE_NOKEY "api_key_file = %s/key\n", tmpdir);
+	write_file("key", "  \t spaced-key-value \t\r\n\n", 0600);
+	assert_int_equal(parse(text, &c, err), 0);
+	assert_string_equal(c->ts.api_key, "spaced-key-value");
+	config_free(c);
+	c = NULL;
+	write_file("key", "\n\nkey-after-blank-lines", 0600);
+	assert_int_equal(parse(text, &c, err), 0);
+	assert_string_equal(c->ts.api_key, "key-after-blank-lines");
+	config_free(c);
+	c = NULL;
+	write_file("key", "first-key\nsecond-key\n", 0600);
+	refuse(text, "t.conf:5: api_key_file: the file holds more than one line (one secret, on "
+		     "one line)");
+	write_file("key", "first-key\r\nsecond-key\r\n", 0600);
+	refuse(text, "t.conf:5: api_key_file: the file holds more than one line (one secret, on "
+		     "one line)");
+	write_file("key", "inner key with spaces", 0600);
+	assert_int_equal(parse(text, &c, err), 0);
+	assert_string_equal(c->ts.api_key, "inner key with spaces");
+	config_free(c);
+}
+
+/* Item 9: status loads the config without opening any secret or TLS file. */
+static void test_no_secrets_flag(void **state)
+{
+	char err[CONFIG_ERROR_MAX], path[256], fifo[256], text[1024];
+	struct config *c = NULL;
+
+	(void)state;
+	snprintf(fifo, sizeof(fifo), "%s/fifo2", tmpdir);
+	unlink(fifo);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	snprintf(text, sizeof(text),
+		 BASE_NOKEY "api_key_file = %s/missing-key\napi_ca_file = %s\n"
+			    "[webhook]\nsecret_file = %s\n[store]\npath = /tmp/s.db\n",
+		 tmpdir, fifo, fifo);
+	write_file("ns.conf", text, 0644);
+	snprintf(path, sizeof(path), "%s/ns.conf", tmpdir);
+	alarm(10);
+	assert_int_equal(config_load(path, &c, err), -EINVAL);
+	assert_non_null(strstr(err, "api_key_file: cannot open the file it names"));
+	assert_int_equal(config_load_flags(path, CONFIG_NO_SECRETS, &c, err), 0);
+	alarm(0);
+	assert_null(c->ts.api_key);
+	assert_null(c->webhook.secret);
+	assert_string_equal(c->store.path, "/tmp/s.db");
+	config_free(c);
+	c = NULL;
+	/* no key at all is fine too; an unreadable (missing) config is not */
+	write_file("ns.conf", BASE_NOKEY, 0644);
+	assert_int_equal(config_load_flags(path, CONFIG_NO_SECRETS, &c, err), 0);
+	config_free(c);
+	c = NULL;
+	unlink(path);
+	assert_int_equal(config_load_flags(path, CONFIG_NO_SECRETS, &c, err), -ENOENT);
+	unlink(fifo);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -370,6 +638,12 @@ int main(void)
 		cmocka_unit_test(test_secret_files),
 		cmocka_unit_test(test_credentials_directory),
 		cmocka_unit_test(test_world_readable_inline_secret),
+		cmocka_unit_test(test_fifo_refused_at_once),
+		cmocka_unit_test(test_api_url_whole),
+		cmocka_unit_test(test_errors_escape_untrusted_bytes),
+		cmocka_unit_test(test_secret_value_never_echoed),
+		cmocka_unit_test(test_key_file_blanks),
+		cmocka_unit_test(test_no_secrets_flag),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

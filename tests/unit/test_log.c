@@ -95,7 +95,7 @@ static void test_levels_and_prefixes(void **state)
 	out = capture(LOG_LEVEL_ERR, "sync failed: 401");
 	assert_string_equal(out, "<3>sync failed: 401\n");
 	out = capture(LOG_LEVEL_INFO, "multi\nline\x1b[31m");
-	assert_string_equal(out, "<6>multi?line?[31m\n");
+	assert_string_equal(out, "<6>multi\\x0aline\\x1b[31m\n");
 	unsetenv("JOURNAL_STREAM");
 }
 
@@ -127,6 +127,19 @@ static void test_long_line_cut_not_overflowed(void **state)
 	assert_int_equal(strlen(line), sizeof(line) - 1);
 }
 
+/* Whatever a caller passes (an API answer, a config value), the line that goes out holds no
+ * raw control byte and no malformed UTF-8, and the escaping is the one str_escape() does. */
+static void test_untrusted_bytes_escaped(void **state)
+{
+	char line[256];
+
+	(void)state;
+	log_format(line, sizeof(line), "agent %s: %s", "h\x1b]0;pwn\x07", "caf\xc3\xa9 \xff\xc2\x9b");
+	assert_string_equal(line, "agent h\\x1b]0;pwn\\x07: caf\xc3\xa9 \\xff\\xc2\\x9b");
+	log_format(line, sizeof(line), "tab\there\r\n");
+	assert_string_equal(line, "tab\\x09here\\x0d\\x0a");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -136,6 +149,7 @@ int main(void)
 		cmocka_unit_test(test_levels_and_prefixes),
 		cmocka_unit_test(test_level_names),
 		cmocka_unit_test(test_long_line_cut_not_overflowed),
+		cmocka_unit_test(test_untrusted_bytes_escaped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

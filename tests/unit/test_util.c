@@ -6,7 +6,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tsgraphd/util.h"
 
@@ -95,12 +101,92 @@ static void test_ct_equal(void **state)
 	assert_false(ct_equal("", 0, "s", 1));
 }
 
+static void check_escape(size_t size, const char *in, size_t len, const char *want)
+{
+	char out[256];
+
+	assert_true(size <= sizeof(out));
+	assert_int_equal(str_escape(out, size, in, len), strlen(want));
+	assert_string_equal(out, want);
+}
+
+static void test_str_escape(void **state)
+{
+	(void)state;
+	check_escape(64, "plain ascii \\ ok", 16, "plain ascii \\ ok");
+	check_escape(64, "\x1b[31mred", 8, "\\x1b[31mred");
+	check_escape(64, "a\nb\tc\rd\x7f", 8, "a\\x0ab\\x09c\\x0dd\\x7f");
+	check_escape(64, "nul\0x", 5, "nul\\x00x");
+	/* well-formed UTF-8 passes; C1 controls, overlongs, surrogates, bidi overrides and
+	 * truncated sequences do not */
+	check_escape(64, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x9b", 14,
+		     "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x9b");
+	check_escape(64, "\xc2\x9b", 2, "\\xc2\\x9b");
+	check_escape(64, "\xc0\xaf", 2, "\\xc0\\xaf");
+	check_escape(64, "\xed\xa0\x80", 3, "\\xed\\xa0\\x80");
+	check_escape(64, "\xe2\x80\xae", 3, "\\xe2\\x80\\xae");
+	check_escape(64, "\xe2\x82", 2, "\\xe2\\x82");
+	check_escape(64, "\xff\xfe", 2, "\\xff\\xfe");
+	/* escaping twice changes nothing */
+	check_escape(64, "\\x1b[31mred", 11, "\\x1b[31mred");
+	/* cut to the buffer, never inside an escape or a character, marked with "..." */
+	check_escape(8, "abcdefghij", 10, "abcd...");
+	check_escape(8, "abcdefg", 7, "abcdefg");
+	check_escape(10, "ab\x1b\x1b\x1b", 5, "ab\\x1b...");
+	check_escape(8, "ab\x1b\x1b\x1b", 5, "ab...");
+	check_escape(8, "ab\xc3\xa9\xc3\xa9\xc3\xa9", 8, "ab\xc3\xa9...");
+	check_escape(3, "abcdef", 6, "ab");
+	check_escape(1, "abc", 3, "");
+	check_escape(64, NULL, 0, "");
+}
+
+/* A FIFO, a directory or a device named where a file belongs is refused at once, not read
+ * (a FIFO without a writer would block forever); a regular file too big is -EFBIG before a
+ * byte is read. */
+static void test_read_file_refuses_non_regular(void **state)
+{
+	char dir[] = "/tmp/tsgraphd-util-XXXXXX", path[64];
+	char *data = NULL;
+	size_t len = 0;
+	int fd = -1;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	alarm(10); /* a hang fails the test instead of the suite's timeout */
+	assert_int_equal(read_file_bounded(path, 100, &data, &len), -EBADFD);
+	assert_int_equal(open_regular(path, &fd, NULL), -EBADFD);
+	assert_int_equal(fd, -1);
+	assert_int_equal(read_file_bounded(dir, 100, &data, &len), -EBADFD);
+	assert_int_equal(read_file_bounded("/dev/zero", 100, &data, &len), -EBADFD);
+	alarm(0);
+	unlink(path);
+
+	snprintf(path, sizeof(path), "%s/file", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "0123456789", 10), 10);
+	close(fd);
+	assert_int_equal(read_file_bounded(path, 9, &data, &len), -EFBIG);
+	assert_null(data);
+	assert_int_equal(read_file_bounded(path, 10, &data, &len), 0);
+	assert_int_equal(len, 10);
+	assert_string_equal(data, "0123456789");
+	free(data);
+	assert_int_equal(read_file_bounded("/nonexistent/x", 10, &data, &len), -ENOENT);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_u64),      cmocka_unit_test(test_parse_double_size_bool),
 		cmocka_unit_test(test_buf_bounded),    cmocka_unit_test(test_iso8601),
 		cmocka_unit_test(test_ct_equal),
+		cmocka_unit_test(test_str_escape),
+		cmocka_unit_test(test_read_file_refuses_non_regular),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
