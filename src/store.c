@@ -34,9 +34,21 @@
 #define STORE_CACHE_KIB "4096" /* page cache of the stored graph: bounded, not the fleet */
 
 struct stored {
-	int64_t id, rank;
+	int64_t id, rank; /* rank only when exact */
 	size_t type;
-	char hash[65];
+	uint64_t digest; /* the first 64 bits of the stored hash */
+	bool exact;	 /* read from the table: the key is certain and rank is known */
+};
+
+/* The stored graph's key index in memory: 64 bits of the key's hash → rowid, type and the
+ * first 64 bits of the content hash; 24 bytes an object, loaded in one scan when a
+ * snapshot starts. Two stored keys with the same 64-bit hash are marked ambiguous and
+ * looked up in the table instead. */
+struct kentry {
+	uint64_t kh, digest;
+	uint32_t id; /* 0: empty slot */
+	uint8_t type;
+	bool ambiguous;
 };
 
 struct store {
@@ -46,6 +58,8 @@ struct store {
 	 * objects of each type that makes. Changed and new objects go to temp.stage. */
 	uint64_t *seen;
 	size_t seen_words;
+	struct kentry *index;
+	size_t index_cap; /* a power of two; 0: no index, every lookup goes to the table */
 	struct {
 		char name[64];
 		int64_t seen;
@@ -504,6 +518,7 @@ void store_close(struct store *s)
 	sqlite3_finalize(s->stage_put);
 	sqlite3_finalize(s->stage_rank);
 	free(s->seen);
+	free(s->index);
 	sqlite3_close(s->db);
 	free(s);
 }
@@ -567,26 +582,28 @@ static int64_t type_seen(const struct store *s, const char *type)
 	return 0;
 }
 
-static int lookup_db(struct store *s, const char *key, struct stored *ret);
-
-/* The stored object of this key: -ENOENT when there is none. The last answer is kept: an
- * owner entity is looked up to settle it and again to stage it. */
-static int lookup(struct store *s, const char *key, struct stored *ret)
+static uint64_t key_hash(const char *key)
 {
-	int r;
+	uint64_t h = UINT64_C(14695981039346656037);
 
-	if (s->last_valid && strcmp(s->last_key, key) == 0) {
-		*ret = s->last;
-		return s->last_r;
+	for (; *key; key++)
+		h = (h ^ (unsigned char)*key) * UINT64_C(1099511628211);
+	return h ? h : 1;
+}
+
+/* The first 64 bits of a hex SHA-256. */
+static uint64_t hex_digest(const char *hex)
+{
+	uint64_t d = 0;
+
+	for (int i = 0; i < 16 && hex[i]; i++) {
+		char c = hex[i];
+
+		d = d << 4 | (uint64_t)(c >= 'a'   ? c - 'a' + 10
+					: c >= 'A' ? c - 'A' + 10
+						   : c - '0');
 	}
-	r = lookup_db(s, key, ret);
-	s->last_valid = strlen(key) < sizeof(s->last_key);
-	if (s->last_valid) {
-		snprintf(s->last_key, sizeof(s->last_key), "%s", key);
-		s->last = *ret;
-		s->last_r = r;
-	}
-	return r;
+	return d;
 }
 
 static int lookup_db(struct store *s, const char *key, struct stored *ret)
@@ -613,10 +630,120 @@ static int lookup_db(struct store *s, const char *key, struct stored *ret)
 	hash = col_text(st, 1);
 	ret->id = sqlite3_column_int64(st, 0);
 	ret->rank = sqlite3_column_int64(st, 2);
-	snprintf(ret->hash, sizeof(ret->hash), "%s", hash ? hash : "");
+	ret->digest = hex_digest(hash ? hash : "");
+	ret->exact = true;
 	r = type_slot(s, col_text(st, 3), &ret->type);
 out:
 	sqlite3_reset(st);
+	return r;
+}
+
+static struct kentry *index_slot(struct store *s, uint64_t kh)
+{
+	size_t mask = s->index_cap - 1;
+
+	for (size_t i = kh & mask;; i = (i + 1) & mask)
+		if (!s->index[i].id || s->index[i].kh == kh)
+			return &s->index[i];
+}
+
+/* One scan of the stored graph into the key index. Without memory for it, lookups go to
+ * the table: slower, same answers. */
+static int index_load(struct store *s)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int64_t n = 0;
+	size_t cap = 16;
+	int r, rc;
+
+	free(s->index);
+	s->index = NULL;
+	s->index_cap = 0;
+	r = query_int(s, "SELECT count(*) FROM object", &n);
+	if (r < 0)
+		return r;
+	while (cap < (size_t)n + (size_t)n / 2 + 1)
+		cap *= 2;
+	s->index = calloc(cap, sizeof(*s->index));
+	if (!s->index)
+		return 0;
+	s->index_cap = cap;
+	r = prepare(s, "SELECT rowid, key, hash, type FROM object", &st);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		uint64_t kh = key_hash(col_text(st, 1));
+		struct kentry *e;
+		size_t type;
+
+		if (id <= 0 || id > UINT32_MAX || (size_t)n-- == 0) {
+			r = -ERANGE; /* rowids beyond 32 bits, or rows beyond the count */
+			break;
+		}
+		r = type_slot(s, col_text(st, 3), &type);
+		if (r < 0)
+			break;
+		e = index_slot(s, kh);
+		if (e->id) {
+			e->ambiguous = true;
+			continue;
+		}
+		*e = (struct kentry){ .kh = kh,
+				      .digest = hex_digest(col_text(st, 2)),
+				      .id = (uint32_t)id,
+				      .type = (uint8_t)type };
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sql_errno(rc);
+	if (r == -ERANGE) {
+		free(s->index);
+		s->index = NULL;
+		s->index_cap = 0;
+		r = 0;
+	}
+	return r;
+}
+
+/* The stored object of this key: -ENOENT when there is none. From the key index when it
+ * is certain enough (ret->exact false: a 64-bit key hash matched), else from the table.
+ * The last answer is kept: an owner entity is looked up to settle it and again to stage. */
+static int lookup(struct store *s, const char *key, struct stored *ret)
+{
+	int r;
+
+	if (s->last_valid && strcmp(s->last_key, key) == 0) {
+		*ret = s->last;
+		return s->last_r;
+	}
+	if (s->index_cap) {
+		const struct kentry *e = index_slot(s, key_hash(key));
+
+		r = !e->id ? -ENOENT : e->ambiguous ? lookup_db(s, key, ret) : 0;
+		if (e->id && !e->ambiguous)
+			*ret = (struct stored){ .id = e->id, .type = e->type, .digest = e->digest };
+	} else {
+		r = lookup_db(s, key, ret);
+	}
+	s->last_valid = strlen(key) < sizeof(s->last_key);
+	if (s->last_valid) {
+		snprintf(s->last_key, sizeof(s->last_key), "%s", key);
+		s->last = *ret;
+		s->last_r = r;
+	}
+	return r;
+}
+
+/* The table's answer when the index's may be wrong or lacks the rank. */
+static int lookup_exact(struct store *s, const char *key, struct stored *ret)
+{
+	int r;
+
+	if (ret->exact)
+		return 0;
+	r = lookup_db(s, key, ret);
+	if (s->last_valid && strcmp(s->last_key, key) == 0) {
+		s->last = *ret;
+		s->last_r = r;
+	}
 	return r;
 }
 
@@ -627,31 +754,27 @@ int store_snapshot_reset(struct store *s)
 	int r;
 
 	s->last_valid = false;
+	s->n_types = 0;
 	r = exec(s, "DELETE FROM temp.stage; DELETE FROM temp.complete;"
 		    " DELETE FROM temp.complete_owner; DELETE FROM temp.gone;");
-	if (r == 0)
-		r = query_int(s, "SELECT coalesce(max(rowid), 0) FROM object", &max_id);
-	if (r < 0)
-		return r;
 	/* Staging writes only TEMP tables: a deferred transaction batches them without taking
 	 * the store's write lock, and reads the stored graph as one snapshot. */
-	if (!s->staging) {
+	if (r == 0 && !s->staging) {
 		r = exec(s, "BEGIN");
-		if (r < 0)
-			return r;
-		s->staging = true;
+		s->staging = r == 0;
 		s->stage_puts = 0;
 	}
+	if (r == 0)
+		r = query_int(s, "SELECT coalesce(max(rowid), 0) FROM object", &max_id);
+	if (r == 0)
+		r = index_load(s);
+	if (r < 0)
+		return r;
 	words = (size_t)max_id / 64 + 1;
 	free(s->seen);
 	s->seen = calloc(words, sizeof(*s->seen));
-	if (!s->seen) {
-		s->seen_words = 0;
-		return -ENOMEM;
-	}
-	s->seen_words = words;
-	s->n_types = 0;
-	return 0;
+	s->seen_words = s->seen ? words : 0;
+	return s->seen ? 0 : -ENOMEM;
 }
 
 static int stage_insert(struct store *s, const struct graph_object *o, const char *json,
@@ -727,6 +850,8 @@ int store_snapshot_put(struct store *s, const struct graph_object *o, const char
 			return r;
 	}
 	r = lookup(s, o->key, &old);
+	if (r == 0 && !seen_test(s, old.id) && old.digest != hex_digest(hash))
+		r = lookup_exact(s, o->key, &old); /* a change, or a key-hash collision */
 	if (r == -ENOENT)
 		return stage_insert(s, o, json, hash, 0);
 	if (r < 0)
@@ -736,7 +861,7 @@ int store_snapshot_put(struct store *s, const struct graph_object *o, const char
 		return 0;
 	seen_set(s, old.id, true);
 	s->types[old.type].seen++;
-	if (strcmp(old.hash, hash) == 0)
+	if (old.digest == hex_digest(hash))
 		return 0;
 	return stage_insert(s, o, json, hash, old.id);
 }
@@ -796,12 +921,13 @@ int store_snapshot_owner(struct store *s, const char *owner, int64_t rank, bool 
 		return r;
 	if (!seen) {
 		r = lookup(s, owner, &old);
-		if (r < 0 && r != -ENOENT)
-			return r;
 		if (r == 0 && seen_test(s, old.id)) {
-			seen = true;
+			r = lookup_exact(s, owner, &old);
+			seen = r == 0;
 			prev = old.rank;
 		}
+		if (r < 0 && r != -ENOENT)
+			return r;
 	}
 	if (seen && rank <= prev) {
 		*ret_take = false;
