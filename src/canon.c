@@ -26,7 +26,8 @@
 
 #include <openssl/evp.h>
 
-#define CANON_DEPTH_MAX 64
+#define CANON_DEPTH_MAX	 64
+#define MEMBERS_ON_STACK 64
 
 struct sink {
 	struct buf *b;
@@ -184,46 +185,63 @@ static int write_double(struct sink *s, double d)
 	return puts_(s, tmp);
 }
 
-static int cmp_key(const void *a, const void *b)
+struct member {
+	const char *key;
+	json_object *val;
+};
+
+static int cmp_member(const void *a, const void *b)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
+	return strcmp(((const struct member *)a)->key, ((const struct member *)b)->key);
 }
 
 static int write_value(struct sink *s, json_object *o, int depth);
 
+/* Members sorted by key. Graph objects have a few dozen members, mostly in order already:
+ * they sit on the stack and an insertion sort costs about one compare each; bigger objects
+ * (from outside) take the heap and qsort. */
 static int write_object(struct sink *s, json_object *o, int depth)
 {
-	const char **keys = NULL;
-	size_t n = 0, i = 0;
+	struct member small[MEMBERS_ON_STACK], *m = small;
+	size_t n = (size_t)json_object_object_length(o), i = 0;
 	int r;
 
-	n = (size_t)json_object_object_length(o);
-	if (n) {
-		keys = calloc(n, sizeof(*keys));
-		if (!keys)
-			return -ENOMEM;
-		json_object_object_foreach(o, k, v)
-		{
-			(void)v;
-			if (i < n)
-				keys[i++] = k;
+	if (n > MEMBERS_ON_STACK && !(m = calloc(n, sizeof(*m))))
+		return -ENOMEM;
+	json_object_object_foreach(o, k, v)
+	{
+		if (i == n)
+			break;
+		m[i++] = (struct member){ k, v };
+	}
+	n = i;
+	if (m != small) {
+		qsort(m, n, sizeof(*m), cmp_member);
+	} else {
+		for (i = 1; i < n; i++) {
+			struct member x = m[i];
+			size_t j = i;
+
+			for (; j > 0 && strcmp(m[j - 1].key, x.key) > 0; j--)
+				m[j] = m[j - 1];
+			m[j] = x;
 		}
-		n = i;
-		qsort(keys, n, sizeof(*keys), cmp_key);
 	}
 	if ((r = put(s, "{", 1)) < 0)
 		goto out;
 	for (i = 0; i < n; i++) {
 		if (i && (r = put(s, ",", 1)) < 0)
 			goto out;
-		if ((r = write_string(s, keys[i], strlen(keys[i]))) < 0 || (r = put(s, ":", 1)) < 0)
+		if ((r = write_string(s, m[i].key, strlen(m[i].key))) < 0 ||
+		    (r = put(s, ":", 1)) < 0)
 			goto out;
-		if ((r = write_value(s, json_object_object_get(o, keys[i]), depth + 1)) < 0)
+		if ((r = write_value(s, m[i].val, depth + 1)) < 0)
 			goto out;
 	}
 	r = put(s, "}", 1);
 out:
-	free(keys);
+	if (m != small)
+		free(m);
 	return r;
 }
 

@@ -708,6 +708,7 @@ static int index_load(struct store *s)
  * The last answer is kept: an owner entity is looked up to settle it and again to stage. */
 static int lookup(struct store *s, const char *key, struct stored *ret)
 {
+	size_t len;
 	int r;
 
 	if (s->last_valid && strcmp(s->last_key, key) == 0) {
@@ -723,9 +724,10 @@ static int lookup(struct store *s, const char *key, struct stored *ret)
 	} else {
 		r = lookup_db(s, key, ret);
 	}
-	s->last_valid = strlen(key) < sizeof(s->last_key);
+	len = strlen(key);
+	s->last_valid = len < sizeof(s->last_key);
 	if (s->last_valid) {
-		snprintf(s->last_key, sizeof(s->last_key), "%s", key);
+		memcpy(s->last_key, key, len + 1);
 		s->last = *ret;
 		s->last_r = r;
 	}

@@ -288,7 +288,8 @@ static void page_to_canon(const char *body, struct emitted *e)
 	json_object *root = NULL, *items = NULL;
 	const char *token = NULL;
 
-	assert_int_equal(tsjson_page(body, strlen(body), "agents", &root, &items, &token, err), 0);
+	assert_int_equal(
+		tsjson_page(body, strlen(body), 1 << 20, "agents", &root, &items, &token, err), 0);
 	assert_int_equal(graph_account(&gopt, emit_canon, e), 0);
 	for (size_t i = 0; i < json_object_array_length(items); i++) {
 		struct ts_agent a = { 0 };
@@ -308,9 +309,11 @@ static void page_to_canon(const char *body, struct emitted *e)
 static void test_utf8_from_api_and_config(void **state)
 {
 	static const char body[] =
-		"{\"agents\":[{\"id\":\"3f9c2a10-8d1e-11ea-b1c4-0a58a9feac02\",\"status\":\"online\","
+		"{\"agents\":[{\"id\":\"3f9c2a10-8d1e-11ea-b1c4-0a58a9feac02\",\"status\":"
+		"\"online\","
 		"\"hostname\":\"web\\ud800.example.com\",\"name\":\"n\\udfffx\","
-		"\"description\":\"d\xff\\udc00\",\"version\":\"v\xe2\x82\",\"kernel\":\"\xc0\xaf\","
+		"\"description\":\"d\xff\\udc00\",\"version\":\"v\xe2\x82\",\"kernel\":"
+		"\"\xc0\xaf\","
 		"\"instanceId\":\"i-0abc\\ud83d\",\"tags\":[{\"source\":null,\"key\":\"k\xff\","
 		"\"value\":\"\xed\xa0\x80\"}]}],\"token\":null}";
 	struct emitted a = { 0 }, b = { 0 };
