@@ -109,7 +109,13 @@ static const char *const migrations[] = {
 	"  ('threatstack_agent_protects_aws_instance', 'threatstack_agent_protects_server');"
 	"UPDATE object SET owner = to_key WHERE type IN ('threatstack_account_has_agent',"
 	"  'threatstack_agent_identified_alert', 'threatstack_account_has_alert');"
-	"CREATE INDEX object_owner ON object(owner) WHERE owner IS NOT NULL;",
+	"CREATE INDEX object_owner ON object(owner) WHERE owner IS NOT NULL;"
+	/* The key index's source: one narrow row an object (the rowid, 64 bits of the key's
+	 * hash and of the content hash), so loading it reads a few MiB, not the graph. */
+	"CREATE TABLE object_digest (id INTEGER PRIMARY KEY, kh INTEGER NOT NULL,"
+	"  digest INTEGER NOT NULL, type TEXT NOT NULL);"
+	"INSERT INTO object_digest SELECT rowid, tsg_keyhash(key), tsg_digest(hash), type"
+	"  FROM object;",
 };
 
 /* What one sync stages: only new and changed objects (old: the stored rowid it updates),
@@ -209,6 +215,26 @@ static const char *col_text(sqlite3_stmt *st, int i)
 	return (const char *)sqlite3_column_text(st, i);
 }
 
+static uint64_t key_hash(const char *key);
+static uint64_t hex_digest(const char *hex);
+
+/* SQL: tsg_keyhash(key) and tsg_digest(hex hash), the key index's two numbers. */
+static void sql_keyhash(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	const char *v = (const char *)sqlite3_value_text(argv[0]);
+
+	(void)argc;
+	sqlite3_result_int64(ctx, (sqlite3_int64)key_hash(v ? v : ""));
+}
+
+static void sql_digest(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	const char *v = (const char *)sqlite3_value_text(argv[0]);
+
+	(void)argc;
+	sqlite3_result_int64(ctx, (sqlite3_int64)hex_digest(v ? v : ""));
+}
+
 /* SQL: tsg_changed(old_json, new_json) → JSON array of changed top-level properties. */
 static void sql_changed(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -226,6 +252,26 @@ static void sql_changed(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	}
 	sqlite3_result_text(ctx, b.data ? b.data : "[]", -1, SQLITE_TRANSIENT);
 	buf_free(&b);
+}
+
+static int register_functions(struct store *s)
+{
+	static const struct {
+		const char *name;
+		int args;
+		void (*fn)(sqlite3_context *, int, sqlite3_value **);
+	} fns[] = {
+		{ "tsg_changed", 2, sql_changed },
+		{ "tsg_keyhash", 1, sql_keyhash },
+		{ "tsg_digest", 1, sql_digest },
+	};
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(fns); i++)
+		r = sql_errno(sqlite3_create_function(s->db, fns[i].name, fns[i].args,
+						      SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+						      fns[i].fn, NULL, NULL));
+	return r;
 }
 
 /* Checks the file is ours and brings its schema up to date. The checks run inside the
@@ -448,6 +494,11 @@ int store_open(const char *path, const struct store_options *opt, struct store *
 	}
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 30000);
+	r = register_functions(s);
+	if (r < 0) {
+		snprintf(msg, sizeof(msg), "cannot set up: %s", sqlite3_errmsg(s->db));
+		goto out;
+	}
 	r = opt->read_only && !memory ? check_schema(s, msg) : migrate(s, msg);
 	if (r < 0)
 		goto out;
@@ -472,10 +523,6 @@ int store_open(const char *path, const struct store_options *opt, struct store *
 			    " PRAGMA cache_size = -" STORE_CACHE_KIB);
 	if (r == 0)
 		r = exec(s, temp_schema);
-	if (r == 0)
-		r = sql_errno(sqlite3_create_function(s->db, "tsg_changed", 2,
-						      SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
-						      sql_changed, NULL, NULL));
 	if (r < 0) {
 		snprintf(msg, sizeof(msg), "cannot set up: %s", sqlite3_errmsg(s->db));
 		goto out;
@@ -659,7 +706,7 @@ static int index_load(struct store *s)
 	free(s->index);
 	s->index = NULL;
 	s->index_cap = 0;
-	r = query_int(s, "SELECT count(*) FROM object", &n);
+	r = query_int(s, "SELECT count(*) FROM object_digest", &n);
 	if (r < 0)
 		return r;
 	while (cap < (size_t)n + (size_t)n / 2 + 1)
@@ -668,10 +715,10 @@ static int index_load(struct store *s)
 	if (!s->index)
 		return 0;
 	s->index_cap = cap;
-	r = prepare(s, "SELECT rowid, key, hash, type FROM object", &st);
+	r = prepare(s, "SELECT id, kh, digest, type FROM object_digest", &st);
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
-		uint64_t kh = key_hash(col_text(st, 1));
+		uint64_t kh = (uint64_t)sqlite3_column_int64(st, 1);
 		struct kentry *e;
 		size_t type;
 
@@ -688,7 +735,7 @@ static int index_load(struct store *s)
 			continue;
 		}
 		*e = (struct kentry){ .kh = kh,
-				      .digest = hex_digest(col_text(st, 2)),
+				      .digest = (uint64_t)sqlite3_column_int64(st, 2),
 				      .id = (uint32_t)id,
 				      .type = (uint8_t)type };
 	}
@@ -1225,13 +1272,22 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 		"INSERT INTO object (key, kind, type, class, from_key, to_key, owner, json, hash,"
 		"  rank, first_seen, updated_at)"
 		" SELECT key, kind, type, class, from_key, to_key, owner, json, hash, rank, ?1, ?1"
-		" FROM temp.stage WHERE old IS NULL";
+		" FROM temp.stage WHERE old IS NULL ORDER BY key";
 	static const char update[] =
 		"UPDATE object SET kind = n.kind, type = n.type, class = n.class,"
 		"  from_key = n.from_key, to_key = n.to_key, owner = n.owner, json = n.json,"
 		"  hash = n.hash, rank = n.rank, updated_at = ?1"
 		" FROM temp.stage n WHERE n.old = object.rowid";
-	static const char remove[] = "DELETE FROM object WHERE rowid IN (SELECT id FROM temp.gone)";
+	static const char inserted[] =
+		"INSERT INTO object_digest (id, kh, digest, type)"
+		" SELECT o.rowid, tsg_keyhash(o.key), tsg_digest(o.hash), o.type"
+		" FROM temp.stage n JOIN object o ON o.key = n.key WHERE n.old IS NULL";
+	static const char updated[] =
+		"UPDATE object_digest SET digest = tsg_digest(n.hash), type = n.type"
+		" FROM temp.stage n WHERE n.old = object_digest.id";
+	static const char remove[] =
+		"DELETE FROM object WHERE rowid IN (SELECT id FROM temp.gone);"
+		"DELETE FROM object_digest WHERE id IN (SELECT id FROM temp.gone);";
 	int64_t counts[3] = { 0, 0, 0 };
 	int r = 0;
 
@@ -1259,6 +1315,10 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 		if (r == 0)
 			r = step_done(st);
 	}
+	if (r == 0)
+		r = exec(s, inserted);
+	if (r == 0)
+		r = exec(s, updated);
 	if (r == 0)
 		r = exec(s, remove);
 	if (r < 0)
