@@ -2,6 +2,8 @@
 #
 # Every library is found with pkg-config. Sources are picked up by wildcard:
 #   src/*.c              the daemon's modules; src/main.c alone makes the binary
+#                        ($(BUILD)/tsgraphd-test: the same with -DTSGRAPHD_TEST_HOOKS in sync.c,
+#                        the pause points of the signal tests; never installed)
 #   tests/unit/test_*.c  one cmocka binary each, linked with the modules
 #   tests/server/*.c     fake servers (fake Threat Stack, ...), one binary each
 #   tests/lib/*.c        helpers shared by the tests
@@ -88,6 +90,16 @@ $(BUILD)/tsgraphd: $(BUILD)/obj/main.o $(BUILD)/libtsgraphd.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+# The daemon with sync.c's test hooks compiled in (TSGRAPHD_TEST_PAUSE_AT, see src/sync.c):
+# its sync object comes before the library, so the library's is never linked.
+$(BUILD)/obj/sync_test_hooks.o: src/sync.c $(HEADERS) | $(BUILD)/obj
+	@echo "  CC      $< (test hooks)"
+	$(Q)$(CC) $(ALL_CFLAGS) -DTSGRAPHD_TEST_HOOKS -c -o $@ $<
+
+$(BUILD)/tsgraphd-test: $(BUILD)/obj/main.o $(BUILD)/obj/sync_test_hooks.o $(BUILD)/libtsgraphd.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libtsgraphd.a $(TLIB_OBJ) $(HEADERS) | $(BUILD)/tests
 	@echo "  CCLD    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/lib -o $@ $< $(TLIB_OBJ) $(BUILD)/libtsgraphd.a \
@@ -109,13 +121,13 @@ $(BUILD)/obj $(BUILD)/tests $(BUILD)/bench:
 check: deps
 	@$(MAKE) --no-print-directory test
 
-test: all $(UNIT_BIN) lint
+test: all $(BUILD)/tsgraphd-test $(UNIT_BIN) lint
 	@BUILD=$(BUILD) tests/run-tests.sh
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
 		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-		HARDEN="-fPIE" all $(UNIT_BIN:$(BUILD)/%=build/asan/%)
+		HARDEN="-fPIE" all build/asan/tsgraphd-test $(UNIT_BIN:$(BUILD)/%=build/asan/%)
 	@BUILD=build/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run-tests.sh
 

@@ -2,7 +2,8 @@
  * brings modules up in dependency order and takes them down in reverse. Each command is a
  * short function here; the work lives in the modules.
  *
- * Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+ * Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 3 a sync
+ * interrupted by SIGINT or SIGTERM (nothing applied).
  */
 #include "tsgraphd/cancel.h"
 #include "tsgraphd/config.h"
@@ -52,7 +53,7 @@ static void usage(FILE *out)
 		     "  -V, --version      show the version and exit\n"
 		     "\n"
 		     "Exit status: 0 success, 1 runtime failure, 2 usage or configuration error,\n"
-		     "3 sync interrupted by a signal (nothing applied).\n"
+		     "3 sync interrupted by SIGINT or SIGTERM (nothing applied).\n"
 		     "Secrets are read from files or systemd credentials, never from the command "
 		     "line.\n");
 }

@@ -17,8 +17,14 @@
  *
  * The plan takes no write lock. The apply, and the run's record with it, is one write
  * transaction, taken only when the plan holds changes; a no-change run writes its record
- * alone. The cancel handle is checked by every wait in the client and between objects here:
- * a cancelled run applies nothing and is recorded "interrupted".
+ * alone. The cancel handle is checked by every wait in the client, between objects here
+ * and once more before the apply commits: a cancelled run applies nothing and is recorded
+ * "interrupted".
+ *
+ * Test builds (-DTSGRAPHD_TEST_HOOKS, build/tsgraphd-test) read TSGRAPHD_TEST_PAUSE_AT:
+ * "apply" stops inside the apply's transaction, every change written and nothing committed,
+ * logs "test hook: paused at apply" and waits up to 30 s for the cancel handle, so that a
+ * signal test hits exactly that moment instead of guessing it with timers.
  */
 #include "tsgraphd/sync.h"
 #include "tsgraphd/canon.h"
@@ -460,6 +466,23 @@ static void fetch_refresh(struct sync *sy, const void *arg)
 		refresh_agent(sy, ra->agents[i]);
 }
 
+#ifdef TSGRAPHD_TEST_HOOKS
+static void test_pause(struct sync *sy, const char *point)
+{
+	const char *at = getenv("TSGRAPHD_TEST_PAUSE_AT");
+
+	if (!at || strcmp(at, point) != 0)
+		return;
+	log_notice("sync: test hook: paused at %s", point);
+	(void)cancel_sleep(sy->cancel, 30000);
+}
+#else
+static inline void test_pause(struct sync *sy, const char *point)
+{
+	(void)sy, (void)point;
+}
+#endif
+
 static void held_summary(const struct diff_result *d, char *out, size_t size)
 {
 	size_t used = 0;
@@ -497,7 +520,7 @@ static const char *run_result(const struct sync_report *rep)
 }
 
 /* The plan written with the run's record in one transaction; the record alone when the plan
- * is empty. */
+ * is empty. A cancel that came while it was written rolls it back: -ECANCELED. */
 static int apply(struct sync *sy, const struct diff_options *dopt)
 {
 	struct sync_report *rep = sy->report;
@@ -513,14 +536,34 @@ static int apply(struct sync *sy, const struct diff_options *dopt)
 	r = diff_apply(sy->s, dopt, &rep->diff);
 	if (r == 0)
 		r = record_run(sy, run_result(rep));
+	test_pause(sy, "apply");
+	if (r == 0 && cancel_fired(sy->cancel))
+		r = -ECANCELED;
 	if (r == 0)
 		r = store_commit(sy->s);
 	if (r < 0) {
-		store_failed(sy, r, "applying the changes");
+		if (r != -ECANCELED)
+			store_failed(sy, r, "applying the changes");
 		store_rollback(sy->s);
 		rep->diff.created = rep->diff.updated = rep->diff.deleted = 0;
 	}
 	return r;
+}
+
+/* The cancel handle fired before anything committed: the run is recorded as such. */
+static int interrupted(struct sync *sy)
+{
+	struct sync_report *rep = sy->report;
+	struct diff_result none = { 0 };
+
+	rep->interrupted = true;
+	rep->diff = none;
+	snprintf(rep->message, sizeof(rep->message), "interrupted: nothing applied");
+	log_warning("sync: interrupted run=%" PRId64 ", nothing applied", rep->run_id);
+	if (!sy->opt->dry_run && record_run(sy, "interrupted") < 0)
+		log_warning("sync: cannot record the end of run %" PRId64 ": %s", rep->run_id,
+			    store_errmsg(sy->s));
+	return -ECANCELED;
 }
 
 static int run(struct sync *sy, const char *kind, void (*fetch)(struct sync *, const void *),
@@ -570,13 +613,7 @@ static int run(struct sync *sy, const char *kind, void (*fetch)(struct sync *, c
 	if (r < 0)
 		store_failed(sy, r, "staging");
 	if (!sy->store_error && cancel_fired(sy->cancel)) {
-		rep.interrupted = true;
-		snprintf(rep.message, sizeof(rep.message), "interrupted: nothing applied");
-		log_warning("sync: interrupted run=%" PRId64 ", nothing applied", rep.run_id);
-		if (!opt->dry_run && record_run(sy, "interrupted") < 0)
-			log_warning("sync: cannot record the end of run %" PRId64 ": %s",
-				    rep.run_id, store_errmsg(sy->s));
-		r = -ECANCELED;
+		r = interrupted(sy);
 		goto out;
 	}
 	if (!sy->store_error) {
@@ -589,6 +626,10 @@ static int run(struct sync *sy, const char *kind, void (*fetch)(struct sync *, c
 					   : 0;
 		else
 			r = apply(sy, &dopt);
+		if (r == -ECANCELED) {
+			r = interrupted(sy);
+			goto out;
+		}
 		if (r < 0)
 			store_failed(sy, r, "applying");
 	}

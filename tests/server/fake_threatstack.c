@@ -34,6 +34,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
@@ -54,6 +55,7 @@
 #define CONTROL_BODY_MAX   65536
 #define SLOW_MAX_MS	   120000
 #define DENSE_MAX	   (256LL * 1024 * 1024)
+#define RESET_MAX_MS	   3600000 /* x-rate-limit-reset of an injected 429 */
 #define RATE_RING_MAX	   (1u << 20)
 #define ID_MAX		   48
 #define DAY_MS		   (24LL * 3600 * 1000)
@@ -73,6 +75,7 @@ struct agent {
 	bool online;
 	bool dual; /* also listed under the other status, with an older lastReportedAt */
 	json_object *obj;
+	json_object *stale; /* NULL, or what the other status's listing shows (agent_set) */
 };
 
 struct cve {
@@ -188,6 +191,7 @@ struct fake {
 	unsigned servers_page_size; /* 0: page_size / SERVERS_PAGE_RATIO */
 	FILE *record;		    /* every 2xx API body, for the benchmark's parse floor */
 	bool verbose;
+	atomic_bool stopping; /* SIGTERM came: slow answers stop waiting */
 	char *key;
 	char org_id[HAWK_ATTR_MAX + 1];
 	char user_id[HAWK_ATTR_MAX + 1];
@@ -681,8 +685,10 @@ static int fleet_gen_alerts(struct fleet *fl, unsigned n, int64_t now)
 
 static void fleet_free(struct fleet *fl)
 {
-	for (size_t i = 0; i < fl->nagents; i++)
+	for (size_t i = 0; i < fl->nagents; i++) {
 		json_object_put(fl->agents[i].obj);
+		json_object_put(fl->agents[i].stale);
+	}
 	for (size_t i = 0; i < fl->ncves; i++) {
 		json_object_put(fl->cves[i].obj);
 		json_object_put(fl->cves[i].agents);
@@ -765,20 +771,22 @@ static void fleet_remove_agent(struct fleet *fl, struct agent *ag)
 
 	snprintf(id, sizeof(id), "%s", ag->id);
 	json_object_put(ag->obj);
+	json_object_put(ag->stale);
 	memmove(&fl->agents[i], &fl->agents[i + 1], (fl->nagents - i - 1) * sizeof(*ag));
 	fl->nagents--;
 	for (size_t c = fl->ncves; c-- > 0;)
 		fleet_cve_drop_agent(fl, c, id);
 }
 
-/* The same agent as the other status's listing shows it: that status, reported earlier. */
+/* The same agent as the other status's listing shows it: that status, reported earlier; the
+ * copy from before an agent_set when it kept one. */
 static json_object *agent_other_view(const struct agent *ag)
 {
 	json_object *copy = NULL, *lr;
 	int64_t ms = 0;
 	char r[32];
 
-	if (json_object_deep_copy(ag->obj, &copy, NULL) < 0)
+	if (json_object_deep_copy(ag->stale ? ag->stale : ag->obj, &copy, NULL) < 0)
 		return NULL;
 	if (json_object_object_get_ex(ag->obj, "lastReportedAt", &lr))
 		parse_iso8601_ms(json_object_get_string(lr), &ms);
@@ -879,7 +887,7 @@ static int fault_parse_spec(struct fake *f, const char *spec)
 		*c2++ = '\0';
 	has_ms = c2 != NULL;
 	if (fault_kind_parse(copy, &kind) < 0 || parse_u64(c1, 1, 1000000, &count) < 0 ||
-	    (has_ms && parse_u64(c2, 0, SLOW_MAX_MS, &ms) < 0))
+	    (has_ms && parse_u64(c2, 0, kind == FAULT_429 ? RESET_MAX_MS : SLOW_MAX_MS, &ms) < 0))
 		return -EINVAL;
 	if ((kind == FAULT_SLOW) != has_ms && !(kind == FAULT_429 && has_ms))
 		return -EINVAL;
@@ -1711,8 +1719,8 @@ static int control_fault(struct fake *f, json_object *in, struct reply *rp)
 	    (json_object_object_get_ex(in, "path", &v) && !json_object_is_type(v, json_type_null) &&
 	     !path))
 		return reply_error(rp, 400, "count and ms must be integers, path a string");
-	if (count < 1 || count > 1000000 || ms < -1 || ms > SLOW_MAX_MS ||
-	    (k == FAULT_SLOW && ms < 0))
+	if (count < 1 || count > 1000000 || ms < -1 ||
+	    ms > (k == FAULT_429 ? RESET_MAX_MS : SLOW_MAX_MS) || (k == FAULT_SLOW && ms < 0))
 		return reply_error(rp, 400, "count or ms out of range (slow needs ms)");
 	if ((k == FAULT_BODY && !body) || (k == FAULT_DENSE && (bytes < 16 || bytes > DENSE_MAX)))
 		return reply_error(rp, 400,
@@ -1733,6 +1741,8 @@ static void agent_set_status(struct fake *f, struct agent *ag, bool online)
 	iso(fake_now_ms(f), r);
 	ag->online = online;
 	ag->dual = false;
+	json_object_put(ag->stale);
+	ag->stale = NULL;
 	set(ag->obj, "status", jstr(online ? "online" : "offline"));
 	set(ag->obj, "lastReportedAt", jstr(r));
 }
@@ -1758,6 +1768,40 @@ static int tag_set(struct agent *ag, const char *key, const char *value)
 	set(t, "key", jstr(key));
 	set(t, "value", jstr(value));
 	return json_object_array_add(tags, t) < 0 ? -ENOMEM : 0;
+}
+
+/* {"op":"agent_set","id":ID[,"hostname":H][,"instanceId":I|null][,"dual":true]}: a moved
+ * agent reports again now; with dual, the other status's listing keeps showing its copy from
+ * before the change (reported two hours earlier), as the API does for a while. */
+static int agent_set(struct fake *f, json_object *in, struct reply *rp)
+{
+	const char *id = jget_str(in, "id"), *host = jget_str(in, "hostname");
+	json_object *inst = NULL, *dual = NULL, *before = NULL;
+	bool has_inst = json_object_object_get_ex(in, "instanceId", &inst);
+	struct agent *ag;
+	char r[32];
+
+	if (!id)
+		return reply_error(rp, 400, "missing id");
+	if (has_inst && inst && !json_object_is_type(inst, json_type_string))
+		return reply_error(rp, 400, "instanceId must be a string or null");
+	ag = find_agent(&f->fleet, id);
+	if (!ag)
+		return reply_error(rp, 404, "unknown agent");
+	if (json_object_object_get_ex(in, "dual", &dual) && json_object_get_boolean(dual)) {
+		if (json_object_deep_copy(ag->obj, &before, NULL) < 0)
+			return -ENOMEM;
+		json_object_put(ag->stale);
+		ag->stale = before;
+		ag->dual = true;
+	}
+	if (host)
+		set(ag->obj, "hostname", jstr(host));
+	if (has_inst)
+		set(ag->obj, "instanceId", inst ? jstr(json_object_get_string(inst)) : NULL);
+	iso(fake_now_ms(f), r);
+	set(ag->obj, "lastReportedAt", jstr(r));
+	return reply_take_json(rp, 200, ok_json());
 }
 
 static bool valid_cve_id(const char *s)
@@ -1802,6 +1846,8 @@ static int control_fleet(struct fake *f, json_object *in, struct reply *rp)
 			agent_set_status(f, ag, strcmp(op, "agent_online") == 0);
 		return reply_take_json(rp, 200, ok_json());
 	}
+	if (strcmp(op, "agent_set") == 0)
+		return agent_set(f, in, rp);
 	if (strcmp(op, "agent_add") == 0) {
 		if (fleet_add_agent(fl, fake_now_ms(f), false, &ag) < 0)
 			return -ENOMEM;
@@ -1961,12 +2007,17 @@ static bool is_hawk_path(const char *path)
 	       strncmp(path, "/help/", 6) == 0;
 }
 
-static void sleep_ms(int64_t ms)
+/* A slow answer's delay, in slices, so that stopping the fake never waits for it. */
+static void sleep_ms(struct fake *f, int64_t ms)
 {
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+	while (ms > 0 && !atomic_load(&f->stopping)) {
+		int64_t slice = ms < 50 ? ms : 50;
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = slice * 1000000 };
 
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		ms -= slice;
+	}
 }
 
 static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *rp, const char *sa)
@@ -2066,7 +2117,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		fprintf(stderr, "fake_threatstack: %s %s -> %u%s\n", method, rq->uri, rp.status,
 			rp.slow_ms ? " (slow)" : "");
 	if (rp.slow_ms > 0)
-		sleep_ms(rp.slow_ms);
+		sleep_ms(f, rp.slow_ms);
 	ret = send_reply(c, &rp, sa);
 	free(rp.body);
 	free(rp.www_auth);
@@ -2443,6 +2494,7 @@ int main(int argc, char **argv)
 
 	while (sigwait(&set, &sig) != 0)
 		;
+	atomic_store(&f->stopping, true);
 	ret = 0;
 out:
 	if (d)
