@@ -72,6 +72,7 @@ static const struct key keys[] = {
 	{ "threatstack", "max_pages", K_U32, C(ts.max_pages), 1, 1000000 },
 	{ "store", "path", K_PATH, C(store.path), 0, 0 },
 	{ "store", "synchronous", K_SYNCMODE, C(store.synchronous_full), 0, 0 },
+	{ "store", "outbox_retention", K_U32, C(store.outbox_retention), 0, 3650u * 86400 },
 	{ "sync", "max_delete_fraction", K_DOUBLE, C(sync.max_delete_fraction), 0, 1 },
 	{ "webhook", "listen", K_LISTEN, C(webhook.listen), 0, 0 },
 	{ "webhook", "tls_cert", K_PATH, C(webhook.tls_cert), 0, 0 },
@@ -719,6 +720,7 @@ static int set_defaults(struct config *c)
 	c->ts.max_response = 8 * 1024 * 1024;
 	c->ts.max_pages = 2000;
 	c->store.synchronous_full = true;
+	c->store.outbox_retention = CONFIG_OUTBOX_RETENTION_DEFAULT;
 	c->sync.max_delete_fraction = 0.5;
 	c->webhook.max_body = 1024 * 1024;
 	return 0;

@@ -159,6 +159,25 @@ static int drain_sinks(const struct config *c, struct store *s)
 	return failed ? -EIO : 0;
 }
 
+/* Drops what every sink has delivered once its retention has passed. A failure costs only
+ * space: it is logged and the sync's result stands. */
+static void prune_outbox(const struct config *c, struct store *s)
+{
+	const char *names[CONFIG_SINKS_MAX];
+	int64_t pruned = 0;
+	int r;
+
+	for (size_t i = 0; i < c->n_sinks; i++)
+		names[i] = c->sinks[i].name;
+	r = store_outbox_prune(s, names, c->n_sinks,
+			       now_ms() - (int64_t)c->store.outbox_retention * 1000, &pruned);
+	if (r < 0)
+		log_warning("store: cannot prune the outbox: %s", store_errmsg(s));
+	else if (pruned > 0)
+		log_info("store: pruned %" PRId64 " delivered change%s older than %" PRIu32 " s",
+			 pruned, pruned == 1 ? "" : "s", c->store.outbox_retention);
+}
+
 /* SIGINT and SIGTERM fire the sync's cancel handle: every wait wakes, nothing half-done is
  * applied, and the run is recorded "interrupted". A second signal ends the process. */
 static struct cancel *sync_cancel;
@@ -310,6 +329,8 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 		       rep.diff.n_held, rep.diff.n_held == 1 ? "" : "s");
 	if (!so.dry_run && drain_sinks(c, s) < 0)
 		goto out;
+	if (!so.dry_run)
+		prune_outbox(c, s);
 	ret = r == 0 && rep.diff.n_held == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 out:
 	sync_free(sy);

@@ -1365,6 +1365,35 @@ int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_o
 	return sql_errno(rc);
 }
 
+int store_outbox_prune(struct store *s, const char *const *sinks, size_t n, int64_t before_ms,
+		       int64_t *ret_deleted)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int64_t keep_after = 0;
+	int r;
+
+	r = store_outbox_max_seq(s, &keep_after);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		int64_t cursor = 0;
+
+		r = store_cursor_get(s, sinks[i], &cursor);
+		if (r == 0 && cursor < keep_after)
+			keep_after = cursor;
+	}
+	if (r == 0)
+		r = prepare(s, "DELETE FROM outbox WHERE seq <= ?1 AND created_at < ?2", &st);
+	if (r == 0)
+		r = sql_errno(sqlite3_bind_int64(st, 1, keep_after));
+	if (r == 0)
+		r = sql_errno(sqlite3_bind_int64(st, 2, before_ms));
+	if (r == 0)
+		r = step_done(st);
+	if (r < 0)
+		return r;
+	*ret_deleted = sqlite3_changes64(s->db);
+	return 0;
+}
+
 int store_outbox_max_seq(struct store *s, int64_t *ret)
 {
 	return query_int(s, "SELECT coalesce(max(seq), 0) FROM outbox", ret);

@@ -43,6 +43,8 @@ struct config_sink {
 	char *path; /* file: the NDJSON change log */
 };
 
+#define CONFIG_OUTBOX_RETENTION_DEFAULT (7u * 86400)
+
 struct config {
 	char *file; /* the path it was loaded from */
 	enum log_level log_level;
@@ -67,6 +69,7 @@ struct config {
 	struct {
 		char *path;
 		bool synchronous_full;
+		uint32_t outbox_retention; /* seconds a delivered change stays in the outbox */
 	} store;
 
 	struct {

@@ -142,6 +142,11 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_outbox_fn fn,
 		      void *userdata);
 int store_outbox_max_seq(struct store *s, int64_t *ret);
+/* Deletes the outbox rows every named sink has delivered (at or below the smallest of their
+ * cursors; a sink without one has delivered nothing) that are older than before_ms. With
+ * no sink named, no row is needed by anyone. The seq never goes back (AUTOINCREMENT). */
+int store_outbox_prune(struct store *s, const char *const *sinks, size_t n, int64_t before_ms,
+		       int64_t *ret_deleted);
 int store_cursor_get(struct store *s, const char *sink, int64_t *ret);
 int store_cursor_set(struct store *s, const char *sink, int64_t seq);
 /* How many outbox rows have after_seq < seq <= upto_seq. */
