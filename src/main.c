@@ -239,6 +239,7 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 	struct sync_report rep = { 0 };
 	struct tsapi_error err = { 0 };
 	struct tsapi_options ao = { 0 };
+	struct tsapi_limiter *limiter = NULL;
 	struct tsapi *api = NULL;
 	struct sync *sy = NULL;
 	struct store *s = NULL;
@@ -293,7 +294,13 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 		log_error("sync: cannot set up signal handling: %s", strerror(-r));
 		goto out;
 	}
+	r = tsapi_limiter_new(c->ts.rate_limit, 0, &limiter);
+	if (r < 0) {
+		log_error("sync: cannot make the rate limiter: %s", strerror(-r));
+		goto out;
+	}
 	ao.cancel = sync_cancel;
+	ao.limiter = limiter;
 	if (tsapi_new(c, &ao, &api, &err) < 0) {
 		log_error("threatstack client: %s", err.message);
 		goto out;
@@ -335,6 +342,7 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 out:
 	sync_free(sy);
 	tsapi_free(api);
+	tsapi_limiter_free(limiter);
 	store_close(s);
 	if (lock_fd >= 0)
 		close(lock_fd);
@@ -430,6 +438,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_path = CONFIG_DEFAULT_PATH, *command = "run";
+	bool curl_ready = false;
 	char error[CONFIG_ERROR_MAX], e[ESCAPE_SHORT];
 	struct config *c = NULL;
 	int opt, r, ret = EXIT_FAILURE, cmd_argc;
@@ -481,6 +490,12 @@ int main(int argc, char **argv)
 		log_error("cannot register secrets for redaction: %s", strerror(-r));
 		goto out;
 	}
+	/* libcurl's global state, before any client (and, in the daemon, any thread). */
+	if (tsapi_global_init() < 0) {
+		log_error("libcurl initialisation failed");
+		goto out;
+	}
+	curl_ready = true;
 
 	if (strcmp(command, "check") == 0)
 		ret = cmd_check(c);
@@ -494,6 +509,8 @@ int main(int argc, char **argv)
 		ret = EXIT_USAGE;
 	}
 out:
+	if (curl_ready)
+		tsapi_global_cleanup();
 	config_free(c);
 	log_close();
 	return ret;

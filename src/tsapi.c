@@ -4,11 +4,12 @@
  * URI string that is handed to libcurl with a fresh Hawk ts (local clock plus the learnt
  * offset) and nonce, perform, then classify the outcome into done / retry after a delay /
  * fail with a class. Retried: 429 (after x-rate-limit-reset, or Retry-After, capped; the
- * shared limiter is held back too so that other clients do not hammer a throttled
- * organization), 5xx, timeouts and transport errors, with exponential backoff and jitter,
+ * organization's limiter is held back too so that its other clients do not hammer it), 5xx, timeouts and transport errors, with exponential backoff and jitter,
  * a bounded number of tries and a bounded total time. A 401 whose WWW-Authenticate carries
- * a tsm that verifies with our key teaches us the server's clock: the offset is stored and
- * the request retried once. Nothing else in 4xx is retried.
+ * a tsm that verifies with our key teaches us the server's clock: the offset is stored in
+ * the limiter (for every client of the organization) and the request retried once. Nothing
+ * else in 4xx is retried. Every wait is a cancel_sleep() and libcurl's progress callback
+ * watches the same handle, so a stop request ends any request within a second.
  *
  * Listings run list_pages(): one page in memory, each item parsed by tsjson and lent to
  * the caller's callback before the next page is fetched. The continuation token is sent
@@ -44,12 +45,15 @@
 #define LABEL_MAX	 200
 #define SERVER_SAID_MAX	 120
 
+/* The organization's: its request budget and, beside it, the clock offset any client of it
+ * learnt from a 401 tsm (every client signs with the same clock). */
 struct tsapi_limiter {
 	pthread_mutex_t lock;
 	int64_t interval_us;
 	int64_t tolerance_us;
 	int64_t tat_us;
 	bool started;
+	int64_t clock_offset; /* seconds */
 };
 
 struct response {
@@ -72,9 +76,9 @@ struct tsapi {
 	char *user_id;
 	char *org_id;
 	char *key;
-	int64_t clock_offset; /* seconds */
 	uint64_t rng;
 	struct tsapi_limiter *limiter;
+	struct tsapi_limiter *own_limiter; /* when the options named none */
 	struct tsapi_options opt;
 	uint32_t timeout_ms;
 	struct response resp;
@@ -87,10 +91,6 @@ enum verdict {
 	V_RETRY,
 	V_FAIL,
 };
-
-static struct tsapi_limiter shared_limiter = { .lock = PTHREAD_MUTEX_INITIALIZER };
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result = CURLE_FAILED_INIT;
 
 static void seterr(struct tsapi_error *err, enum tsapi_errc code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -216,7 +216,7 @@ int tsapi_limiter_new(uint32_t per_minute, uint32_t burst, struct tsapi_limiter 
 
 void tsapi_limiter_free(struct tsapi_limiter *l)
 {
-	if (!l || l == &shared_limiter)
+	if (!l)
 		return;
 	pthread_mutex_destroy(&l->lock);
 	free(l);
@@ -232,9 +232,21 @@ int tsapi_limiter_configure(struct tsapi_limiter *l, uint32_t per_minute, uint32
 	return 0;
 }
 
-struct tsapi_limiter *tsapi_limiter_shared(void)
+static int64_t limiter_clock_offset(struct tsapi_limiter *l)
 {
-	return &shared_limiter;
+	int64_t v;
+
+	pthread_mutex_lock(&l->lock);
+	v = l->clock_offset;
+	pthread_mutex_unlock(&l->lock);
+	return v;
+}
+
+static void limiter_set_clock_offset(struct tsapi_limiter *l, int64_t seconds)
+{
+	pthread_mutex_lock(&l->lock);
+	l->clock_offset = seconds;
+	pthread_mutex_unlock(&l->lock);
 }
 
 int64_t tsapi_limiter_reserve(struct tsapi_limiter *l, int64_t now_ms)
@@ -242,8 +254,6 @@ int64_t tsapi_limiter_reserve(struct tsapi_limiter *l, int64_t now_ms)
 	int64_t now = now_ms * 1000, send;
 
 	pthread_mutex_lock(&l->lock);
-	if (l->interval_us <= 0) /* the shared limiter before any client configured it */
-		limiter_set(l, 200, 0);
 	if (!l->started || l->tat_us < now)
 		l->tat_us = now;
 	l->started = true;
@@ -296,9 +306,14 @@ static uint64_t rng_next(struct tsapi *api)
 	return x * 0x2545F4914F6CDD1DULL;
 }
 
-static void do_curl_init(void)
+int tsapi_global_init(void)
 {
-	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+void tsapi_global_cleanup(void)
+{
+	curl_global_cleanup();
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
@@ -458,11 +473,6 @@ int tsapi_new(const struct config *c, const struct tsapi_options *opt, struct ts
 		seterr(err, TSAPI_E_INTERNAL, "incomplete [threatstack] configuration");
 		return -EINVAL;
 	}
-	pthread_once(&curl_once, do_curl_init);
-	if (curl_init_result != CURLE_OK) {
-		seterr(err, TSAPI_E_INTERNAL, "libcurl initialisation failed");
-		return -EIO;
-	}
 	api = calloc(1, sizeof(*api));
 	if (!api)
 		goto nomem;
@@ -486,12 +496,10 @@ int tsapi_new(const struct config *c, const struct tsapi_options *opt, struct ts
 	api->timeout_ms = api->opt.timeout_ms ? api->opt.timeout_ms
 			  : c->ts.timeout     ? c->ts.timeout * 1000u
 					      : 30000u;
-	if (api->opt.limiter) {
-		api->limiter = api->opt.limiter;
-	} else {
-		api->limiter = &shared_limiter;
-		tsapi_limiter_configure(api->limiter, c->ts.rate_limit, 0);
-	}
+	/* No limiter named (a one-shot check): one of its own, from the configuration. */
+	if (!api->opt.limiter && tsapi_limiter_new(c->ts.rate_limit, 0, &api->own_limiter) < 0)
+		goto nomem;
+	api->limiter = api->opt.limiter ? api->opt.limiter : api->own_limiter;
 	buf_init(&api->resp.body, api->opt.max_response);
 	if (getrandom(&api->rng, sizeof(api->rng), 0) != sizeof(api->rng))
 		api->rng = (uint64_t)monotonic_ms();
@@ -542,12 +550,13 @@ void tsapi_free(struct tsapi *api)
 	free(api->user_id);
 	free(api->org_id);
 	buf_free(&api->resp.body);
+	tsapi_limiter_free(api->own_limiter);
 	free(api);
 }
 
 int64_t tsapi_clock_offset(const struct tsapi *api)
 {
-	return api->clock_offset;
+	return limiter_clock_offset(api->limiter);
 }
 
 /* The first string of an {"errors":[...]} body, sanitised, for the error message. */
@@ -686,7 +695,7 @@ static int perform(struct tsapi *api, const struct req *rq, const struct hawk_cr
 	r = hawk_nonce(nonce);
 	if (r < 0)
 		return r;
-	ts = now_ms() / 1000 + api->clock_offset;
+	ts = now_ms() / 1000 + limiter_clock_offset(api->limiter);
 	r = hawk_header(cred, &hr, ts, nonce, &auth, art);
 	if (r < 0)
 		return r;
@@ -782,7 +791,7 @@ static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *
 			    hawk_verify_tsm(api->key, api->resp.www_authenticate, now_ms() / 1000,
 					    &offset) == 0) {
 				/* The server told us its time and proved it knows our key. */
-				api->clock_offset = offset;
+				limiter_set_clock_offset(api->limiter, offset);
 				skew_retried = true;
 				attempt--; /* a free retry: it does not count against the budget */
 				continue;

@@ -20,9 +20,12 @@
  *
  * Rate limit: every request attempt (retries included) first takes a slot from a
  * struct tsapi_limiter, a token bucket that keeps any sliding 60 s window at or below the
- * configured requests per minute. Unless the options name one, clients share a
- * process-wide limiter (the one piece of shared state, behind a mutex), set to the
- * rate_limit of the most recently created client. Limiter functions are thread-safe.
+ * configured requests per minute. The budget is the organization's: its owner (the sync
+ * command, the daemon) creates one limiter from the config and names it in the options of
+ * every client of that organization; a client given none makes a private one from the
+ * config. The limiter also holds the clock offset. Limiter functions are thread-safe.
+ * Every wait (the limiter, backoff, a reset) and every transfer watches the options'
+ * cancel handle: a fired handle ends the request with TSAPI_E_CANCELED within a second.
  *
  * Errors: functions return 0 or a negative errno and, on failure, fill a struct tsapi_error
  * with a class (enum tsapi_errc) and a one-line message naming the request (method and
@@ -74,7 +77,7 @@ struct tsapi_limiter;
 
 /* Tuning; zero fields take the defaults in brackets. Tests shrink the delays. */
 struct tsapi_options {
-	struct tsapi_limiter *limiter; /* [the process-wide limiter] not owned */
+	struct tsapi_limiter *limiter; /* [a private one from the config] not owned */
 	struct cancel *cancel;	       /* [none] every wait and transfer stops when it fires */
 	unsigned max_attempts;	       /* [5] tries per request, the first included */
 	uint32_t backoff_base_ms;      /* [500] first backoff; doubles, with jitter */
@@ -100,14 +103,18 @@ int tsapi_limiter_configure(struct tsapi_limiter *l, uint32_t per_minute, uint32
 int64_t tsapi_limiter_reserve(struct tsapi_limiter *l, int64_t now_ms);
 /* Holds every later slot back until now_ms + ms (after a 429 with a reset). */
 void tsapi_limiter_hold(struct tsapi_limiter *l, int64_t now_ms, int64_t ms);
-/* The process-wide limiter; never freed. */
-struct tsapi_limiter *tsapi_limiter_shared(void);
+
+/* libcurl's global set-up and tear-down: main calls them once, before and after any thread
+ * (curl_global_init is not thread-safe). */
+int tsapi_global_init(void);
+void tsapi_global_cleanup(void);
 
 /* c must outlive nothing: what the client needs is copied. opt may be NULL. */
 int tsapi_new(const struct config *c, const struct tsapi_options *opt, struct tsapi **ret,
 	      struct tsapi_error *err);
 void tsapi_free(struct tsapi *api);
-/* Seconds added to the local clock for Hawk timestamps (learnt from a 401 tsm). */
+/* Seconds added to the local clock for Hawk timestamps (learnt from a 401 tsm); kept in the
+ * limiter, so every client of the organization signs with it. */
 int64_t tsapi_clock_offset(const struct tsapi *api);
 
 /* GET /help/hawk/self-test, requiring a Server-Authorization that verifies. */

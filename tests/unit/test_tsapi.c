@@ -778,9 +778,16 @@ static void test_skew_recovery(void **state)
 	struct tsapi *api;
 	size_t n;
 
+	struct tsapi_limiter *org = NULL, *other = NULL;
+	struct tsapi_options o = { 0 }, o2 = { 0 };
+	struct tsapi *api2;
+
 	(void)state;
 	fake_start(&f, args);
-	api = client(f.url, API_KEY, NULL);
+	/* The organization's limiter holds the offset: a second client of it needs no 401. */
+	assert_int_equal(tsapi_limiter_new(6000, 0, &org), 0);
+	o.limiter = o2.limiter = org;
+	api = client(f.url, API_KEY, &o);
 	if (tsapi_self_test(api, &err) < 0)
 		fail_msg("self-test with skew: %s", err.message);
 	assert_true(tsapi_clock_offset(api) >= 298 && tsapi_clock_offset(api) <= 302);
@@ -788,6 +795,11 @@ static void test_skew_recovery(void **state)
 	/* later requests use the learnt offset: no more 401s */
 	assert_int_equal(list_online(api, &err, &n), 0);
 	assert_int_equal(stat_int(&f, "auth_failures", NULL), 1);
+	api2 = client(f.url, API_KEY, &o2);
+	assert_int_equal(tsapi_clock_offset(api2), tsapi_clock_offset(api));
+	assert_int_equal(list_online(api2, &err, &n), 0);
+	assert_int_equal(stat_int(&f, "auth_failures", NULL), 1);
+	tsapi_free(api2);
 	/* the fake's clock jumps back: learnt again */
 	json_object_put(control(&f, "POST", "/_fake/fleet", "{\"op\":\"skew\",\"seconds\":-200}"));
 	assert_int_equal(list_online(api, &err, &n), 0);
@@ -795,12 +807,16 @@ static void test_skew_recovery(void **state)
 	tsapi_free(api);
 
 	/* with a wrong key the tsm does not verify: no offset is learnt, no retry */
-	api = client(f.url, "not-the-key", NULL);
+	assert_int_equal(tsapi_limiter_new(6000, 0, &other), 0);
+	o = (struct tsapi_options){ .limiter = other };
+	api = client(f.url, "not-the-key", &o);
 	assert_int_equal(tsapi_self_test(api, &err), -EACCES);
 	assert_int_equal(err.code, TSAPI_E_AUTH);
 	assert_int_equal(err.attempts, 1);
 	assert_int_equal(tsapi_clock_offset(api), 0);
 	tsapi_free(api);
+	tsapi_limiter_free(org);
+	tsapi_limiter_free(other);
 	fake_stop(&f);
 }
 
