@@ -867,9 +867,7 @@ int config_load(const char *path, struct config **ret, char ret_error[static CON
 
 int config_register_secrets(const struct config *c)
 {
-	int r = log_add_secret(c->ts.api_key);
+	const char *const secrets[] = { c->ts.api_key, c->webhook.secret };
 
-	if (r == 0)
-		r = log_add_secret(c->webhook.secret);
-	return r;
+	return log_set_secrets(secrets, ARRAY_SIZE(secrets));
 }

@@ -19,13 +19,13 @@
 #include <unistd.h>
 
 #define LOG_LINE_MAX	2048
-#define LOG_SECRETS_MAX 16
+#define LOG_SECRETS_MAX 64 /* a sanity bound: a config holds a handful */
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static int log_fd = 2;
 static enum log_level log_max = LOG_LEVEL_INFO;
 static bool log_journal;
-static char *log_secrets[LOG_SECRETS_MAX];
+static char **log_secrets; /* replaced whole by log_set_secrets(), under log_lock */
 static size_t log_n_secrets;
 
 static const char *const level_names[] = {
@@ -83,39 +83,46 @@ const char *log_level_to_string(enum log_level level)
 	return level_names[level];
 }
 
-int log_add_secret(const char *secret)
+static void wipe_secrets(char **v, size_t n)
 {
-	char *copy;
-	int r = 0;
-
-	if (!secret || strlen(secret) < 4)
-		return 0;
-	copy = strdup(secret);
-	if (!copy)
-		return -ENOMEM;
-	pthread_mutex_lock(&log_lock);
-	if (log_n_secrets < LOG_SECRETS_MAX)
-		log_secrets[log_n_secrets++] = copy;
-	else
-		r = -ENOSPC;
-	pthread_mutex_unlock(&log_lock);
-	if (r < 0) {
-		explicit_bzero(copy, strlen(copy));
-		free(copy);
+	for (size_t i = 0; i < n; i++) {
+		explicit_bzero(v[i], strlen(v[i]));
+		free(v[i]);
 	}
-	return r;
+	free(v);
+}
+
+int log_set_secrets(const char *const *secrets, size_t n)
+{
+	char **v = NULL, **old;
+	size_t k = 0, n_old;
+
+	if (n > LOG_SECRETS_MAX)
+		return -E2BIG;
+	if (n && !(v = calloc(n, sizeof(*v))))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (!secrets[i] || strlen(secrets[i]) < 4)
+			continue;
+		if (!(v[k] = strdup(secrets[i]))) {
+			wipe_secrets(v, k);
+			return -ENOMEM;
+		}
+		k++;
+	}
+	pthread_mutex_lock(&log_lock);
+	old = log_secrets;
+	n_old = log_n_secrets;
+	log_secrets = v;
+	log_n_secrets = k;
+	pthread_mutex_unlock(&log_lock);
+	wipe_secrets(old, n_old);
+	return 0;
 }
 
 void log_close(void)
 {
-	pthread_mutex_lock(&log_lock);
-	for (size_t i = 0; i < log_n_secrets; i++) {
-		explicit_bzero(log_secrets[i], strlen(log_secrets[i]));
-		free(log_secrets[i]);
-		log_secrets[i] = NULL;
-	}
-	log_n_secrets = 0;
-	pthread_mutex_unlock(&log_lock);
+	log_set_secrets(NULL, 0);
 }
 
 /* Replaces every registered secret in line with "***". Called with log_lock held. */

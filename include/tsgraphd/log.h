@@ -4,12 +4,13 @@
  * with a "<N>" syslog priority so journald keeps the level; on a terminal or file a UTC
  * timestamp and the level name lead the line instead.
  *
- * Redaction: every secret the daemon loads is registered with log_add_secret(); any
+ * Redaction: the secrets the daemon holds are registered with log_set_secrets(); any
  * formatted line containing one has it replaced by "***" before it is written. This is a
  * second line of defence: callers still never pass secrets to the logger.
  *
  * Threads: all functions may be called from any thread; each line is written with a single
- * write(2). log_add_secret() copies the secret; log_close() wipes the copies.
+ * write(2). log_set_secrets() copies the secrets and replaces the whole set (a reload drops
+ * the old ones); log_close() wipes the copies.
  */
 #ifndef TSGRAPHD_LOG_H
 #define TSGRAPHD_LOG_H
@@ -30,8 +31,9 @@ void log_set_level(enum log_level max_level);
 enum log_level log_get_level(void);
 int log_level_from_string(const char *s, enum log_level *ret);
 const char *log_level_to_string(enum log_level level);
-/* Secrets shorter than 4 bytes are not registered (they would redact ordinary words). */
-int log_add_secret(const char *secret);
+/* The set of secrets to redact, replacing the previous set; NULL entries and secrets shorter
+ * than 4 bytes are skipped (they would redact ordinary words). */
+int log_set_secrets(const char *const *secrets, size_t n);
 void log_close(void);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

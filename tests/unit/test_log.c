@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -38,7 +39,7 @@ static void test_redacts_registered_secrets(void **state)
 	char line[256];
 
 	(void)state;
-	assert_int_equal(log_add_secret("hunter2-api-key"), 0);
+	assert_int_equal(log_set_secrets((const char *const[]){ "hunter2-api-key" }, 1), 0);
 	log_format(line, sizeof(line), "request failed: key=%s twice=%s end", "hunter2-api-key",
 		   "xxhunter2-api-keyxx");
 	assert_string_equal(line, "request failed: key=*** twice=xx***xx end");
@@ -46,6 +47,23 @@ static void test_redacts_registered_secrets(void **state)
 	log_close();
 	log_format(line, sizeof(line), "%s", "hunter2-api-key");
 	assert_string_equal(line, "hunter2-api-key"); /* forgotten after log_close */
+}
+
+/* A reload replaces the set: the old key is no longer a secret, the new one is. */
+static void test_secrets_replaced_whole(void **state)
+{
+	char line[256];
+
+	(void)state;
+	assert_int_equal(log_set_secrets((const char *const[]){ "old-key-1234", "hook-secret" }, 2),
+			 0);
+	assert_int_equal(log_set_secrets((const char *const[]){ "new-key-5678", NULL }, 2), 0);
+	log_format(line, sizeof(line), "%s %s %s", "old-key-1234", "hook-secret", "new-key-5678");
+	assert_string_equal(line, "old-key-1234 hook-secret ***");
+	assert_int_equal(log_set_secrets(NULL, 65), -E2BIG);
+	log_format(line, sizeof(line), "%s", "new-key-5678");
+	assert_string_equal(line, "***"); /* a refused set leaves the current one */
+	log_close();
 }
 
 static void test_config_secrets_never_logged(void **state)
@@ -71,8 +89,7 @@ static void test_short_secrets_ignored(void **state)
 	char line[64];
 
 	(void)state;
-	assert_int_equal(log_add_secret("a"), 0);
-	assert_int_equal(log_add_secret(NULL), 0);
+	assert_int_equal(log_set_secrets((const char *const[]){ "a", NULL }, 2), 0);
 	log_format(line, sizeof(line), "a cat");
 	assert_string_equal(line, "a cat");
 	log_close();
@@ -134,7 +151,8 @@ static void test_untrusted_bytes_escaped(void **state)
 	char line[256];
 
 	(void)state;
-	log_format(line, sizeof(line), "agent %s: %s", "h\x1b]0;pwn\x07", "caf\xc3\xa9 \xff\xc2\x9b");
+	log_format(line, sizeof(line), "agent %s: %s", "h\x1b]0;pwn\x07",
+		   "caf\xc3\xa9 \xff\xc2\x9b");
 	assert_string_equal(line, "agent h\\x1b]0;pwn\\x07: caf\xc3\xa9 \\xff\\xc2\\x9b");
 	log_format(line, sizeof(line), "tab\there\r\n");
 	assert_string_equal(line, "tab\\x09here\\x0d\\x0a");
@@ -144,6 +162,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_redacts_registered_secrets),
+		cmocka_unit_test(test_secrets_replaced_whole),
 		cmocka_unit_test(test_config_secrets_never_logged),
 		cmocka_unit_test(test_short_secrets_ignored),
 		cmocka_unit_test(test_levels_and_prefixes),
