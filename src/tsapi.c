@@ -738,24 +738,131 @@ static int perform(struct tsapi *api, const struct req *rq, const struct hawk_cr
 	return 0;
 }
 
+/* What one try came to. */
+struct outcome {
+	enum verdict v;
+	enum tsapi_errc code;
+	const char *why; /* a reason to add to the message, or NULL */
+	int64_t delay;	 /* ms before a retry; 0: the usual backoff */
+	char whybuf[160];
+};
+
+/* An HTTP status (after a complete transfer) to a verdict. */
+static void classify_status(struct tsapi *api, long st, unsigned attempt, struct outcome *o)
+{
+	o->v = V_FAIL;
+	if (st >= 200 && st < 300) {
+		o->v = V_DONE;
+	} else if (st == 401) {
+		o->code = TSAPI_E_AUTH;
+	} else if (st == 403) {
+		o->code = TSAPI_E_PERMISSION;
+	} else if (st == 404) {
+		o->code = TSAPI_E_NOT_FOUND;
+	} else if (st == 429) {
+		o->code = TSAPI_E_RATE_LIMITED;
+		o->v = V_RETRY;
+		/* The budget is the organization's: every client waits, not only us. */
+		o->delay = api->resp.reset_ms < 0			? backoff(api, attempt)
+			   : api->resp.reset_ms < api->opt.reset_max_ms ? api->resp.reset_ms
+									: api->opt.reset_max_ms;
+		tsapi_limiter_hold(api->limiter, monotonic_ms(), o->delay);
+	} else if (st >= 500 && st < 600) {
+		o->code = TSAPI_E_SERVER;
+		o->v = V_RETRY;
+	} else if (st >= 300 && st < 400) {
+		o->code = TSAPI_E_BAD_RESPONSE;
+		o->why = "redirect not followed";
+	} else if (st >= 400 && st < 500) {
+		o->code = TSAPI_E_BAD_REQUEST;
+	} else {
+		o->code = TSAPI_E_BAD_RESPONSE;
+		o->why = "unexpected HTTP status";
+	}
+}
+
+/* A 2xx must carry a Server-Authorization that verifies when the request asks for it. */
+static void verify_answer(struct tsapi *api, const struct req *rq,
+			  const struct hawk_credentials *cred, const struct hawk_artifacts *art,
+			  struct outcome *o)
+{
+	struct hawk_request hr = {
+		.method = "GET", .uri = rq->uri, .host = api->host, .port = api->port
+	};
+	int r;
+
+	if (!rq->verify && !api->opt.verify_responses)
+		return;
+	o->code = TSAPI_E_VERIFY;
+	o->v = V_FAIL;
+	if (!api->resp.server_authorization[0]) {
+		o->why = "the answer carries no Server-Authorization header";
+		return;
+	}
+	r = hawk_verify_response(cred, &hr, art, api->resp.server_authorization,
+				 api->resp.content_type, api->resp.body.data, api->resp.body.len);
+	if (r == 0) {
+		o->code = TSAPI_OK;
+		o->v = V_DONE;
+		return;
+	}
+	snprintf(o->whybuf, sizeof(o->whybuf), "Server-Authorization does not verify (%s)",
+		 r == -EACCES ? "wrong mac or hash" : "malformed header");
+	o->why = o->whybuf;
+}
+
+/* The one-line message of a request that failed for good. */
+static void describe_failure(const struct tsapi *api, const struct req *rq, const struct outcome *o,
+			     const char *said, unsigned tries, struct tsapi_error *err)
+{
+	struct buf m;
+
+	if (!err)
+		return;
+	buf_init(&m, sizeof(err->message) - 1);
+	(void)buf_printf(&m, "%s: ", rq->label);
+	if (api->resp.status > 0 && !o->why)
+		(void)buf_printf(&m, "HTTP %ld ", api->resp.status);
+	(void)buf_puts(&m, tsapi_strerror(o->code));
+	if (o->why)
+		(void)buf_printf(&m, ": %s", o->why);
+	if (said[0])
+		(void)buf_printf(&m, " (server said: %s)", said);
+	if (tries > 1)
+		(void)buf_printf(&m, " after %u tries", tries);
+	seterr(err, o->code, "%s", m.data ? m.data : tsapi_strerror(o->code));
+	buf_free(&m);
+	err->http_status = api->resp.status;
+	err->attempts = tries;
+}
+
+/* A 401 whose tsm verifies with our key: the server told us its time. */
+static bool learn_clock(struct tsapi *api)
+{
+	int64_t offset;
+
+	if (api->resp.status != 401 || !api->resp.www_authenticate[0] ||
+	    hawk_verify_tsm(api->key, api->resp.www_authenticate, now_ms() / 1000, &offset) < 0)
+		return false;
+	limiter_set_clock_offset(api->limiter, offset);
+	return true;
+}
+
 /* Runs one request with limiter, retries and classification. On success the answer is in
  * api->resp (status 2xx). */
 static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *err)
 {
 	struct hawk_credentials cred = { .id = api->user_id, .key = api->key, .ext = api->org_id };
-	int64_t start = monotonic_ms(), delay;
-	enum tsapi_errc code = TSAPI_OK;
+	int64_t start = monotonic_ms();
 	bool skew_retried = false;
-	const char *why = NULL;
-	char said[SERVER_SAID_MAX + 1] = "", whybuf[160];
+	char said[SERVER_SAID_MAX + 1] = "";
 	unsigned attempt = 0, tries = 0;
+	struct outcome o;
 	int r;
 
 	for (;;) {
 		struct hawk_artifacts art;
-		enum verdict v;
 		CURLcode cc = CURLE_OK;
-		long st;
 
 		attempt++;
 		tries++;
@@ -764,132 +871,46 @@ static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *
 			r = perform(api, rq, &cred, &art, &cc);
 		if (r == 0 && cc == CURLE_ABORTED_BY_CALLBACK)
 			r = -ECANCELED;
-		if (r == -ECANCELED) {
-			seterr(err, TSAPI_E_CANCELED, "%s: cancelled", rq->label);
-			goto fail_errno;
-		}
-		if (r < 0) {
-			seterr(err, TSAPI_E_INTERNAL, "%s: cannot build the request: %s", rq->label,
-			       strerror(-r));
-			goto fail_errno;
-		}
-		st = api->resp.status;
-		delay = 0;
+		if (r < 0)
+			break;
+		o = (struct outcome){ .code = TSAPI_OK };
 		said[0] = '\0';
-		why = NULL;
-		if (cc != CURLE_OK) {
-			v = classify_curl(api, cc, &code, &why, whybuf, sizeof(whybuf));
-			st = 0;
-		} else if (st >= 200 && st < 300) {
-			v = V_DONE;
-		} else if (st == 401) {
-			int64_t offset;
-
-			code = TSAPI_E_AUTH;
-			v = V_FAIL;
-			if (!skew_retried && api->resp.www_authenticate[0] &&
-			    hawk_verify_tsm(api->key, api->resp.www_authenticate, now_ms() / 1000,
-					    &offset) == 0) {
-				/* The server told us its time and proved it knows our key. */
-				limiter_set_clock_offset(api->limiter, offset);
-				skew_retried = true;
-				attempt--; /* a free retry: it does not count against the budget */
-				continue;
-			}
-		} else if (st == 403) {
-			code = TSAPI_E_PERMISSION;
-			v = V_FAIL;
-		} else if (st == 404) {
-			code = TSAPI_E_NOT_FOUND;
-			v = V_FAIL;
-		} else if (st == 429) {
-			code = TSAPI_E_RATE_LIMITED;
-			v = V_RETRY;
-			/* The budget is the organization's: every client waits, not only us. */
-			delay = api->resp.reset_ms >= 0
-					? (api->resp.reset_ms < api->opt.reset_max_ms
-						   ? api->resp.reset_ms
-						   : api->opt.reset_max_ms)
-					: backoff(api, attempt);
-			tsapi_limiter_hold(api->limiter, monotonic_ms(), delay);
-		} else if (st >= 500 && st < 600) {
-			code = TSAPI_E_SERVER;
-			v = V_RETRY;
-		} else if (st >= 300 && st < 400) {
-			code = TSAPI_E_BAD_RESPONSE;
-			why = "redirect not followed";
-			v = V_FAIL;
-		} else if (st >= 400 && st < 500) {
-			code = TSAPI_E_BAD_REQUEST;
-			v = V_FAIL;
-		} else {
-			code = TSAPI_E_BAD_RESPONSE;
-			why = "unexpected HTTP status";
-			v = V_FAIL;
-		}
-		if (st >= 400)
+		if (cc != CURLE_OK)
+			o.v = classify_curl(api, cc, &o.code, &o.why, o.whybuf, sizeof(o.whybuf));
+		else
+			classify_status(api, api->resp.status, attempt, &o);
+		if (cc == CURLE_OK && api->resp.status >= 400)
 			server_said(&api->resp, said);
-
-		if (v == V_DONE && (rq->verify || api->opt.verify_responses)) {
-			struct hawk_request hr = { .method = "GET",
-						   .uri = rq->uri,
-						   .host = api->host,
-						   .port = api->port };
-
-			if (!api->resp.server_authorization[0]) {
-				code = TSAPI_E_VERIFY;
-				why = "the answer carries no Server-Authorization header";
-				v = V_FAIL;
-			} else if ((r = hawk_verify_response(
-					    &cred, &hr, &art, api->resp.server_authorization,
-					    api->resp.content_type, api->resp.body.data,
-					    api->resp.body.len)) < 0) {
-				code = TSAPI_E_VERIFY;
-				snprintf(whybuf, sizeof(whybuf),
-					 "Server-Authorization does not verify (%s)",
-					 r == -EACCES ? "wrong mac or hash" : "malformed header");
-				why = whybuf;
-				v = V_FAIL;
-			}
+		if (o.code == TSAPI_E_AUTH && !skew_retried && learn_clock(api)) {
+			skew_retried = true;
+			attempt--; /* a free retry: it does not count against the budget */
+			continue;
 		}
-		if (v == V_DONE)
+		if (o.v == V_DONE)
+			verify_answer(api, rq, &cred, &art, &o);
+		if (o.v == V_DONE)
 			return 0;
-		if (v == V_RETRY && attempt < api->opt.max_attempts) {
-			if (delay == 0)
-				delay = backoff(api, attempt);
-			/* The next try must be able to finish inside the budget, not just start. */
-			if (monotonic_ms() + delay + (int64_t)api->timeout_ms - start <=
-			    (int64_t)api->opt.retry_budget_ms) {
-				if (wait_ms(api, delay) == 0)
-					continue;
-				seterr(err, TSAPI_E_CANCELED, "%s: cancelled", rq->label);
-				r = -ECANCELED;
-				goto fail_errno;
-			}
-		}
-		break;
+		if (o.v != V_RETRY || attempt >= api->opt.max_attempts)
+			break;
+		if (o.delay == 0)
+			o.delay = backoff(api, attempt);
+		/* The next try must be able to finish inside the budget, not just start. */
+		if (monotonic_ms() + o.delay + (int64_t)api->timeout_ms - start >
+		    (int64_t)api->opt.retry_budget_ms)
+			break;
+		r = wait_ms(api, o.delay);
+		if (r < 0)
+			break;
 	}
-	if (err) {
-		struct buf m;
-
-		buf_init(&m, sizeof(err->message) - 1);
-		(void)buf_printf(&m, "%s: ", rq->label);
-		if (api->resp.status > 0 && !why)
-			(void)buf_printf(&m, "HTTP %ld ", api->resp.status);
-		(void)buf_puts(&m, tsapi_strerror(code));
-		if (why)
-			(void)buf_printf(&m, ": %s", why);
-		if (said[0])
-			(void)buf_printf(&m, " (server said: %s)", said);
-		if (tries > 1)
-			(void)buf_printf(&m, " after %u tries", tries);
-		seterr(err, code, "%s", m.data ? m.data : tsapi_strerror(code));
-		buf_free(&m);
-		err->http_status = api->resp.status;
-		err->attempts = tries;
+	if (r == -ECANCELED) {
+		seterr(err, TSAPI_E_CANCELED, "%s: cancelled", rq->label);
+	} else if (r < 0) {
+		seterr(err, TSAPI_E_INTERNAL, "%s: cannot build the request: %s", rq->label,
+		       strerror(-r));
+	} else {
+		describe_failure(api, rq, &o, said, tries, err);
+		return errc_to_errno(o.code);
 	}
-	return errc_to_errno(code);
-fail_errno:
 	if (err)
 		err->attempts = tries;
 	return r;
