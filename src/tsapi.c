@@ -1012,6 +1012,44 @@ struct listing {
 	void *ctx;
 };
 
+/* The path of a page: the listing's, with the continuation token (escaped) after the first. */
+static char *page_uri(struct tsapi *api, const struct listing *ls, const char *token)
+{
+	char *uri = NULL, *esc;
+
+	if (!token)
+		return strdup(ls->path_query);
+	esc = curl_easy_escape(api->curl, token, 0);
+	if (!esc || asprintf(&uri, "%s%stoken=%s", ls->path_query,
+			     strchr(ls->path_query, '?') ? "&" : "?", esc) < 0)
+		uri = NULL;
+	curl_free(esc);
+	return uri;
+}
+
+/* Each item of a page, parsed and lent to the listing's callback. */
+static int deliver_items(const struct listing *ls, json_object *items, const char *label,
+			 struct tsapi_error *err)
+{
+	size_t n = items ? json_object_array_length(items) : 0;
+	char perr[TSJSON_ERR_MAX];
+
+	for (size_t i = 0; i < n; i++) {
+		int r = ls->item(json_object_array_get_idx(items, i), ls->ctx, perr);
+
+		if (r == -EBADMSG && perr[0]) {
+			seterr(err, TSAPI_E_BAD_RESPONSE, "%s: item %zu: %s", label, i, perr);
+			return r;
+		}
+		if (r < 0) {
+			seterr(err, r == -ENOMEM ? TSAPI_E_INTERNAL : TSAPI_E_ABORTED, "%s: %s",
+			       label, r == -ENOMEM ? "out of memory" : "stopped by the callback");
+			return r;
+		}
+	}
+	return 0;
+}
+
 static int list_pages(struct tsapi *api, const struct listing *ls, struct tsapi_error *err)
 {
 	_cleanup_free_ char *token = NULL;
@@ -1028,7 +1066,6 @@ static int list_pages(struct tsapi *api, const struct listing *ls, struct tsapi_
 		char label[LABEL_MAX];
 		json_object *items = NULL;
 		const char *next = NULL;
-		size_t n;
 
 		if (page > api->opt.max_pages) {
 			seterr(err, TSAPI_E_BAD_RESPONSE,
@@ -1038,17 +1075,7 @@ static int list_pages(struct tsapi *api, const struct listing *ls, struct tsapi_
 			r = -EBADMSG;
 			goto out;
 		}
-		if (token) {
-			char *esc = curl_easy_escape(api->curl, token, 0);
-
-			if (!esc || asprintf(&uri, "%s%stoken=%s", ls->path_query,
-					     strchr(ls->path_query, '?') ? "&" : "?", esc) < 0)
-				uri = NULL;
-			curl_free(esc);
-		} else {
-			uri = strdup(ls->path_query);
-		}
-		if (!uri) {
+		if (!(uri = page_uri(api, ls, token))) {
 			seterr(err, TSAPI_E_INTERNAL, "GET %s: out of memory", ls->path_query);
 			r = -ENOMEM;
 			goto out;
@@ -1069,23 +1096,9 @@ static int list_pages(struct tsapi *api, const struct listing *ls, struct tsapi_
 			r = parse_failed(api, err, r, label, perr);
 			goto out;
 		}
-		n = items ? json_object_array_length(items) : 0;
-		for (size_t i = 0; i < n; i++) {
-			r = ls->item(json_object_array_get_idx(items, i), ls->ctx, perr);
-			if (r == -EBADMSG && perr[0]) {
-				seterr(err, TSAPI_E_BAD_RESPONSE, "%s: item %zu: %s", label, i,
-				       perr);
-				goto out;
-			}
-			if (r < 0) {
-				seterr(err, r == -ENOMEM ? TSAPI_E_INTERNAL : TSAPI_E_ABORTED,
-				       "%s: %s", label,
-				       r == -ENOMEM ? "out of memory" : "stopped by the callback");
-				goto out;
-			}
-		}
-		if (!next)
-			break;
+		r = deliver_items(ls, items, label, err);
+		if (r < 0 || !next)
+			goto out;
 		r = tokset_add(&seen, fnv1a(next));
 		if (r != 0) {
 			seterr(err, r < 0 ? TSAPI_E_INTERNAL : TSAPI_E_BAD_RESPONSE, "%s: %s",
@@ -1103,7 +1116,6 @@ static int list_pages(struct tsapi *api, const struct listing *ls, struct tsapi_
 			goto out;
 		}
 	}
-	r = 0;
 out:
 	json_object_put(root);
 	free(seen.v);
