@@ -115,7 +115,12 @@ static const char *const migrations[] = {
 	"CREATE TABLE object_digest (id INTEGER PRIMARY KEY, kh INTEGER NOT NULL,"
 	"  digest INTEGER NOT NULL, type TEXT NOT NULL);"
 	"INSERT INTO object_digest SELECT rowid, tsg_keyhash(key), tsg_digest(hash), type"
-	"  FROM object;",
+	"  FROM object;"
+	/* A change's JSON is kept once: while the object still holds it, the outbox row only
+	 * names the object (obj_id) and json stays NULL; it is copied into the row before the
+	 * object changes again or goes. */
+	"ALTER TABLE outbox ADD COLUMN obj_id INTEGER;"
+	"CREATE INDEX outbox_obj ON outbox(obj_id) WHERE json IS NULL;",
 };
 
 /* What one sync stages: only new and changed objects (old: the stored rowid it updates),
@@ -124,7 +129,7 @@ static const char temp_schema[] =
 	"CREATE TEMP TABLE IF NOT EXISTS stage ("
 	"  key TEXT PRIMARY KEY, kind TEXT NOT NULL, type TEXT NOT NULL, class TEXT NOT NULL,"
 	"  from_key TEXT, to_key TEXT, owner TEXT, json TEXT NOT NULL, hash TEXT NOT NULL,"
-	"  rank INTEGER NOT NULL, old INTEGER);"
+	"  rank INTEGER NOT NULL, old INTEGER, changed TEXT);"
 	"CREATE INDEX IF NOT EXISTS temp.stage_owner ON stage(owner) WHERE owner IS NOT NULL;"
 	"CREATE TEMP TABLE IF NOT EXISTS complete (type TEXT PRIMARY KEY, grp TEXT NOT NULL,"
 	"  is_primary INTEGER NOT NULL) WITHOUT ROWID;"
@@ -1186,31 +1191,28 @@ int store_plan_deletes(struct store *s)
 	return r;
 }
 
-/* The changes of the plan, as outbox rows: ?1 source, ?2 now, ?3 run id, ?4 kind. Entities
- * before the relationships that need them; relationships gone before the entities they
- * hang from; each step by key. The apply inserts exactly these rows; a dry run lists them. */
+/* The changes of the plan, as outbox rows: ?1 source, ?2 now, ?3 run id, ?4 kind; one
+ * SELECT per op (created, updated, deleted), each by key. A dry run lists these from the
+ * snapshot; the apply writes the same rows, in the same order, from apply_selects. */
 #define PLAN_COLS "op, kind, key, type, class, json, changed, source, created_at, run_id"
+static const char *const plan_selects[] = {
+	"SELECT 'create', n.kind, n.key, n.type, n.class, n.json, NULL, ?1, ?2, ?3"
+	" FROM temp.stage n WHERE n.kind = ?4 AND n.old IS NULL ORDER BY n.key",
+	"SELECT 'update', n.kind, n.key, n.type, n.class, n.json, tsg_changed(o.json, n.json),"
+	"  ?1, ?2, ?3 FROM temp.stage n JOIN object o ON o.rowid = n.old"
+	" WHERE n.kind = ?4 AND n.old NOT IN (SELECT id FROM temp.gone) ORDER BY n.key",
+	"SELECT 'delete', o.kind, o.key, o.type, o.class, NULL, NULL, ?1, ?2, ?3"
+	" FROM temp.gone g JOIN object o ON o.rowid = g.id WHERE o.kind = ?4 ORDER BY o.key",
+};
+
+/* Entities before the relationships that need them; relationships gone before the entities
+ * they hang from. */
 static const struct {
-	const char *sql;
+	int op; /* into plan_selects and apply_selects: 0 created, 1 updated, 2 deleted */
 	const char *kind;
-	int which; /* 0 created, 1 updated, 2 deleted */
-} plan_steps[] = {
-#define CREATES                                                                     \
-	"SELECT 'create', n.kind, n.key, n.type, n.class, n.json, NULL, ?1, ?2, ?3" \
-	" FROM temp.stage n WHERE n.kind = ?4 AND n.old IS NULL ORDER BY n.key"
-#define UPDATES                                                                                 \
-	"SELECT 'update', n.kind, n.key, n.type, n.class, n.json, tsg_changed(o.json, n.json)," \
-	"  ?1, ?2, ?3 FROM temp.stage n JOIN object o ON o.rowid = n.old"                       \
-	" WHERE n.kind = ?4 AND n.old NOT IN (SELECT id FROM temp.gone) ORDER BY n.key"
-#define DELETES                                                                   \
-	"SELECT 'delete', o.kind, o.key, o.type, o.class, NULL, NULL, ?1, ?2, ?3" \
-	" FROM temp.gone g JOIN object o ON o.rowid = g.id WHERE o.kind = ?4 ORDER BY o.key"
-	{ CREATES, "entity", 0 },	{ UPDATES, "entity", 1 },
-	{ CREATES, "relationship", 0 }, { UPDATES, "relationship", 1 },
-	{ DELETES, "relationship", 2 }, { DELETES, "entity", 2 },
-#undef CREATES
-#undef UPDATES
-#undef DELETES
+} plan_order[] = {
+	{ 0, "entity" },       { 1, "entity" },	      { 0, "relationship" },
+	{ 1, "relationship" }, { 2, "relationship" }, { 2, "entity" },
 };
 
 static int plan_bind(sqlite3_stmt *st, const char *source, int64_t now, int64_t run_id,
@@ -1231,12 +1233,12 @@ int store_plan_each(struct store *s, const char *source, store_outbox_fn fn, voi
 {
 	int r = 0, rc;
 
-	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(plan_steps); i++) {
+	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(plan_order); i++) {
 		_cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-		r = prepare(s, plan_steps[i].sql, &st);
+		r = prepare(s, plan_selects[plan_order[i].op], &st);
 		if (r == 0)
-			r = plan_bind(st, source, 0, 0, plan_steps[i].kind);
+			r = plan_bind(st, source, 0, 0, plan_order[i].kind);
 		while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 			struct outbox_row row = {
 				.op = col_text(st, 0),
@@ -1265,60 +1267,82 @@ int store_plan_size(struct store *s, int64_t *ret)
 			 ret);
 }
 
+/* The apply's outbox rows: plan_selects', naming the object that holds their JSON instead
+ * of carrying it. The objects are written by then. */
+static const char *const apply_selects[] = {
+	"SELECT 'create', n.kind, n.key, n.type, n.class, NULL, NULL, ?1, ?2, ?3, o.rowid"
+	" FROM temp.stage n JOIN object o ON o.key = n.key"
+	" WHERE n.kind = ?4 AND n.old IS NULL ORDER BY n.key",
+	"SELECT 'update', n.kind, n.key, n.type, n.class, NULL, n.changed, ?1, ?2, ?3, n.old"
+	" FROM temp.stage n WHERE n.kind = ?4 AND n.old IS NOT NULL"
+	"  AND n.old NOT IN (SELECT id FROM temp.gone) ORDER BY n.key",
+	"SELECT 'delete', o.kind, o.key, o.type, o.class, NULL, NULL, ?1, ?2, ?3, NULL"
+	" FROM temp.gone g JOIN object o ON o.rowid = g.id WHERE o.kind = ?4 ORDER BY o.key",
+};
+
 int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_t now,
 		     int64_t *ret_created, int64_t *ret_updated, int64_t *ret_deleted)
 {
-	static const char insert[] =
-		"INSERT INTO object (key, kind, type, class, from_key, to_key, owner, json, hash,"
-		"  rank, first_seen, updated_at)"
-		" SELECT key, kind, type, class, from_key, to_key, owner, json, hash, rank, ?1, ?1"
-		" FROM temp.stage WHERE old IS NULL ORDER BY key";
+	/* Before any object changes: what changed in each update, and the JSON of earlier
+	 * changes still naming an object that is about to change or go. */
+	static const char before[] = "UPDATE temp.stage SET changed = tsg_changed("
+				     "  (SELECT json FROM object WHERE rowid = stage.old), json)"
+				     " WHERE old IS NOT NULL;"
+				     "UPDATE outbox SET json = (SELECT b.json FROM object b WHERE "
+				     "b.rowid = outbox.obj_id)"
+				     " WHERE json IS NULL AND obj_id IN"
+				     "  (SELECT old FROM temp.stage WHERE old IS NOT NULL UNION "
+				     "ALL SELECT id FROM temp.gone);";
 	static const char update[] =
 		"UPDATE object SET kind = n.kind, type = n.type, class = n.class,"
 		"  from_key = n.from_key, to_key = n.to_key, owner = n.owner, json = n.json,"
 		"  hash = n.hash, rank = n.rank, updated_at = ?1"
 		" FROM temp.stage n WHERE n.old = object.rowid";
-	static const char inserted[] =
+	static const char insert[] =
+		"INSERT INTO object (key, kind, type, class, from_key, to_key, owner, json, hash,"
+		"  rank, first_seen, updated_at)"
+		" SELECT key, kind, type, class, from_key, to_key, owner, json, hash, rank, ?1, ?1"
+		" FROM temp.stage WHERE old IS NULL ORDER BY key";
+	static const char digests[] =
 		"INSERT INTO object_digest (id, kh, digest, type)"
 		" SELECT o.rowid, tsg_keyhash(o.key), tsg_digest(o.hash), o.type"
-		" FROM temp.stage n JOIN object o ON o.key = n.key WHERE n.old IS NULL";
-	static const char updated[] =
+		" FROM temp.stage n JOIN object o ON o.key = n.key WHERE n.old IS NULL;"
 		"UPDATE object_digest SET digest = tsg_digest(n.hash), type = n.type"
-		" FROM temp.stage n WHERE n.old = object_digest.id";
+		" FROM temp.stage n WHERE n.old = object_digest.id;";
 	static const char remove[] =
 		"DELETE FROM object WHERE rowid IN (SELECT id FROM temp.gone);"
 		"DELETE FROM object_digest WHERE id IN (SELECT id FROM temp.gone);";
 	int64_t counts[3] = { 0, 0, 0 };
-	int r = 0;
+	int r;
 
 	s->last_valid = false; /* rowids change below */
-	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(plan_steps); i++) {
-		_cleanup_free_ char *sql = NULL;
-		_cleanup_stmt_ sqlite3_stmt *st = NULL;
-
-		if (asprintf(&sql, "INSERT INTO outbox (" PLAN_COLS ") %s", plan_steps[i].sql) < 0)
-			return -ENOMEM;
-		r = prepare(s, sql, &st);
-		if (r == 0)
-			r = plan_bind(st, source, now, run_id, plan_steps[i].kind);
-		if (r == 0)
-			r = step_done(st);
-		if (r == 0)
-			counts[plan_steps[i].which] += sqlite3_changes64(s->db);
-	}
+	r = exec(s, before);
 	for (size_t i = 0; r == 0 && i < 2; i++) {
 		_cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-		r = prepare(s, i == 0 ? insert : update, &st);
+		r = prepare(s, i == 0 ? update : insert, &st);
 		if (r == 0)
 			r = sql_errno(sqlite3_bind_int64(st, 1, now));
 		if (r == 0)
 			r = step_done(st);
 	}
 	if (r == 0)
-		r = exec(s, inserted);
-	if (r == 0)
-		r = exec(s, updated);
+		r = exec(s, digests);
+	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(plan_order); i++) {
+		_cleanup_free_ char *sql = NULL;
+		_cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+		if (asprintf(&sql, "INSERT INTO outbox (" PLAN_COLS ", obj_id) %s",
+			     apply_selects[plan_order[i].op]) < 0)
+			return -ENOMEM;
+		r = prepare(s, sql, &st);
+		if (r == 0)
+			r = plan_bind(st, source, now, run_id, plan_order[i].kind);
+		if (r == 0)
+			r = step_done(st);
+		if (r == 0)
+			counts[plan_order[i].op] += sqlite3_changes64(s->db);
+	}
 	if (r == 0)
 		r = exec(s, remove);
 	if (r < 0)
@@ -1333,8 +1357,10 @@ int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_o
 		      void *userdata)
 {
 	static const char sql[] =
-		"SELECT seq, op, kind, key, type, class, json, changed, source, created_at"
-		" FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+		"SELECT o.seq, o.op, o.kind, o.key, o.type, o.class, coalesce(o.json, b.json),"
+		" o.changed, o.source, o.created_at"
+		" FROM outbox o LEFT JOIN object b ON o.json IS NULL AND b.rowid = o.obj_id"
+		" WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2";
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int r = prepare(s, sql, &st), rc;
 

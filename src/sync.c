@@ -577,7 +577,7 @@ static int run(struct sync *sy, const char *kind, void (*fetch)(struct sync *, c
 		.on_change = opt->on_change,
 		.userdata = opt->userdata,
 	};
-	int64_t started = now_ms(), t0 = monotonic_ms();
+	int64_t started = now_ms(), t0 = monotonic_ms(), t_plan, t_apply;
 	char held[512];
 	int r;
 
@@ -603,6 +603,7 @@ static int run(struct sync *sy, const char *kind, void (*fetch)(struct sync *, c
 	else
 		fetch(sy, arg);
 	deferred_free(sy);
+	t_plan = monotonic_ms();
 	if (!run_over(sy)) {
 		progress_listing(sy, "plan", NULL);
 		r = diff_plan(sy->s, &dopt, &rep.diff);
@@ -616,6 +617,7 @@ static int run(struct sync *sy, const char *kind, void (*fetch)(struct sync *, c
 		r = interrupted(sy);
 		goto out;
 	}
+	t_apply = monotonic_ms();
 	if (!sy->store_error) {
 		progress_listing(sy, "apply", NULL);
 		dopt.run_id = rep.run_id;
@@ -651,10 +653,11 @@ static int run(struct sync *sy, const char *kind, void (*fetch)(struct sync *, c
 			  held, sy->c->sync.max_delete_fraction * 100);
 	log_info("sync: %s run=%" PRId64 " staged=%" PRId64 " planned=%" PRId64 " created=%" PRId64
 		 " updated=%" PRId64 " deleted=%" PRId64 " held_back=%zu skipped=%" PRId64
-		 " duration_ms=%" PRId64,
+		 " duration_ms=%" PRId64 " stage_ms=%" PRId64 " plan_ms=%" PRId64
+		 " apply_ms=%" PRId64,
 		 rep.failed_listings ? "partial" : "done", rep.run_id, rep.staged, rep.diff.planned,
 		 rep.diff.created, rep.diff.updated, rep.diff.deleted, rep.diff.n_held, rep.skipped,
-		 monotonic_ms() - t0);
+		 monotonic_ms() - t0, t_plan - t0, t_apply - t_plan, monotonic_ms() - t_apply);
 	r = rep.failed_listings ? -EAGAIN : 0;
 out:
 	pthread_mutex_lock(&sy->lock);
