@@ -89,6 +89,12 @@ $(BUILD)/libtsgraphd.a: $(LIB_OBJ)
 	$(Q)rm -f $@
 	$(Q)ar rcs $@ $^
 
+# The test helpers as an archive: a binary links only the helpers it calls (the fake
+# servers need none of the cmocka-based ones).
+$(BUILD)/libtests.a: $(TLIB_OBJ)
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
+
 $(BUILD)/tsgraphd: $(BUILD)/obj/main.o $(BUILD)/libtsgraphd.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -104,14 +110,15 @@ $(BUILD)/tsgraphd-test: $(HOOK_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libtsgraphd.a $(TLIB_OBJ) $(HEADERS) | $(BUILD)/tests
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libtsgraphd.a $(BUILD)/libtests.a $(HEADERS) | $(BUILD)/tests
 	@echo "  CCLD    $@"
-	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/lib -o $@ $< $(TLIB_OBJ) $(BUILD)/libtsgraphd.a \
-		$(ALL_LDFLAGS) $(PKG_LIBS) $(TEST_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/lib -o $@ $< $(BUILD)/libtests.a \
+		$(BUILD)/libtsgraphd.a $(ALL_LDFLAGS) $(PKG_LIBS) $(TEST_LIBS)
 
-$(BUILD)/%: tests/server/%.c $(BUILD)/libtsgraphd.a $(TLIB_OBJ) $(HEADERS)
+$(BUILD)/%: tests/server/%.c $(BUILD)/libtsgraphd.a $(BUILD)/libtests.a $(HEADERS)
 	@echo "  CCLD    $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< $(TLIB_OBJ) $(BUILD)/libtsgraphd.a $(ALL_LDFLAGS) $(PKG_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< $(BUILD)/libtests.a $(BUILD)/libtsgraphd.a \
+		$(ALL_LDFLAGS) $(PKG_LIBS)
 
 $(BUILD)/bench/%: tests/bench/%.c | $(BUILD)/bench
 	@echo "  CCLD    $@"
