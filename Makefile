@@ -2,8 +2,9 @@
 #
 # Every library is found with pkg-config. Sources are picked up by wildcard:
 #   src/*.c              the daemon's modules; src/main.c alone makes the binary
-#                        ($(BUILD)/tsgraphd-test: the same with -DTSGRAPHD_TEST_HOOKS in sync.c,
-#                        the pause points of the signal tests; never installed)
+#                        ($(BUILD)/tsgraphd-test: the same, every module compiled again with
+#                        -DTSGRAPHD_TEST_HOOKS into $(BUILD)/obj-hooks: the pause and crash
+#                        points of include/tsgraphd/testhook.h; never installed)
 #   tests/unit/test_*.c  one cmocka binary each, linked with the modules
 #   tests/server/*.c     fake servers (fake Threat Stack, ...), one binary each
 #   tests/lib/*.c        helpers shared by the tests
@@ -52,6 +53,8 @@ ALL_LDFLAGS = -pie -Wl,-z,relro,-z,now $(SAN) $(LDFLAGS)
 
 LIB_SRC    := $(filter-out src/main.c,$(wildcard src/*.c))
 LIB_OBJ    := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+HOOK_OBJ   := $(wildcard src/*.c)
+HOOK_OBJ   := $(HOOK_OBJ:src/%.c=$(BUILD)/obj-hooks/%.o)
 TLIB_SRC   := $(wildcard tests/lib/*.c)
 TLIB_OBJ   := $(TLIB_SRC:tests/lib/%.c=$(BUILD)/obj/tlib_%.o)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -86,34 +89,42 @@ $(BUILD)/libtsgraphd.a: $(LIB_OBJ)
 	$(Q)rm -f $@
 	$(Q)ar rcs $@ $^
 
+# The test helpers as an archive: a binary links only the helpers it calls (the fake
+# servers need none of the cmocka-based ones).
+$(BUILD)/libtests.a: $(TLIB_OBJ)
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
+
 $(BUILD)/tsgraphd: $(BUILD)/obj/main.o $(BUILD)/libtsgraphd.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-# The daemon with sync.c's test hooks compiled in (TSGRAPHD_TEST_PAUSE_AT, see src/sync.c):
-# its sync object comes before the library, so the library's is never linked.
-$(BUILD)/obj/sync_test_hooks.o: src/sync.c $(HEADERS) | $(BUILD)/obj
+# The daemon with the test hooks compiled in (include/tsgraphd/testhook.h): every module,
+# main included, built again with -DTSGRAPHD_TEST_HOOKS, so no object of the plain build (and
+# nothing of the hooks in it) is shared with the installed binary.
+$(BUILD)/obj-hooks/%.o: src/%.c $(HEADERS) | $(BUILD)/obj-hooks
 	@echo "  CC      $< (test hooks)"
 	$(Q)$(CC) $(ALL_CFLAGS) -DTSGRAPHD_TEST_HOOKS -c -o $@ $<
 
-$(BUILD)/tsgraphd-test: $(BUILD)/obj/main.o $(BUILD)/obj/sync_test_hooks.o $(BUILD)/libtsgraphd.a
+$(BUILD)/tsgraphd-test: $(HOOK_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libtsgraphd.a $(TLIB_OBJ) $(HEADERS) | $(BUILD)/tests
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libtsgraphd.a $(BUILD)/libtests.a $(HEADERS) | $(BUILD)/tests
 	@echo "  CCLD    $@"
-	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/lib -o $@ $< $(TLIB_OBJ) $(BUILD)/libtsgraphd.a \
-		$(ALL_LDFLAGS) $(PKG_LIBS) $(TEST_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/lib -o $@ $< $(BUILD)/libtests.a \
+		$(BUILD)/libtsgraphd.a $(ALL_LDFLAGS) $(PKG_LIBS) $(TEST_LIBS)
 
-$(BUILD)/%: tests/server/%.c $(BUILD)/libtsgraphd.a $(TLIB_OBJ) $(HEADERS)
+$(BUILD)/%: tests/server/%.c $(BUILD)/libtsgraphd.a $(BUILD)/libtests.a $(HEADERS)
 	@echo "  CCLD    $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< $(TLIB_OBJ) $(BUILD)/libtsgraphd.a $(ALL_LDFLAGS) $(PKG_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< $(BUILD)/libtests.a $(BUILD)/libtsgraphd.a \
+		$(ALL_LDFLAGS) $(PKG_LIBS)
 
 $(BUILD)/bench/%: tests/bench/%.c | $(BUILD)/bench
 	@echo "  CCLD    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS) $(PKG_LIBS)
 
-$(BUILD)/obj $(BUILD)/tests $(BUILD)/bench:
+$(BUILD)/obj $(BUILD)/obj-hooks $(BUILD)/tests $(BUILD)/bench:
 	mkdir -p $@
 
 # `check` first installs what is missing, then builds and tests in a sub-make so that

@@ -9,7 +9,8 @@
  * sink refuses rather than leave a silent gap; an empty file is a new (rotated) log and
  * continues after the cursor. Then it takes outbox rows in batches, writes a batch with
  * write(2) in full, fsyncs, and only then moves the cursor. A crash anywhere repeats at most
- * the cursor update, never a line. Every string goes out through canon's string writer, so
+ * the cursor update, never a line (test builds crash there on purpose: testhook.h's
+ * "deliver"). Every string goes out through canon's string writer, so
  * each line is valid UTF-8 whatever bytes the store holds.
  */
 #include "tsgraphd/sink_file.h"
@@ -28,6 +29,7 @@
 
 #include "tsgraphd/canon.h"
 #include "tsgraphd/log.h"
+#include "tsgraphd/testhook.h"
 
 #define BATCH_ROWS	1000
 #define BATCH_BYTES_MAX (256u * 1024 * 1024)
@@ -504,6 +506,8 @@ int sink_file_drain(struct sink_file *f, struct store *s, int64_t *ret_lines,
 		b.last_key = b.last_op = NULL;
 		after = b.last_seq;
 		lines += b.rows;
+		/* Test builds: kill -9 here, the batch in the file and the cursor behind it. */
+		testhook_crash("deliver", lines);
 		/* Lines written again below the cursor leave it where it is. */
 		if (after > cursor) {
 			cursor = after;

@@ -21,15 +21,17 @@
  * and once more before the apply commits: a cancelled run applies nothing and is recorded
  * "interrupted".
  *
- * Test builds (-DTSGRAPHD_TEST_HOOKS, build/tsgraphd-test) read TSGRAPHD_TEST_PAUSE_AT:
- * "apply" stops inside the apply's transaction, every change written and nothing committed,
- * logs "test hook: paused at apply" and waits up to 30 s for the cancel handle, so that a
- * signal test hits exactly that moment instead of guessing it with timers.
+ * Test builds (build/tsgraphd-test, see testhook.h) have two points here. "stage" crashes
+ * after the Nth object staged. "apply" is inside the apply's transaction, every change and
+ * the run's record written and nothing committed: the pause there logs "test hook: paused at
+ * apply" and waits up to 30 s for the cancel handle, the crash kills the process there, so
+ * that a signal or kill -9 test hits exactly that moment instead of guessing it with timers.
  */
 #include "tsgraphd/sync.h"
 #include "tsgraphd/canon.h"
 #include "tsgraphd/graph.h"
 #include "tsgraphd/log.h"
+#include "tsgraphd/testhook.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -203,6 +205,7 @@ static int stage(const struct graph_object *o, void *ud)
 	if (r < 0)
 		return store_failed(sy, r, "staging");
 	sy->report->staged++;
+	testhook_crash("stage", sy->report->staged);
 	return 0;
 }
 
@@ -466,22 +469,14 @@ static void fetch_refresh(struct sync *sy, const void *arg)
 		refresh_agent(sy, ra->agents[i]);
 }
 
-#ifdef TSGRAPHD_TEST_HOOKS
+/* The pause point of test builds (testhook.h); nothing in others. */
 static void test_pause(struct sync *sy, const char *point)
 {
-	const char *at = getenv("TSGRAPHD_TEST_PAUSE_AT");
-
-	if (!at || strcmp(at, point) != 0)
+	if (!testhook_pause_at(point))
 		return;
 	log_notice("sync: test hook: paused at %s", point);
 	(void)cancel_sleep(sy->cancel, 30000);
 }
-#else
-static inline void test_pause(struct sync *sy, const char *point)
-{
-	(void)sy, (void)point;
-}
-#endif
 
 static void held_summary(const struct diff_result *d, char *out, size_t size)
 {
@@ -537,6 +532,7 @@ static int apply(struct sync *sy, const struct diff_options *dopt)
 	if (r == 0)
 		r = record_run(sy, run_result(rep));
 	test_pause(sy, "apply");
+	testhook_crash("apply", TESTHOOK_UNCOUNTED);
 	if (r == 0 && cancel_fired(sy->cancel))
 		r = -ECANCELED;
 	if (r == 0)

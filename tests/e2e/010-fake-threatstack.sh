@@ -3,32 +3,20 @@
 # and publishes it through --port-file, its control endpoints answer, an unsigned API request
 # is refused with 401 (and the refusal is counted), a non-loopback --listen is refused, and
 # SIGTERM stops it with exit status 0.
-set -euo pipefail
-BUILD=${BUILD:-build}
-FAKE=$PWD/$BUILD/fake_threatstack
-[ -x "$FAKE" ] || { echo "missing $FAKE (run make)"; exit 1; }
-
-dir=$(mktemp -d)
-pid=
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-
-fail() { echo "FAIL: $*"; [ -f "$dir/err" ] && sed 's/^/  fake: /' "$dir/err"; exit 1; }
+. "$(dirname "$0")/lib.sh"
+[ -x "$FAKE" ] || fail "missing $FAKE (run make)"
+# every failure shows what the fake said
+fail() { echo "FAIL: $*"; [ -f "$WORK/fake.err" ] && sed 's/^/  fake: /' "$WORK/fake.err"; exit 1; }
 
 # A non-loopback address is refused before anything listens.
 if timeout 5 "$FAKE" --listen 0.0.0.0:0 >/dev/null 2>&1; then fail "accepted a non-loopback --listen"; fi
 
-"$FAKE" --listen 127.0.0.1:0 --port-file "$dir/port" --agents 7 --seed 42 >"$dir/out" 2>"$dir/err" &
-pid=$!
-for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.05; done
-[ -s "$dir/port" ] || fail "no port file after 5 s"
-port=$(cat "$dir/port")
+start_fake --agents 7 --seed 42
+port=$(cat "$WORK/fake.port")
 [[ $port =~ ^[0-9]+$ ]] && [ "$port" -gt 0 ] || fail "bad port file content: $port"
-grep -qx "listening on 127.0.0.1:$port" "$dir/out" || fail "stdout lacks the listening line"
-base=http://127.0.0.1:$port
+[ "$FAKE_URL" = "http://127.0.0.1:$port" ] || fail "lib.sh's FAKE_URL is $FAKE_URL"
+grep -qx "listening on 127.0.0.1:$port" "$WORK/fake.out" || fail "stdout lacks the listening line"
+base=$FAKE_URL
 
 # Control endpoints need no Hawk.
 stats=$(curl -sS --max-time 5 "$base/_fake/stats")
@@ -38,10 +26,10 @@ n=$(grep -o '"hostname"' <<<"$fleet" | wc -l)
 [ "$n" -eq 7 ] || fail "expected 7 agents in /_fake/fleet, got $n"
 
 # Unsigned and badly signed API requests are 401 with a JSON error and a Server-Authorization.
-hdrs=$dir/hdrs
-code=$(curl -sS --max-time 5 -D "$hdrs" -o "$dir/body" -w '%{http_code}' "$base/v2/agents?status=online")
+hdrs=$WORK/hdrs
+code=$(curl -sS --max-time 5 -D "$hdrs" -o "$WORK/body" -w '%{http_code}' "$base/v2/agents?status=online")
 [ "$code" = 401 ] || fail "unauthenticated /v2/agents gave $code"
-grep -q '"errors"' "$dir/body" || fail "401 body is not an errors object: $(cat "$dir/body")"
+grep -q '"errors"' "$WORK/body" || fail "401 body is not an errors object: $(cat "$WORK/body")"
 grep -qi '^Server-Authorization: Hawk mac=' "$hdrs" || fail "401 lacks Server-Authorization"
 code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' \
 	-H 'Authorization: Hawk id="5537c4284e9684df7e000014", ts="1", nonce="x", ext="545d0293b620cd090d000023", mac="AAAA"' \
@@ -62,11 +50,9 @@ stats=$(curl -sS --max-time 5 "$base/_fake/stats")
 [[ $stats == *'"requests":0'* ]] || fail "stats after reset: $stats"
 
 # SIGTERM: a clean exit with status 0.
-kill -TERM "$pid"
+kill -TERM "$FAKE_PID"
 rc=0
-for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$pid" 2>/dev/null && fail "still running 5 s after SIGTERM"
-wait "$pid" || rc=$?
-pid=
+wait_until 5 "the fake to exit after SIGTERM" eval '! kill -0 "$FAKE_PID" 2>/dev/null'
+wait "$FAKE_PID" || rc=$?
 [ "$rc" -eq 0 ] || fail "exit status $rc after SIGTERM"
 echo "ok: fake_threatstack on port $port"

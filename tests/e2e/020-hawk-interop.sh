@@ -5,10 +5,8 @@
 #  2. live: `tsgraphd check` against a node HTTP server that authenticates with
 #     Hawk.server.authenticate and signs its answer with Hawk.server.header — good key,
 #     wrong key, and a server clock 300 s ahead (recovered through the tsm).
-set -euo pipefail
-BUILD=${BUILD:-build}
+. "$(dirname "$0")/lib.sh"
 TESTS_DIR=${TESTS_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-TSGRAPHD=${TSGRAPHD:-$BUILD/tsgraphd}
 HAWK_TOOL=$BUILD/hawk_tool
 KEY=werxhqb98rpaxn39848xrunpaw3489ruxnpa98w4rxn
 
@@ -16,13 +14,9 @@ command -v node >/dev/null || { echo "node is missing (make deps)"; exit 1; }
 [ -f /usr/share/nodejs/hawk/package.json ] || { echo "node-hawk is missing (make deps)"; exit 1; }
 [ -x "$HAWK_TOOL" ] && [ -x "$TSGRAPHD" ] || { echo "build first: $HAWK_TOOL $TSGRAPHD"; exit 1; }
 
-tmp=$(mktemp -d)
+tmp=$WORK
 server_pid=
-cleanup() {
-	if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+on_exit 'if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi'
 
 echo "== vectors"
 timeout 60 node "$TESTS_DIR/hawk-interop.js" vectors "$HAWK_TOOL"
@@ -31,13 +25,12 @@ start_server() { # [skew seconds]
 	rm -f "$tmp/port"
 	node "$TESTS_DIR/hawk-interop.js" serve "$tmp/port" "" "${1:-0}" &
 	server_pid=$!
-	for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.05; done
-	[ -s "$tmp/port" ] || { echo "node server did not start"; exit 1; }
+	wait_file 5 "$tmp/port"
 }
 stop_server() {
 	kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
 }
-write_config() { # key
+write_interop_config() { # key
 	printf '%s\n' "$1" >"$tmp/key"
 	chmod 600 "$tmp/key"
 	cat >"$tmp/tsgraphd.conf" <<CONF
@@ -66,16 +59,16 @@ run_check() { # expected exit, expected text
 
 echo "== live: tsgraphd check against node's Hawk server"
 start_server 0
-write_config "$KEY"
+write_interop_config "$KEY"
 run_check 0 "credentials OK: Threat Stack accepted the Hawk signature and its answer verified"
 echo "== live: wrong key"
-write_config "not-the-right-key-0000"
+write_interop_config "not-the-right-key-0000"
 run_check 1 "credentials FAILED (authentication failed)"
 stop_server
 
 echo "== live: server clock 300 s ahead, recovered through node's tsm"
 start_server 300
-write_config "$KEY"
+write_interop_config "$KEY"
 run_check 0 "credentials OK"
 grep -q "local clock is off by 300 s\|local clock is off by 299 s\|local clock is off by 301 s" "$tmp/out" ||
 	{ echo "FAIL: no clock warning"; exit 1; }

@@ -7,14 +7,13 @@
 # tests/node_modules (git-ignored) on first use. Without network access that install fails,
 # and so does this test, loudly and within about two minutes: a data-model check that
 # silently skips would be worse than none.
-set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 TESTS_DIR=${TESTS_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 ROOT=$(cd "$TESTS_DIR/.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 dump="$BUILD/graph_dump"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+work=$WORK
 
 [ -x "$dump" ] || { echo "030: $dump not built (run make)" >&2; exit 1; }
 command -v node >/dev/null || { echo "030: node is required" >&2; exit 1; }

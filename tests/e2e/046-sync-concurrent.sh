@@ -9,7 +9,12 @@ fault '{"kind":"slow","count":4,"ms":700,"path":"/v2/agents"}'
 "$TSGRAPHD" -c "$WORK/a.conf" sync >"$WORK/first.out" 2>&1 &
 first=$!
 on_exit "kill $first 2>/dev/null"
-sleep 0.5
+# the first holds the store's lock before its first request, which the slow fault then holds
+first_running() {
+	kill -0 "$first" 2>/dev/null || fail "the first sync ended early: $(cat "$WORK/first.out")"
+	more_requests /v2/agents 0
+}
+wait_until 10 "the first sync's first request" first_running
 expect_status 1 "$TSGRAPHD" -c "$WORK/a.conf" sync
 expect_output "another tsgraphd sync is running on this store"
 wait "$first" || fail "the first sync failed: $(cat "$WORK/first.out")"

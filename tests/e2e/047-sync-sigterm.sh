@@ -2,30 +2,20 @@
 # SIGTERM to `tsgraphd sync` (a) in a 429 wait whose x-rate-limit-reset is 300 s, (b) in an
 # answer that stalls for a minute, (c) inside the apply of a large first sync, its changes
 # written and not committed (build/tsgraphd-test's pause point TSGRAPHD_TEST_PAUSE_AT=apply,
-# see src/sync.c). Each must exit 3 within 2 s of the signal, say the sync was interrupted,
+# see include/tsgraphd/testhook.h). Each must exit 3 within 2 s of the signal, say the sync was interrupted,
 # leave the store and the change log as they were (outbox max seq, object count, lines),
 # and `tsgraphd status` must show the run as interrupted. Every wait polls a readiness
 # signal (the fake's request counts, the log line, the process) with a bound; a later
 # sync then completes and the change log replays to exactly the stored graph.
 . "$(dirname "$0")/lib.sh"
-TSGRAPHD_TEST=${TSGRAPHD_TEST:-$PWD/$BUILD/tsgraphd-test}
-[ -x "$TSGRAPHD_TEST" ] || fail "$TSGRAPHD_TEST is missing (make $BUILD/tsgraphd-test)"
+need_test_build
 SIGNAL_TO_EXIT_MAX_MS=2000
 
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-# requests PATH: how many API requests the fake saw for an endpoint template.
-requests() { curl -sS -f --max-time 10 "$FAKE_URL/_fake/stats" | jq -r --arg p "$1" '.by_path[$p]'; }
-# wait_until SECONDS DESCRIPTION CMD...: polls CMD every 20 ms; fails after SECONDS.
-wait_until() {
-	local limit=$(($(now_ms) + $1 * 1000)) what=$2
-	shift 2
-	until "$@"; do
-		[ "$(now_ms)" -lt "$limit" ] || fail "timed out waiting for $what"
-		kill -0 "$pid" 2>/dev/null || fail "sync exited while waiting for $what: $(cat "$WORK/sync.err")"
-		sleep 0.02
-	done
+# syncing CMD...: CMD, failing at once if the sync under test has exited meanwhile.
+syncing() {
+	kill -0 "$pid" 2>/dev/null || fail "sync exited while waiting: $(cat "$WORK/sync.err")"
+	"$@"
 }
-more_requests() { [ "$(requests "$1")" -gt "$2" ]; }
 log_has() { grep -q "$1" "$WORK/sync.err"; }
 alive() { kill -0 "$pid" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]; }
 # state NAME: outbox max seq, object count and change-log lines of that config's store.
@@ -87,7 +77,7 @@ before=$(state a)
 n=$(requests /v2/agents)
 fault '{"kind":"429","count":1,"ms":300000,"path":"/v2/agents"}'
 start_sync "$TSGRAPHD" a
-wait_until 10 "the 429" more_requests /v2/agents "$n"
+wait_until 10 "the 429" syncing more_requests /v2/agents "$n"
 sigterm_and_check a "$before"
 [ "$(requests /v2/agents)" -eq $((n + 1)) ] || fail "(a) the request was retried after SIGTERM"
 
@@ -96,7 +86,7 @@ fault '{"kind":"clear"}'
 n=$(requests /v2/vulnerabilities)
 fault '{"kind":"slow","count":1,"ms":60000,"path":"/v2/vulnerabilities"}'
 start_sync "$TSGRAPHD" a
-wait_until 10 "the stalled request" more_requests /v2/vulnerabilities "$n"
+wait_until 10 "the stalled request" syncing more_requests /v2/vulnerabilities "$n"
 sigterm_and_check a "$before"
 fault '{"kind":"clear"}'
 
@@ -113,7 +103,7 @@ start_fake --agents 5000 --cves 30 --alerts 200 --seed 48 --page-size 100
 write_config big
 before=$(state big)
 TSGRAPHD_TEST_PAUSE_AT=apply start_sync "$TSGRAPHD_TEST" big
-wait_until 120 "the apply" log_has "test hook: paused at apply"
+wait_until 120 "the apply" syncing log_has "test hook: paused at apply"
 sigterm_and_check big "$before"
 # and it was a large apply: the same sync, uninterrupted, creates more than 10,000 objects
 expect_status 0 "$TSGRAPHD" -c "$WORK/big.conf" sync

@@ -40,8 +40,7 @@ holder=$!
 on_exit "kill $holder 2>/dev/null"
 exec 9>"$WORK/hold"
 printf "BEGIN IMMEDIATE; INSERT INTO sink_cursor VALUES ('ghost', 1);\n" >&9
-for _ in $(seq 100); do [ -e "$db-wal" ] && break; sleep 0.05; done
-[ -e "$db-wal" ] || fail "the writer did not start"
+wait_until 5 "the writer to start" test -e "$db-wal"
 expect_status 0 timeout 20 "$TSGRAPHD" -c "$WORK/nokey.conf" status
 expect_output "graph objects:"
 expect_status 0 timeout 20 "$TSGRAPHD" -c "$WORK/a.conf" sync --dry-run

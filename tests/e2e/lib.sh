@@ -1,8 +1,11 @@
 # Shared helpers for end-to-end scenarios. Source it: `. "$(dirname "$0")/lib.sh"`.
-# Gives: $TSGRAPHD, $BUILD, a private $WORK directory removed on exit, and assertions.
+# Gives: $TSGRAPHD, $BUILD, a private $WORK directory removed on exit, assertions, bounded
+# waits on a readiness signal (never a bare sleep), the fake Threat Stack and its fixtures.
 set -euo pipefail
 BUILD=${BUILD:-build}
 TSGRAPHD=${TSGRAPHD:-$PWD/$BUILD/tsgraphd}
+# The daemon with the pause and crash points (include/tsgraphd/testhook.h); need_test_build.
+TSGRAPHD_TEST=${TSGRAPHD_TEST:-$PWD/$BUILD/tsgraphd-test}
 WORK=$(mktemp -d /tmp/tsgraphd-e2e.XXXXXX)
 _cleanup_hooks=()
 _cleanup() {
@@ -30,6 +33,25 @@ expect_no_output() { # substring
 	case "$OUT" in *"$1"*) fail "output has '$1'; output: $OUT" ;; *) ;; esac
 }
 
+need_test_build() {
+	[ -x "$TSGRAPHD_TEST" ] || fail "$TSGRAPHD_TEST is missing (make $BUILD/tsgraphd-test)"
+}
+
+# --- waiting ---------------------------------------------------------------------------
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# wait_until SECONDS DESCRIPTION CMD...: polls CMD every 20 ms until it succeeds; fails after
+# SECONDS. A condition that must also hold meanwhile goes into CMD.
+wait_until() {
+	local limit=$(($(now_ms) + $1 * 1000)) what=$2
+	shift 2
+	until "$@"; do
+		[ "$(now_ms)" -lt "$limit" ] || fail "timed out waiting for $what"
+		sleep 0.02
+	done
+}
+# wait_file SECONDS FILE: until FILE exists and is not empty (a port file, a pid file).
+wait_file() { wait_until "$1" "$2" test -s "$2"; }
+
 # --- the fake Threat Stack ---------------------------------------------------------------
 FAKE=${FAKE:-$PWD/$BUILD/fake_threatstack}
 FAKE_KEY=fake-api-key-0123456789abcdef
@@ -43,9 +65,12 @@ start_fake() {
 		>"$WORK/fake.out" 2>"$WORK/fake.err" &
 	FAKE_PID=$!
 	on_exit "kill $FAKE_PID 2>/dev/null; wait $FAKE_PID 2>/dev/null"
-	local _
-	for _ in $(seq 200); do [ -s "$WORK/fake.port" ] && break; sleep 0.05; done
-	[ -s "$WORK/fake.port" ] || fail "the fake did not start: $(cat "$WORK/fake.err")"
+	local limit=$(($(now_ms) + 10000))
+	until [ -s "$WORK/fake.port" ]; do
+		[ "$(now_ms)" -lt "$limit" ] && kill -0 "$FAKE_PID" 2>/dev/null ||
+			fail "the fake did not start: $(cat "$WORK/fake.err")"
+		sleep 0.02
+	done
 	FAKE_URL=http://127.0.0.1:$(cat "$WORK/fake.port")
 }
 
@@ -69,6 +94,10 @@ write_config() {
 fleet() { curl -sS -f --max-time 10 -d "$1" "$FAKE_URL/_fake/fleet"; }
 fault() { curl -sS -f --max-time 10 -d "$1" "$FAKE_URL/_fake/fault" >/dev/null; }
 fake_truth() { curl -sS -f --max-time 10 "$FAKE_URL/_fake/fleet"; }
+# requests PATH: how many API requests the fake saw for an endpoint template (by_path).
+requests() { curl -sS -f --max-time 10 "$FAKE_URL/_fake/stats" | jq -r --arg p "$1" '.by_path[$p]'; }
+more_requests() { [ "$(requests "$1")" -gt "$2" ]; } # PATH N: more than N so far
+reset_stats() { curl -sS -f --max-time 10 -X POST "$FAKE_URL/_fake/reset-stats" >/dev/null; }
 
 # lines_since FILE N: the change-log lines after the first N.
 lines_since() { tail -n +"$(($2 + 1))" "$1"; }

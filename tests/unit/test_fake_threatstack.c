@@ -22,15 +22,7 @@
 #include "tsgraphd/hawk.h"
 #include "tsgraphd/util.h"
 
-#define KEY  "fake-api-key-0123456789abcdef"
-#define ORG  "545d0293b620cd090d000023"
-#define USER "5537c4284e9684df7e000014"
-
-struct fake {
-	pid_t pid;
-	unsigned port;
-	char dir[64];
-};
+#include "fake.h"
 
 struct answer {
 	long status;
@@ -40,75 +32,6 @@ struct answer {
 	char reset[64];	 /* x-rate-limit-reset */
 	char ctype[128]; /* Content-Type */
 };
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
-/* Starts the fake with extra arguments (NULL-terminated) and waits for its port file. */
-static void fake_start(struct fake *fk, ...)
-{
-	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-	char bin[512], portfile[128];
-	const char *argv[32];
-	size_t argc = 0;
-	va_list ap;
-	char *data = NULL;
-	size_t len;
-	uint64_t port;
-
-	snprintf(fk->dir, sizeof(fk->dir), "/tmp/test_fake.XXXXXX");
-	assert_non_null(mkdtemp(fk->dir));
-	snprintf(bin, sizeof(bin), "%s/fake_threatstack", build);
-	snprintf(portfile, sizeof(portfile), "%s/port", fk->dir);
-	argv[argc++] = bin;
-	argv[argc++] = "--port-file";
-	argv[argc++] = portfile;
-	va_start(ap, fk);
-	for (const char *a; (a = va_arg(ap, const char *)) && argc < 30;)
-		argv[argc++] = a;
-	va_end(ap);
-	argv[argc] = NULL;
-
-	fk->pid = fork();
-	assert_true(fk->pid >= 0);
-	if (fk->pid == 0) {
-		if (!freopen("/dev/null", "w", stdout))
-			_exit(127);
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	for (int i = 0; i < 400; i++) {
-		if (read_file_bounded(portfile, 64, &data, &len) == 0 && len > 0)
-			break;
-		free(data);
-		data = NULL;
-		sleep_ms(25);
-	}
-	assert_non_null(data);
-	data[strcspn(data, "\n")] = '\0';
-	assert_int_equal(parse_u64(data, 1, 65535, &port), 0);
-	fk->port = (unsigned)port;
-	free(data);
-}
-
-/* SIGTERM, and the fake must exit 0 (under ASan that also means: no leaks). */
-static void fake_stop(struct fake *fk)
-{
-	char path[128];
-	int status = 0;
-
-	assert_int_equal(kill(fk->pid, SIGTERM), 0);
-	assert_int_equal(waitpid(fk->pid, &status, 0), fk->pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
-	snprintf(path, sizeof(path), "%s/port", fk->dir);
-	unlink(path);
-	rmdir(fk->dir);
-}
 
 static size_t on_body(char *p, size_t size, size_t n, void *userdata)
 {
@@ -154,7 +77,7 @@ static void answer_init(struct answer *a)
 static void api_get(const struct fake *fk, const char *uri, int64_t ts_offset, const char *nonce,
 		    struct answer *a)
 {
-	struct hawk_credentials cred = { USER, KEY, ORG };
+	struct hawk_credentials cred = { FAKE_USER_ID, FAKE_API_KEY, FAKE_ORG_ID };
 	struct hawk_request req = {
 		.method = "GET", .uri = uri, .host = "127.0.0.1", .port = fk->port
 	};
@@ -296,7 +219,8 @@ static void test_ten_thousand_agents(void **state)
 	json_object *truth, *agents;
 
 	(void)state;
-	fake_start(&fk, "--agents", "10000", "--cves", "3", "--alerts", "5", NULL);
+	fake_start(&fk, (const char *const[]){ "--agents", "10000", "--cves", "3", "--alerts", "5",
+					       NULL });
 	on = list_all(&fk, "/v2/agents?status=online", "agents", "id", seen, &pon);
 	off = list_all(&fk, "/v2/agents?status=offline", "agents", "id", seen, &poff);
 	assert_int_equal(json_object_object_length(seen), 10000);
@@ -394,7 +318,7 @@ static void test_stale_and_replay(void **state)
 
 	api_get(fk, "/help/hawk/self-test", -3600, NULL, &a);
 	assert_int_equal(a.status, 401);
-	assert_int_equal(hawk_verify_tsm(KEY, a.www, now_ms() / 1000, &offset), 0);
+	assert_int_equal(hawk_verify_tsm(FAKE_API_KEY, a.www, now_ms() / 1000, &offset), 0);
 	buf_free(&a.body);
 	api_get(fk, "/help/hawk/self-test", 0, "replayme", &a);
 	assert_int_equal(a.status, 200);
@@ -519,7 +443,8 @@ static int group_setup(void **state)
 	static struct fake fk;
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	fake_start(&fk, "--agents", "50", "--page-size", "10", "--seed", "7", NULL);
+	fake_start(&fk, (const char *const[]){ "--agents", "50", "--page-size", "10", "--seed", "7",
+					       NULL });
 	*state = &fk;
 	return 0;
 }

@@ -36,9 +36,8 @@
 #include "tsgraphd/tsapi.h"
 #include "tsgraphd/util.h"
 
-#define ORG_ID	    "545d0293b620cd090d000023"
-#define USER_ID	    "5537c4284e9684df7e000014"
-#define API_KEY	    "fake-api-key-0123456789abcdef"
+#include "fake.h"
+
 #define AGENT_KEY   "threatstack:agent:"
 #define ALERT_KEY   "threatstack:alert:"
 #define WAIT_MAX_MS 10000 /* any wait for the fake or another thread */
@@ -49,171 +48,6 @@ static const char *const agent_types[] = {
 	"threatstack_agent_protects_aws_instance",
 	"threatstack_agent_protects_server",
 };
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-/* ---- the fake Threat Stack ------------------------------------------------------------- */
-
-struct fake {
-	pid_t pid;
-	char dir[64];
-	char url[64];
-};
-
-static void fake_start(struct fake *f, const char *const *extra)
-{
-	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-	char bin[512], portfile[128], *argv[64];
-	size_t n = 0;
-
-	memset(f, 0, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_sync.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(bin, sizeof(bin), "%s/fake_threatstack", build);
-	snprintf(portfile, sizeof(portfile), "%s/port", f->dir);
-	argv[n++] = bin;
-	argv[n++] = "--listen";
-	argv[n++] = "127.0.0.1:0";
-	argv[n++] = "--port-file";
-	argv[n++] = portfile;
-	for (; extra && *extra && n < 62; extra++)
-		argv[n++] = (char *)*extra;
-	argv[n] = NULL;
-	f->pid = fork();
-	assert_true(f->pid >= 0);
-	if (f->pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (fd >= 0) {
-			dup2(fd, STDOUT_FILENO);
-			close(fd);
-		}
-		execv(bin, argv);
-		_exit(127);
-	}
-	for (int i = 0; i < WAIT_MAX_MS / 20; i++) {
-		char *data = NULL;
-		size_t len;
-		uint64_t port;
-
-		if (read_file_bounded(portfile, 64, &data, &len) == 0) {
-			if (len > 0 && data[len - 1] == '\n')
-				data[len - 1] = '\0';
-			if (parse_u64(data, 1, 65535, &port) == 0) {
-				free(data);
-				snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%u",
-					 (unsigned)port);
-				return;
-			}
-		}
-		free(data);
-		if (waitpid(f->pid, NULL, WNOHANG) == f->pid)
-			fail_msg("%s exited before listening", bin);
-		sleep_ms(20);
-	}
-	fail_msg("%s did not write its port file", bin);
-}
-
-/* Stops the fake; it must exit 0 (it frees everything) and at once, even with a slow
- * answer still pending. */
-static void fake_stop(struct fake *f)
-{
-	char path[128];
-	int status = 0, i;
-
-	if (f->pid > 0) {
-		kill(f->pid, SIGTERM);
-		for (i = 0; i < 500 && waitpid(f->pid, &status, WNOHANG) == 0; i++)
-			sleep_ms(10);
-		if (i == 500) {
-			kill(f->pid, SIGKILL);
-			waitpid(f->pid, &status, 0);
-			fail_msg("the fake did not stop within 5 s of SIGTERM");
-		}
-		f->pid = 0;
-		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	}
-	snprintf(path, sizeof(path), "%s/port", f->dir);
-	unlink(path);
-	rmdir(f->dir);
-}
-
-static size_t collect(char *d, size_t s, size_t n, void *ud)
-{
-	return buf_append(ud, d, s * n) == 0 ? s * n : 0;
-}
-
-/* A control request (no Hawk): the parsed answer, asserting HTTP 200. Any thread. */
-static json_object *control(const struct fake *f, const char *path, const char *post)
-{
-	CURL *h = curl_easy_init();
-	struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
-	char url[256];
-	struct buf b;
-	long st = 0;
-	json_object *o;
-
-	assert_non_null(h);
-	buf_init(&b, 16 << 20);
-	snprintf(url, sizeof(url), "%s%s", f->url, path);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
-	if (post) {
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, post);
-	}
-	assert_int_equal(curl_easy_perform(h), CURLE_OK);
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
-	curl_slist_free_all(hd);
-	curl_easy_cleanup(h);
-	if (st != 200)
-		fail_msg("%s %s: HTTP %ld %s", post ? "POST" : "GET", path, st,
-			 b.data ? b.data : "");
-	o = json_tokener_parse(b.data);
-	assert_non_null(o);
-	buf_free(&b);
-	return o;
-}
-
-static void fleet_op(const struct fake *f, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void fleet_op(const struct fake *f, const char *fmt, ...)
-{
-	char body[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(body, sizeof(body), fmt, ap);
-	va_end(ap);
-	json_object_put(control(f, "/_fake/fleet", body));
-}
-
-static void fault(const struct fake *f, const char *json)
-{
-	json_object_put(control(f, "/_fake/fault", json));
-}
-
-/* by_path[path] of /_fake/stats. */
-static int64_t requests_to(const struct fake *f, const char *path)
-{
-	json_object *o = control(f, "/_fake/stats", NULL), *bp = NULL, *v = NULL;
-	int64_t n;
-
-	assert_true(json_object_object_get_ex(o, "by_path", &bp));
-	assert_true(json_object_object_get_ex(bp, path, &v));
-	n = json_object_get_int64(v);
-	json_object_put(o);
-	return n;
-}
 
 static const char *jstr(json_object *o, const char *k)
 {
@@ -258,10 +92,10 @@ static struct fx *fx_open(const char *const *fleet, uint32_t reset_max_ms)
 	if (store_open(path, &so, &x->s, err_store) < 0)
 		fail_msg("store_open: %s", err_store);
 	x->c.file = "test";
-	x->c.ts.org_id = ORG_ID;
+	x->c.ts.org_id = FAKE_ORG_ID;
 	x->c.ts.org_name = "Fake Org";
-	x->c.ts.user_id = USER_ID;
-	x->c.ts.api_key = API_KEY;
+	x->c.ts.user_id = FAKE_USER_ID;
+	x->c.ts.api_key = FAKE_API_KEY;
 	x->c.ts.api_url = x->fake.url;
 	x->c.ts.rate_limit = 6000;
 	x->c.ts.timeout = 10;
@@ -638,7 +472,7 @@ static void test_first_then_noop(void **state)
 	}
 	all = stored(x);
 	assert_int_equal((int64_t)json_object_object_length(all), rep.diff.created);
-	truth = control(&x->fake, "/_fake/fleet", NULL);
+	truth = fake_control(&x->fake, "/_fake/fleet", NULL);
 	list_api(x, &l);
 	/* every agent once, each with its HAS and at most one PROTECTS */
 	assert_int_equal(count_type(all, "threatstack_agent"), json_object_object_length(l.seen));
@@ -681,14 +515,14 @@ static void test_agent_changed(void **state)
 
 	(void)state;
 	assert_int_equal(full(x, &rep), 0);
-	truth = control(&x->fake, "/_fake/fleet", NULL);
+	truth = fake_control(&x->fake, "/_fake/fleet", NULL);
 	list_api(x, &l);
 	id = pick_agent(truth, &l, "online", true, NULL);
 	snprintf(key, sizeof(key), AGENT_KEY "%s", id);
 
 	seq = max_seq(x);
-	fleet_op(&x->fake, "{\"op\":\"tag_set\",\"id\":\"%s\",\"key\":\"team\",\"value\":\"blue\"}",
-		 id);
+	fake_fleet(&x->fake,
+		   "{\"op\":\"tag_set\",\"id\":\"%s\",\"key\":\"team\",\"value\":\"blue\"}", id);
 	assert_int_equal(full(x, &rep), 0);
 	rows_since(x, seq, &rs);
 	expect_rows(&rs, 1);
@@ -699,7 +533,7 @@ static void test_agent_changed(void **state)
 	rows_free(&rs);
 
 	seq = max_seq(x);
-	fleet_op(&x->fake, "{\"op\":\"agent_offline\",\"id\":\"%s\"}", id);
+	fake_fleet(&x->fake, "{\"op\":\"agent_offline\",\"id\":\"%s\"}", id);
 	assert_int_equal(full(x, &rep), 0);
 	rows_since(x, seq, &rs);
 	expect_rows(&rs, 1);
@@ -728,15 +562,15 @@ static void test_failed_listing(void **state)
 
 	(void)state;
 	assert_int_equal(full(x, &rep), 0);
-	truth = control(&x->fake, "/_fake/fleet", NULL);
+	truth = fake_control(&x->fake, "/_fake/fleet", NULL);
 	list_api(x, &l);
 	gone = pick_agent(truth, &l, "offline", true, NULL);
 	snprintf(key, sizeof(key), AGENT_KEY "%s", gone);
-	fleet_op(&x->fake, "{\"op\":\"agent_remove\",\"id\":\"%s\"}", gone);
-	added = control(&x->fake, "/_fake/fleet", "{\"op\":\"alert_add\",\"agent\":null}");
+	fake_fleet(&x->fake, "{\"op\":\"agent_remove\",\"id\":\"%s\"}", gone);
+	added = fake_control(&x->fake, "/_fake/fleet", "{\"op\":\"alert_add\",\"agent\":null}");
 	snprintf(alert_key, sizeof(alert_key), ALERT_KEY "%s", jstr(added, "id"));
 	/* every try of the agents listing fails */
-	fault(&x->fake, "{\"kind\":\"500\",\"count\":10,\"path\":\"/v2/agents\"}");
+	fake_fault(&x->fake, "{\"kind\":\"500\",\"count\":10,\"path\":\"/v2/agents\"}");
 
 	seq = max_seq(x);
 	assert_int_equal(full(x, &rep), -EAGAIN);
@@ -764,7 +598,7 @@ static void test_failed_listing(void **state)
 
 	/* the listing back: the removed agent goes, with what it owned */
 	seq = max_seq(x);
-	json_object_put(control(&x->fake, "/_fake/fault", "{\"kind\":\"clear\"}"));
+	json_object_put(fake_control(&x->fake, "/_fake/fault", "{\"kind\":\"clear\"}"));
 	assert_int_equal(full(x, &rep), 0);
 	rows_since(x, seq, &rs);
 	expect_row(&rs, "delete", key);
@@ -795,7 +629,7 @@ static void test_dual_agents(void **state)
 
 	(void)state;
 	assert_int_equal(full(x, &rep), 0);
-	truth = control(&x->fake, "/_fake/fleet", NULL);
+	truth = fake_control(&x->fake, "/_fake/fleet", NULL);
 	list_api(x, &l);
 	all = stored(x);
 	assert_true(json_object_object_get_ex(truth, "agents", &agents));
@@ -829,14 +663,14 @@ static void test_dual_agents(void **state)
 	on_old = protects_key(all, on);
 	off_old = protects_key(all, off);
 	json_object_put(all);
-	fleet_op(&x->fake,
-		 "{\"op\":\"agent_set\",\"id\":\"%s\",\"instanceId\":\"i-0aaaaaaaaaaaaaaa1\","
-		 "\"dual\":true}",
-		 on);
-	fleet_op(&x->fake,
-		 "{\"op\":\"agent_set\",\"id\":\"%s\",\"instanceId\":\"i-0bbbbbbbbbbbbbbb2\","
-		 "\"dual\":true}",
-		 off);
+	fake_fleet(&x->fake,
+		   "{\"op\":\"agent_set\",\"id\":\"%s\",\"instanceId\":\"i-0aaaaaaaaaaaaaaa1\","
+		   "\"dual\":true}",
+		   on);
+	fake_fleet(&x->fake,
+		   "{\"op\":\"agent_set\",\"id\":\"%s\",\"instanceId\":\"i-0bbbbbbbbbbbbbbb2\","
+		   "\"dual\":true}",
+		   off);
 	seq = max_seq(x);
 	assert_int_equal(full(x, &rep), 0);
 	rows_since(x, seq, &rs);
@@ -900,7 +734,7 @@ static void test_refresh_agent_moved(void **state)
 
 	(void)state;
 	assert_int_equal(full(x, &rep), 0);
-	truth = control(&x->fake, "/_fake/fleet", NULL);
+	truth = fake_control(&x->fake, "/_fake/fleet", NULL);
 	list_api(x, &l);
 	ec2 = pick_agent(truth, &l, NULL, true, NULL);
 	host = pick_agent(truth, &l, NULL, false, NULL);
@@ -909,18 +743,19 @@ static void test_refresh_agent_moved(void **state)
 	ec2_old = protects_key(all, ec2);
 	host_old = protects_key(all, host);
 	json_object_put(all);
-	fleet_op(&x->fake,
-		 "{\"op\":\"agent_set\",\"id\":\"%s\",\"instanceId\":\"i-0ccccccccccccccc3\"}",
-		 ec2);
-	fleet_op(&x->fake,
-		 "{\"op\":\"agent_set\",\"id\":\"%s\",\"hostname\":\"Renamed.Example.COM\"}", host);
-	fleet_op(&x->fake, "{\"op\":\"tag_set\",\"id\":\"%s\",\"key\":\"team\",\"value\":\"red\"}",
-		 other);
+	fake_fleet(&x->fake,
+		   "{\"op\":\"agent_set\",\"id\":\"%s\",\"instanceId\":\"i-0ccccccccccccccc3\"}",
+		   ec2);
+	fake_fleet(&x->fake,
+		   "{\"op\":\"agent_set\",\"id\":\"%s\",\"hostname\":\"Renamed.Example.COM\"}",
+		   host);
+	fake_fleet(&x->fake,
+		   "{\"op\":\"tag_set\",\"id\":\"%s\",\"key\":\"team\",\"value\":\"red\"}", other);
 
 	seq = max_seq(x);
-	listings = requests_to(&x->fake, "/v2/agents");
+	listings = fake_stat(&x->fake, "by_path", "/v2/agents");
 	assert_int_equal(refresh(x, NULL, ec2, host, &rep), 0);
-	assert_int_equal(requests_to(&x->fake, "/v2/agents"), listings); /* GETs only */
+	assert_int_equal(fake_stat(&x->fake, "by_path", "/v2/agents"), listings); /* GETs only */
 	rows_since(x, seq, &rs);
 	expect_rows(&rs, 6);
 	for (size_t i = 0; i < rs.n; i++)
@@ -973,23 +808,24 @@ static void test_refresh_alert(void **state)
 
 	(void)state;
 	assert_int_equal(full(x, &rep), 0);
-	truth = control(&x->fake, "/_fake/fleet", NULL);
+	truth = fake_control(&x->fake, "/_fake/fleet", NULL);
 	list_api(x, &l);
 	agent = pick_agent(truth, &l, "online", true, NULL);
 	{
 		char body[256];
 
 		snprintf(body, sizeof(body), "{\"op\":\"alert_add\",\"agent\":\"%s\"}", agent);
-		added = control(&x->fake, "/_fake/fleet", body);
+		added = fake_control(&x->fake, "/_fake/fleet", body);
 	}
-	fleet_op(&x->fake,
-		 "{\"op\":\"tag_set\",\"id\":\"%s\",\"key\":\"team\",\"value\":\"green\"}", agent);
+	fake_fleet(&x->fake,
+		   "{\"op\":\"tag_set\",\"id\":\"%s\",\"key\":\"team\",\"value\":\"green\"}",
+		   agent);
 	snprintf(alert_key, sizeof(alert_key), ALERT_KEY "%s", jstr(added, "id"));
 
 	seq = max_seq(x);
-	gets = requests_to(&x->fake, "/v2/agents/{id}");
+	gets = fake_stat(&x->fake, "by_path", "/v2/agents/{id}");
 	assert_int_equal(refresh(x, jstr(added, "id"), NULL, NULL, &rep), 0);
-	assert_int_equal(requests_to(&x->fake, "/v2/agents/{id}"), gets + 1);
+	assert_int_equal(fake_stat(&x->fake, "by_path", "/v2/agents/{id}"), gets + 1);
 	rows_since(x, seq, &rs);
 	expect_rows(&rs, 3);
 	expect_row(&rs, "create", alert_key);
@@ -1010,7 +846,7 @@ static void test_refresh_alert(void **state)
 	}
 	assert_non_null(old_alert);
 	snprintf(alert_key, sizeof(alert_key), ALERT_KEY "%s", old_alert);
-	fleet_op(&x->fake, "{\"op\":\"alert_dismiss\",\"id\":\"%s\"}", old_alert);
+	fake_fleet(&x->fake, "{\"op\":\"alert_dismiss\",\"id\":\"%s\"}", old_alert);
 	seq = max_seq(x);
 	assert_int_equal(refresh(x, old_alert, NULL, NULL, &rep), 0);
 	rows_since(x, seq, &rs);
@@ -1037,10 +873,10 @@ static void test_refresh_unknown(void **state)
 
 	(void)state;
 	assert_int_equal(full(x, &rep), 0);
-	truth = control(&x->fake, "/_fake/fleet", NULL);
+	truth = fake_control(&x->fake, "/_fake/fleet", NULL);
 	list_api(x, &l);
 	gone = pick_agent(truth, &l, "online", true, NULL);
-	fleet_op(&x->fake, "{\"op\":\"agent_remove\",\"id\":\"%s\"}", gone);
+	fake_fleet(&x->fake, "{\"op\":\"agent_remove\",\"id\":\"%s\"}", gone);
 	before = stored(x);
 	seq = max_seq(x);
 	assert_int_equal(refresh(x, "no-such-alert", "no-such-agent", gone, &rep), 0);
@@ -1082,7 +918,7 @@ static void test_cancel_before(void **state)
 	(void)state;
 	cancel_fire(x->cancel);
 	expect_interrupted(x, full(x, &rep), &rep, 0, 0);
-	assert_int_equal(requests_to(&x->fake, "/v2/agents"), 0);
+	assert_int_equal(fake_stat(&x->fake, "by_path", "/v2/agents"), 0);
 	fx_close(x);
 }
 
@@ -1105,7 +941,7 @@ static void test_cancel_while_listing(void **state)
 
 	(void)state;
 	assert_int_equal(full(x, &rep), 0);
-	alerts = requests_to(&x->fake, "/v2/alerts");
+	alerts = fake_stat(&x->fake, "by_path", "/v2/alerts");
 	{
 		json_object *all = stored(x);
 
@@ -1113,11 +949,12 @@ static void test_cancel_while_listing(void **state)
 		json_object_put(all);
 	}
 	seq = max_seq(x);
-	fleet_op(&x->fake, "{\"op\":\"agent_add\"}");
+	fake_fleet(&x->fake, "{\"op\":\"agent_add\"}");
 	o.progress_userdata = x;
 	expect_interrupted(x, sync_full(x->sy, &o, &rep), &rep, objects, seq);
 	assert_non_null(strstr(rep.message, "interrupted"));
-	assert_int_equal(requests_to(&x->fake, "/v2/alerts"), alerts); /* it stopped listing */
+	assert_int_equal(fake_stat(&x->fake, "by_path", "/v2/alerts"),
+			 alerts); /* it stopped listing */
 	fx_close(x);
 }
 
@@ -1135,13 +972,13 @@ static void *fire_when(void *ud)
 	struct firer *f = ud;
 
 	for (int i = 0; i < WAIT_MAX_MS / 10; i++) {
-		if (requests_to(&f->x->fake, f->path) >= f->count) {
-			sleep_ms(50); /* let the answer reach the client: the wait begins */
+		if (fake_stat(&f->x->fake, "by_path", f->path) >= f->count) {
+			fake_sleep_ms(50); /* let the answer reach the client: the wait begins */
 			f->fired_ms = monotonic_ms();
 			cancel_fire(f->x->cancel);
 			return NULL;
 		}
-		sleep_ms(10);
+		fake_sleep_ms(10);
 	}
 	f->fired_ms = monotonic_ms();
 	cancel_fire(f->x->cancel); /* the sync will not pass the check below */
@@ -1158,7 +995,7 @@ static void cancel_in_wait(const char *fault_json, const char *path, uint32_t re
 	int64_t returned;
 	int r;
 
-	fault(&x->fake, fault_json);
+	fake_fault(&x->fake, fault_json);
 	assert_int_equal(pthread_create(&f.thread, NULL, fire_when, &f), 0);
 	r = full(x, &rep);
 	returned = monotonic_ms();
@@ -1167,7 +1004,7 @@ static void cancel_in_wait(const char *fault_json, const char *path, uint32_t re
 		fail_msg("sync_full returned %" PRId64 " ms after the cancel",
 			 returned - f.fired_ms);
 	expect_interrupted(x, r, &rep, 0, 0);
-	assert_int_equal(requests_to(&x->fake, path), 1); /* no retry after the cancel */
+	assert_int_equal(fake_stat(&x->fake, "by_path", path), 1); /* no retry after the cancel */
 	fx_close(x);
 }
 

@@ -31,156 +31,7 @@
 #include "tsgraphd/tsapi.h"
 #include "tsgraphd/util.h"
 
-#define ORG_ID	"545d0293b620cd090d000023"
-#define USER_ID "5537c4284e9684df7e000014"
-#define API_KEY "fake-api-key-0123456789abcdef"
-
-struct fake {
-	pid_t pid;
-	char dir[64];
-	char url[64];
-	unsigned port;
-};
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static void fake_start(struct fake *f, const char *const *extra)
-{
-	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-	char bin[512], portfile[128], *argv[64];
-	size_t n = 0;
-
-	memset(f, 0, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_tsapi.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(bin, sizeof(bin), "%s/fake_threatstack", build);
-	snprintf(portfile, sizeof(portfile), "%s/port", f->dir);
-	argv[n++] = bin;
-	argv[n++] = "--listen";
-	argv[n++] = "127.0.0.1:0";
-	argv[n++] = "--port-file";
-	argv[n++] = portfile;
-	for (; extra && *extra && n < 62; extra++)
-		argv[n++] = (char *)*extra;
-	argv[n] = NULL;
-	f->pid = fork();
-	assert_true(f->pid >= 0);
-	if (f->pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (fd >= 0) {
-			dup2(fd, STDOUT_FILENO);
-			close(fd);
-		}
-		execv(bin, argv);
-		_exit(127);
-	}
-	for (int i = 0; i < 1000; i++) { /* at most 20 s, for a 10,000-agent fleet under ASan */
-		char *data = NULL;
-		size_t len;
-		uint64_t port;
-
-		if (read_file_bounded(portfile, 64, &data, &len) == 0) {
-			if (len > 0 && data[len - 1] == '\n')
-				data[len - 1] = '\0';
-			if (parse_u64(data, 1, 65535, &port) == 0) {
-				free(data);
-				f->port = (unsigned)port;
-				snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%u", f->port);
-				return;
-			}
-		}
-		free(data);
-		if (waitpid(f->pid, NULL, WNOHANG) == f->pid)
-			fail_msg("%s exited before listening", bin);
-		sleep_ms(20);
-	}
-	fail_msg("%s did not write its port file", bin);
-}
-
-static void fake_stop(struct fake *f)
-{
-	char path[128];
-	int status = 0;
-
-	if (f->pid > 0) {
-		kill(f->pid, SIGTERM);
-		for (int i = 0; i < 500 && waitpid(f->pid, &status, WNOHANG) == 0; i++)
-			sleep_ms(10);
-		if (waitpid(f->pid, &status, WNOHANG) == 0) {
-			kill(f->pid, SIGKILL);
-			waitpid(f->pid, &status, 0);
-		}
-		f->pid = 0;
-	}
-	snprintf(path, sizeof(path), "%s/port", f->dir);
-	unlink(path);
-	rmdir(f->dir);
-}
-
-static size_t collect(char *d, size_t s, size_t n, void *ud)
-{
-	return buf_append(ud, d, s * n) == 0 ? s * n : 0;
-}
-
-/* A control request (no Hawk); returns the parsed answer, asserting HTTP 200. */
-static json_object *control(struct fake *f, const char *method, const char *path, const char *body)
-{
-	CURL *h = curl_easy_init();
-	struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
-	char url[256];
-	struct buf b;
-	long st = 0;
-	json_object *o;
-
-	buf_init(&b, 64 << 20);
-	snprintf(url, sizeof(url), "%s%s", f->url, path);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
-	if (strcmp(method, "POST") == 0) {
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "{}");
-	}
-	assert_int_equal(curl_easy_perform(h), CURLE_OK);
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
-	curl_slist_free_all(hd);
-	curl_easy_cleanup(h);
-	if (st != 200)
-		fail_msg("%s %s: HTTP %ld %s", method, path, st, b.data ? b.data : "");
-	o = json_tokener_parse(b.data);
-	assert_non_null(o);
-	buf_free(&b);
-	return o;
-}
-
-static void fault(struct fake *f, const char *json)
-{
-	json_object_put(control(f, "POST", "/_fake/fault", json));
-}
-
-static int64_t stat_int(struct fake *f, const char *key, const char *sub)
-{
-	json_object *o = control(f, "GET", "/_fake/stats", NULL), *v = NULL, *w = NULL;
-	int64_t n;
-
-	assert_true(json_object_object_get_ex(o, key, &v));
-	if (sub) {
-		assert_true(json_object_object_get_ex(v, sub, &w));
-		v = w;
-	}
-	n = json_object_get_int64(v);
-	json_object_put(o);
-	return n;
-}
+#include "fake.h"
 
 static struct tsapi_limiter *fast_limiter;
 
@@ -188,8 +39,8 @@ static void make_config(struct config *c, const char *url, const char *key)
 {
 	memset(c, 0, sizeof(*c));
 	c->file = "test";
-	c->ts.org_id = ORG_ID;
-	c->ts.user_id = USER_ID;
+	c->ts.org_id = FAKE_ORG_ID;
+	c->ts.user_id = FAKE_USER_ID;
 	c->ts.api_key = (char *)key;
 	c->ts.api_url = (char *)url;
 	c->ts.rate_limit = 6000;
@@ -377,13 +228,13 @@ static void test_agents_10000(void **state)
 
 	(void)state;
 	fake_start(&f, args);
-	api = client(f.url, API_KEY, &(struct tsapi_options){ .verify_responses = true });
+	api = client(f.url, FAKE_API_KEY, &(struct tsapi_options){ .verify_responses = true });
 	idset_init(&s);
 	if (tsapi_list_agents(api, "online", on_agent, &s, &err) < 0)
 		fail_msg("online: %s", err.message);
 	if (tsapi_list_agents(api, "offline", on_agent, &s, &err) < 0)
 		fail_msg("offline: %s", err.message);
-	truth = control(&f, "GET", "/_fake/fleet", NULL);
+	truth = fake_control(&f, "/_fake/fleet", NULL);
 	assert_true(json_object_object_get_ex(truth, "agents", &agents));
 	assert_int_equal(json_object_array_length(agents), 10000);
 	assert_int_equal(idset_distinct(&s), 10000);
@@ -398,9 +249,9 @@ static void test_agents_10000(void **state)
 	assert_true(s.dups > 0 && s.dups < 1000);
 	assert_int_equal(s.delivered, 10000 + s.dups);
 	/* one request a page: ceil(online/100) + ceil(offline/100), i.e. about 105 */
-	assert_true(stat_int(&f, "by_path", "/v2/agents") >= 100);
-	assert_true(stat_int(&f, "by_path", "/v2/agents") <= 110);
-	assert_int_equal(stat_int(&f, "auth_failures", NULL), 0);
+	assert_true(fake_stat(&f, "by_path", "/v2/agents") >= 100);
+	assert_true(fake_stat(&f, "by_path", "/v2/agents") <= 110);
+	assert_int_equal(fake_stat(&f, "auth_failures", NULL), 0);
 	json_object_put(truth);
 	json_object_put(s.seen);
 	tsapi_free(api);
@@ -420,12 +271,12 @@ static void test_vulns_and_servers(void **state)
 
 	(void)state;
 	fake_start(&f, args);
-	api = client(f.url, API_KEY, NULL);
+	api = client(f.url, FAKE_API_KEY, NULL);
 	idset_init(&vs.ids);
 	vs.without_agents = json_object_new_object();
 	if (tsapi_list_vulns(api, on_vuln, &vs, &err) < 0)
 		fail_msg("vulns: %s", err.message);
-	truth = control(&f, "GET", "/_fake/fleet", NULL);
+	truth = fake_control(&f, "/_fake/fleet", NULL);
 	assert_true(json_object_object_get_ex(truth, "cves", &cves));
 	assert_int_equal(idset_distinct(&vs.ids), json_object_array_length(cves));
 	assert_int_equal(vs.ids.dups, 0);
@@ -449,7 +300,7 @@ static void test_vulns_and_servers(void **state)
 	}
 	assert_true(checked > 0);
 	/* one CVE affects every agent: its servers listing took several pages */
-	assert_true(stat_int(&f, "by_path", "/v2/vulnerabilities/{cve}/servers") >
+	assert_true(fake_stat(&f, "by_path", "/v2/vulnerabilities/{cve}/servers") >
 		    (int64_t)checked);
 
 	/* an unknown CVE: 404 is an empty listing, not an error */
@@ -503,8 +354,8 @@ static void test_alerts_window_and_single_gets(void **state)
 
 	(void)state;
 	fake_start(&f, args);
-	api = client(f.url, API_KEY, NULL);
-	truth = control(&f, "GET", "/_fake/fleet", NULL);
+	api = client(f.url, FAKE_API_KEY, NULL);
+	truth = fake_control(&f, "/_fake/fleet", NULL);
 	for (int dismissed = 0; dismissed <= 1; dismissed++) {
 		int64_t from[] = { now - 4 * 86400000LL, now - 86400000LL, now - 3600000LL };
 
@@ -548,7 +399,7 @@ static void test_alerts_window_and_single_gets(void **state)
 	assert_int_equal(tsapi_get_agent(api, "..", &ag, &err), -EINVAL);
 	assert_non_null(strstr(err.message, "not a usable id"));
 	assert_int_equal(tsapi_get_alert(api, ".", &al, &err), -EINVAL);
-	assert_int_equal(stat_int(&f, "auth_failures", NULL), 0);
+	assert_int_equal(fake_stat(&f, "auth_failures", NULL), 0);
 	json_object_put(truth);
 	tsapi_free(api);
 	fake_stop(&f);
@@ -584,18 +435,18 @@ static void test_faults_recovered(void **state)
 
 	(void)state;
 	fake_start(&f, args);
-	api = client(f.url, API_KEY, &(struct tsapi_options){ .timeout_ms = 400 });
+	api = client(f.url, FAKE_API_KEY, &(struct tsapi_options){ .timeout_ms = 400 });
 	assert_int_equal(list_online(api, &err, &base), 0);
 	assert_true(base > 25); /* several pages */
 	for (size_t i = 0; i < ARRAY_SIZE(faults); i++) {
-		int64_t before = stat_int(&f, "api_requests", NULL);
+		int64_t before = fake_stat(&f, "api_requests", NULL);
 
-		fault(&f, faults[i]);
+		fake_fault(&f, faults[i]);
 		if (list_online(api, &err, &n) < 0)
 			fail_msg("after fault %s: %s", faults[i], err.message);
 		assert_int_equal(n, base);
 		/* the faulty answers were retried: more requests than pages */
-		assert_true(stat_int(&f, "api_requests", NULL) - before > (int64_t)(base / 25));
+		assert_true(fake_stat(&f, "api_requests", NULL) - before > (int64_t)(base / 25));
 	}
 	tsapi_free(api);
 	fake_stop(&f);
@@ -607,11 +458,11 @@ static void expect_fail(struct fake *f, struct tsapi *api, const char *fault_jso
 			enum tsapi_errc code, int errno_ret, unsigned attempts)
 {
 	struct tsapi_error err;
-	int64_t before = stat_int(f, "api_requests", NULL);
+	int64_t before = fake_stat(f, "api_requests", NULL);
 	size_t n;
 
 	if (fault_json)
-		fault(f, fault_json);
+		fake_fault(f, fault_json);
 	assert_int_equal(list_online(api, &err, &n), errno_ret);
 	if (err.code != code)
 		fail_msg("fault %s: class %s, want %s (%s)", fault_json, tsapi_strerror(err.code),
@@ -620,10 +471,10 @@ static void expect_fail(struct fake *f, struct tsapi *api, const char *fault_jso
 		fail_msg("fault %s: %u tries, want %u", fault_json, err.attempts, attempts);
 	/* the message names the request and never carries the key or the signature */
 	assert_non_null(strstr(err.message, "GET /v2/agents?status=online"));
-	assert_null(strstr(err.message, API_KEY));
+	assert_null(strstr(err.message, FAKE_API_KEY));
 	assert_null(strstr(err.message, "mac="));
-	assert_true(stat_int(f, "api_requests", NULL) - before >= (attempts ? attempts : 1));
-	json_object_put(control(f, "POST", "/_fake/fault", "{\"kind\":\"clear\"}"));
+	assert_true(fake_stat(f, "api_requests", NULL) - before >= (attempts ? attempts : 1));
+	json_object_put(fake_control(f, "/_fake/fault", "{\"kind\":\"clear\"}"));
 	last_err = err;
 }
 
@@ -649,30 +500,31 @@ static void test_200_without_collection(void **state)
 
 	(void)state;
 	fake_start(&f, args);
-	api = client(f.url, API_KEY, NULL);
+	api = client(f.url, FAKE_API_KEY, NULL);
 	for (size_t i = 0; i < ARRAY_SIZE(bodies); i++) {
 		snprintf(spec, sizeof(spec), "{\"kind\":\"body\",\"count\":1,\"body\":\"%s\"}",
 			 bodies[i]);
 		expect_fail(&f, api, spec, TSAPI_E_BAD_RESPONSE, -EBADMSG, 0);
 	}
-	truth = control(&f, "GET", "/_fake/fleet", NULL);
+	truth = fake_control(&f, "/_fake/fleet", NULL);
 	assert_true(json_object_object_get_ex(truth, "agents", &arr));
 	assert_true(json_object_object_get_ex(json_object_array_get_idx(arr, 0), "id", &v));
-	fault(&f, "{\"kind\":\"body\",\"body\":\"{\\\"errors\\\":[\\\"internal error\\\"]}\"}");
+	fake_fault(&f,
+		   "{\"kind\":\"body\",\"body\":\"{\\\"errors\\\":[\\\"internal error\\\"]}\"}");
 	assert_int_equal(tsapi_get_agent(api, json_object_get_string(v), &ag, &err), -EBADMSG);
 	assert_int_equal(err.code, TSAPI_E_BAD_RESPONSE);
 	assert_non_null(strstr(err.message, "carries \"errors\" (internal error)"));
-	fault(&f, "{\"kind\":\"body\",\"body\":\"{}\"}");
+	fake_fault(&f, "{\"kind\":\"body\",\"body\":\"{}\"}");
 	assert_int_equal(tsapi_get_agent(api, json_object_get_string(v), &ag, &err), -EBADMSG);
 	assert_non_null(strstr(err.message, "missing id"));
 	assert_true(json_object_object_get_ex(truth, "alerts", &arr));
 	assert_true(json_object_object_get_ex(json_object_array_get_idx(arr, 0), "id", &v));
-	fault(&f, "{\"kind\":\"body\",\"body\":\"{\\\"errors\\\":[\\\"gone\\\"],\\\"id\\\":"
-		  "\\\"x\\\"}\"}");
+	fake_fault(&f, "{\"kind\":\"body\",\"body\":\"{\\\"errors\\\":[\\\"gone\\\"],\\\"id\\\":"
+		       "\\\"x\\\"}\"}");
 	assert_int_equal(tsapi_get_alert(api, json_object_get_string(v), &al, &err), -EBADMSG);
 	assert_non_null(strstr(err.message, "carries \"errors\" (gone)"));
 	/* a dense single object names the limit too */
-	fault(&f, "{\"kind\":\"dense\",\"bytes\":3000000}");
+	fake_fault(&f, "{\"kind\":\"dense\",\"bytes\":3000000}");
 	assert_int_equal(tsapi_get_alert(api, json_object_get_string(v), &al, &err), -EBADMSG);
 	assert_non_null(strstr(err.message, "too dense"));
 	assert_non_null(strstr(err.message, "twice max_response (8 MiB)"));
@@ -689,7 +541,7 @@ static void test_faults_classified(void **state)
 
 	(void)state;
 	fake_start(&f, args);
-	api = client(f.url, API_KEY, &(struct tsapi_options){ .timeout_ms = 300 });
+	api = client(f.url, FAKE_API_KEY, &(struct tsapi_options){ .timeout_ms = 300 });
 	/* not retried: each is one request */
 	expect_fail(&f, api, "{\"kind\":\"401\",\"count\":1}", TSAPI_E_AUTH, -EACCES, 1);
 	expect_fail(&f, api, "{\"kind\":\"403\",\"count\":1}", TSAPI_E_PERMISSION, -EPERM, 1);
@@ -705,12 +557,12 @@ static void test_faults_classified(void **state)
 		    -ETIMEDOUT, 5);
 	tsapi_free(api);
 	/* a tiny response limit and page limit */
-	api = client(f.url, API_KEY, &(struct tsapi_options){ .max_response = 2000 });
+	api = client(f.url, FAKE_API_KEY, &(struct tsapi_options){ .max_response = 2000 });
 	expect_fail(&f, api, NULL, TSAPI_E_BAD_RESPONSE, -EBADMSG, 1);
 	assert_non_null(
 		strstr(last_err.message, "response body larger than max_response (2000 bytes)"));
 	tsapi_free(api);
-	api = client(f.url, API_KEY, &(struct tsapi_options){ .max_pages = 1 });
+	api = client(f.url, FAKE_API_KEY, &(struct tsapi_options){ .max_pages = 1 });
 	expect_fail(&f, api, NULL, TSAPI_E_BAD_RESPONSE, -EBADMSG, 0);
 	assert_non_null(strstr(last_err.message,
 			       "GET /v2/agents?status=online: still more pages "
@@ -734,7 +586,7 @@ static int on_agent_then_fault(struct ts_agent *a, void *ud)
 	struct partial *p = ud;
 
 	if (p->ids.delivered == 10)
-		fault(p->f, "{\"kind\":\"badtype\",\"count\":1}");
+		fake_fault(p->f, "{\"kind\":\"badtype\",\"count\":1}");
 	return idset_add(&p->ids, a->id);
 }
 
@@ -748,13 +600,13 @@ static void test_callback_abort_and_partial(void **state)
 
 	(void)state;
 	fake_start(&f, args);
-	api = client(f.url, API_KEY, NULL);
+	api = client(f.url, FAKE_API_KEY, NULL);
 	idset_init(&s);
 	s.stop_after = 15;
 	assert_int_equal(tsapi_list_agents(api, "online", on_agent, &s, &err), -EINTR);
 	assert_int_equal(err.code, TSAPI_E_ABORTED);
 	assert_int_equal(s.delivered, 15);
-	assert_int_equal(stat_int(&f, "by_path", "/v2/agents"), 2);
+	assert_int_equal(fake_stat(&f, "by_path", "/v2/agents"), 2);
 	json_object_put(s.seen);
 
 	/* page 3 is garbage: pages 1 and 2 stay delivered, then the listing fails */
@@ -787,21 +639,21 @@ static void test_skew_recovery(void **state)
 	/* The organization's limiter holds the offset: a second client of it needs no 401. */
 	assert_int_equal(tsapi_limiter_new(6000, 0, &org), 0);
 	o.limiter = o2.limiter = org;
-	api = client(f.url, API_KEY, &o);
+	api = client(f.url, FAKE_API_KEY, &o);
 	if (tsapi_self_test(api, &err) < 0)
 		fail_msg("self-test with skew: %s", err.message);
 	assert_true(tsapi_clock_offset(api) >= 298 && tsapi_clock_offset(api) <= 302);
-	assert_int_equal(stat_int(&f, "auth_failures", NULL), 1);
+	assert_int_equal(fake_stat(&f, "auth_failures", NULL), 1);
 	/* later requests use the learnt offset: no more 401s */
 	assert_int_equal(list_online(api, &err, &n), 0);
-	assert_int_equal(stat_int(&f, "auth_failures", NULL), 1);
-	api2 = client(f.url, API_KEY, &o2);
+	assert_int_equal(fake_stat(&f, "auth_failures", NULL), 1);
+	api2 = client(f.url, FAKE_API_KEY, &o2);
 	assert_int_equal(tsapi_clock_offset(api2), tsapi_clock_offset(api));
 	assert_int_equal(list_online(api2, &err, &n), 0);
-	assert_int_equal(stat_int(&f, "auth_failures", NULL), 1);
+	assert_int_equal(fake_stat(&f, "auth_failures", NULL), 1);
 	tsapi_free(api2);
 	/* the fake's clock jumps back: learnt again */
-	json_object_put(control(&f, "POST", "/_fake/fleet", "{\"op\":\"skew\",\"seconds\":-200}"));
+	json_object_put(fake_control(&f, "/_fake/fleet", "{\"op\":\"skew\",\"seconds\":-200}"));
 	assert_int_equal(list_online(api, &err, &n), 0);
 	assert_true(tsapi_clock_offset(api) >= -202 && tsapi_clock_offset(api) <= -198);
 	tsapi_free(api);
@@ -834,16 +686,16 @@ static void test_rate_limit_live(void **state)
 	fake_start(&f, args);
 	/* 60/min: a burst of 6, then one every 61/55 s; two clients share the limiter */
 	assert_int_equal(tsapi_limiter_new(60, 0, &lim), 0);
-	a = client(f.url, API_KEY, &(struct tsapi_options){ .limiter = lim });
-	b = client(f.url, API_KEY, &(struct tsapi_options){ .limiter = lim });
+	a = client(f.url, FAKE_API_KEY, &(struct tsapi_options){ .limiter = lim });
+	b = client(f.url, FAKE_API_KEY, &(struct tsapi_options){ .limiter = lim });
 	start = monotonic_ms();
 	for (int i = 0; i < 9; i++)
 		if (list_online(i % 2 ? a : b, &err, &n) < 0)
 			fail_msg("listing %d: %s", i, err.message);
 	/* a lower bound only: 3 requests beyond the burst cannot go faster than 3 intervals */
 	assert_true(monotonic_ms() - start >= 3 * 1109 - 50);
-	assert_int_equal(stat_int(&f, "api_requests", NULL), 9);
-	assert_true(stat_int(&f, "max_per_minute", NULL) <= 60);
+	assert_int_equal(fake_stat(&f, "api_requests", NULL), 9);
+	assert_true(fake_stat(&f, "max_per_minute", NULL) <= 60);
 	tsapi_free(a);
 	tsapi_free(b);
 	tsapi_limiter_free(lim);
@@ -859,7 +711,7 @@ static void test_self_test_and_verify(void **state)
 
 	(void)state;
 	fake_start(&f, NULL);
-	api = client(f.url, API_KEY, NULL);
+	api = client(f.url, FAKE_API_KEY, NULL);
 	assert_int_equal(tsapi_self_test(api, &err), 0);
 	assert_int_equal(tsapi_clock_offset(api), 0);
 	tsapi_free(api);
@@ -868,7 +720,7 @@ static void test_self_test_and_verify(void **state)
 		char url[80];
 
 		snprintf(url, sizeof(url), "%s/", f.url);
-		api = client(url, API_KEY, NULL);
+		api = client(url, FAKE_API_KEY, NULL);
 		assert_int_equal(tsapi_self_test(api, &err), 0);
 		tsapi_free(api);
 	}
@@ -878,14 +730,14 @@ static void test_self_test_and_verify(void **state)
 
 		snprintf(url, sizeof(url), "http://127.0.0.1:%u", f.port);
 		fake_stop(&f);
-		api = client(url, API_KEY, &(struct tsapi_options){ .max_attempts = 3 });
+		api = client(url, FAKE_API_KEY, &(struct tsapi_options){ .max_attempts = 3 });
 		assert_int_equal(tsapi_self_test(api, &err), -ECONNREFUSED);
 		assert_int_equal(err.code, TSAPI_E_TRANSPORT);
 		assert_int_equal(err.attempts, 3);
 		tsapi_free(api);
 	}
 	/* bad arguments */
-	make_config(&c, "http://127.0.0.1:1", API_KEY);
+	make_config(&c, "http://127.0.0.1:1", FAKE_API_KEY);
 	c.ts.user_id = NULL;
 	assert_int_equal(tsapi_new(&c, NULL, &api, &err), -EINVAL);
 	assert_int_equal(err.code, TSAPI_E_INTERNAL);
@@ -962,7 +814,7 @@ static void run_scripted(const char *mode, int want, enum tsapi_errc code, unsig
 	assert_non_null(d);
 	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u", info->port);
-	api = client(url, API_KEY, NULL);
+	api = client(url, FAKE_API_KEY, NULL);
 	idset_init(&ids);
 	if (strncmp(mode, "badsig", 6) == 0)
 		r = tsapi_self_test(api, &err);
@@ -1076,7 +928,7 @@ static void test_huge_headers(void **state)
 
 		raw_start(&rs, cases[i].pad, cases[i].lines);
 		snprintf(url, sizeof(url), "http://127.0.0.1:%u", rs.port);
-		api = client(url, API_KEY, NULL);
+		api = client(url, FAKE_API_KEY, NULL);
 		idset_init(&ids);
 		r = tsapi_list_agents(api, "online", on_agent, &ids, &err);
 		if (!cases[i].why) {

@@ -1,0 +1,44 @@
+/* testhook — pause and crash points for the tests, in test builds only.
+ *
+ * $(BUILD)/tsgraphd-test is the daemon with every module compiled with -DTSGRAPHD_TEST_HOOKS
+ * (never installed). In every other build these calls are empty inlines: nothing is read from
+ * the environment and nothing can stop or kill the process. A test names a point:
+ *
+ *   TSGRAPHD_TEST_PAUSE_AT=POINT   testhook_pause_at(POINT) is true; the caller then waits there
+ *                                  on its own cancel handle (the hook knows no context)
+ *   TSGRAPHD_TEST_CRASH_AT=POINT   the process raises SIGKILL on itself at POINT: at once, or at
+ *                                  a counted point once its count reaches
+ *   TSGRAPHD_TEST_CRASH_AFTER=N    (default 1000)
+ *
+ * Points: "stage" (sync.c, counted: objects staged in the run), "apply" (sync.c, inside the
+ * apply's write transaction, every change and the run's record written, before the commit),
+ * "deliver" (sink_file.c, counted: lines appended and fsync'd, after a batch and before the
+ * sink's cursor moves past it). Each logs "test hook: ..." at notice before it acts, so a test
+ * can wait for the line instead of guessing the moment.
+ *
+ * Threads: any; the environment is read once, on the first call.
+ */
+#ifndef TSGRAPHD_TESTHOOK_H
+#define TSGRAPHD_TESTHOOK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TESTHOOK_UNCOUNTED (-1) /* the count of a point that is not counted */
+
+#ifdef TSGRAPHD_TEST_HOOKS
+bool testhook_pause_at(const char *point);
+void testhook_crash(const char *point, int64_t count);
+#else
+static inline bool testhook_pause_at(const char *point)
+{
+	(void)point;
+	return false;
+}
+static inline void testhook_crash(const char *point, int64_t count)
+{
+	(void)point, (void)count;
+}
+#endif
+
+#endif
