@@ -34,12 +34,30 @@ struct sink {
 	EVP_MD_CTX *md;
 };
 
+/* Called for every token and run of text: the common case (room in the buffer) is a copy. */
 static int put(struct sink *s, const void *p, size_t len)
 {
-	if (s->b)
-		return buf_append(s->b, p, len);
+	struct buf *b = s->b;
+
+	if (b && b->cap - b->len > len) { /* room for len bytes and the NUL */
+		memcpy(b->data + b->len, p, len);
+		b->len += len;
+		b->data[b->len] = '\0';
+		return 0;
+	}
+	if (b)
+		return buf_append(b, p, len);
 	return EVP_DigestUpdate(s->md, p, len) == 1 ? 0 : -EIO;
 }
+
+/* Bytes a string cannot carry as they are: controls, '"', '\\' and every non-ASCII byte
+ * (checked as UTF-8). Plain ASCII text, most of what is written, skips in a tight loop. */
+static const bool special[256] = {
+	[0x00 ... 0x1f] = true,
+	['"'] = true,
+	['\\'] = true,
+	[0x80 ... 0xff] = true,
+};
 
 static int puts_(struct sink *s, const char *p)
 {
@@ -104,12 +122,17 @@ static int write_string(struct sink *s, const char *p, size_t len)
 	if ((r = put(s, "\"", 1)) < 0)
 		return r;
 	while (i < len) {
-		unsigned char c = u[i];
+		unsigned char c;
 		const char *esc;
 		char tmp[7];
 		size_t n = 2, skip = 1;
 		bool valid;
 
+		while (i < len && !special[u[i]])
+			i++;
+		if (i == len)
+			break;
+		c = u[i];
 		if (c >= 0x80) {
 			skip = utf8_sequence(u + i, len - i, &valid);
 			if (valid) {
@@ -118,9 +141,6 @@ static int write_string(struct sink *s, const char *p, size_t len)
 			}
 			esc = replacement;
 			n = sizeof(replacement) - 1;
-		} else if (c >= 0x20 && c != '"' && c != '\\') {
-			i++;
-			continue;
 		} else if (c == 0) {
 			esc = replacement;
 			n = sizeof(replacement) - 1;
@@ -315,6 +335,50 @@ static void to_hex(const unsigned char *md, unsigned int len, char out[static CA
 		out[2 * i + 1] = hex[md[i] & 15];
 	}
 	out[CANON_HASH_HEX] = '\0';
+}
+
+struct canon_digest {
+	EVP_MD *md; /* fetched once: an implicit fetch per digest costs more than the digest */
+	EVP_MD_CTX *ctx;
+};
+
+int canon_digest_new(struct canon_digest **ret)
+{
+	struct canon_digest *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return -ENOMEM;
+	d->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	d->ctx = EVP_MD_CTX_new();
+	if (!d->md || !d->ctx) {
+		canon_digest_free(d);
+		return -ENOMEM;
+	}
+	*ret = d;
+	return 0;
+}
+
+void canon_digest_free(struct canon_digest *d)
+{
+	if (!d)
+		return;
+	EVP_MD_CTX_free(d->ctx);
+	EVP_MD_free(d->md);
+	free(d);
+}
+
+int canon_digest_hex(struct canon_digest *d, const void *data, size_t len,
+		     char out[static CANON_HASH_HEX + 1])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (EVP_DigestInit_ex2(d->ctx, d->md, NULL) != 1 ||
+	    EVP_DigestUpdate(d->ctx, data, len) != 1 ||
+	    EVP_DigestFinal_ex(d->ctx, md, &mdlen) != 1 || mdlen != CANON_HASH_HEX / 2)
+		return -EIO;
+	to_hex(md, mdlen, out);
+	return 0;
 }
 
 int canon_sha256_hex(const void *data, size_t len, char out[static CANON_HASH_HEX + 1])

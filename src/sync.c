@@ -67,6 +67,7 @@ struct sync {
 	struct cancel *cancel;
 	struct graph_options gopt;
 	struct buf json;
+	struct canon_digest *digest;
 
 	/* the run in progress */
 	const struct sync_options *opt;
@@ -101,6 +102,10 @@ int sync_new(const struct config *c, struct store *s, struct tsapi *api, struct 
 					   .web_url = WEB_URL };
 	buf_init(&sy->json, OBJECT_JSON_MAX);
 	pthread_mutex_init(&sy->lock, NULL);
+	if (canon_digest_new(&sy->digest) < 0) {
+		sync_free(sy);
+		return -ENOMEM;
+	}
 	*ret = sy;
 	return 0;
 }
@@ -119,6 +124,7 @@ void sync_free(struct sync *sy)
 	if (!sy)
 		return;
 	deferred_free(sy);
+	canon_digest_free(sy->digest);
 	buf_free(&sy->json);
 	pthread_mutex_destroy(&sy->lock);
 	free(sy);
@@ -199,7 +205,7 @@ static int stage(const struct graph_object *o, void *ud)
 	buf_reset(&sy->json);
 	r = canon_serialize(o->obj, &sy->json);
 	if (r == 0)
-		r = canon_sha256_hex(sy->json.data, sy->json.len, hash);
+		r = canon_digest_hex(sy->digest, sy->json.data, sy->json.len, hash);
 	if (r == 0)
 		r = store_snapshot_put(sy->s, o, sy->json.data, hash);
 	if (r < 0)

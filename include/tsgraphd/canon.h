@@ -8,7 +8,8 @@
  * The output is valid UTF-8 whatever the input: each ill-formed UTF-8 sequence (its maximal
  * subpart) and each NUL in a string or key is written as U+FFFD.
  *
- * Pure; any thread. The output buffer belongs to the caller.
+ * Pure; any thread (a struct canon_digest belongs to one thread at a time). The output
+ * buffer belongs to the caller.
  */
 #ifndef TSGRAPHD_CANON_H
 #define TSGRAPHD_CANON_H
@@ -23,6 +24,13 @@
 int canon_serialize(json_object *o, struct buf *out);
 /* Hex SHA-256 of the canonical form, NUL-terminated. */
 int canon_hash(json_object *o, char out[static CANON_HASH_HEX + 1]);
+/* A reusable SHA-256 context for hashing many objects on one thread (the sync stages tens of
+ * thousands): the algorithm is fetched once instead of at every digest. */
+struct canon_digest;
+int canon_digest_new(struct canon_digest **ret);
+void canon_digest_free(struct canon_digest *d);
+int canon_digest_hex(struct canon_digest *d, const void *data, size_t len,
+		     char out[static CANON_HASH_HEX + 1]);
 /* Hex SHA-256 of bytes already in canonical form (saves serializing twice). */
 int canon_sha256_hex(const void *data, size_t len, char out[static CANON_HASH_HEX + 1]);
 

@@ -28,11 +28,18 @@ static int64_t cpu_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* One context and one fetched algorithm for every object: the cheapest way to hash many
+ * small inputs with OpenSSL 3, as the sync does it. */
+static EVP_MD *sha256;
+static EVP_MD_CTX *ctx;
+
 static void hash(const char *s, size_t len, unsigned char *md)
 {
 	unsigned int n = 0;
 
-	EVP_Digest(s, len, md, &n, EVP_sha256(), NULL);
+	EVP_DigestInit_ex2(ctx, sha256, NULL);
+	EVP_DigestUpdate(ctx, s, len);
+	EVP_DigestFinal_ex(ctx, md, &n);
 }
 
 /* One pass over every body: returns objects seen. */
@@ -79,8 +86,8 @@ static int64_t pass(const char *data, size_t size, int64_t *ret_bodies)
 			}
 		} else {
 			size_t slen = 0;
-			const char *s =
-				json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN, &slen);
+			const char *s = json_object_to_json_string_length(
+				root, JSON_C_TO_STRING_PLAIN, &slen);
 
 			hash(s, slen, md);
 			objects++;
@@ -116,6 +123,12 @@ int main(int argc, char **argv)
 	}
 	data[size] = '\0';
 	fclose(fp);
+	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	ctx = EVP_MD_CTX_new();
+	if (!sha256 || !ctx) {
+		fprintf(stderr, "parse_floor: no SHA-256\n");
+		return 1;
+	}
 	for (int i = 0; i < 3; i++) {
 		int64_t t0 = cpu_us();
 
@@ -127,5 +140,7 @@ int main(int argc, char **argv)
 	       " us_per_object=%.2f\n",
 	       objects, bodies, size, best, objects ? (double)best / (double)objects : 0.0);
 	free(data);
+	EVP_MD_CTX_free(ctx);
+	EVP_MD_free(sha256);
 	return 0;
 }
