@@ -53,7 +53,7 @@ struct kentry {
 
 struct store {
 	sqlite3 *db;
-	sqlite3_stmt *lookup, *stage_put, *stage_rank;
+	sqlite3_stmt *lookup, *stage_put, *stage_find;
 	/* The snapshot in memory: one bit per stored rowid it has seen, and how many stored
 	 * objects of each type that makes. Changed and new objects go to temp.stage. */
 	uint64_t *seen;
@@ -123,14 +123,24 @@ static const char *const migrations[] = {
 	"CREATE INDEX outbox_obj ON outbox(obj_id) WHERE json IS NULL;",
 };
 
-/* What one sync stages: only new and changed objects (old: the stored rowid it updates),
- * which listings and owners it enumerated completely, and the rowids it deletes. */
+/* What one sync stages: only new and changed objects (old: the stored rowid it updates), in
+ * arrival order (appending is cheap; kh, the key's 64-bit hash, finds a staged key again);
+ * which listings and owners it enumerated completely; the rowids it deletes; and the plan,
+ * the staged objects sorted by kind and key once staging is over, so that every pass of the
+ * apply reads it in order instead of seeking row by row. */
 static const char temp_schema[] =
 	"CREATE TEMP TABLE IF NOT EXISTS stage ("
-	"  key TEXT PRIMARY KEY, kind TEXT NOT NULL, type TEXT NOT NULL, class TEXT NOT NULL,"
-	"  from_key TEXT, to_key TEXT, owner TEXT, json TEXT NOT NULL, hash TEXT NOT NULL,"
-	"  rank INTEGER NOT NULL, old INTEGER, changed TEXT);"
+	"  kh INTEGER NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL,"
+	"  class TEXT NOT NULL, from_key TEXT, to_key TEXT, owner TEXT, json TEXT NOT NULL,"
+	"  hash TEXT NOT NULL, rank INTEGER NOT NULL, old INTEGER);"
+	"CREATE INDEX IF NOT EXISTS temp.stage_kh ON stage(kh, kind);"
 	"CREATE INDEX IF NOT EXISTS temp.stage_owner ON stage(owner) WHERE owner IS NOT NULL;"
+	"CREATE TEMP TABLE IF NOT EXISTS plan ("
+	"  kind TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, class TEXT NOT NULL,"
+	"  from_key TEXT, to_key TEXT, owner TEXT, json TEXT NOT NULL, hash TEXT NOT NULL,"
+	"  rank INTEGER NOT NULL, old INTEGER, changed TEXT,"
+	"  PRIMARY KEY (kind, key)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS temp.plan_old ON plan(old) WHERE old IS NOT NULL;"
 	"CREATE TEMP TABLE IF NOT EXISTS complete (type TEXT PRIMARY KEY, grp TEXT NOT NULL,"
 	"  is_primary INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE TEMP TABLE IF NOT EXISTS complete_owner (owner TEXT PRIMARY KEY) WITHOUT ROWID;"
@@ -568,7 +578,7 @@ void store_close(struct store *s)
 		return;
 	sqlite3_finalize(s->lookup);
 	sqlite3_finalize(s->stage_put);
-	sqlite3_finalize(s->stage_rank);
+	sqlite3_finalize(s->stage_find);
 	free(s->seen);
 	free(s->index);
 	sqlite3_close(s->db);
@@ -809,7 +819,7 @@ int store_snapshot_reset(struct store *s)
 
 	s->last_valid = false;
 	s->n_types = 0;
-	r = exec(s, "DELETE FROM temp.stage; DELETE FROM temp.complete;"
+	r = exec(s, "DELETE FROM temp.stage; DELETE FROM temp.plan; DELETE FROM temp.complete;"
 		    " DELETE FROM temp.complete_owner; DELETE FROM temp.gone;");
 	/* Staging writes only TEMP tables: a deferred transaction batches them without taking
 	 * the store's write lock, and reads the stored graph as one snapshot. */
@@ -831,47 +841,80 @@ int store_snapshot_reset(struct store *s)
 	return s->seen ? 0 : -ENOMEM;
 }
 
+/* Whether a key is staged already (a new key listed twice keeps its first copy). */
+static int stage_has(struct store *s, uint64_t kh, const char *kind, const char *key,
+		     int64_t *ret_rank)
+{
+	sqlite3_stmt *st;
+	int r, rc;
+
+	if (!s->stage_find && (r = prepare(s,
+					   "SELECT rank FROM temp.stage"
+					   " WHERE kh = ?1 AND kind = ?2 AND key = ?3",
+					   &s->stage_find)) < 0)
+		return r;
+	st = s->stage_find;
+	r = sql_errno(sqlite3_bind_int64(st, 1, (sqlite3_int64)kh));
+	if (r == 0)
+		r = bind_text(st, 2, kind);
+	if (r == 0)
+		r = bind_text(st, 3, key);
+	rc = r == 0 ? sqlite3_step(st) : SQLITE_OK;
+	if (rc == SQLITE_ROW && ret_rank)
+		*ret_rank = sqlite3_column_int64(st, 0);
+	if (r == 0)
+		r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sql_errno(rc);
+	sqlite3_reset(st);
+	return r;
+}
+
 static int stage_insert(struct store *s, const struct graph_object *o, const char *json,
 			const char *hash, int64_t old_id)
 {
 	static const char sql[] =
-		"INSERT INTO temp.stage (key, kind, type, class, from_key, to_key, owner, json,"
-		"  hash, rank, old) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-		" ON CONFLICT (key) DO NOTHING";
+		"INSERT INTO temp.stage (kh, kind, key, type, class, from_key, to_key, owner, json,"
+		"  hash, rank, old) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 	bool rel = o->kind == GRAPH_RELATIONSHIP;
+	const char *kind = rel ? "relationship" : "entity";
+	uint64_t kh = key_hash(o->key);
 	json_object *mapping = NULL;
 	const char *to_key = NULL;
 	sqlite3_stmt *st;
 	int r;
 
+	/* A stored key is staged once (its row's seen bit); a new one is checked here. */
+	if (!old_id && (r = stage_has(s, kh, kind, o->key, NULL)) != 0)
+		return r < 0 ? r : 0;
 	/* Only an explicit relationship's target is ours; a mapped one's is matched elsewhere. */
 	if (rel && !json_object_object_get_ex(o->obj, "_mapping", &mapping))
 		to_key = o->to_key;
 	if (!s->stage_put && (r = prepare(s, sql, &s->stage_put)) < 0)
 		return r;
 	st = s->stage_put;
-	r = bind_text(st, 1, o->key);
+	r = sql_errno(sqlite3_bind_int64(st, 1, (sqlite3_int64)kh));
 	if (r == 0)
-		r = bind_text(st, 2, rel ? "relationship" : "entity");
+		r = bind_text(st, 2, kind);
 	if (r == 0)
-		r = bind_text(st, 3, o->type);
+		r = bind_text(st, 3, o->key);
 	if (r == 0)
-		r = bind_text(st, 4, o->class);
+		r = bind_text(st, 4, o->type);
 	if (r == 0)
-		r = bind_text(st, 5, rel ? o->from_key : NULL);
+		r = bind_text(st, 5, o->class);
 	if (r == 0)
-		r = bind_text(st, 6, to_key);
+		r = bind_text(st, 6, rel ? o->from_key : NULL);
 	if (r == 0)
-		r = bind_text(st, 7, o->owner);
+		r = bind_text(st, 7, to_key);
 	if (r == 0)
-		r = bind_text(st, 8, json);
+		r = bind_text(st, 8, o->owner);
 	if (r == 0)
-		r = bind_text(st, 9, hash);
+		r = bind_text(st, 9, json);
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 10, o->rank));
+		r = bind_text(st, 10, hash);
 	if (r == 0)
-		r = sql_errno(old_id ? sqlite3_bind_int64(st, 11, old_id)
-				     : sqlite3_bind_null(st, 11));
+		r = sql_errno(sqlite3_bind_int64(st, 11, o->rank));
+	if (r == 0)
+		r = sql_errno(old_id ? sqlite3_bind_int64(st, 12, old_id)
+				     : sqlite3_bind_null(st, 12));
 	if (r == 0)
 		r = step_done(st);
 	sqlite3_reset(st);
@@ -957,22 +1000,12 @@ int store_snapshot_owner(struct store *s, const char *owner, int64_t rank, bool 
 	struct stored old;
 	int64_t prev = 0;
 	bool seen = false;
-	int r, rc;
+	int r;
 
-	if (!s->stage_rank &&
-	    (r = prepare(s, "SELECT rank FROM temp.stage WHERE key = ?1", &s->stage_rank)) < 0)
-		return r;
-	r = bind_text(s->stage_rank, 1, owner);
-	rc = r == 0 ? sqlite3_step(s->stage_rank) : SQLITE_OK;
-	if (rc == SQLITE_ROW) {
-		seen = true;
-		prev = sqlite3_column_int64(s->stage_rank, 0);
-	} else if (r == 0 && rc != SQLITE_DONE) {
-		r = sql_errno(rc);
-	}
-	sqlite3_reset(s->stage_rank);
+	r = stage_has(s, key_hash(owner), "entity", owner, &prev);
 	if (r < 0)
 		return r;
+	seen = r == 1;
 	if (!seen) {
 		r = lookup(s, owner, &old);
 		if (r == 0 && seen_test(s, old.id)) {
@@ -1161,13 +1194,21 @@ int store_plan_deletes(struct store *s)
 	static const char prune[] =
 		"DELETE FROM temp.stage WHERE kind = 'relationship' AND ("
 		"  (from_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.stage e"
-		"     WHERE e.key = stage.from_key AND e.kind = 'entity')"
+		"     WHERE e.kh = tsg_keyhash(stage.from_key) AND e.kind = 'entity')"
 		"   AND NOT EXISTS (SELECT 1 FROM object o WHERE o.key = stage.from_key"
 		"     AND o.rowid NOT IN (SELECT id FROM temp.gone)))"
 		" OR (to_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.stage e"
-		"     WHERE e.key = stage.to_key AND e.kind = 'entity')"
+		"     WHERE e.kh = tsg_keyhash(stage.to_key) AND e.kind = 'entity')"
 		"   AND NOT EXISTS (SELECT 1 FROM object o WHERE o.key = stage.to_key"
 		"     AND o.rowid NOT IN (SELECT id FROM temp.gone))))";
+	/* One sort, so that the apply's passes read in order. */
+	static const char sort[] =
+		"DELETE FROM temp.plan;"
+		"INSERT INTO temp.plan (kind, key, type, class, from_key, to_key, owner, json, "
+		"hash,"
+		"  rank, old)"
+		" SELECT kind, key, type, class, from_key, to_key, owner, json, hash, rank, old"
+		" FROM temp.stage ORDER BY kind, key;";
 	int64_t n_types = 0, n_owners = 0, gone = 0;
 	int r;
 
@@ -1188,6 +1229,8 @@ int store_plan_deletes(struct store *s)
 		r = exec(s, cascade);
 	if (r == 0)
 		r = exec(s, prune);
+	if (r == 0)
+		r = exec(s, sort);
 	return r;
 }
 
@@ -1197,9 +1240,9 @@ int store_plan_deletes(struct store *s)
 #define PLAN_COLS "op, kind, key, type, class, json, changed, source, created_at, run_id"
 static const char *const plan_selects[] = {
 	"SELECT 'create', n.kind, n.key, n.type, n.class, n.json, NULL, ?1, ?2, ?3"
-	" FROM temp.stage n WHERE n.kind = ?4 AND n.old IS NULL ORDER BY n.key",
+	" FROM temp.plan n WHERE n.kind = ?4 AND n.old IS NULL ORDER BY n.key",
 	"SELECT 'update', n.kind, n.key, n.type, n.class, n.json, tsg_changed(o.json, n.json),"
-	"  ?1, ?2, ?3 FROM temp.stage n JOIN object o ON o.rowid = n.old"
+	"  ?1, ?2, ?3 FROM temp.plan n JOIN object o ON o.rowid = n.old"
 	" WHERE n.kind = ?4 AND n.old NOT IN (SELECT id FROM temp.gone) ORDER BY n.key",
 	"SELECT 'delete', o.kind, o.key, o.type, o.class, NULL, NULL, ?1, ?2, ?3"
 	" FROM temp.gone g JOIN object o ON o.rowid = g.id WHERE o.kind = ?4 ORDER BY o.key",
@@ -1262,7 +1305,7 @@ int store_plan_each(struct store *s, const char *source, store_outbox_fn fn, voi
 int store_plan_size(struct store *s, int64_t *ret)
 {
 	return query_int(s,
-			 "SELECT (SELECT count(*) FROM temp.stage) +"
+			 "SELECT (SELECT count(*) FROM temp.plan) +"
 			 " (SELECT count(*) FROM temp.gone)",
 			 ret);
 }
@@ -1271,10 +1314,10 @@ int store_plan_size(struct store *s, int64_t *ret)
  * of carrying it. The objects are written by then. */
 static const char *const apply_selects[] = {
 	"SELECT 'create', n.kind, n.key, n.type, n.class, NULL, NULL, ?1, ?2, ?3, o.rowid"
-	" FROM temp.stage n JOIN object o ON o.key = n.key"
+	" FROM temp.plan n CROSS JOIN object o ON o.key = n.key"
 	" WHERE n.kind = ?4 AND n.old IS NULL ORDER BY n.key",
 	"SELECT 'update', n.kind, n.key, n.type, n.class, NULL, n.changed, ?1, ?2, ?3, n.old"
-	" FROM temp.stage n WHERE n.kind = ?4 AND n.old IS NOT NULL"
+	" FROM temp.plan n WHERE n.kind = ?4 AND n.old IS NOT NULL"
 	"  AND n.old NOT IN (SELECT id FROM temp.gone) ORDER BY n.key",
 	"SELECT 'delete', o.kind, o.key, o.type, o.class, NULL, NULL, ?1, ?2, ?3, NULL"
 	" FROM temp.gone g JOIN object o ON o.rowid = g.id WHERE o.kind = ?4 ORDER BY o.key",
@@ -1285,30 +1328,30 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 {
 	/* Before any object changes: what changed in each update, and the JSON of earlier
 	 * changes still naming an object that is about to change or go. */
-	static const char before[] = "UPDATE temp.stage SET changed = tsg_changed("
-				     "  (SELECT json FROM object WHERE rowid = stage.old), json)"
+	static const char before[] = "UPDATE temp.plan SET changed = tsg_changed("
+				     "  (SELECT json FROM object WHERE rowid = plan.old), json)"
 				     " WHERE old IS NOT NULL;"
 				     "UPDATE outbox SET json = (SELECT b.json FROM object b WHERE "
 				     "b.rowid = outbox.obj_id)"
 				     " WHERE json IS NULL AND obj_id IN"
-				     "  (SELECT old FROM temp.stage WHERE old IS NOT NULL UNION "
+				     "  (SELECT old FROM temp.plan WHERE old IS NOT NULL UNION "
 				     "ALL SELECT id FROM temp.gone);";
 	static const char update[] =
 		"UPDATE object SET kind = n.kind, type = n.type, class = n.class,"
 		"  from_key = n.from_key, to_key = n.to_key, owner = n.owner, json = n.json,"
 		"  hash = n.hash, rank = n.rank, updated_at = ?1"
-		" FROM temp.stage n WHERE n.old = object.rowid";
+		" FROM temp.plan n WHERE n.old = object.rowid";
 	static const char insert[] =
 		"INSERT INTO object (key, kind, type, class, from_key, to_key, owner, json, hash,"
 		"  rank, first_seen, updated_at)"
 		" SELECT key, kind, type, class, from_key, to_key, owner, json, hash, rank, ?1, ?1"
-		" FROM temp.stage WHERE old IS NULL ORDER BY key";
+		" FROM temp.plan WHERE old IS NULL ORDER BY kind, key";
 	static const char digests[] =
 		"INSERT INTO object_digest (id, kh, digest, type)"
 		" SELECT o.rowid, tsg_keyhash(o.key), tsg_digest(o.hash), o.type"
-		" FROM temp.stage n JOIN object o ON o.key = n.key WHERE n.old IS NULL;"
+		" FROM temp.plan n CROSS JOIN object o ON o.key = n.key WHERE n.old IS NULL;"
 		"UPDATE object_digest SET digest = tsg_digest(n.hash), type = n.type"
-		" FROM temp.stage n WHERE n.old = object_digest.id;";
+		" FROM temp.plan n WHERE n.old = object_digest.id;";
 	static const char remove[] =
 		"DELETE FROM object WHERE rowid IN (SELECT id FROM temp.gone);"
 		"DELETE FROM object_digest WHERE id IN (SELECT id FROM temp.gone);";
@@ -1422,7 +1465,13 @@ int store_outbox_prune(struct store *s, const char *const *sinks, size_t n, int6
 
 int store_outbox_max_seq(struct store *s, int64_t *ret)
 {
-	return query_int(s, "SELECT coalesce(max(seq), 0) FROM outbox", ret);
+	/* The last seq ever given (AUTOINCREMENT keeps it), not the last row kept: once the
+	 * outbox is pruned empty, backlogs and cursors still compare against it. */
+	return query_int(
+		s,
+		"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'),"
+		" 0), coalesce((SELECT max(seq) FROM outbox), 0))",
+		ret);
 }
 
 int store_cursor_get(struct store *s, const char *sink, int64_t *ret)

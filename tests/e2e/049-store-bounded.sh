@@ -28,6 +28,9 @@ done
 last=$(size_of "$WORK/a.db")
 echo "store after the first sync: $first bytes; after 50 syncs at 1% churn: $last bytes"
 [ "$last" -le $((2 * first)) ] || fail "the store grew from $first to $last bytes"
+expect_status 0 "$TSGRAPHD" -c "$WORK/a.conf" status
+expect_output "backlog 0"
+expect_no_output "backlog -"
 [ "$(count_lines "$WORK/a.ndjson")" -eq "$(sqlite3 "$WORK/a.db" "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")" ] ||
 	fail "the change log does not hold every change"
 
