@@ -110,6 +110,16 @@ static const char *const migrations[] = {
 	"UPDATE object SET owner = to_key WHERE type IN ('threatstack_account_has_agent',"
 	"  'threatstack_agent_identified_alert', 'threatstack_account_has_alert');"
 	"CREATE INDEX object_owner ON object(owner) WHERE owner IS NOT NULL;"
+	/* The rank graph.c gives an owner entity, from its stored JSON: an unchanged owner is
+	 * settled against its stored rank, and 0 would let an older copy win. */
+	"UPDATE object SET rank = coalesce(json_extract(json, '$.lastReportedAt'), 0)"
+	"  WHERE type = 'threatstack_agent';"
+	"UPDATE object SET rank = (SELECT a.rank FROM object a WHERE a.key = object.owner)"
+	"  WHERE type IN ('threatstack_account_has_agent',"
+	"  'threatstack_agent_protects_aws_instance', 'threatstack_agent_protects_server')"
+	"  AND EXISTS (SELECT 1 FROM object a WHERE a.key = object.owner);"
+	"UPDATE object SET rank = 1"
+	"  WHERE type = 'threatstack_alert' AND json_extract(json, '$.dismissed') = 1;"
 	/* The key index's source: one narrow row an object (the rowid, 64 bits of the key's
 	 * hash and of the content hash), so loading it reads a few MiB, not the graph. */
 	"CREATE TABLE object_digest (id INTEGER PRIMARY KEY, kh INTEGER NOT NULL,"
