@@ -914,8 +914,9 @@ int store_snapshot_put(struct store *s, const struct graph_object *o, const char
 			return r;
 	}
 	r = lookup(s, o->key, &old);
-	if (r == 0 && !seen_test(s, old.id) && old.digest != hex_digest(hash))
-		r = lookup_exact(s, o->key, &old); /* a change, or a key-hash collision */
+	/* A change, a key seen twice, or a key-hash collision (which can look like either). */
+	if (r == 0 && (seen_test(s, old.id) || old.digest != hex_digest(hash)))
+		r = lookup_exact(s, o->key, &old);
 	if (r == -ENOENT)
 		return stage_insert(s, o, json, hash, 0);
 	if (r < 0)
