@@ -420,7 +420,8 @@ static int open_read_only(const char *path, const struct store_options *opt, sql
 		return -ENOMEM;
 	/* A URI, so every byte of the path that URIs give a meaning to is %-escaped. */
 	buf_init(&uri, 3 * strlen(path) + 64);
-	r = buf_puts(&uri, "file:");
+	/* An absolute path gets an empty authority, so "//x" is not read as host x. */
+	r = buf_puts(&uri, path[0] == '/' ? "file://" : "file:");
 	for (const char *q = path; r == 0 && *q; q++)
 		r = strchr("%?#", *q) || (unsigned char)*q < 0x20
 			    ? buf_printf(&uri, "%%%02X", (unsigned)(unsigned char)*q)
