@@ -110,6 +110,16 @@ static const char *const migrations[] = {
 	"UPDATE object SET owner = to_key WHERE type IN ('threatstack_account_has_agent',"
 	"  'threatstack_agent_identified_alert', 'threatstack_account_has_alert');"
 	"CREATE INDEX object_owner ON object(owner) WHERE owner IS NOT NULL;"
+	/* The rank graph.c gives an owner entity, from its stored JSON: an unchanged owner is
+	 * settled against its stored rank, and 0 would let an older copy win. */
+	"UPDATE object SET rank = coalesce(json_extract(json, '$.lastReportedAt'), 0)"
+	"  WHERE type = 'threatstack_agent';"
+	"UPDATE object SET rank = (SELECT a.rank FROM object a WHERE a.key = object.owner)"
+	"  WHERE type IN ('threatstack_account_has_agent',"
+	"  'threatstack_agent_protects_aws_instance', 'threatstack_agent_protects_server')"
+	"  AND EXISTS (SELECT 1 FROM object a WHERE a.key = object.owner);"
+	"UPDATE object SET rank = 1"
+	"  WHERE type = 'threatstack_alert' AND json_extract(json, '$.dismissed') = 1;"
 	/* The key index's source: one narrow row an object (the rowid, 64 bits of the key's
 	 * hash and of the content hash), so loading it reads a few MiB, not the graph. */
 	"CREATE TABLE object_digest (id INTEGER PRIMARY KEY, kh INTEGER NOT NULL,"
@@ -420,7 +430,8 @@ static int open_read_only(const char *path, const struct store_options *opt, sql
 		return -ENOMEM;
 	/* A URI, so every byte of the path that URIs give a meaning to is %-escaped. */
 	buf_init(&uri, 3 * strlen(path) + 64);
-	r = buf_puts(&uri, "file:");
+	/* An absolute path gets an empty authority, so "//x" is not read as host x. */
+	r = buf_puts(&uri, path[0] == '/' ? "file://" : "file:");
 	for (const char *q = path; r == 0 && *q; q++)
 		r = strchr("%?#", *q) || (unsigned char)*q < 0x20
 			    ? buf_printf(&uri, "%%%02X", (unsigned)(unsigned char)*q)
@@ -947,8 +958,9 @@ int store_snapshot_put(struct store *s, const struct graph_object *o, const char
 			return r;
 	}
 	r = lookup(s, o->key, &old);
-	if (r == 0 && !seen_test(s, old.id) && old.digest != hex_digest(hash))
-		r = lookup_exact(s, o->key, &old); /* a change, or a key-hash collision */
+	/* A change, a key seen twice, or a key-hash collision (which can look like either). */
+	if (r == 0 && (seen_test(s, old.id) || old.digest != hex_digest(hash)))
+		r = lookup_exact(s, o->key, &old);
 	if (r == -ENOENT)
 		return stage_insert(s, o, json, hash, 0);
 	if (r < 0)

@@ -383,6 +383,48 @@ static void test_duplicate_key_keeps_higher_rank(void **state)
 	assert_string_equal(c.lines[0], "create entity acct:1");
 }
 
+/* Two keys with the same 64-bit key hash (FNV-1a: "cf3b407479f245ff" and "6109ebe5d392eff8"):
+ * the key index must not take the new one for the stored one, whichever comes first. */
+static void test_key_hash_collision(void **state)
+{
+	static const char *const a = "cf3b407479f245ff", *const b = "6109ebe5d392eff8";
+	static const char *const types[] = { "threatstack_agent_protects_server" };
+	struct fixture *f = *state;
+	struct changes c = { 0 };
+	struct diff_result res;
+
+	assert_int_equal(store_snapshot_reset(f->s), 0);
+	put(f->s, "acct:1", "threatstack_account", NULL, NULL, NULL, 0);
+	put(f->s, a, types[0], NULL, "acct:1", NULL, 0);
+	complete_account(f->s);
+	res = commit(f->s, NULL, false, false);
+	assert_int_equal(res.created, 2);
+
+	/* The stored key first, then the new one with its hash. */
+	assert_int_equal(store_snapshot_reset(f->s), 0);
+	put(f->s, "acct:1", "threatstack_account", NULL, NULL, NULL, 0);
+	put(f->s, a, types[0], NULL, "acct:1", NULL, 0);
+	put(f->s, b, types[0], NULL, "acct:1", NULL, 0);
+	complete_account(f->s);
+	assert_int_equal(store_snapshot_complete(f->s, "protects", types, 1), 0);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.created, 1);
+	assert_int_equal(res.updated + res.deleted, 0);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.lines[0], "create relationship 6109ebe5d392eff8");
+
+	/* Both stored now: each is found as itself, and an unchanged sync changes nothing. */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_snapshot_reset(f->s), 0);
+	put(f->s, "acct:1", "threatstack_account", NULL, NULL, NULL, 0);
+	put(f->s, b, types[0], NULL, "acct:1", NULL, 0);
+	put(f->s, a, types[0], NULL, "acct:1", NULL, 0);
+	complete_account(f->s);
+	assert_int_equal(store_snapshot_complete(f->s, "protects", types, 1), 0);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.created + res.updated + res.deleted, 0);
+}
+
 static void test_dry_run_changes_nothing(void **state)
 {
 	struct fixture *f = *state;
@@ -549,6 +591,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_duplicate_key_keeps_higher_rank, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_key_hash_collision, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dry_run_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_properties, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_foreign_and_newer_files, setup,
