@@ -1,18 +1,25 @@
 /* store — SQLite state for tsgraphd.
  *
- * Tables (schema version 1):
- *   object       the stored graph: one row per entity or relationship, by _key, with its
- *                canonical JSON and SHA-256; relationships keep their ends (from_key, and
- *                to_key when the target is ours) so deleting an entity finds them.
- *   outbox       one row per change, seq strictly increasing (AUTOINCREMENT: never reused).
- *   sink_cursor  the last seq each sink has delivered.
- *   sync_run     one row per sync, with its counts and what the mass-delete guard held back.
- * The snapshot of a sync in progress lives in TEMP tables (snap, complete, gone) of the
- * connection: staged objects cost no write lock and a crash forgets them.
+ * Tables (schema version 2):
+ *   object         the stored graph: one row per entity or relationship, by _key, with its
+ *                  canonical JSON and SHA-256, its owner (the agent or alert it belongs to)
+ *                  and rank; relationships keep their ends (from_key, and to_key when the
+ *                  target is ours) so deleting an entity finds them.
+ *   object_digest  per object row: 64 bits of its key's hash and of its content hash, and
+ *                  its type: what the in-memory key index is loaded from, a few MiB.
+ *   outbox         one row per change, seq strictly increasing (AUTOINCREMENT: never
+ *                  reused). Its JSON is NULL while the object row (obj_id) still holds it;
+ *                  it is copied into the row before that object changes or goes.
+ *   sink_cursor    the last seq each sink has delivered.
+ *   sync_run       one row per sync, with its counts and what the guard held back.
  *
- * The diff is SQL over snap and object: creates are staged keys not stored, updates are keys
- * whose hashes differ (the changed properties come from canon_changed_properties(), registered
- * as the SQL function tsg_changed), deletes are stored keys of complete types not staged.
+ * A sync compares as it stages: each object is looked up in the key index (memory) and
+ * only new and changed ones are written, appended to the connection's TEMP table stage;
+ * stored ones seen are bits in a bitmap indexed by rowid, counted per type, so counts
+ * prove most listings complete without a scan. The plan (TEMP gone, then the sorted TEMP
+ * plan) reads only; store_apply_plan() writes objects, digests and outbox rows in the
+ * caller's transaction, each pass in (kind, key) order. Changed properties come from
+ * canon_changed_properties(), registered as the SQL function tsg_changed.
  * The file is created 0600; PRAGMA application_id marks it as ours and user_version is the
  * schema version, migrated forward in one transaction and never backward.
  */
@@ -1202,7 +1209,9 @@ int store_plan_deletes(struct store *s)
 		" UNION SELECT r.rowid FROM temp.gone g JOIN object e ON e.rowid = g.id"
 		"  JOIN object r ON r.to_key = e.key WHERE e.kind = 'entity'";
 	/* A staged relationship whose end is neither staged nor surviving in the store would
-	 * point at nothing (say, a vulnerability names an agent the agent listing lacked). */
+	 * point at nothing (say, a vulnerability names an agent the agent listing lacked).
+	 * A staged end is found by its key's 64-bit hash alone: a collision could only keep a
+	 * relationship, never drop one. */
 	static const char prune[] =
 		"DELETE FROM temp.stage WHERE kind = 'relationship' AND ("
 		"  (from_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.stage e"
