@@ -1279,6 +1279,21 @@ static const struct {
 	{ 1, "relationship" }, { 2, "relationship" }, { 2, "entity" },
 };
 
+/* op, kind, key, type, class, json, changed and source from column first on. */
+static struct outbox_row change_at(sqlite3_stmt *st, int first)
+{
+	return (struct outbox_row){
+		.op = col_text(st, first),
+		.kind = col_text(st, first + 1),
+		.key = col_text(st, first + 2),
+		.type = col_text(st, first + 3),
+		.class = col_text(st, first + 4),
+		.json = col_text(st, first + 5),
+		.changed = col_text(st, first + 6),
+		.source = col_text(st, first + 7),
+	};
+}
+
 static int plan_bind(sqlite3_stmt *st, const char *source, int64_t now, int64_t run_id,
 		     const char *kind)
 {
@@ -1304,16 +1319,7 @@ int store_plan_each(struct store *s, const char *source, store_outbox_fn fn, voi
 		if (r == 0)
 			r = plan_bind(st, source, 0, 0, plan_order[i].kind);
 		while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-			struct outbox_row row = {
-				.op = col_text(st, 0),
-				.kind = col_text(st, 1),
-				.key = col_text(st, 2),
-				.type = col_text(st, 3),
-				.class = col_text(st, 4),
-				.json = col_text(st, 5),
-				.changed = col_text(st, 6),
-				.source = col_text(st, 7),
-			};
+			struct outbox_row row = change_at(st, 0);
 
 			r = fn(&row, userdata);
 		}
@@ -1435,19 +1441,10 @@ int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_o
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct outbox_row row = {
-			.seq = sqlite3_column_int64(st, 0),
-			.op = col_text(st, 1),
-			.kind = col_text(st, 2),
-			.key = col_text(st, 3),
-			.type = col_text(st, 4),
-			.class = col_text(st, 5),
-			.json = col_text(st, 6),
-			.changed = col_text(st, 7),
-			.source = col_text(st, 8),
-			.created_at = sqlite3_column_int64(st, 9),
-		};
+		struct outbox_row row = change_at(st, 1);
 
+		row.seq = sqlite3_column_int64(st, 0);
+		row.created_at = sqlite3_column_int64(st, 9);
 		r = fn(&row, userdata);
 		if (r != 0)
 			return r;

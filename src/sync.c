@@ -334,21 +334,29 @@ static void log_listing(struct sync *sy, const char *what)
 		 monotonic_ms() - p.listing_ms);
 }
 
+/* A listing's end: complete, or failed (unless the run itself is over). */
+static void listing_end(struct sync *sy, int r, const struct tsapi_error *err, const char *group,
+			const char *const *types, size_t n)
+{
+	if (r < 0) {
+		if (!run_over(sy))
+			listing_failed(sy, group, err);
+		return;
+	}
+	log_listing(sy, group);
+	mark_complete(sy, group, types, n);
+}
+
 static void fetch_agents(struct sync *sy)
 {
 	static const char *const statuses[] = { "online", "offline" };
 	struct tsapi_error err = { 0 };
+	int r = 0;
 
 	progress_listing(sy, "agents", agent_types[0]);
-	for (size_t i = 0; i < ARRAY_SIZE(statuses); i++) {
-		if (tsapi_list_agents(sy->api, statuses[i], on_agent, sy, &err) < 0) {
-			if (!run_over(sy))
-				listing_failed(sy, "agents", &err);
-			return;
-		}
-	}
-	log_listing(sy, "agents");
-	mark_complete(sy, "agents", agent_types, ARRAY_SIZE(agent_types));
+	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(statuses); i++)
+		r = tsapi_list_agents(sy->api, statuses[i], on_agent, sy, &err);
+	listing_end(sy, r, &err, "agents", agent_types, ARRAY_SIZE(agent_types));
 }
 
 static void fetch_vulns(struct sync *sy)
@@ -364,13 +372,7 @@ static void fetch_vulns(struct sync *sy)
 		r = tsapi_list_cve_servers(sy->api, vc.v->cve, on_server, &vc, &err);
 	}
 	deferred_free(sy);
-	if (r < 0) {
-		if (!run_over(sy))
-			listing_failed(sy, "vulnerabilities", &err);
-		return;
-	}
-	log_listing(sy, "vulnerabilities");
-	mark_complete(sy, "vulnerabilities", vuln_types, ARRAY_SIZE(vuln_types));
+	listing_end(sy, r, &err, "vulnerabilities", vuln_types, ARRAY_SIZE(vuln_types));
 }
 
 static void fetch_alerts(struct sync *sy)
@@ -379,17 +381,12 @@ static void fetch_alerts(struct sync *sy)
 	struct tsapi_error err = { 0 };
 	int64_t until = now_ms();
 	int64_t from = until - (int64_t)sy->c->ts.alert_days * 86400 * 1000;
+	int r = 0;
 
 	progress_listing(sy, "alerts", alert_types[0]);
-	for (size_t i = 0; i < ARRAY_SIZE(statuses); i++) {
-		if (tsapi_list_alerts(sy->api, statuses[i], from, until, on_alert, sy, &err) < 0) {
-			if (!run_over(sy))
-				listing_failed(sy, "alerts", &err);
-			return;
-		}
-	}
-	log_listing(sy, "alerts");
-	mark_complete(sy, "alerts", alert_types, ARRAY_SIZE(alert_types));
+	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(statuses); i++)
+		r = tsapi_list_alerts(sy->api, statuses[i], from, until, on_alert, sy, &err);
+	listing_end(sy, r, &err, "alerts", alert_types, ARRAY_SIZE(alert_types));
 }
 
 static void fetch_full(struct sync *sy, const void *arg)
