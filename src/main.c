@@ -205,7 +205,7 @@ static int catch_stop_signals(void)
 }
 
 /* On a terminal, one line that updates in place; elsewhere nothing (the log has a line per
- * listing). */
+ * listing). The cursor goes back to the line's start, so a log line overwrites it. */
 static void print_progress(const struct sync_progress *p, void *ud)
 {
 	int64_t now = monotonic_ms();
@@ -222,8 +222,10 @@ static void print_progress(const struct sync_progress *p, void *ud)
 		snprintf(eta, sizeof(eta), ", about %" PRId64 " s left in it",
 			 (p->expected - p->objects) * (now - p->listing_ms) / p->objects / 1000);
 	fprintf(stderr,
-		"\r\033[Ksync: %s: %" PRId64 "%s objects%s; %" PRId64 " in all, %" PRId64 " s",
-		p->listing, p->objects, of, eta, p->total, (now - p->started_ms) / 1000);
+		"\r\033[Ksync: %s: %" PRId64 "%s objects%s; %" PRId64 " in all, %" PRIu64
+		" requests (%" PRIu32 " of %" PRIu32 "/min left), %" PRId64 " s\r",
+		p->listing, p->objects, of, eta, p->total, p->requests, p->left, p->per_minute,
+		(now - p->started_ms) / 1000);
 	fflush(stderr);
 }
 

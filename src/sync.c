@@ -78,6 +78,7 @@ struct sync {
 	struct ts_vuln *deferred;  /* vulnerabilities to complete from their servers listing */
 	size_t n_deferred;
 	int64_t last_progress_ms;
+	uint64_t requests_before; /* the client's count when the run began */
 
 	pthread_mutex_t lock; /* guards progress only */
 	struct sync_progress progress;
@@ -167,9 +168,19 @@ static void progress_listing(struct sync *sy, const char *listing, const char *t
 
 static void progress_object(struct sync *sy)
 {
+	struct tsapi_usage u = { 0 };
+	bool usage = (sy->progress.total & 63) == 0; /* the client's figures now and then */
+
+	if (usage)
+		tsapi_usage(sy->api, &u);
 	pthread_mutex_lock(&sy->lock);
 	sy->progress.objects++;
 	sy->progress.total++;
+	if (usage) {
+		sy->progress.requests = u.requests - sy->requests_before;
+		sy->progress.per_minute = u.per_minute;
+		sy->progress.left = u.left_this_minute;
+	}
 	pthread_mutex_unlock(&sy->lock);
 	progress_emit(sy, false);
 }
@@ -583,6 +594,12 @@ static int run(struct sync *sy, const char *kind, void (*fetch)(struct sync *, c
 	sy->opt = opt;
 	sy->report = &rep;
 	sy->store_error = 0;
+	{
+		struct tsapi_usage u;
+
+		tsapi_usage(sy->api, &u);
+		sy->requests_before = u.requests;
+	}
 	pthread_mutex_lock(&sy->lock);
 	sy->progress = (struct sync_progress){ .running = true, .started_ms = t0 };
 	pthread_mutex_unlock(&sy->lock);

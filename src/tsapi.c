@@ -44,6 +44,7 @@
 #define TOKEN_MAX	 TSJSON_STR_MAX
 #define LABEL_MAX	 200
 #define SERVER_SAID_MAX	 120
+#define LIMITER_RING	 6000 /* the most requests a minute rate_limit allows */
 
 /* The organization's: its request budget and, beside it, the clock offset any client of it
  * learnt from a 401 tsm (every client signs with the same clock). */
@@ -54,6 +55,11 @@ struct tsapi_limiter {
 	int64_t tat_us;
 	bool started;
 	int64_t clock_offset; /* seconds */
+	uint32_t per_minute;
+	/* When the requests of the last minute were (or will be) sent, oldest first: what is
+	 * left of the minute's budget, for progress lines and STATUS=. */
+	int64_t sent_ms[LIMITER_RING];
+	size_t head, n;
 };
 
 struct response {
@@ -79,6 +85,7 @@ struct tsapi {
 	uint64_t rng;
 	struct tsapi_limiter *limiter;
 	struct tsapi_limiter *own_limiter; /* when the options named none */
+	uint64_t requests;		   /* attempts sent, retries included */
 	struct tsapi_options opt;
 	uint32_t timeout_ms;
 	struct response resp;
@@ -192,6 +199,7 @@ static void limiter_set(struct tsapi_limiter *l, uint32_t per_minute, uint32_t b
 		b = 10;
 	if (b > per_minute)
 		b = per_minute;
+	l->per_minute = per_minute;
 	l->interval_us = 61000000LL / (per_minute + 1 - b);
 	l->tolerance_us = (int64_t)(b - 1) * l->interval_us;
 }
@@ -261,8 +269,27 @@ int64_t tsapi_limiter_reserve(struct tsapi_limiter *l, int64_t now_ms)
 	if (send < now)
 		send = now;
 	l->tat_us += l->interval_us;
+	if (l->n == LIMITER_RING) {
+		l->head = (l->head + 1) % LIMITER_RING;
+		l->n--;
+	}
+	l->sent_ms[(l->head + l->n++) % LIMITER_RING] = send / 1000;
 	pthread_mutex_unlock(&l->lock);
 	return (send - now + 999) / 1000;
+}
+
+uint32_t tsapi_limiter_left(struct tsapi_limiter *l, int64_t now_ms)
+{
+	uint32_t left;
+
+	pthread_mutex_lock(&l->lock);
+	while (l->n && l->sent_ms[l->head] <= now_ms - 60000) {
+		l->head = (l->head + 1) % LIMITER_RING;
+		l->n--;
+	}
+	left = l->n < l->per_minute ? l->per_minute - (uint32_t)l->n : 0;
+	pthread_mutex_unlock(&l->lock);
+	return left;
 }
 
 void tsapi_limiter_hold(struct tsapi_limiter *l, int64_t now_ms, int64_t ms)
@@ -554,6 +581,15 @@ void tsapi_free(struct tsapi *api)
 	free(api);
 }
 
+void tsapi_usage(struct tsapi *api, struct tsapi_usage *ret)
+{
+	*ret = (struct tsapi_usage){
+		.requests = api->requests,
+		.per_minute = api->limiter->per_minute,
+		.left_this_minute = tsapi_limiter_left(api->limiter, monotonic_ms()),
+	};
+}
+
 int64_t tsapi_clock_offset(const struct tsapi *api)
 {
 	return limiter_clock_offset(api->limiter);
@@ -731,6 +767,7 @@ static int perform(struct tsapi *api, const struct req *rq, const struct hawk_cr
 		curl_slist_free_all(headers);
 		return -EINVAL;
 	}
+	api->requests++;
 	*ret_cc = curl_easy_perform(api->curl);
 	curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &api->resp.status);
 	curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, NULL);

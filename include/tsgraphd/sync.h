@@ -35,12 +35,15 @@ struct sync;
 /* Where a run stands; copied out by sync_progress(). */
 struct sync_progress {
 	bool running;
-	char listing[32];   /* "agents", "vulnerabilities", "alerts", "apply", ... */
-	int64_t objects;    /* API objects handled in this listing */
-	int64_t expected;   /* what the store held for it last time (0: unknown) */
-	int64_t total;	    /* API objects handled in this run */
-	int64_t started_ms; /* monotonic */
-	int64_t listing_ms; /* monotonic, when this listing started */
+	char listing[32];    /* "agents", "vulnerabilities", "alerts", "apply", ... */
+	int64_t objects;     /* API objects handled in this listing */
+	int64_t expected;    /* what the store held for it last time (0: unknown) */
+	int64_t total;	     /* API objects handled in this run */
+	uint64_t requests;   /* API requests sent in this run */
+	uint32_t per_minute; /* the organization's rate limit */
+	uint32_t left;	     /* requests left in the current minute */
+	int64_t started_ms;  /* monotonic */
+	int64_t listing_ms;  /* monotonic, when this listing started */
 };
 
 typedef void (*sync_progress_fn)(const struct sync_progress *p, void *userdata);

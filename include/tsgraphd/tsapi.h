@@ -101,6 +101,8 @@ int tsapi_limiter_configure(struct tsapi_limiter *l, uint32_t per_minute, uint32
 /* Takes the next slot at time now_ms (any monotonic clock) and returns how many ms the
  * caller must wait before sending. Pure bookkeeping: nothing sleeps. */
 int64_t tsapi_limiter_reserve(struct tsapi_limiter *l, int64_t now_ms);
+/* What is left of the last 60 s's budget at now_ms (the clock reserve() is given). */
+uint32_t tsapi_limiter_left(struct tsapi_limiter *l, int64_t now_ms);
 /* Holds every later slot back until now_ms + ms (after a 429 with a reset). */
 void tsapi_limiter_hold(struct tsapi_limiter *l, int64_t now_ms, int64_t ms);
 
@@ -113,6 +115,14 @@ void tsapi_global_cleanup(void);
 int tsapi_new(const struct config *c, const struct tsapi_options *opt, struct tsapi **ret,
 	      struct tsapi_error *err);
 void tsapi_free(struct tsapi *api);
+/* For progress lines: requests this client sent (retries included) and its organization's
+ * budget, per minute and what is left of the current minute. */
+struct tsapi_usage {
+	uint64_t requests;
+	uint32_t per_minute;
+	uint32_t left_this_minute;
+};
+void tsapi_usage(struct tsapi *api, struct tsapi_usage *ret);
 /* Seconds added to the local clock for Hawk timestamps (learnt from a 401 tsm); kept in the
  * limiter, so every client of the organization signs with it. */
 int64_t tsapi_clock_offset(const struct tsapi *api);
