@@ -203,6 +203,16 @@ static void test_limiter_math(void **state)
 	tsapi_limiter_free(l);
 	tsapi_limiter_free(NULL);
 	assert_int_equal(tsapi_limiter_new(0, 0, &l), -EINVAL);
+
+	/* What is left of the minute: the sends of the last 60 s count, older ones do not. */
+	assert_int_equal(tsapi_limiter_new(60, 0, &l), 0);
+	assert_int_equal(tsapi_limiter_left(l, 0), 60);
+	for (int i = 0; i < 10; i++)
+		(void)tsapi_limiter_reserve(l, 0);
+	assert_int_equal(tsapi_limiter_left(l, 0), 50);
+	assert_true(tsapi_limiter_left(l, 30000) >= 50);
+	assert_int_equal(tsapi_limiter_left(l, 200000), 60);
+	tsapi_limiter_free(l);
 }
 
 static void test_strerror(void **state)
