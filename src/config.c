@@ -307,63 +307,64 @@ static int check_url(const char *v, const char **why)
 	return 0;
 }
 
-static int set_value(struct parse *p, const struct key *k, const char *v)
+/* The text kinds: non-empty, printable, then the kind's own check; a path is resolved
+ * against the file's directory and a URL loses its trailing slash. */
+static int set_text(struct parse *p, const struct key *k, const char *v, char **field)
 {
-	char *base = k->sink ? (char *)p->sink : (char *)p->c;
-	void *field = base + k->offset;
 	const char *why = NULL;
+	char *s;
+
+	if (!*v)
+		return fail(p, p->line, k->name, "empty value");
+	if (!printable(v))
+		return fail(p, p->line, k->name, "contains control characters");
+	if (k->kind == K_ID) {
+		for (const char *q = v; *q; q++)
+			if (!isalnum((unsigned char)*q) && *q != '-')
+				return fail(p, p->line, k->name,
+					    "not an id (letters, digits and '-' only)");
+		if (strlen(v) > 128)
+			return fail(p, p->line, k->name, "longer than 128 characters");
+	}
+	if (k->kind == K_URL && check_url(v, &why) < 0)
+		return fail(p, p->line, k->name, "%s", why);
+	if (k->kind == K_LISTEN && check_listen(v) < 0)
+		return fail(p, p->line, k->name,
+			    "not an address:port (e.g. 0.0.0.0:8443 or [::]:8443)");
+	if (k->kind == K_SECRET)
+		p->inline_secret = true;
+	s = k->kind == K_PATH ? resolve_path(p, v) : strdup(v);
+	if (!s)
+		return -ENOMEM;
+	if (k->kind == K_URL && s[strlen(s) - 1] == '/')
+		s[strlen(s) - 1] = '\0';
+	*field = s;
+	return 0;
+}
+
+/* A *_file key: only the resolved path and its line are kept; validate() reads the file. */
+static int set_secret_file(struct parse *p, const struct key *k, const char *v)
+{
+	char *s;
+
+	if (!*v)
+		return fail(p, p->line, k->name, "empty value");
+	s = resolve_path(p, v);
+	if (!s)
+		return -ENOMEM;
+	p->scratch[k->offset] = s;
+	p->scratch_line[k->offset] = p->line;
+	return 0;
+}
+
+/* The numeric kinds, bounded by the row's min and max. */
+static int set_number(struct parse *p, const struct key *k, const char *v, void *field)
+{
 	uint64_t u;
 	double d;
 	int r;
 
 	switch (k->kind) {
-	case K_STRING:
-	case K_ID:
-	case K_PATH:
-	case K_SECRET:
-	case K_URL:
-	case K_LISTEN: {
-		char *s;
-
-		if (!*v)
-			return fail(p, p->line, k->name, "empty value");
-		if (!printable(v))
-			return fail(p, p->line, k->name, "contains control characters");
-		if (k->kind == K_ID) {
-			for (const char *q = v; *q; q++)
-				if (!isalnum((unsigned char)*q) && *q != '-')
-					return fail(p, p->line, k->name,
-						    "not an id (letters, digits and '-' only)");
-			if (strlen(v) > 128)
-				return fail(p, p->line, k->name, "longer than 128 characters");
-		}
-		if (k->kind == K_URL && check_url(v, &why) < 0)
-			return fail(p, p->line, k->name, "%s", why);
-		if (k->kind == K_LISTEN && check_listen(v) < 0)
-			return fail(p, p->line, k->name,
-				    "not an address:port (e.g. 0.0.0.0:8443 or [::]:8443)");
-		if (k->kind == K_SECRET)
-			p->inline_secret = true;
-		s = k->kind == K_PATH ? resolve_path(p, v) : strdup(v);
-		if (!s)
-			return -ENOMEM;
-		if (k->kind == K_URL && s[strlen(s) - 1] == '/')
-			s[strlen(s) - 1] = '\0';
-		*(char **)field = s;
-		return 0;
-	}
-	case K_SECRET_FILE: {
-		char *s;
-
-		if (!*v)
-			return fail(p, p->line, k->name, "empty value");
-		s = resolve_path(p, v);
-		if (!s)
-			return -ENOMEM;
-		p->scratch[k->offset] = s;
-		p->scratch_line[k->offset] = p->line;
-		return 0;
-	}
 	case K_U32:
 		r = parse_u64(v, (uint64_t)k->min, (uint64_t)k->max, &u);
 		if (r == -ERANGE)
@@ -389,6 +390,15 @@ static int set_value(struct parse *p, const struct key *k, const char *v)
 			return fail(p, p->line, k->name, "not a size (e.g. 1048576, 512KiB, 1MiB)");
 		*(uint64_t *)field = u;
 		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* The keyword kinds: one of a fixed list of words. */
+static int set_keyword(struct parse *p, const struct key *k, const char *v, void *field)
+{
+	switch (k->kind) {
 	case K_LOGLEVEL:
 		if (log_level_from_string(v, (enum log_level *)field) < 0)
 			return fail(p, p->line, k->name,
@@ -412,6 +422,34 @@ static int set_value(struct parse *p, const struct key *k, const char *v)
 		else
 			return fail(p, p->line, k->name, "must be file, jupiterone or webhook");
 		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+static int set_value(struct parse *p, const struct key *k, const char *v)
+{
+	char *base = k->sink ? (char *)p->sink : (char *)p->c;
+	void *field = base + k->offset;
+
+	switch (k->kind) {
+	case K_STRING:
+	case K_ID:
+	case K_PATH:
+	case K_SECRET:
+	case K_URL:
+	case K_LISTEN:
+		return set_text(p, k, v, field);
+	case K_SECRET_FILE:
+		return set_secret_file(p, k, v);
+	case K_U32:
+	case K_DOUBLE:
+	case K_SIZE:
+		return set_number(p, k, v, field);
+	case K_LOGLEVEL:
+	case K_SYNCMODE:
+	case K_SINKTYPE:
+		return set_keyword(p, k, v, field);
 	}
 	return -EINVAL;
 }
