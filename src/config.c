@@ -22,7 +22,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#define LINE_MAX_LEN 4096
+#define LINE_MAX_LEN  4096
+#define ID_MAX	      128 /* a Threat Stack id (org_id, user_id) */
+#define SINK_NAME_MAX 64  /* the NAME of [sink.NAME] */
 
 enum kind {
 	K_STRING, /* any printable text */
@@ -68,7 +70,8 @@ static const struct key keys[] = {
 	{ "threatstack", "poll_interval", K_U32, C(ts.poll_interval), 10, 7 * 86400 },
 	{ "threatstack", "alert_days", K_U32, C(ts.alert_days), 1, 365 },
 	{ "threatstack", "timeout", K_U32, C(ts.timeout), 1, 600 },
-	{ "threatstack", "max_response", K_SIZE, C(ts.max_response), 1024, 64.0 * 1024 * 1024 },
+	{ "threatstack", "max_response", K_SIZE, C(ts.max_response), CONFIG_SIZE_KEY_MIN,
+	  CONFIG_SIZE_KEY_MAX },
 	{ "threatstack", "max_pages", K_U32, C(ts.max_pages), 1, 1000000 },
 	{ "store", "path", K_PATH, C(store.path), 0, 0 },
 	{ "store", "synchronous", K_SYNCMODE, C(store.synchronous_full), 0, 0 },
@@ -79,7 +82,8 @@ static const struct key keys[] = {
 	{ "webhook", "tls_key", K_PATH, C(webhook.tls_key), 0, 0 },
 	{ "webhook", "secret", K_SECRET, C(webhook.secret), 0, 0 },
 	{ "webhook", "secret_file", K_SECRET_FILE, false, SCRATCH_SECRET_FILE, 0, 0 },
-	{ "webhook", "max_body", K_SIZE, C(webhook.max_body), 1024, 64.0 * 1024 * 1024 },
+	{ "webhook", "max_body", K_SIZE, C(webhook.max_body), CONFIG_SIZE_KEY_MIN,
+	  CONFIG_SIZE_KEY_MAX },
 	{ "sink", "type", K_SINKTYPE, S(type), 0, 0 },
 	{ "sink", "path", K_PATH, S(path), 0, 0 },
 };
@@ -323,8 +327,8 @@ static int set_text(struct parse *p, const struct key *k, const char *v, char **
 			if (!isalnum((unsigned char)*q) && *q != '-')
 				return fail(p, p->line, k->name,
 					    "not an id (letters, digits and '-' only)");
-		if (strlen(v) > 128)
-			return fail(p, p->line, k->name, "longer than 128 characters");
+		if (strlen(v) > ID_MAX)
+			return fail(p, p->line, k->name, "longer than %d characters", ID_MAX);
 	}
 	if (k->kind == K_URL && check_url(v, &why) < 0)
 		return fail(p, p->line, k->name, "%s", why);
@@ -385,6 +389,7 @@ static int set_number(struct parse *p, const struct key *k, const char *v, void 
 	case K_SIZE:
 		r = parse_size(v, (uint64_t)k->min, (uint64_t)k->max, &u);
 		if (r == -ERANGE)
+			/* The words of CONFIG_SIZE_KEY_MIN..CONFIG_SIZE_KEY_MAX. */
 			return fail(p, p->line, k->name, "out of range (1KiB..64MiB)");
 		if (r < 0)
 			return fail(p, p->line, k->name, "not a size (e.g. 1048576, 512KiB, 1MiB)");
@@ -465,9 +470,9 @@ static int open_section(struct parse *p, const char *raw)
 		const char *sname = raw + 5;
 		struct config_sink *s;
 
-		if (!*sname || strlen(sname) > 64)
-			return fail(p, p->line, NULL, "[%s]: a sink name is 1 to 64 characters",
-				    name);
+		if (!*sname || strlen(sname) > SINK_NAME_MAX)
+			return fail(p, p->line, NULL, "[%s]: a sink name is 1 to %d characters",
+				    name, SINK_NAME_MAX);
 		for (const char *q = sname; *q; q++)
 			if (!isalnum((unsigned char)*q) && *q != '-' && *q != '_')
 				return fail(p, p->line, NULL,
@@ -732,7 +737,7 @@ static int validate(struct parse *p)
 	}
 	for (size_t i = 0; i < c->n_sinks; i++) {
 		struct config_sink *s = &c->sinks[i];
-		char key[96];
+		char key[sizeof("[sink.]") + SINK_NAME_MAX];
 
 		snprintf(key, sizeof(key), "[sink.%s]", s->name);
 		if ((int)s->type == -1)
@@ -755,12 +760,12 @@ static int set_defaults(struct config *c)
 	c->ts.poll_interval = 600;
 	c->ts.alert_days = 7;
 	c->ts.timeout = 30;
-	c->ts.max_response = 8 * 1024 * 1024;
-	c->ts.max_pages = 2000;
+	c->ts.max_response = CONFIG_MAX_RESPONSE_DEFAULT;
+	c->ts.max_pages = CONFIG_MAX_PAGES_DEFAULT;
 	c->store.synchronous_full = true;
 	c->store.outbox_retention = CONFIG_OUTBOX_RETENTION_DEFAULT;
 	c->sync.max_delete_fraction = 0.5;
-	c->webhook.max_body = 1024 * 1024;
+	c->webhook.max_body = CONFIG_MAX_BODY_DEFAULT;
 	return 0;
 }
 

@@ -40,10 +40,11 @@
 
 #include <curl/curl.h>
 
-#define HEADER_VALUE_MAX 1024
-#define TOKEN_MAX	 TSJSON_STR_MAX
-#define LABEL_MAX	 200
-#define SERVER_SAID_MAX	 120
+#define HEADER_VALUE_MAX     1024
+#define TOKEN_MAX	     TSJSON_STR_MAX
+#define LABEL_MAX	     200
+#define SERVER_SAID_MAX	     120
+#define SERVER_SAID_BODY_MAX (64 * 1024) /* an error body parsed for its message */
 
 /* The organization's: its request budget and, beside it, the clock offset any client of it
  * learnt from a 401 tsm (every client signs with the same clock). */
@@ -567,7 +568,7 @@ static void server_said(const struct response *resp, char out[static SERVER_SAID
 	size_t i;
 
 	out[0] = '\0';
-	if (resp->body.len > 0 && resp->body.len < 65536)
+	if (resp->body.len > 0 && resp->body.len < SERVER_SAID_BODY_MAX)
 		root = json_tokener_parse(resp->body.data);
 	if (root && json_object_object_get_ex(root, "errors", &errors) &&
 	    json_object_is_type(errors, json_type_array) &&
@@ -1233,7 +1234,7 @@ int tsapi_list_alerts(struct tsapi *api, const char *status, int64_t from_ms, in
 		      int (*cb)(struct ts_alert *a, void *ud), void *ud, struct tsapi_error *err)
 {
 	struct alert_ctx c = { cb, ud };
-	char from[32], until[32], *st = NULL, *f = NULL, *u = NULL;
+	char from[ISO8601_MS_MAX], until[ISO8601_MS_MAX], *st = NULL, *f = NULL, *u = NULL;
 	_cleanup_free_ char *pq = NULL;
 
 	if (!status || !*status || !cb || from_ms < 0 || until_ms < from_ms)

@@ -44,6 +44,11 @@ struct config_sink {
 };
 
 #define CONFIG_OUTBOX_RETENTION_DEFAULT (7u * 86400)
+#define CONFIG_MAX_RESPONSE_DEFAULT	(8u * 1024 * 1024) /* [threatstack] max_response */
+#define CONFIG_MAX_PAGES_DEFAULT	2000u		   /* [threatstack] max_pages */
+#define CONFIG_MAX_BODY_DEFAULT		(1024u * 1024)	   /* [webhook] max_body */
+#define CONFIG_SIZE_KEY_MIN		1024u		   /* bounds of every size key */
+#define CONFIG_SIZE_KEY_MAX		(64u * 1024 * 1024)
 
 struct config {
 	char *file; /* the path it was loaded from */
