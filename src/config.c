@@ -134,7 +134,7 @@ static int fail(struct parse *p, int line, const char *key, const char *fmt, ...
 	return -EINVAL;
 }
 
-const char *config_sink_type_to_string(enum sink_type t)
+const char *config_sink_type_to_string(enum config_sink_type t)
 {
 	switch (t) {
 	case SINK_FILE:
@@ -419,11 +419,11 @@ static int set_keyword(struct parse *p, const struct key *k, const char *v, void
 		return 0;
 	case K_SINKTYPE:
 		if (strcmp(v, "file") == 0)
-			*(enum sink_type *)field = SINK_FILE;
+			*(enum config_sink_type *)field = SINK_FILE;
 		else if (strcmp(v, "jupiterone") == 0)
-			*(enum sink_type *)field = SINK_JUPITERONE;
+			*(enum config_sink_type *)field = SINK_JUPITERONE;
 		else if (strcmp(v, "webhook") == 0)
-			*(enum sink_type *)field = SINK_WEBHOOK;
+			*(enum config_sink_type *)field = SINK_WEBHOOK;
 		else
 			return fail(p, p->line, k->name, "must be file, jupiterone or webhook");
 		return 0;

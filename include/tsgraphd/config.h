@@ -31,7 +31,7 @@ enum config_flags {
 	CONFIG_NO_SECRETS = 1 << 0,
 };
 
-enum sink_type {
+enum config_sink_type {
 	SINK_FILE,
 	SINK_JUPITERONE,
 	SINK_WEBHOOK,
@@ -39,7 +39,7 @@ enum sink_type {
 
 struct config_sink {
 	char *name; /* the NAME of [sink.NAME] */
-	enum sink_type type;
+	enum config_sink_type type;
 	char *path; /* file: the NDJSON change log */
 };
 
@@ -108,7 +108,7 @@ int config_load_flags(const char *path, unsigned flags, struct config **ret,
 int config_parse(const char *name, const char *text, size_t len, struct config **ret,
 		 char ret_error[static CONFIG_ERROR_MAX]);
 void config_free(struct config *c);
-const char *config_sink_type_to_string(enum sink_type t);
+const char *config_sink_type_to_string(enum config_sink_type t);
 /* Registers every secret of c with the logger's redaction list. */
 int config_register_secrets(const struct config *c);
 
