@@ -863,17 +863,22 @@ int config_load_flags(const char *path, unsigned flags, struct config **ret,
 		r = -EFBIG;
 	if (r == 0)
 		r = read_fd_bounded(fd, CONFIG_FILE_MAX, &text, &len);
+	if (r == -EFBIG) {
+		fail(&p, 0, NULL, "larger than %d MiB", CONFIG_FILE_MAX / (1024 * 1024));
+		goto out;
+	}
 	if (r < 0) {
 		fail(&p, 0, NULL, "%s",
-		     r == -EFBIG    ? "larger than 1 MiB"
-		     : r == -EBADFD ? "not a regular file (a FIFO, device or directory?)"
-				    : strerror(-r));
-		return r == -EBADFD ? -EINVAL : r;
+		     r == -EBADFD ? "not a regular file (a FIFO, device or directory?)"
+				  : strerror(-r));
+		if (r == -EBADFD)
+			r = -EINVAL;
+		goto out;
 	}
 	dir = strdup(path);
 	if (!dir) {
-		free(text);
-		return -ENOMEM;
+		r = -ENOMEM;
+		goto out;
 	}
 	{
 		char *slash = strrchr(dir, '/');
@@ -887,20 +892,24 @@ int config_load_flags(const char *path, unsigned flags, struct config **ret,
 	}
 	p.dir = dir;
 	r = parse_common(&p, text, len, &c);
-	explicit_bzero(text, len);
-	free(text);
 	if (r < 0)
-		return r;
+		goto out;
 	if (p.inline_secret && (st.st_mode & S_IROTH)) {
 		fail(&p, 0, NULL,
 		     "holds a secret but is readable by others (chmod o-r it, or move the secret "
-		     "to "
-		     "a *_file)");
-		config_free(c);
-		return -EPERM;
+		     "to a *_file)");
+		r = -EPERM;
+		goto out;
 	}
 	*ret = c;
-	return 0;
+	c = NULL;
+out:
+	if (text) {
+		explicit_bzero(text, len);
+		free(text);
+	}
+	config_free(c);
+	return r;
 }
 
 int config_load(const char *path, struct config **ret, char ret_error[static CONFIG_ERROR_MAX])

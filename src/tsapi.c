@@ -713,8 +713,8 @@ static int perform(struct tsapi *api, const struct req *rq, const struct hawk_cr
 		return -ENOMEM;
 	tmp = curl_slist_append(headers, "Accept: application/json");
 	if (!tmp) {
-		curl_slist_free_all(headers);
-		return -ENOMEM;
+		r = -ENOMEM;
+		goto out;
 	}
 	headers = tmp;
 
@@ -729,14 +729,16 @@ static int perform(struct tsapi *api, const struct req *rq, const struct hawk_cr
 	api->resp.content_type[0] = '\0';
 	if (curl_easy_setopt(api->curl, CURLOPT_URL, url) != CURLE_OK ||
 	    curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, headers) != CURLE_OK) {
-		curl_slist_free_all(headers);
-		return -EINVAL;
+		r = -EINVAL;
+		goto out;
 	}
 	*ret_cc = curl_easy_perform(api->curl);
 	curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &api->resp.status);
 	curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, NULL);
+	r = 0;
+out:
 	curl_slist_free_all(headers);
-	return 0;
+	return r;
 }
 
 /* What one try came to. */
