@@ -45,6 +45,7 @@
 #define LABEL_MAX	     200
 #define SERVER_SAID_MAX	     120
 #define SERVER_SAID_BODY_MAX (64 * 1024) /* an error body parsed for its message */
+#define SIZE_TEXT_MAX	     32		 /* format_size()'s "8 MiB" */
 
 /* The organization's: its request budget and, beside it, the clock offset any client of it
  * learnt from a 401 tsm (every client signs with the same clock). */
@@ -62,7 +63,7 @@ struct response {
 	int64_t reset_ms; /* x-rate-limit-reset or Retry-After in ms, -1 when absent */
 	char www_authenticate[HEADER_VALUE_MAX];
 	char server_authorization[HEADER_VALUE_MAX];
-	char content_type[256];
+	char content_type[HAWK_MEDIA_TYPE_MAX]; /* what hawk_payload_hash() reads */
 	bool too_large;
 	bool headers_too_large;
 	size_t header_bytes;
@@ -582,21 +583,21 @@ static void server_said(const struct response *resp, char out[static SERVER_SAID
 }
 
 /* "8 MiB", "512 KiB" or "1000 bytes": a limit as the configuration would spell it. */
-static void format_size(size_t n, char out[static 32])
+static void format_size(size_t n, char out[static SIZE_TEXT_MAX])
 {
 	if (n >= 1024 * 1024 && n % (1024 * 1024) == 0)
-		snprintf(out, 32, "%zu MiB", n / (1024 * 1024));
+		snprintf(out, SIZE_TEXT_MAX, "%zu MiB", n / (1024 * 1024));
 	else if (n >= 1024 && n % 1024 == 0)
-		snprintf(out, 32, "%zu KiB", n / 1024);
+		snprintf(out, SIZE_TEXT_MAX, "%zu KiB", n / 1024);
 	else
-		snprintf(out, 32, "%zu bytes", n);
+		snprintf(out, SIZE_TEXT_MAX, "%zu bytes", n);
 }
 
 static enum verdict classify_curl(const struct tsapi *api, CURLcode cc, enum tsapi_errc *code,
 				  const char **why, char *whybuf, size_t whysize)
 {
 	const struct response *resp = &api->resp;
-	char size[32];
+	char size[SIZE_TEXT_MAX];
 
 	*why = curl_easy_strerror(cc);
 	switch (cc) {
@@ -943,7 +944,7 @@ static size_t parse_budget(const struct tsapi *api)
 static int parse_failed(const struct tsapi *api, struct tsapi_error *err, int r, const char *label,
 			const char *perr)
 {
-	char size[32];
+	char size[SIZE_TEXT_MAX];
 
 	if (r == -ENOMEM) {
 		seterr(err, TSAPI_E_INTERNAL, "%s: %s", label, perr[0] ? perr : "out of memory");
