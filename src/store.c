@@ -71,7 +71,7 @@ struct store {
 	struct kentry *index;
 	size_t index_cap; /* a power of two; 0: no index, every lookup goes to the table */
 	struct {
-		char name[64];
+		char name[GRAPH_TYPE_MAX];
 		int64_t seen;
 	} types[STORE_TYPES_MAX];
 	size_t n_types;
