@@ -435,8 +435,9 @@ static int same_value(json_object *a, json_object *b, bool *ret)
 	struct buf ba, bb;
 	int r;
 
-	buf_init(&ba, 16 * 1024 * 1024);
-	buf_init(&bb, 16 * 1024 * 1024);
+	/* A member's value is part of a stored object, itself at most CANON_OBJECT_MAX. */
+	buf_init(&ba, CANON_OBJECT_MAX);
+	buf_init(&bb, CANON_OBJECT_MAX);
 	r = canon_serialize(a, &ba);
 	if (r == 0)
 		r = canon_serialize(b, &bb);

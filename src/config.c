@@ -22,7 +22,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#define LINE_MAX_LEN 4096
+#define LINE_MAX_LEN  4096
+#define ID_MAX	      128 /* a Threat Stack id (org_id, user_id) */
+#define SINK_NAME_MAX 64  /* the NAME of [sink.NAME] */
 
 enum kind {
 	K_STRING, /* any printable text */
@@ -68,7 +70,8 @@ static const struct key keys[] = {
 	{ "threatstack", "poll_interval", K_U32, C(ts.poll_interval), 10, 7 * 86400 },
 	{ "threatstack", "alert_days", K_U32, C(ts.alert_days), 1, 365 },
 	{ "threatstack", "timeout", K_U32, C(ts.timeout), 1, 600 },
-	{ "threatstack", "max_response", K_SIZE, C(ts.max_response), 1024, 64.0 * 1024 * 1024 },
+	{ "threatstack", "max_response", K_SIZE, C(ts.max_response), CONFIG_SIZE_KEY_MIN,
+	  CONFIG_SIZE_KEY_MAX },
 	{ "threatstack", "max_pages", K_U32, C(ts.max_pages), 1, 1000000 },
 	{ "store", "path", K_PATH, C(store.path), 0, 0 },
 	{ "store", "synchronous", K_SYNCMODE, C(store.synchronous_full), 0, 0 },
@@ -79,7 +82,8 @@ static const struct key keys[] = {
 	{ "webhook", "tls_key", K_PATH, C(webhook.tls_key), 0, 0 },
 	{ "webhook", "secret", K_SECRET, C(webhook.secret), 0, 0 },
 	{ "webhook", "secret_file", K_SECRET_FILE, false, SCRATCH_SECRET_FILE, 0, 0 },
-	{ "webhook", "max_body", K_SIZE, C(webhook.max_body), 1024, 64.0 * 1024 * 1024 },
+	{ "webhook", "max_body", K_SIZE, C(webhook.max_body), CONFIG_SIZE_KEY_MIN,
+	  CONFIG_SIZE_KEY_MAX },
 	{ "sink", "type", K_SINKTYPE, S(type), 0, 0 },
 	{ "sink", "path", K_PATH, S(path), 0, 0 },
 };
@@ -130,7 +134,7 @@ static int fail(struct parse *p, int line, const char *key, const char *fmt, ...
 	return -EINVAL;
 }
 
-const char *config_sink_type_to_string(enum sink_type t)
+const char *config_sink_type_to_string(enum config_sink_type t)
 {
 	switch (t) {
 	case SINK_FILE:
@@ -307,63 +311,64 @@ static int check_url(const char *v, const char **why)
 	return 0;
 }
 
-static int set_value(struct parse *p, const struct key *k, const char *v)
+/* The text kinds: non-empty, printable, then the kind's own check; a path is resolved
+ * against the file's directory and a URL loses its trailing slash. */
+static int set_text(struct parse *p, const struct key *k, const char *v, char **field)
 {
-	char *base = k->sink ? (char *)p->sink : (char *)p->c;
-	void *field = base + k->offset;
 	const char *why = NULL;
+	char *s;
+
+	if (!*v)
+		return fail(p, p->line, k->name, "empty value");
+	if (!printable(v))
+		return fail(p, p->line, k->name, "contains control characters");
+	if (k->kind == K_ID) {
+		for (const char *q = v; *q; q++)
+			if (!isalnum((unsigned char)*q) && *q != '-')
+				return fail(p, p->line, k->name,
+					    "not an id (letters, digits and '-' only)");
+		if (strlen(v) > ID_MAX)
+			return fail(p, p->line, k->name, "longer than %d characters", ID_MAX);
+	}
+	if (k->kind == K_URL && check_url(v, &why) < 0)
+		return fail(p, p->line, k->name, "%s", why);
+	if (k->kind == K_LISTEN && check_listen(v) < 0)
+		return fail(p, p->line, k->name,
+			    "not an address:port (e.g. 0.0.0.0:8443 or [::]:8443)");
+	if (k->kind == K_SECRET)
+		p->inline_secret = true;
+	s = k->kind == K_PATH ? resolve_path(p, v) : strdup(v);
+	if (!s)
+		return -ENOMEM;
+	if (k->kind == K_URL && s[strlen(s) - 1] == '/')
+		s[strlen(s) - 1] = '\0';
+	*field = s;
+	return 0;
+}
+
+/* A *_file key: only the resolved path and its line are kept; validate() reads the file. */
+static int set_secret_file(struct parse *p, const struct key *k, const char *v)
+{
+	char *s;
+
+	if (!*v)
+		return fail(p, p->line, k->name, "empty value");
+	s = resolve_path(p, v);
+	if (!s)
+		return -ENOMEM;
+	p->scratch[k->offset] = s;
+	p->scratch_line[k->offset] = p->line;
+	return 0;
+}
+
+/* The numeric kinds, bounded by the row's min and max. */
+static int set_number(struct parse *p, const struct key *k, const char *v, void *field)
+{
 	uint64_t u;
 	double d;
 	int r;
 
 	switch (k->kind) {
-	case K_STRING:
-	case K_ID:
-	case K_PATH:
-	case K_SECRET:
-	case K_URL:
-	case K_LISTEN: {
-		char *s;
-
-		if (!*v)
-			return fail(p, p->line, k->name, "empty value");
-		if (!printable(v))
-			return fail(p, p->line, k->name, "contains control characters");
-		if (k->kind == K_ID) {
-			for (const char *q = v; *q; q++)
-				if (!isalnum((unsigned char)*q) && *q != '-')
-					return fail(p, p->line, k->name,
-						    "not an id (letters, digits and '-' only)");
-			if (strlen(v) > 128)
-				return fail(p, p->line, k->name, "longer than 128 characters");
-		}
-		if (k->kind == K_URL && check_url(v, &why) < 0)
-			return fail(p, p->line, k->name, "%s", why);
-		if (k->kind == K_LISTEN && check_listen(v) < 0)
-			return fail(p, p->line, k->name,
-				    "not an address:port (e.g. 0.0.0.0:8443 or [::]:8443)");
-		if (k->kind == K_SECRET)
-			p->inline_secret = true;
-		s = k->kind == K_PATH ? resolve_path(p, v) : strdup(v);
-		if (!s)
-			return -ENOMEM;
-		if (k->kind == K_URL && s[strlen(s) - 1] == '/')
-			s[strlen(s) - 1] = '\0';
-		*(char **)field = s;
-		return 0;
-	}
-	case K_SECRET_FILE: {
-		char *s;
-
-		if (!*v)
-			return fail(p, p->line, k->name, "empty value");
-		s = resolve_path(p, v);
-		if (!s)
-			return -ENOMEM;
-		p->scratch[k->offset] = s;
-		p->scratch_line[k->offset] = p->line;
-		return 0;
-	}
 	case K_U32:
 		r = parse_u64(v, (uint64_t)k->min, (uint64_t)k->max, &u);
 		if (r == -ERANGE)
@@ -384,11 +389,21 @@ static int set_value(struct parse *p, const struct key *k, const char *v)
 	case K_SIZE:
 		r = parse_size(v, (uint64_t)k->min, (uint64_t)k->max, &u);
 		if (r == -ERANGE)
+			/* The words of CONFIG_SIZE_KEY_MIN..CONFIG_SIZE_KEY_MAX. */
 			return fail(p, p->line, k->name, "out of range (1KiB..64MiB)");
 		if (r < 0)
 			return fail(p, p->line, k->name, "not a size (e.g. 1048576, 512KiB, 1MiB)");
 		*(uint64_t *)field = u;
 		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* The keyword kinds: one of a fixed list of words. */
+static int set_keyword(struct parse *p, const struct key *k, const char *v, void *field)
+{
+	switch (k->kind) {
 	case K_LOGLEVEL:
 		if (log_level_from_string(v, (enum log_level *)field) < 0)
 			return fail(p, p->line, k->name,
@@ -404,14 +419,42 @@ static int set_value(struct parse *p, const struct key *k, const char *v)
 		return 0;
 	case K_SINKTYPE:
 		if (strcmp(v, "file") == 0)
-			*(enum sink_type *)field = SINK_FILE;
+			*(enum config_sink_type *)field = SINK_FILE;
 		else if (strcmp(v, "jupiterone") == 0)
-			*(enum sink_type *)field = SINK_JUPITERONE;
+			*(enum config_sink_type *)field = SINK_JUPITERONE;
 		else if (strcmp(v, "webhook") == 0)
-			*(enum sink_type *)field = SINK_WEBHOOK;
+			*(enum config_sink_type *)field = SINK_WEBHOOK;
 		else
 			return fail(p, p->line, k->name, "must be file, jupiterone or webhook");
 		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+static int set_value(struct parse *p, const struct key *k, const char *v)
+{
+	char *base = k->sink ? (char *)p->sink : (char *)p->c;
+	void *field = base + k->offset;
+
+	switch (k->kind) {
+	case K_STRING:
+	case K_ID:
+	case K_PATH:
+	case K_SECRET:
+	case K_URL:
+	case K_LISTEN:
+		return set_text(p, k, v, field);
+	case K_SECRET_FILE:
+		return set_secret_file(p, k, v);
+	case K_U32:
+	case K_DOUBLE:
+	case K_SIZE:
+		return set_number(p, k, v, field);
+	case K_LOGLEVEL:
+	case K_SYNCMODE:
+	case K_SINKTYPE:
+		return set_keyword(p, k, v, field);
 	}
 	return -EINVAL;
 }
@@ -427,9 +470,9 @@ static int open_section(struct parse *p, const char *raw)
 		const char *sname = raw + 5;
 		struct config_sink *s;
 
-		if (!*sname || strlen(sname) > 64)
-			return fail(p, p->line, NULL, "[%s]: a sink name is 1 to 64 characters",
-				    name);
+		if (!*sname || strlen(sname) > SINK_NAME_MAX)
+			return fail(p, p->line, NULL, "[%s]: a sink name is 1 to %d characters",
+				    name, SINK_NAME_MAX);
 		for (const char *q = sname; *q; q++)
 			if (!isalnum((unsigned char)*q) && *q != '-' && *q != '_')
 				return fail(p, p->line, NULL,
@@ -694,7 +737,7 @@ static int validate(struct parse *p)
 	}
 	for (size_t i = 0; i < c->n_sinks; i++) {
 		struct config_sink *s = &c->sinks[i];
-		char key[96];
+		char key[sizeof("[sink.]") + SINK_NAME_MAX];
 
 		snprintf(key, sizeof(key), "[sink.%s]", s->name);
 		if ((int)s->type == -1)
@@ -717,12 +760,12 @@ static int set_defaults(struct config *c)
 	c->ts.poll_interval = 600;
 	c->ts.alert_days = 7;
 	c->ts.timeout = 30;
-	c->ts.max_response = 8 * 1024 * 1024;
-	c->ts.max_pages = 2000;
+	c->ts.max_response = CONFIG_MAX_RESPONSE_DEFAULT;
+	c->ts.max_pages = CONFIG_MAX_PAGES_DEFAULT;
 	c->store.synchronous_full = true;
 	c->store.outbox_retention = CONFIG_OUTBOX_RETENTION_DEFAULT;
 	c->sync.max_delete_fraction = 0.5;
-	c->webhook.max_body = 1024 * 1024;
+	c->webhook.max_body = CONFIG_MAX_BODY_DEFAULT;
 	return 0;
 }
 
@@ -820,17 +863,22 @@ int config_load_flags(const char *path, unsigned flags, struct config **ret,
 		r = -EFBIG;
 	if (r == 0)
 		r = read_fd_bounded(fd, CONFIG_FILE_MAX, &text, &len);
+	if (r == -EFBIG) {
+		fail(&p, 0, NULL, "larger than %d MiB", CONFIG_FILE_MAX / (1024 * 1024));
+		goto out;
+	}
 	if (r < 0) {
 		fail(&p, 0, NULL, "%s",
-		     r == -EFBIG    ? "larger than 1 MiB"
-		     : r == -EBADFD ? "not a regular file (a FIFO, device or directory?)"
-				    : strerror(-r));
-		return r == -EBADFD ? -EINVAL : r;
+		     r == -EBADFD ? "not a regular file (a FIFO, device or directory?)"
+				  : strerror(-r));
+		if (r == -EBADFD)
+			r = -EINVAL;
+		goto out;
 	}
 	dir = strdup(path);
 	if (!dir) {
-		free(text);
-		return -ENOMEM;
+		r = -ENOMEM;
+		goto out;
 	}
 	{
 		char *slash = strrchr(dir, '/');
@@ -844,20 +892,24 @@ int config_load_flags(const char *path, unsigned flags, struct config **ret,
 	}
 	p.dir = dir;
 	r = parse_common(&p, text, len, &c);
-	explicit_bzero(text, len);
-	free(text);
 	if (r < 0)
-		return r;
+		goto out;
 	if (p.inline_secret && (st.st_mode & S_IROTH)) {
 		fail(&p, 0, NULL,
 		     "holds a secret but is readable by others (chmod o-r it, or move the secret "
-		     "to "
-		     "a *_file)");
-		config_free(c);
-		return -EPERM;
+		     "to a *_file)");
+		r = -EPERM;
+		goto out;
 	}
 	*ret = c;
-	return 0;
+	c = NULL;
+out:
+	if (text) {
+		explicit_bzero(text, len);
+		free(text);
+	}
+	config_free(c);
+	return r;
 }
 
 int config_load(const char *path, struct config **ret, char ret_error[static CONFIG_ERROR_MAX])

@@ -34,6 +34,15 @@ static void json_putp(json_object **o)
 	json_object_put(*o);
 }
 
+/* Hands a _cleanup_json_ local to a callee that takes ownership (add_mapping). */
+static json_object *json_take(json_object **o)
+{
+	json_object *t = *o;
+
+	*o = NULL;
+	return t;
+}
+
 static bool empty(const char *s)
 {
 	return !s || !*s;
@@ -453,7 +462,7 @@ static int agent_protects(const struct graph_options *opt, const struct ts_agent
 {
 	_cleanup_json_ json_object *o = NULL;
 	_cleanup_buf_ struct buf key;
-	json_object *t = NULL;
+	_cleanup_json_ json_object *t = NULL;
 	bool ec2 = !empty(a->instance_id);
 	int r;
 
@@ -476,21 +485,17 @@ static int agent_protects(const struct graph_options *opt, const struct ts_agent
 	if (ec2) {
 		if ((r = add_str(t, "_type", "aws_instance")) < 0 ||
 		    (r = add_str(t, "_class", "Host")) < 0 ||
-		    (r = add_str(t, "instanceId", a->instance_id)) < 0) {
-			json_object_put(t);
+		    (r = add_str(t, "instanceId", a->instance_id)) < 0)
 			return r;
-		}
-		r = add_mapping(o, agent_key, "_type", "instanceId", t, 1);
+		r = add_mapping(o, agent_key, "_type", "instanceId", json_take(&t), 1);
 	} else {
 		if ((r = add_str(t, "_class", "Host")) < 0 ||
 		    (r = add_str(t, "_type", "host")) < 0 ||
 		    (r = add_str(t, "hostname", hostname)) < 0 ||
 		    (r = add_str(t, "name", hostname)) < 0 ||
-		    (r = add_str(t, "displayName", hostname)) < 0) {
-			json_object_put(t);
+		    (r = add_str(t, "displayName", hostname)) < 0)
 			return r;
-		}
-		r = add_mapping(o, agent_key, "_class", "hostname", t,
+		r = add_mapping(o, agent_key, "_class", "hostname", json_take(&t),
 				!opt->create_host_placeholder);
 	}
 	if (r < 0)
@@ -552,7 +557,7 @@ int graph_vuln_agent(const struct graph_options *opt, const struct ts_vuln *v, c
 	_cleanup_json_ json_object *o = NULL;
 	_cleanup_buf_ struct buf b;
 	_cleanup_free_ char *upper = NULL, *lower = NULL;
-	json_object *t = NULL;
+	_cleanup_json_ json_object *t = NULL;
 	int r;
 
 	buf_init(&b, GRAPH_STR_MAX);
@@ -587,13 +592,11 @@ int graph_vuln_agent(const struct graph_options *opt, const struct ts_vuln *v, c
 	    (r = add_str(t, "webLink", b.data)) < 0 ||
 	    (r = add_str(t, "severity", v->severity)) < 0 ||
 	    (r = add_str(t, "vector", v->vector_type)) < 0 ||
-	    (r = add(t, "open", json_object_new_boolean(1))) < 0) {
-		json_object_put(t);
+	    (r = add(t, "open", json_object_new_boolean(1))) < 0)
 		return r;
-	}
 	if ((r = join(&b, AGENT_KEY_PREFIX, agent_id)) < 0)
 		return r;
-	if ((r = add_mapping(o, b.data, "_type", "_key", t, -1)) < 0)
+	if ((r = add_mapping(o, b.data, "_type", "_key", json_take(&t), -1)) < 0)
 		return r;
 	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, NULL, 0);
 }

@@ -21,6 +21,7 @@
 #include <openssl/rand.h>
 
 #define NORMALIZED_MAX 8192
+#define HEADER_MAX     4096 /* the Authorization header hawk_header() builds */
 
 int hawk_valid_value(const char *s)
 {
@@ -55,7 +56,7 @@ int hawk_payload_hash(const char *content_type, const void *payload, size_t len,
 		      char out[static HAWK_B64_SHA256_LEN + 1])
 {
 	unsigned char md[32];
-	char mime[256];
+	char mime[HAWK_MEDIA_TYPE_MAX];
 	size_t n = 0;
 	EVP_MD_CTX *ctx;
 	int ok;
@@ -183,7 +184,7 @@ int hawk_header(const struct hawk_credentials *cred, const struct hawk_request *
 	if (r < 0)
 		return r;
 
-	buf_init(&b, 4096);
+	buf_init(&b, HEADER_MAX);
 	r = buf_printf(&b, "Hawk id=\"%s\", ts=\"%" PRId64 "\", nonce=\"%s\"", cred->id, ts, nonce);
 	if (r == 0 && has_payload)
 		r = buf_printf(&b, ", hash=\"%s\"", hash);

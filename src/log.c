@@ -208,7 +208,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	} else {
 		struct timespec ts;
 		struct tm tm;
-		char when[32] = "";
+		char when[ISO8601_MS_MAX] = "";
 
 		clock_gettime(CLOCK_REALTIME, &ts);
 		if (gmtime_r(&ts.tv_sec, &tm))

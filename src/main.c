@@ -357,7 +357,7 @@ out:
 
 static int print_run(const struct store_run *r, void *ud)
 {
-	char when[32], e[ESCAPE_LONG];
+	char when[ISO8601_MS_MAX], e[ESCAPE_LONG];
 
 	(void)ud;
 	format_iso8601_ms(r->started, when);

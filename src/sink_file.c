@@ -80,7 +80,7 @@ int sink_file_format(const struct outbox_row *r, struct buf *out)
 {
 	static const char *const names[] = { "op", "kind", "key", "type", "class", "source" };
 	const char *values[] = { r->op, r->kind, r->key, r->type, r->class, r->source };
-	char at[32];
+	char at[ISO8601_MS_MAX];
 	int rc;
 
 	format_iso8601_ms(r->created_at, at);

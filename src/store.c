@@ -38,7 +38,10 @@
 
 #include <sqlite3.h>
 
-#define STORE_CACHE_KIB "4096" /* page cache of the stored graph: bounded, not the fleet */
+#define STORE_CACHE_KIB		"4096" /* page cache of the stored graph: bounded, not the fleet */
+#define BUSY_TIMEOUT_DEFAULT_MS 30000  /* when store_options leave it 0 */
+#define STAGE_COMMIT_EVERY	8192   /* staged puts between two commits of the snapshot */
+#define CHANGED_LIST_MAX	(1024 * 1024) /* tsg_changed()'s JSON array of property names */
 
 struct stored {
 	int64_t id, rank; /* rank only when exact */
@@ -68,7 +71,7 @@ struct store {
 	struct kentry *index;
 	size_t index_cap; /* a power of two; 0: no index, every lookup goes to the table */
 	struct {
-		char name[64];
+		char name[GRAPH_TYPE_MAX];
 		int64_t seen;
 	} types[STORE_TYPES_MAX];
 	size_t n_types;
@@ -274,7 +277,7 @@ static void sql_changed(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	int r;
 
 	(void)argc;
-	buf_init(&b, 1024 * 1024);
+	buf_init(&b, CHANGED_LIST_MAX);
 	r = canon_changed_properties((const char *)sqlite3_value_text(argv[0]),
 				     (const char *)sqlite3_value_text(argv[1]), &b);
 	if (r < 0) {
@@ -526,7 +529,8 @@ int store_open(const char *path, const struct store_options *opt, struct store *
 		}
 	}
 	sqlite3_extended_result_codes(s->db, 1);
-	sqlite3_busy_timeout(s->db, opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 30000);
+	sqlite3_busy_timeout(s->db, opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms
+							     : BUSY_TIMEOUT_DEFAULT_MS);
 	r = register_functions(s);
 	if (r < 0) {
 		snprintf(msg, sizeof(msg), "cannot set up: %s", sqlite3_errmsg(s->db));
@@ -958,7 +962,7 @@ int store_snapshot_put(struct store *s, const struct graph_object *o, const char
 		return -EINVAL;
 	/* Now and then let the store's WAL move on: only this connection writes the graph,
 	 * so the rowids the snapshot has seen stay valid across the new read snapshot. */
-	if (s->staging && ++s->stage_puts >= 8192) {
+	if (s->staging && ++s->stage_puts >= STAGE_COMMIT_EVERY) {
 		s->stage_puts = 0;
 		r = exec(s, "COMMIT; BEGIN");
 		if (r < 0)

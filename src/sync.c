@@ -40,8 +40,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OBJECT_JSON_MAX	   (4u * 1024 * 1024)
 #define OWNER_KEY_MAX	   512
+#define HELD_TEXT_MAX	   512	  /* the held-back types, as one line for the run record */
 #define DEFERRED_VULNS_MAX 100000 /* CVEs whose agents come from their servers listing */
 #define PROGRESS_EVERY_MS  250
 #define WEB_URL		   "https://app.threatstack.com"
@@ -101,7 +101,7 @@ int sync_new(const struct config *c, struct store *s, struct tsapi *api, struct 
 	sy->gopt = (struct graph_options){ .org_id = c->ts.org_id,
 					   .org_name = c->ts.org_name,
 					   .web_url = WEB_URL };
-	buf_init(&sy->json, OBJECT_JSON_MAX);
+	buf_init(&sy->json, CANON_OBJECT_MAX);
 	pthread_mutex_init(&sy->lock, NULL);
 	if (canon_digest_new(&sy->digest) < 0) {
 		sync_free(sy);
@@ -507,7 +507,7 @@ static int record_run(struct sync *sy, const char *result)
 {
 	const struct sync_report *rep = sy->report;
 	const struct diff_result *d = &rep->diff;
-	char held[512];
+	char held[HELD_TEXT_MAX];
 	struct store_run sr = {
 		.id = rep->run_id,
 		.result = result,
@@ -588,7 +588,7 @@ static int run(struct sync *sy, const char *kind, void (*fetch)(struct sync *, c
 		.userdata = opt->userdata,
 	};
 	int64_t started = now_ms(), t0 = monotonic_ms(), t_plan, t_apply;
-	char held[512];
+	char held[HELD_TEXT_MAX];
 	int r;
 
 	sy->opt = opt;

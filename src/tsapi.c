@@ -40,11 +40,13 @@
 
 #include <curl/curl.h>
 
-#define HEADER_VALUE_MAX 1024
-#define TOKEN_MAX	 TSJSON_STR_MAX
-#define LABEL_MAX	 200
-#define SERVER_SAID_MAX	 120
-#define LIMITER_RING	 6000 /* the most requests a minute rate_limit allows */
+#define HEADER_VALUE_MAX     1024
+#define TOKEN_MAX	     TSJSON_STR_MAX
+#define LABEL_MAX	     200
+#define SERVER_SAID_MAX	     120
+#define SERVER_SAID_BODY_MAX (64 * 1024) /* an error body parsed for its message */
+#define SIZE_TEXT_MAX	     32		 /* format_size()'s "8 MiB" */
+#define LIMITER_RING	     6000	 /* the most requests a minute rate_limit allows */
 
 /* The organization's: its request budget and, beside it, the clock offset any client of it
  * learnt from a 401 tsm (every client signs with the same clock). */
@@ -67,7 +69,7 @@ struct response {
 	int64_t reset_ms; /* x-rate-limit-reset or Retry-After in ms, -1 when absent */
 	char www_authenticate[HEADER_VALUE_MAX];
 	char server_authorization[HEADER_VALUE_MAX];
-	char content_type[256];
+	char content_type[HAWK_MEDIA_TYPE_MAX]; /* what hawk_payload_hash() reads */
 	bool too_large;
 	bool headers_too_large;
 	size_t header_bytes;
@@ -603,7 +605,7 @@ static void server_said(const struct response *resp, char out[static SERVER_SAID
 	size_t i;
 
 	out[0] = '\0';
-	if (resp->body.len > 0 && resp->body.len < 65536)
+	if (resp->body.len > 0 && resp->body.len < SERVER_SAID_BODY_MAX)
 		root = json_tokener_parse(resp->body.data);
 	if (root && json_object_object_get_ex(root, "errors", &errors) &&
 	    json_object_is_type(errors, json_type_array) &&
@@ -617,21 +619,21 @@ static void server_said(const struct response *resp, char out[static SERVER_SAID
 }
 
 /* "8 MiB", "512 KiB" or "1000 bytes": a limit as the configuration would spell it. */
-static void format_size(size_t n, char out[static 32])
+static void format_size(size_t n, char out[static SIZE_TEXT_MAX])
 {
 	if (n >= 1024 * 1024 && n % (1024 * 1024) == 0)
-		snprintf(out, 32, "%zu MiB", n / (1024 * 1024));
+		snprintf(out, SIZE_TEXT_MAX, "%zu MiB", n / (1024 * 1024));
 	else if (n >= 1024 && n % 1024 == 0)
-		snprintf(out, 32, "%zu KiB", n / 1024);
+		snprintf(out, SIZE_TEXT_MAX, "%zu KiB", n / 1024);
 	else
-		snprintf(out, 32, "%zu bytes", n);
+		snprintf(out, SIZE_TEXT_MAX, "%zu bytes", n);
 }
 
 static enum verdict classify_curl(const struct tsapi *api, CURLcode cc, enum tsapi_errc *code,
 				  const char **why, char *whybuf, size_t whysize)
 {
 	const struct response *resp = &api->resp;
-	char size[32];
+	char size[SIZE_TEXT_MAX];
 
 	*why = curl_easy_strerror(cc);
 	switch (cc) {
@@ -748,8 +750,8 @@ static int perform(struct tsapi *api, const struct req *rq, const struct hawk_cr
 		return -ENOMEM;
 	tmp = curl_slist_append(headers, "Accept: application/json");
 	if (!tmp) {
-		curl_slist_free_all(headers);
-		return -ENOMEM;
+		r = -ENOMEM;
+		goto out;
 	}
 	headers = tmp;
 
@@ -764,15 +766,17 @@ static int perform(struct tsapi *api, const struct req *rq, const struct hawk_cr
 	api->resp.content_type[0] = '\0';
 	if (curl_easy_setopt(api->curl, CURLOPT_URL, url) != CURLE_OK ||
 	    curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, headers) != CURLE_OK) {
-		curl_slist_free_all(headers);
-		return -EINVAL;
+		r = -EINVAL;
+		goto out;
 	}
 	api->requests++;
 	*ret_cc = curl_easy_perform(api->curl);
 	curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &api->resp.status);
 	curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, NULL);
+	r = 0;
+out:
 	curl_slist_free_all(headers);
-	return 0;
+	return r;
 }
 
 /* What one try came to. */
@@ -977,7 +981,7 @@ static size_t parse_budget(const struct tsapi *api)
 static int parse_failed(const struct tsapi *api, struct tsapi_error *err, int r, const char *label,
 			const char *perr)
 {
-	char size[32];
+	char size[SIZE_TEXT_MAX];
 
 	if (r == -ENOMEM) {
 		seterr(err, TSAPI_E_INTERNAL, "%s: %s", label, perr[0] ? perr : "out of memory");
@@ -1270,7 +1274,7 @@ int tsapi_list_alerts(struct tsapi *api, const char *status, int64_t from_ms, in
 		      int (*cb)(struct ts_alert *a, void *ud), void *ud, struct tsapi_error *err)
 {
 	struct alert_ctx c = { cb, ud };
-	char from[32], until[32], *st = NULL, *f = NULL, *u = NULL;
+	char from[ISO8601_MS_MAX], until[ISO8601_MS_MAX], *st = NULL, *f = NULL, *u = NULL;
 	_cleanup_free_ char *pq = NULL;
 
 	if (!status || !*status || !cb || from_ms < 0 || until_ms < from_ms)

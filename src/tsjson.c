@@ -29,7 +29,8 @@
 #include <stdarg.h>
 #include <string.h>
 
-#define EXCERPT_MAX 40
+#define EXCERPT_MAX   40
+#define SIZE_TEXT_MAX 32 /* format_size()'s "1.5 MiB" */
 
 static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void seterr(char *err, const char *fmt, ...)
@@ -635,16 +636,16 @@ static void estimate(const char *body, size_t len, size_t stop_at, struct densit
 }
 
 /* "16 MiB", "1.5 MiB" or "512 KiB", rounded up: sizes in messages. */
-static void format_size(size_t n, char out[static 32])
+static void format_size(size_t n, char out[static SIZE_TEXT_MAX])
 {
 	size_t tenths = (n * 10 + (1u << 20) - 1) >> 20;
 
 	if (n < (1u << 20))
-		snprintf(out, 32, "%zu KiB", (n + 1023) / 1024);
+		snprintf(out, SIZE_TEXT_MAX, "%zu KiB", (n + 1023) / 1024);
 	else if (tenths % 10)
-		snprintf(out, 32, "%zu.%zu MiB", tenths / 10, tenths % 10);
+		snprintf(out, SIZE_TEXT_MAX, "%zu.%zu MiB", tenths / 10, tenths % 10);
 	else
-		snprintf(out, 32, "%zu MiB", tenths / 10);
+		snprintf(out, SIZE_TEXT_MAX, "%zu MiB", tenths / 10);
 }
 
 int tsjson_document(const char *body, size_t len, size_t max_parse, json_object **ret_root,
@@ -669,7 +670,7 @@ int tsjson_document(const char *body, size_t len, size_t max_parse, json_object 
 	}
 	estimate(body, len, max_parse, &d);
 	if (d.cost > max_parse) {
-		char cost[32], limit[32];
+		char cost[SIZE_TEXT_MAX], limit[SIZE_TEXT_MAX];
 
 		format_size(d.cost, cost);
 		format_size(max_parse, limit);

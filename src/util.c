@@ -404,7 +404,7 @@ int64_t monotonic_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void format_iso8601_ms(int64_t ms, char out[static 32])
+void format_iso8601_ms(int64_t ms, char out[static ISO8601_MS_MAX])
 {
 	time_t secs = (time_t)(ms / 1000);
 	int frac = (int)(ms % 1000);
@@ -415,11 +415,11 @@ void format_iso8601_ms(int64_t ms, char out[static 32])
 		secs -= 1;
 	}
 	if (!gmtime_r(&secs, &tm)) {
-		snprintf(out, 32, "1970-01-01T00:00:00.000Z");
+		snprintf(out, ISO8601_MS_MAX, "1970-01-01T00:00:00.000Z");
 		return;
 	}
-	snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+	snprintf(out, ISO8601_MS_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
 static int digits(const char **p, int n, int *ret)

@@ -18,7 +18,8 @@
 
 #include "tsgraphd/util.h"
 
-#define CANON_HASH_HEX 64
+#define CANON_HASH_HEX	 64
+#define CANON_OBJECT_MAX (4u * 1024 * 1024) /* canonical form of one graph object, bytes */
 
 /* Appends the canonical form of o to out; -E2BIG when out's maximum is reached. */
 int canon_serialize(json_object *o, struct buf *out);

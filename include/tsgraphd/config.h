@@ -31,7 +31,7 @@ enum config_flags {
 	CONFIG_NO_SECRETS = 1 << 0,
 };
 
-enum sink_type {
+enum config_sink_type {
 	SINK_FILE,
 	SINK_JUPITERONE,
 	SINK_WEBHOOK,
@@ -39,11 +39,16 @@ enum sink_type {
 
 struct config_sink {
 	char *name; /* the NAME of [sink.NAME] */
-	enum sink_type type;
+	enum config_sink_type type;
 	char *path; /* file: the NDJSON change log */
 };
 
 #define CONFIG_OUTBOX_RETENTION_DEFAULT (7u * 86400)
+#define CONFIG_MAX_RESPONSE_DEFAULT	(8u * 1024 * 1024) /* [threatstack] max_response */
+#define CONFIG_MAX_PAGES_DEFAULT	2000u		   /* [threatstack] max_pages */
+#define CONFIG_MAX_BODY_DEFAULT		(1024u * 1024)	   /* [webhook] max_body */
+#define CONFIG_SIZE_KEY_MIN		1024u		   /* bounds of every size key */
+#define CONFIG_SIZE_KEY_MAX		(64u * 1024 * 1024)
 
 struct config {
 	char *file; /* the path it was loaded from */
@@ -103,7 +108,7 @@ int config_load_flags(const char *path, unsigned flags, struct config **ret,
 int config_parse(const char *name, const char *text, size_t len, struct config **ret,
 		 char ret_error[static CONFIG_ERROR_MAX]);
 void config_free(struct config *c);
-const char *config_sink_type_to_string(enum sink_type t);
+const char *config_sink_type_to_string(enum config_sink_type t);
 /* Registers every secret of c with the logger's redaction list. */
 int config_register_secrets(const struct config *c);
 

@@ -32,7 +32,7 @@ struct diff_result {
 	int64_t created, updated, deleted;
 	size_t n_held; /* listing groups whose deletes were held back, with their primary type */
 	char held_group[DIFF_HELD_MAX][32];
-	char held[DIFF_HELD_MAX][64];
+	char held[DIFF_HELD_MAX][GRAPH_TYPE_MAX]; /* primary type */
 	int64_t held_missing[DIFF_HELD_MAX];
 	int64_t held_stored[DIFF_HELD_MAX];
 };

@@ -20,6 +20,9 @@
 
 #include "tsgraphd/tsjson.h"
 
+/* Room for a _type name with its NUL: those graph.c emits are at most 42 bytes. */
+#define GRAPH_TYPE_MAX 64
+
 enum graph_kind {
 	GRAPH_ENTITY,
 	GRAPH_RELATIONSHIP,

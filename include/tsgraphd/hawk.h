@@ -18,6 +18,7 @@
 #define HAWK_B64_SHA256_LEN 44 /* base64 of 32 bytes */
 #define HAWK_NONCE_LEN	    16
 #define HAWK_ATTR_MAX	    512 /* longest attribute value we accept */
+#define HAWK_MEDIA_TYPE_MAX 256 /* a Content-Type is hashed on at most this - 1 bytes */
 
 struct hawk_credentials {
 	const char *id;

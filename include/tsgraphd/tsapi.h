@@ -43,8 +43,8 @@
 #include "tsgraphd/tsjson.h"
 
 #define TSAPI_ERR_MAX	   512
-#define TSAPI_MAX_RESPONSE (8u * 1024 * 1024) /* when neither options nor config say */
-#define TSAPI_MAX_PAGES	   2000u
+#define TSAPI_MAX_RESPONSE CONFIG_MAX_RESPONSE_DEFAULT /* when neither options nor config say */
+#define TSAPI_MAX_PAGES	   CONFIG_MAX_PAGES_DEFAULT
 #define TSAPI_HEADERS_MAX  (64u * 1024) /* bytes of one answer's headers */
 
 enum tsapi_errc {

@@ -82,8 +82,9 @@ size_t str_escape(char *out, size_t size, const void *in, size_t len);
 
 int64_t now_ms(void);	    /* CLOCK_REALTIME, milliseconds since the epoch */
 int64_t monotonic_ms(void); /* CLOCK_MONOTONIC, milliseconds */
-/* ms since epoch → "2020-05-18T15:02:09.000Z" (UTC); out must hold 32 bytes. */
-void format_iso8601_ms(int64_t ms, char out[static 32]);
+/* ms since epoch → "2020-05-18T15:02:09.000Z" (UTC); out must hold ISO8601_MS_MAX bytes. */
+#define ISO8601_MS_MAX 32
+void format_iso8601_ms(int64_t ms, char out[static ISO8601_MS_MAX]);
 /* "2020-05-18T15:02:09.000Z" / "...09Z" / "+00:00" → ms since epoch. */
 int parse_iso8601_ms(const char *s, int64_t *ret);
 
