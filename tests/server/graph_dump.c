@@ -7,12 +7,17 @@
  * The fixture is C structs, as the parser would fill them, so this test does not depend on
  * the parser: null names, string-valued ipAddresses (one-element lists after parsing),
  * agents on and off EC2, odd hostnames and tag keys, CloudTrail, dismissed and
- * severity-less alerts, CVE ids in either case. Exit status 0, or 1 when the builder failed.
+ * severity-less alerts, CVE ids in either case. Each line is the object's canonical JSON
+ * (include/tsgraphd/canon.h): the bytes the sync hashes and stores, so
+ * tests/e2e/graph_dump.ndjson (and graph_dump-placeholder.ndjson), recorded from this
+ * program, pin them: a change to the builder that would change a stored hash fails 030.
+ * Exit status 0, or 1 when the builder failed.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "tsgraphd/canon.h"
 #include "tsgraphd/graph.h"
 #include "tsgraphd/util.h"
 
@@ -157,10 +162,16 @@ static struct ts_alert alerts[] = {
 
 static int print_obj(const struct graph_object *o, void *userdata)
 {
+	struct buf b;
+	int r;
+
 	(void)userdata;
-	if (puts(json_object_to_json_string_ext(o->obj, JSON_C_TO_STRING_PLAIN)) < 0)
-		return -EIO;
-	return 0;
+	buf_init(&b, 1024 * 1024);
+	r = canon_serialize(o->obj, &b);
+	if (r == 0 && (fwrite(b.data, 1, b.len, stdout) != b.len || putchar('\n') == EOF))
+		r = -EIO;
+	buf_free(&b);
+	return r;
 }
 
 int main(int argc, char **argv)
