@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tsgraphd/canon.h"
 #include "tsgraphd/graph.h"
 #include "tsgraphd/util.h"
 
@@ -162,16 +161,10 @@ static struct ts_alert alerts[] = {
 
 static int print_obj(const struct graph_object *o, void *userdata)
 {
-	struct buf b;
-	int r;
-
 	(void)userdata;
-	buf_init(&b, 1024 * 1024);
-	r = canon_serialize(o->obj, &b);
-	if (r == 0 && (fwrite(b.data, 1, b.len, stdout) != b.len || putchar('\n') == EOF))
-		r = -EIO;
-	buf_free(&b);
-	return r;
+	if (fwrite(o->json, 1, o->json_len, stdout) != o->json_len || putchar('\n') == EOF)
+		return -EIO;
+	return 0;
 }
 
 int main(int argc, char **argv)
