@@ -1,22 +1,33 @@
 /* graph — Threat Stack objects → JupiterOne graph objects.
  *
- * Each builder makes one json-c object at a time, hands it to the emit callback and drops
- * its reference, so memory stays at one object whatever the fleet size. Members are added
- * in a fixed order and only from the input struct, so the same input yields byte-identical
- * objects in the same order. A value the input does not know (NULL string,
+ * Each builder collects one object's members at a time and writes its canonical JSON text
+ * straight into one reusable buffer, then hands it to the emit callback: no json-c tree, no
+ * allocation per member, and memory stays at one object whatever the fleet size. A member
+ * is {name, kind, value}, kept in a small array on the stack (the heap only past
+ * MEMBERS_ON_STACK members, an agent with many tags), inserted in bytewise name order as it
+ * comes, so the text comes out sorted as canon_serialize would sort it; strings are
+ * referenced, not copied, so each one must outlive the write (a builder keeps one buffer per
+ * string it composes). Strings and integers go through canon's own writers: the bytes, and
+ * so the stored hashes, are exactly those of canon_serialize on the equivalent json-c object
+ * (tests/e2e/graph_dump.ndjson pins them; test_graph checks that every text reads back to
+ * itself). Members are added only from the input struct, so the same input yields
+ * byte-identical objects in the same order. A value the input does not know (NULL string,
  * TSJSON_TIME_UNKNOWN, -1 tri-state) is left out rather than written as null, except where
  * the data model requires the property: HostAgent.lastSeenOn and Finding's severity and
  * numericSeverity are null when unknown. Property names are fixed here, except tag keys,
- * which come from users: sanitize_tag_key() maps each byte outside [A-Za-z0-9. -] (each
- * UTF-8 sequence as a whole) to '-', so every name matches ^(_|tag\.)?[A-Za-z0-9. -]+$.
- * The first tag wins when two keys sanitise to the same name. Defects of the earlier
+ * which come from users: a tag's name is "tag." + its key with each byte outside
+ * [A-Za-z0-9. -] (each UTF-8 sequence as a whole) mapped to '-', computed as it is compared
+ * or written, so every name matches ^(_|tag\.)?[A-Za-z0-9. -]+$ and needs no escape. The
+ * first tag wins when two keys sanitise to the same name. Defects of the earlier
  * integration that this file must not repeat are noted where they would creep back in.
  */
 #include "tsgraphd/graph.h"
+#include "tsgraphd/canon.h"
 #include "tsgraphd/util.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -25,23 +36,12 @@
 #define ACCT_KEY_PREFIX	 "threatstack:account:"
 #define NVD_LINK	 "https://nvd.nist.gov/vuln/detail/"
 #define GRAPH_STR_MAX	 (4 * TSJSON_STR_MAX + 256)
-#define _cleanup_json_	 __attribute__((cleanup(json_putp)))
+#define GRAPH_JSON_MAX	 (4u * 1024 * 1024) /* one object's text, without opt->out */
+#define MEMBERS_ON_STACK 40		    /* an agent with a dozen tags */
+#define MEMBERS_MAX	 65536		    /* members of one object (tags): -E2BIG past it */
 #define _cleanup_buf_	 __attribute__((cleanup(buf_free)))
+#define _cleanup_obj_	 __attribute__((cleanup(obj_free)))
 #define TAG_PREFIX	 "tag."
-
-static void json_putp(json_object **o)
-{
-	json_object_put(*o);
-}
-
-/* Hands a _cleanup_json_ local to a callee that takes ownership (add_mapping). */
-static json_object *json_take(json_object **o)
-{
-	json_object *t = *o;
-
-	*o = NULL;
-	return t;
-}
 
 static bool empty(const char *s)
 {
@@ -64,39 +64,299 @@ static bool blank(const char *s)
 	return true;
 }
 
-/* Takes ownership of v, also on failure. */
-static int add(json_object *o, const char *k, json_object *v)
+/* --- the canonical writer --- */
+
+enum value_kind {
+	V_STR,	 /* s */
+	V_INT,	 /* i */
+	V_BOOL,	 /* b */
+	V_NULL,	 /* null */
+	V_LIST,	 /* list: the strings of two lists, NULL entries skipped, as one array */
+	V_PAIRS, /* pair: [[pair[0], pair[1]]] */
+	V_OBJ,	 /* obj */
+};
+
+struct list {
+	char *const *v;
+	size_t n;
+};
+
+struct member {
+	const char *name; /* the name; for a tag, the user's key it is made from */
+	bool tag;
+	enum value_kind kind;
+	union {
+		const char *s;
+		int64_t i;
+		bool b;
+		struct list list[2];
+		const char *pair[2];
+		const struct obj *obj;
+	} u;
+};
+
+/* Members in name order. */
+struct obj {
+	struct member *m;
+	size_t n, cap;
+	struct member small[MEMBERS_ON_STACK];
+};
+
+static void obj_init(struct obj *o)
 {
-	if (!v)
-		return -ENOMEM;
-	if (json_object_object_add(o, k, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
+	o->m = o->small;
+	o->n = 0;
+	o->cap = MEMBERS_ON_STACK;
+}
+
+static void obj_free(struct obj *o)
+{
+	if (o->m != o->small)
+		free(o->m);
+	o->m = o->small;
+}
+
+/* The next byte of a member's name, -1 at its end. A tag's name is TAG_PREFIX and then the
+ * key with each byte outside [A-Za-z0-9. -] replaced by '-', one '-' per UTF-8 sequence
+ * (a lead byte takes the continuation bytes after it). */
+struct name_iter {
+	const char *prefix;
+	const unsigned char *p;
+	bool tag;
+};
+
+static int name_next(struct name_iter *it)
+{
+	unsigned char c;
+
+	if (*it->prefix)
+		return (unsigned char)*it->prefix++;
+	c = *it->p;
+	if (!c)
+		return -1;
+	if (it->tag && !ascii_alnum(c) && c != '.' && c != ' ' && c != '-') {
+		if (c >= 0xc0)
+			while ((it->p[1] & 0xc0) == 0x80)
+				it->p++;
+		c = '-';
 	}
+	it->p++;
+	return c;
+}
+
+static struct name_iter name_of(const struct member *m)
+{
+	return (struct name_iter){ m->tag ? TAG_PREFIX : "", (const unsigned char *)m->name,
+				   m->tag };
+}
+
+/* Bytewise, as strcmp (canon sorts with it). */
+static int cmp_name(const struct member *a, const struct member *b)
+{
+	struct name_iter x, y;
+	int ca, cb;
+
+	if (!a->tag && !b->tag)
+		return strcmp(a->name, b->name);
+	x = name_of(a);
+	y = name_of(b);
+	do {
+		ca = name_next(&x);
+		cb = name_next(&y);
+	} while (ca == cb && ca >= 0);
+	return ca - cb;
+}
+
+/* Inserts m in name order. A name already there keeps its value: names are fixed and
+ * distinct here except tags, where the first one wins. */
+static int put(struct obj *o, struct member m)
+{
+	size_t lo = 0, hi = o->n;
+
+	if (o->n && cmp_name(&o->m[o->n - 1], &m) < 0) {
+		lo = o->n; /* in order already: the common case */
+	} else {
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			int c = cmp_name(&o->m[mid], &m);
+
+			if (c == 0)
+				return 0;
+			if (c < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+	}
+	if (o->n == o->cap) {
+		size_t cap = o->cap * 2;
+		struct member *p;
+
+		if (o->n >= MEMBERS_MAX)
+			return -E2BIG;
+		p = o->m == o->small ? malloc(cap * sizeof(*p)) : realloc(o->m, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		if (o->m == o->small)
+			memcpy(p, o->small, o->n * sizeof(*p));
+		o->m = p;
+		o->cap = cap;
+	}
+	memmove(o->m + lo + 1, o->m + lo, (o->n - lo) * sizeof(*o->m));
+	o->m[lo] = m;
+	o->n++;
 	return 0;
 }
 
-static int add_str(json_object *o, const char *k, const char *v)
+static int add_str(struct obj *o, const char *k, const char *v)
 {
-	return v ? add(o, k, json_object_new_string(v)) : 0;
+	return v ? put(o, (struct member){ .name = k, .kind = V_STR, .u.s = v }) : 0;
 }
 
-static int add_time(json_object *o, const char *k, int64_t ms)
+static int add_int(struct obj *o, const char *k, int64_t v)
 {
-	return ms != TSJSON_TIME_UNKNOWN ? add(o, k, json_object_new_int64(ms)) : 0;
+	return put(o, (struct member){ .name = k, .kind = V_INT, .u.i = v });
 }
 
-static int add_null(json_object *o, const char *k)
+static int add_bool(struct obj *o, const char *k, bool v)
 {
-	/* json-c's null is the NULL pointer; add() would take it for a failed allocation. */
-	return json_object_object_add(o, k, NULL) < 0 ? -ENOMEM : 0;
+	return put(o, (struct member){ .name = k, .kind = V_BOOL, .u.b = v });
 }
 
-static const char *get_str(json_object *o, const char *k)
+static int add_null(struct obj *o, const char *k)
 {
-	json_object *v = NULL;
+	return put(o, (struct member){ .name = k, .kind = V_NULL });
+}
 
-	return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : NULL;
+static int add_time(struct obj *o, const char *k, int64_t ms)
+{
+	return ms != TSJSON_TIME_UNKNOWN ? add_int(o, k, ms) : 0;
+}
+
+static int add_obj(struct obj *o, const char *k, const struct obj *v)
+{
+	return put(o, (struct member){ .name = k, .kind = V_OBJ, .u.obj = v });
+}
+
+static int write_obj(struct buf *out, const struct obj *o);
+
+static int write_strings(struct buf *out, const struct list *l, size_t n_lists)
+{
+	bool first = true;
+	int r;
+
+	if ((r = buf_append(out, "[", 1)) < 0)
+		return r;
+	for (size_t k = 0; k < n_lists; k++)
+		for (size_t i = 0; i < l[k].n; i++) {
+			if (!l[k].v[i])
+				continue;
+			if ((!first && (r = buf_append(out, ",", 1)) < 0) ||
+			    (r = canon_write_string(out, l[k].v[i], strlen(l[k].v[i]))) < 0)
+				return r;
+			first = false;
+		}
+	return buf_append(out, "]", 1);
+}
+
+static int write_value(struct buf *out, const struct member *m)
+{
+	switch (m->kind) {
+	case V_STR:
+		return canon_write_string(out, m->u.s, strlen(m->u.s));
+	case V_INT:
+		return canon_write_int64(out, m->u.i);
+	case V_BOOL:
+		return buf_puts(out, m->u.b ? "true" : "false");
+	case V_NULL:
+		return buf_append(out, "null", 4);
+	case V_LIST:
+		return write_strings(out, m->u.list, 2);
+	case V_PAIRS: {
+		char *pair[2] = { (char *)m->u.pair[0], (char *)m->u.pair[1] };
+		struct list l = { pair, 2 };
+		int r;
+
+		if ((r = buf_append(out, "[", 1)) < 0 || (r = write_strings(out, &l, 1)) < 0)
+			return r;
+		return buf_append(out, "]", 1);
+	}
+	case V_OBJ:
+		return write_obj(out, m->u.obj);
+	}
+	return -EINVAL;
+}
+
+/* A name as canon writes it: plain names through its string writer; a tag's name holds only
+ * [A-Za-z0-9. -], which needs no escape. */
+static int write_name(struct buf *out, const struct member *m)
+{
+	struct name_iter it = name_of(m);
+	int c, r;
+
+	if (!m->tag)
+		return canon_write_string(out, m->name, strlen(m->name));
+	if ((r = buf_append(out, "\"", 1)) < 0)
+		return r;
+	while ((c = name_next(&it)) >= 0) {
+		char ch = (char)c;
+
+		if ((r = buf_append(out, &ch, 1)) < 0)
+			return r;
+	}
+	return buf_append(out, "\"", 1);
+}
+
+static int write_obj(struct buf *out, const struct obj *o)
+{
+	int r;
+
+	if ((r = buf_append(out, "{", 1)) < 0)
+		return r;
+	for (size_t i = 0; i < o->n; i++) {
+		if ((i && (r = buf_append(out, ",", 1)) < 0) ||
+		    (r = write_name(out, &o->m[i])) < 0 || (r = buf_append(out, ":", 1)) < 0 ||
+		    (r = write_value(out, &o->m[i])) < 0)
+			return r;
+	}
+	return buf_append(out, "}", 1);
+}
+
+/* One builder call's output: opt->out, or a buffer of its own. */
+struct sink {
+	graph_emit_fn emit;
+	void *userdata;
+	struct buf *out;
+	struct buf own;
+};
+
+static void sink_init(struct sink *k, const struct graph_options *opt, graph_emit_fn emit,
+		      void *userdata)
+{
+	k->emit = emit;
+	k->userdata = userdata;
+	buf_init(&k->own, GRAPH_JSON_MAX);
+	k->out = opt && opt->out ? opt->out : &k->own;
+}
+
+static void sink_free(struct sink *k)
+{
+	buf_free(&k->own);
+}
+
+#define _cleanup_sink_ __attribute__((cleanup(sink_free)))
+
+/* Writes o's text and emits it with g's members. */
+static int emit_obj(struct sink *k, struct graph_object *g, const struct obj *o)
+{
+	int r;
+
+	buf_reset(k->out);
+	if ((r = write_obj(k->out, o)) < 0)
+		return r;
+	g->json = k->out->data;
+	g->json_len = k->out->len;
+	return k->emit(g, k->userdata);
 }
 
 /* b = a followed by c. */
@@ -131,64 +391,34 @@ static int append_pct(struct buf *b, const char *s)
 	return r;
 }
 
-static int add_weblink(json_object *o, const struct graph_options *opt, const char *path,
-		       const char *id)
+/* webLink, composed in b, which must outlive the write. */
+static int add_weblink(struct obj *o, const struct graph_options *opt, const char *path,
+		       const char *id, struct buf *b)
 {
-	_cleanup_buf_ struct buf b;
 	size_t n;
 	int r;
 
-	buf_init(&b, GRAPH_STR_MAX);
+	buf_reset(b);
 	if (empty(opt->web_url))
 		return 0;
 	n = strlen(opt->web_url);
 	while (n && opt->web_url[n - 1] == '/')
 		n--;
-	if ((r = buf_append(&b, opt->web_url, n)) < 0)
+	if ((r = buf_append(b, opt->web_url, n)) < 0)
 		return r;
-	if (path && ((r = buf_puts(&b, path)) < 0 || (r = append_pct(&b, id)) < 0))
+	if (path && ((r = buf_puts(b, path)) < 0 || (r = append_pct(b, id)) < 0))
 		return r;
-	return add_str(o, "webLink", b.data);
+	return add_str(o, "webLink", b->data);
 }
 
-/* Every string of the graph_object points into o, so a callback that keeps a reference to
- * o keeps them too. */
-static int emit_obj(graph_emit_fn emit, void *userdata, enum graph_kind kind, json_object *o,
-		    const char *owner, int64_t rank)
+static int new_object(struct obj *o, const char *key, const char *type, const char *class)
 {
-	json_object *m = json_object_object_get(o, "_mapping");
-	struct graph_object g = {
-		.kind = kind,
-		.obj = o,
-		.key = get_str(o, "_key"),
-		.type = get_str(o, "_type"),
-		.class = get_str(o, "_class"),
-		.owner = owner,
-		.rank = rank,
-	};
+	int r;
 
-	if (kind == GRAPH_RELATIONSHIP && m) {
-		g.from_key = get_str(m, "sourceEntityKey");
-		g.to_key = get_str(json_object_object_get(m, "targetEntity"), "_key");
-	} else if (kind == GRAPH_RELATIONSHIP) {
-		g.from_key = get_str(o, "_fromEntityKey");
-		g.to_key = get_str(o, "_toEntityKey");
-	}
-	return emit(&g, userdata);
-}
-
-static json_object *new_object(const char *key, const char *type, const char *class)
-{
-	json_object *o = json_object_new_object();
-
-	if (!o)
-		return NULL;
-	if (add_str(o, "_key", key) < 0 || add_str(o, "_type", type) < 0 ||
-	    add_str(o, "_class", class) < 0) {
-		json_object_put(o);
-		return NULL;
-	}
-	return o;
+	if ((r = add_str(o, "_key", key)) < 0 || (r = add_str(o, "_type", type)) < 0 ||
+	    (r = add_str(o, "_class", class)) < 0)
+		return r;
+	return 0;
 }
 
 static void lower_ascii(char *s)
@@ -199,69 +429,54 @@ static void lower_ascii(char *s)
 }
 
 /* An explicit relationship: both ends are ours. */
-static int emit_explicit(graph_emit_fn emit, void *userdata, const char *type, const char *class,
-			 const char *from, const char *to, const char *owner, int64_t rank)
+static int emit_explicit(struct sink *k, const char *type, const char *class, const char *from,
+			 const char *to, const char *owner, int64_t rank)
 {
-	_cleanup_json_ json_object *o = NULL;
+	_cleanup_obj_ struct obj o;
 	_cleanup_buf_ struct buf key;
+	struct graph_object g;
 	char cl[32];
 	int r;
 
+	obj_init(&o);
 	buf_init(&key, GRAPH_STR_MAX);
 	snprintf(cl, sizeof(cl), "%s", class);
 	lower_ascii(cl);
 	if ((r = buf_printf(&key, "%s|%s|%s", from, cl, to)) < 0)
 		return r;
-	if (!(o = new_object(key.data, type, class)))
-		return -ENOMEM;
-	if ((r = add_str(o, "_fromEntityKey", from)) < 0 ||
-	    (r = add_str(o, "_toEntityKey", to)) < 0 || (r = add_str(o, "displayName", class)) < 0)
+	if ((r = new_object(&o, key.data, type, class)) < 0 ||
+	    (r = add_str(&o, "_fromEntityKey", from)) < 0 ||
+	    (r = add_str(&o, "_toEntityKey", to)) < 0 ||
+	    (r = add_str(&o, "displayName", class)) < 0)
 		return r;
-	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, owner, rank);
+	g = (struct graph_object){ .kind = GRAPH_RELATIONSHIP,
+				   .key = key.data,
+				   .type = type,
+				   .class = class,
+				   .from_key = from,
+				   .to_key = to,
+				   .owner = owner,
+				   .rank = rank };
+	return emit_obj(k, &g, &o);
 }
 
-static int arr_add_str(json_object *arr, const char *s)
+/* The "_mapping" member of a mapped relationship, built in m (which must outlive the write)
+ * around target. skip_creation < 0 leaves skipTargetCreation out. */
+static int add_mapping(struct obj *o, struct obj *m, const char *source_key, const char *filter_a,
+		       const char *filter_b, const struct obj *target, int skip_creation)
 {
-	json_object *v = json_object_new_string(s);
+	int r;
 
-	if (!v || json_object_array_add(arr, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
-/* The "_mapping" member of a mapped relationship; takes ownership of target, also on
- * failure. skip_creation < 0 leaves skipTargetCreation out. */
-static int add_mapping(json_object *o, const char *source_key, const char *filter_a,
-		       const char *filter_b, json_object *target, int skip_creation)
-{
-	json_object *m = NULL, *keys = NULL, *pair = NULL;
-	int r = -ENOMEM;
-
-	if (!target)
-		goto out;
-	if ((r = add(o, "_mapping", m = json_object_new_object())) < 0 ||
-	    (r = add_str(m, "relationshipDirection", "FORWARD")) < 0 ||
+	if ((r = add_str(m, "relationshipDirection", "FORWARD")) < 0 ||
 	    (r = add_str(m, "sourceEntityKey", source_key)) < 0 ||
-	    (r = add(m, "targetFilterKeys", keys = json_object_new_array())) < 0)
-		goto out;
-	if (!(pair = json_object_new_array()) || json_object_array_add(keys, pair) < 0) {
-		json_object_put(pair);
-		r = -ENOMEM;
-		goto out;
-	}
-	if ((r = arr_add_str(pair, filter_a)) < 0 || (r = arr_add_str(pair, filter_b)) < 0)
-		goto out;
-	r = add(m, "targetEntity", target);
-	target = NULL; /* add() took it, whatever it returned */
-	if (r < 0)
-		goto out;
-	if (skip_creation >= 0)
-		r = add(m, "skipTargetCreation", json_object_new_boolean(skip_creation));
-out:
-	json_object_put(target);
-	return r;
+	    (r = put(m, (struct member){ .name = "targetFilterKeys",
+					 .kind = V_PAIRS,
+					 .u.pair = { filter_a, filter_b } })) < 0 ||
+	    (r = add_obj(m, "targetEntity", target)) < 0)
+		return r;
+	if (skip_creation >= 0 && (r = add_bool(m, "skipTargetCreation", skip_creation)) < 0)
+		return r;
+	return add_obj(o, "_mapping", m);
 }
 
 char *graph_normalize_hostname(const char *hostname)
@@ -292,136 +507,123 @@ char *graph_normalize_hostname(const char *hostname)
 
 int graph_account(const struct graph_options *opt, graph_emit_fn emit, void *userdata)
 {
-	_cleanup_json_ json_object *o = NULL;
-	_cleanup_buf_ struct buf b;
+	_cleanup_sink_ struct sink k;
+	_cleanup_obj_ struct obj o;
+	_cleanup_buf_ struct buf key;
+	_cleanup_buf_ struct buf display;
+	_cleanup_buf_ struct buf link;
+	struct graph_object g;
 	const char *org_name;
 	int r;
 
-	buf_init(&b, GRAPH_STR_MAX);
+	sink_init(&k, opt, emit, userdata);
+	obj_init(&o);
+	buf_init(&key, GRAPH_STR_MAX);
+	buf_init(&display, GRAPH_STR_MAX);
+	buf_init(&link, GRAPH_STR_MAX);
 	if (!opt || empty(opt->org_id) || !emit)
 		return -EINVAL;
 	org_name = blank(opt->org_name) ? opt->org_id : opt->org_name;
-	if ((r = join(&b, ACCT_KEY_PREFIX, opt->org_id)) < 0)
+	if ((r = join(&key, ACCT_KEY_PREFIX, opt->org_id)) < 0 ||
+	    (r = new_object(&o, key.data, "threatstack_account", "Account")) < 0 ||
+	    (r = join(&display, "Threat Stack - ", org_name)) < 0)
 		return r;
-	if (!(o = new_object(b.data, "threatstack_account", "Account")))
-		return -ENOMEM;
-	if ((r = join(&b, "Threat Stack - ", org_name)) < 0)
+	if ((r = add_str(&o, "accountId", opt->org_id)) < 0 ||
+	    (r = add_str(&o, "name", org_name)) < 0 ||
+	    (r = add_str(&o, "displayName", display.data)) < 0 ||
+	    (r = add_str(&o, "vendor", "Threat Stack")) < 0 ||
+	    (r = add_weblink(&o, opt, NULL, NULL, &link)) < 0)
 		return r;
-	if ((r = add_str(o, "accountId", opt->org_id)) < 0 ||
-	    (r = add_str(o, "name", org_name)) < 0 || (r = add_str(o, "displayName", b.data)) < 0 ||
-	    (r = add_str(o, "vendor", "Threat Stack")) < 0 ||
-	    (r = add_weblink(o, opt, NULL, NULL)) < 0)
-		return r;
-	return emit_obj(emit, userdata, GRAPH_ENTITY, o, NULL, 0);
+	g = (struct graph_object){ .kind = GRAPH_ENTITY,
+				   .key = key.data,
+				   .type = "threatstack_account",
+				   .class = "Account" };
+	return emit_obj(&k, &g, &o);
 }
 
-static int add_strv(json_object *o, const char *k, const struct ts_strv *a, const struct ts_strv *b)
+static int add_strv(struct obj *o, const char *k, const struct ts_strv *a, const struct ts_strv *b)
 {
-	json_object *arr;
-	size_t n = (a ? a->n : 0) + (b ? b->n : 0);
-	int r;
+	struct member m = { .name = k, .kind = V_LIST };
 
-	if (n == 0)
+	if (a)
+		m.u.list[0] = (struct list){ a->v, a->n };
+	if (b)
+		m.u.list[1] = (struct list){ b->v, b->n };
+	if (m.u.list[0].n + m.u.list[1].n == 0)
 		return 0;
-	if (!(arr = json_object_new_array_ext((int)n)))
-		return -ENOMEM;
-	if ((r = add(o, k, arr)) < 0)
-		return r;
-	for (int pass = 0; pass < 2; pass++) {
-		const struct ts_strv *v = pass ? b : a;
-
-		for (size_t i = 0; v && i < v->n; i++)
-			if (v->v[i] && (r = arr_add_str(arr, v->v[i])) < 0)
-				return r;
-	}
-	return 0;
+	return put(o, m);
 }
 
-/* "tag." + key with every byte outside [A-Za-z0-9. -] replaced by '-', one '-' per UTF-8
- * sequence. Empty when the key is empty. */
-static int sanitize_tag_key(const char *key, struct buf *b)
+/* A tag's name is bounded as every composed string is (GRAPH_STR_MAX): -E2BIG past it. */
+static int tag_name_fits(const char *key)
+{
+	struct member m = { .name = key, .tag = true };
+	struct name_iter it;
+	size_t n = 0;
+
+	if (strlen(key) + strlen(TAG_PREFIX) <= GRAPH_STR_MAX)
+		return 0; /* a name is never longer than its key and the prefix */
+	it = name_of(&m);
+	while (name_next(&it) >= 0)
+		n++;
+	return n <= GRAPH_STR_MAX ? 0 : -E2BIG;
+}
+
+static int add_tags(struct obj *o, const struct ts_agent *a)
 {
 	int r;
 
-	buf_reset(b);
-	if ((r = buf_puts(b, TAG_PREFIX)) < 0)
-		return r;
-	for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-		char c = (char)*p;
-
-		if (!ascii_alnum(*p) && c != '.' && c != ' ' && c != '-') {
-			c = '-';
-			if (*p >= 0xc0) /* lead byte: skip its continuation bytes */
-				while ((p[1] & 0xc0) == 0x80)
-					p++;
-		}
-		if ((r = buf_append(b, &c, 1)) < 0)
-			return r;
-	}
-	return 0;
-}
-
-static int add_tags(json_object *o, const struct ts_agent *a)
-{
-	_cleanup_buf_ struct buf k;
-	int r;
-
-	buf_init(&k, GRAPH_STR_MAX);
 	for (size_t i = 0; i < a->n_tags; i++) {
 		const struct ts_tag *t = &a->tags[i];
+		struct member m = { .name = t->key, .tag = true };
 
 		if (empty(t->key))
 			continue;
-		if ((r = sanitize_tag_key(t->key, &k)) < 0)
+		if ((r = tag_name_fits(t->key)) < 0)
 			return r;
-		if (json_object_object_get_ex(o, k.data, NULL))
-			continue; /* first wins: the key order of the input decides */
 		/* A tag without a value is still a fact: "present". */
-		if (t->value)
-			r = add_str(o, k.data, t->value);
-		else
-			r = add(o, k.data, json_object_new_boolean(1));
-		if (r < 0)
+		if (t->value) {
+			m.kind = V_STR;
+			m.u.s = t->value;
+		} else {
+			m.kind = V_BOOL;
+			m.u.b = true;
+		}
+		/* A name already there stays: the key order of the input decides. */
+		if ((r = put(o, m)) < 0)
 			return r;
 	}
 	return 0;
 }
 
-static int add_functions(json_object *o)
+static int add_functions(struct obj *o)
 {
 	/* HostAgent's enum; the earlier integration wrote "vulnerability-scan", not in it. */
-	static const char *const fn[] = { "FIM", "activity-monitor", "vulnerability-detection" };
-	json_object *arr = json_object_new_array_ext((int)ARRAY_SIZE(fn));
-	int r;
+	static char *const fn[] = { "FIM", "activity-monitor", "vulnerability-detection" };
 
-	if ((r = add(o, "function", arr)) < 0)
-		return r;
-	for (size_t i = 0; i < ARRAY_SIZE(fn); i++)
-		if ((r = arr_add_str(arr, fn[i])) < 0)
-			return r;
-	return 0;
+	return put(o, (struct member){ .name = "function",
+				       .kind = V_LIST,
+				       .u.list = { { fn, ARRAY_SIZE(fn) } } });
 }
 
+/* The agent entity in o; link holds its webLink. */
 static int agent_entity(const struct graph_options *opt, const struct ts_agent *a, const char *key,
-			const char *hostname, json_object **ret)
+			const char *hostname, struct obj *o, struct buf *link)
 {
-	_cleanup_json_ json_object *o = NULL;
 	const char *name;
 	int r;
 
 	/* name is never null: name, else the hostname as reported, else the id. */
 	name = !blank(a->name) ? a->name : !blank(a->hostname) ? a->hostname : a->id;
-	if (!(o = new_object(key, "threatstack_agent", "HostAgent")))
-		return -ENOMEM;
+	if ((r = new_object(o, key, "threatstack_agent", "HostAgent")) < 0)
+		return r;
 	if ((r = add_str(o, "id", a->id)) < 0 || (r = add_str(o, "name", name)) < 0 ||
 	    (r = add_str(o, "displayName", name)) < 0 ||
 	    (r = add_str(o, "instanceId", empty(a->instance_id) ? NULL : a->instance_id)) < 0 ||
 	    (r = add_str(o, "hostname", empty(hostname) ? NULL : hostname)) < 0 ||
 	    (r = add_str(o, "status", a->status)) < 0)
 		return r;
-	if (a->status &&
-	    (r = add(o, "active", json_object_new_boolean(strcasecmp(a->status, "online") == 0))) <
-		    0)
+	if (a->status && (r = add_bool(o, "active", strcasecmp(a->status, "online") == 0)) < 0)
 		return r;
 	if ((r = add_str(o, "version", a->version)) < 0 ||
 	    (r = add_str(o, "agentType", a->agent_type)) < 0 ||
@@ -447,25 +649,29 @@ static int agent_entity(const struct graph_options *opt, const struct ts_agent *
 		r = add_null(o, "lastSeenOn");
 	if (r < 0 || (r = add_functions(o)) < 0)
 		return r;
-	if (a->healthy >= 0 && (r = add(o, "healthy", json_object_new_boolean(a->healthy))) < 0)
+	if (a->healthy >= 0 && (r = add_bool(o, "healthy", a->healthy)) < 0)
 		return r;
-	if ((r = add_tags(o, a)) < 0 || (r = add_weblink(o, opt, "/servers/", a->id)) < 0)
+	if ((r = add_tags(o, a)) < 0 || (r = add_weblink(o, opt, "/servers/", a->id, link)) < 0)
 		return r;
-	*ret = o;
-	o = NULL;
 	return 0;
 }
 
-static int agent_protects(const struct graph_options *opt, const struct ts_agent *a,
-			  const char *agent_key, const char *hostname, int64_t rank,
-			  graph_emit_fn emit, void *userdata)
+static int agent_protects(struct sink *k, const struct graph_options *opt, const struct ts_agent *a,
+			  const char *agent_key, const char *hostname, int64_t rank)
 {
-	_cleanup_json_ json_object *o = NULL;
+	_cleanup_obj_ struct obj o;
+	_cleanup_obj_ struct obj m;
+	_cleanup_obj_ struct obj t;
 	_cleanup_buf_ struct buf key;
-	_cleanup_json_ json_object *t = NULL;
+	struct graph_object g;
 	bool ec2 = !empty(a->instance_id);
+	const char *type = ec2 ? "threatstack_agent_protects_aws_instance"
+			       : "threatstack_agent_protects_server";
 	int r;
 
+	obj_init(&o);
+	obj_init(&m);
+	obj_init(&t);
 	buf_init(&key, GRAPH_STR_MAX);
 	if (!ec2 && empty(hostname))
 		return 0; /* nothing to match a Host by */
@@ -473,48 +679,57 @@ static int agent_protects(const struct graph_options *opt, const struct ts_agent
 		: buf_printf(&key, "%s|protects|host:%s", agent_key, hostname);
 	if (r < 0)
 		return r;
-	if (!(o = new_object(key.data,
-			     ec2 ? "threatstack_agent_protects_aws_instance"
-				 : "threatstack_agent_protects_server",
-			     "PROTECTS")))
-		return -ENOMEM;
-	if ((r = add_str(o, "displayName", "PROTECTS")) < 0)
+	if ((r = new_object(&o, key.data, type, "PROTECTS")) < 0 ||
+	    (r = add_str(&o, "displayName", "PROTECTS")) < 0)
 		return r;
-	if (!(t = json_object_new_object()))
-		return -ENOMEM;
 	if (ec2) {
-		if ((r = add_str(t, "_type", "aws_instance")) < 0 ||
-		    (r = add_str(t, "_class", "Host")) < 0 ||
-		    (r = add_str(t, "instanceId", a->instance_id)) < 0)
+		if ((r = add_str(&t, "_type", "aws_instance")) < 0 ||
+		    (r = add_str(&t, "_class", "Host")) < 0 ||
+		    (r = add_str(&t, "instanceId", a->instance_id)) < 0)
 			return r;
-		r = add_mapping(o, agent_key, "_type", "instanceId", json_take(&t), 1);
+		r = add_mapping(&o, &m, agent_key, "_type", "instanceId", &t, 1);
 	} else {
-		if ((r = add_str(t, "_class", "Host")) < 0 ||
-		    (r = add_str(t, "_type", "host")) < 0 ||
-		    (r = add_str(t, "hostname", hostname)) < 0 ||
-		    (r = add_str(t, "name", hostname)) < 0 ||
-		    (r = add_str(t, "displayName", hostname)) < 0)
+		if ((r = add_str(&t, "_class", "Host")) < 0 ||
+		    (r = add_str(&t, "_type", "host")) < 0 ||
+		    (r = add_str(&t, "hostname", hostname)) < 0 ||
+		    (r = add_str(&t, "name", hostname)) < 0 ||
+		    (r = add_str(&t, "displayName", hostname)) < 0)
 			return r;
-		r = add_mapping(o, agent_key, "_class", "hostname", json_take(&t),
+		r = add_mapping(&o, &m, agent_key, "_class", "hostname", &t,
 				!opt->create_host_placeholder);
 	}
 	if (r < 0)
 		return r;
-	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, agent_key, rank);
+	/* The target has no _key: it is matched by the filter keys. */
+	g = (struct graph_object){ .kind = GRAPH_RELATIONSHIP,
+				   .key = key.data,
+				   .type = type,
+				   .class = "PROTECTS",
+				   .from_key = agent_key,
+				   .mapped = true,
+				   .owner = agent_key,
+				   .rank = rank };
+	return emit_obj(k, &g, &o);
 }
 
 int graph_agent(const struct graph_options *opt, const struct ts_agent *a, graph_emit_fn emit,
 		void *userdata)
 {
-	_cleanup_json_ json_object *ent = NULL;
+	_cleanup_sink_ struct sink k;
+	_cleanup_obj_ struct obj ent;
 	_cleanup_buf_ struct buf key;
 	_cleanup_buf_ struct buf acct;
+	_cleanup_buf_ struct buf link;
 	_cleanup_free_ char *hostname = NULL;
+	struct graph_object g;
 	int64_t rank;
 	int r;
 
+	sink_init(&k, opt, emit, userdata);
+	obj_init(&ent);
 	buf_init(&key, GRAPH_STR_MAX);
 	buf_init(&acct, GRAPH_STR_MAX);
+	buf_init(&link, GRAPH_STR_MAX);
 	if (!opt || empty(opt->org_id) || !a || empty(a->id) || !emit)
 		return -EINVAL;
 	rank = a->last_reported_at != TSJSON_TIME_UNKNOWN ? a->last_reported_at : 0;
@@ -523,14 +738,20 @@ int graph_agent(const struct graph_options *opt, const struct ts_agent *a, graph
 	if ((r = join(&key, AGENT_KEY_PREFIX, a->id)) < 0 ||
 	    (r = join(&acct, ACCT_KEY_PREFIX, opt->org_id)) < 0)
 		return r;
-	if ((r = agent_entity(opt, a, key.data, hostname, &ent)) < 0)
+	if ((r = agent_entity(opt, a, key.data, hostname, &ent, &link)) < 0)
 		return r;
-	if ((r = emit_obj(emit, userdata, GRAPH_ENTITY, ent, key.data, rank)) != 0)
+	g = (struct graph_object){ .kind = GRAPH_ENTITY,
+				   .key = key.data,
+				   .type = "threatstack_agent",
+				   .class = "HostAgent",
+				   .owner = key.data,
+				   .rank = rank };
+	if ((r = emit_obj(&k, &g, &ent)) != 0)
 		return r;
-	if ((r = emit_explicit(emit, userdata, "threatstack_account_has_agent", "HAS", acct.data,
-			       key.data, key.data, rank)) != 0)
+	if ((r = emit_explicit(&k, "threatstack_account_has_agent", "HAS", acct.data, key.data,
+			       key.data, rank)) != 0)
 		return r;
-	return agent_protects(opt, a, key.data, hostname, rank, emit, userdata);
+	return agent_protects(&k, opt, a, key.data, hostname, rank);
 }
 
 /* "CVE-2019-11477", any case, is valid when it matches ^CVE-\d{4}-\d{4,}$ upper-cased. */
@@ -554,13 +775,24 @@ static bool valid_cve(const char *s)
 int graph_vuln_agent(const struct graph_options *opt, const struct ts_vuln *v, const char *agent_id,
 		     graph_emit_fn emit, void *userdata)
 {
-	_cleanup_json_ json_object *o = NULL;
-	_cleanup_buf_ struct buf b;
+	_cleanup_sink_ struct sink k;
+	_cleanup_obj_ struct obj o;
+	_cleanup_obj_ struct obj m;
+	_cleanup_obj_ struct obj t;
+	_cleanup_buf_ struct buf key;
+	_cleanup_buf_ struct buf link;
+	_cleanup_buf_ struct buf from;
 	_cleanup_free_ char *upper = NULL, *lower = NULL;
-	_cleanup_json_ json_object *t = NULL;
+	struct graph_object g;
 	int r;
 
-	buf_init(&b, GRAPH_STR_MAX);
+	sink_init(&k, opt, emit, userdata);
+	obj_init(&o);
+	obj_init(&m);
+	obj_init(&t);
+	buf_init(&key, GRAPH_STR_MAX);
+	buf_init(&link, GRAPH_STR_MAX);
+	buf_init(&from, GRAPH_STR_MAX);
 	if (!opt || !v || empty(agent_id) || !emit || !valid_cve(v->cve))
 		return -EINVAL;
 	if (!(upper = strdup(v->cve)) || !(lower = strdup(v->cve)))
@@ -569,36 +801,38 @@ int graph_vuln_agent(const struct graph_options *opt, const struct ts_vuln *v, c
 		if (*p >= 'a' && *p <= 'z')
 			*p = (char)(*p - 'a' + 'A');
 	lower_ascii(lower);
-	if ((r = buf_printf(&b, "%s%s|identified|%s", AGENT_KEY_PREFIX, agent_id, lower)) < 0)
+	if ((r = buf_printf(&key, "%s%s|identified|%s", AGENT_KEY_PREFIX, agent_id, lower)) < 0)
 		return r;
-	if (!(o = new_object(b.data, "threatstack_agent_identified_vulnerability", "IDENTIFIED")))
-		return -ENOMEM;
-	if ((r = add_str(o, "displayName", "IDENTIFIED")) < 0 ||
-	    (r = add_str(o, "finding", v->system_package)) < 0 ||
-	    (r = add_str(o, "package", v->reported_package)) < 0)
+	if ((r = new_object(&o, key.data, "threatstack_agent_identified_vulnerability",
+			    "IDENTIFIED")) < 0 ||
+	    (r = add_str(&o, "displayName", "IDENTIFIED")) < 0 ||
+	    (r = add_str(&o, "finding", v->system_package)) < 0 ||
+	    (r = add_str(&o, "package", v->reported_package)) < 0)
 		return r;
-	if (v->suppressed >= 0 &&
-	    (r = add(o, "suppressed", json_object_new_boolean(v->suppressed))) < 0)
+	if (v->suppressed >= 0 && (r = add_bool(&o, "suppressed", v->suppressed)) < 0)
 		return r;
-	if ((r = join(&b, NVD_LINK, upper)) < 0)
+	if ((r = join(&link, NVD_LINK, upper)) < 0)
 		return r;
-	if (!(t = json_object_new_object()))
-		return -ENOMEM;
 	/* open: Vulnerability requires it; a CVE Threat Stack lists as active is open. */
-	if ((r = add_str(t, "_type", "cve")) < 0 ||
-	    (r = add_str(t, "_class", "Vulnerability")) < 0 ||
-	    (r = add_str(t, "_key", lower)) < 0 || (r = add_str(t, "name", upper)) < 0 ||
-	    (r = add_str(t, "displayName", upper)) < 0 || (r = add_str(t, "cveId", upper)) < 0 ||
-	    (r = add_str(t, "webLink", b.data)) < 0 ||
-	    (r = add_str(t, "severity", v->severity)) < 0 ||
-	    (r = add_str(t, "vector", v->vector_type)) < 0 ||
-	    (r = add(t, "open", json_object_new_boolean(1))) < 0)
+	if ((r = add_str(&t, "_type", "cve")) < 0 ||
+	    (r = add_str(&t, "_class", "Vulnerability")) < 0 ||
+	    (r = add_str(&t, "_key", lower)) < 0 || (r = add_str(&t, "name", upper)) < 0 ||
+	    (r = add_str(&t, "displayName", upper)) < 0 || (r = add_str(&t, "cveId", upper)) < 0 ||
+	    (r = add_str(&t, "webLink", link.data)) < 0 ||
+	    (r = add_str(&t, "severity", v->severity)) < 0 ||
+	    (r = add_str(&t, "vector", v->vector_type)) < 0 || (r = add_bool(&t, "open", true)) < 0)
 		return r;
-	if ((r = join(&b, AGENT_KEY_PREFIX, agent_id)) < 0)
+	if ((r = join(&from, AGENT_KEY_PREFIX, agent_id)) < 0 ||
+	    (r = add_mapping(&o, &m, from.data, "_type", "_key", &t, -1)) < 0)
 		return r;
-	if ((r = add_mapping(o, b.data, "_type", "_key", json_take(&t), -1)) < 0)
-		return r;
-	return emit_obj(emit, userdata, GRAPH_RELATIONSHIP, o, NULL, 0);
+	g = (struct graph_object){ .kind = GRAPH_RELATIONSHIP,
+				   .key = key.data,
+				   .type = "threatstack_agent_identified_vulnerability",
+				   .class = "IDENTIFIED",
+				   .from_key = from.data,
+				   .to_key = lower,
+				   .mapped = true };
+	return emit_obj(&k, &g, &o);
 }
 
 static const char *severity_word(int s)
@@ -617,15 +851,21 @@ static const char *severity_word(int s)
 int graph_alert(const struct graph_options *opt, const struct ts_alert *al, graph_emit_fn emit,
 		void *userdata)
 {
-	_cleanup_json_ json_object *o = NULL;
+	_cleanup_sink_ struct sink k;
+	_cleanup_obj_ struct obj o;
 	_cleanup_buf_ struct buf key;
 	_cleanup_buf_ struct buf from;
+	_cleanup_buf_ struct buf link;
+	struct graph_object g;
 	const char *name, *category, *sev;
 	bool cloudtrail, dismissed;
 	int r;
 
+	sink_init(&k, opt, emit, userdata);
+	obj_init(&o);
 	buf_init(&key, GRAPH_STR_MAX);
 	buf_init(&from, GRAPH_STR_MAX);
+	buf_init(&link, GRAPH_STR_MAX);
 	if (!opt || empty(opt->org_id) || !al || empty(al->id) || !emit)
 		return -EINVAL;
 	if ((r = join(&key, ALERT_KEY_PREFIX, al->id)) < 0)
@@ -638,41 +878,48 @@ int graph_alert(const struct graph_options *opt, const struct ts_alert *al, grap
 	dismissed = al->dismissed == 1 ||
 		    (al->dismissed < 0 && al->dismissed_at != TSJSON_TIME_UNKNOWN);
 	sev = severity_word(al->severity);
-	if (!(o = new_object(key.data, "threatstack_alert", "Finding")))
-		return -ENOMEM;
-	if ((r = add_str(o, "id", al->id)) < 0 || (r = add_str(o, "name", name)) < 0 ||
-	    (r = add_str(o, "displayName", name)) < 0 || (r = add_str(o, "category", category)) < 0)
+	if ((r = new_object(&o, key.data, "threatstack_alert", "Finding")) < 0)
+		return r;
+	if ((r = add_str(&o, "id", al->id)) < 0 || (r = add_str(&o, "name", name)) < 0 ||
+	    (r = add_str(&o, "displayName", name)) < 0 ||
+	    (r = add_str(&o, "category", category)) < 0)
 		return r;
 	/* Finding requires severity and numericSeverity: null when the alert has none. */
-	if ((r = sev ? add_str(o, "severity", sev) : add_null(o, "severity")) < 0 ||
-	    (r = sev ? add(o, "numericSeverity", json_object_new_int(al->severity))
-		     : add_null(o, "numericSeverity")) < 0)
+	if ((r = sev ? add_str(&o, "severity", sev) : add_null(&o, "severity")) < 0 ||
+	    (r = sev ? add_int(&o, "numericSeverity", al->severity)
+		     : add_null(&o, "numericSeverity")) < 0)
 		return r;
-	if ((r = add(o, "open", json_object_new_boolean(!dismissed))) < 0 ||
-	    (r = add(o, "dismissed", json_object_new_boolean(dismissed))) < 0 ||
-	    (r = add_time(o, "createdOn", al->created_at)) < 0 ||
-	    (r = add_str(o, "dataSource", al->data_source)) < 0 ||
-	    (r = add_str(o, "agentId", empty(al->agent_id) ? NULL : al->agent_id)) < 0 ||
-	    (r = add_str(o, "ruleId", al->rule_id)) < 0 ||
-	    (r = add_str(o, "rulesetId", al->ruleset_id)) < 0 ||
-	    (r = add_str(o, "dismissReason", al->dismiss_reason)) < 0 ||
-	    (r = add_str(o, "dismissReasonText", al->dismiss_reason_text)) < 0 ||
-	    (r = add_str(o, "dismissedBy", al->dismissed_by)) < 0 ||
-	    (r = add_time(o, "dismissedOn", al->dismissed_at)) < 0 ||
-	    (r = add_weblink(o, opt, "/alerts/", al->id)) < 0)
+	if ((r = add_bool(&o, "open", !dismissed)) < 0 ||
+	    (r = add_bool(&o, "dismissed", dismissed)) < 0 ||
+	    (r = add_time(&o, "createdOn", al->created_at)) < 0 ||
+	    (r = add_str(&o, "dataSource", al->data_source)) < 0 ||
+	    (r = add_str(&o, "agentId", empty(al->agent_id) ? NULL : al->agent_id)) < 0 ||
+	    (r = add_str(&o, "ruleId", al->rule_id)) < 0 ||
+	    (r = add_str(&o, "rulesetId", al->ruleset_id)) < 0 ||
+	    (r = add_str(&o, "dismissReason", al->dismiss_reason)) < 0 ||
+	    (r = add_str(&o, "dismissReasonText", al->dismiss_reason_text)) < 0 ||
+	    (r = add_str(&o, "dismissedBy", al->dismissed_by)) < 0 ||
+	    (r = add_time(&o, "dismissedOn", al->dismissed_at)) < 0 ||
+	    (r = add_weblink(&o, opt, "/alerts/", al->id, &link)) < 0)
 		return r;
 	/* An alert dismissed between the active and the dismissed listing shows up in both:
 	 * the dismissed one is the newer news, so it ranks higher. */
-	if ((r = emit_obj(emit, userdata, GRAPH_ENTITY, o, key.data, dismissed ? 1 : 0)) != 0)
+	g = (struct graph_object){ .kind = GRAPH_ENTITY,
+				   .key = key.data,
+				   .type = "threatstack_alert",
+				   .class = "Finding",
+				   .owner = key.data,
+				   .rank = dismissed ? 1 : 0 };
+	if ((r = emit_obj(&k, &g, &o)) != 0)
 		return r;
 	if (empty(al->agent_id)) {
 		if ((r = join(&from, ACCT_KEY_PREFIX, opt->org_id)) < 0)
 			return r;
-		return emit_explicit(emit, userdata, "threatstack_account_has_alert", "HAS",
-				     from.data, key.data, key.data, 0);
+		return emit_explicit(&k, "threatstack_account_has_alert", "HAS", from.data,
+				     key.data, key.data, 0);
 	}
 	if ((r = join(&from, AGENT_KEY_PREFIX, al->agent_id)) < 0)
 		return r;
-	return emit_explicit(emit, userdata, "threatstack_agent_identified_alert", "IDENTIFIED",
-			     from.data, key.data, key.data, 0);
+	return emit_explicit(&k, "threatstack_agent_identified_alert", "IDENTIFIED", from.data,
+			     key.data, key.data, 0);
 }

@@ -899,7 +899,6 @@ static int stage_insert(struct store *s, const struct graph_object *o, const cha
 	bool rel = o->kind == GRAPH_RELATIONSHIP;
 	const char *kind = rel ? "relationship" : "entity";
 	uint64_t kh = key_hash(o->key);
-	json_object *mapping = NULL;
 	const char *to_key = NULL;
 	sqlite3_stmt *st;
 	int r;
@@ -908,7 +907,7 @@ static int stage_insert(struct store *s, const struct graph_object *o, const cha
 	if (!old_id && (r = stage_has(s, kh, kind, o->key, NULL)) != 0)
 		return r < 0 ? r : 0;
 	/* Only an explicit relationship's target is ours; a mapped one's is matched elsewhere. */
-	if (rel && !json_object_object_get_ex(o->obj, "_mapping", &mapping))
+	if (rel && !o->mapped)
 		to_key = o->to_key;
 	if (!s->stage_put && (r = prepare(s, sql, &s->stage_put)) < 0)
 		return r;

@@ -100,7 +100,8 @@ int sync_new(const struct config *c, struct store *s, struct tsapi *api, struct 
 	sy->cancel = cancel;
 	sy->gopt = (struct graph_options){ .org_id = c->ts.org_id,
 					   .org_name = c->ts.org_name,
-					   .web_url = WEB_URL };
+					   .web_url = WEB_URL,
+					   .out = &sy->json };
 	buf_init(&sy->json, CANON_OBJECT_MAX);
 	pthread_mutex_init(&sy->lock, NULL);
 	if (canon_digest_new(&sy->digest) < 0) {
@@ -196,7 +197,7 @@ static int store_failed(struct sync *sy, int r, const char *what)
 	return r;
 }
 
-/* graph → canonical JSON + hash → snapshot. The first object of a builder call settles its
+/* graph (canonical JSON) → hash → snapshot. The first object of a builder call settles its
  * owner (see the top of this file); an owner that lost keeps none of its objects. */
 static int stage(const struct graph_object *o, void *ud)
 {
@@ -213,12 +214,10 @@ static int stage(const struct graph_object *o, void *ud)
 	}
 	if (o->owner && !sy->owner_take)
 		return 0;
-	buf_reset(&sy->json);
-	r = canon_serialize(o->obj, &sy->json);
+	/* The builder wrote the canonical text (into sy->json): hash it as it is. */
+	r = canon_digest_hex(sy->digest, o->json, o->json_len, hash);
 	if (r == 0)
-		r = canon_digest_hex(sy->digest, sy->json.data, sy->json.len, hash);
-	if (r == 0)
-		r = store_snapshot_put(sy->s, o, sy->json.data, hash);
+		r = store_snapshot_put(sy->s, o, o->json, hash);
 	if (r < 0)
 		return store_failed(sy, r, "staging");
 	sy->report->staged++;

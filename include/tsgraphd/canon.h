@@ -14,6 +14,8 @@
 #ifndef TSGRAPHD_CANON_H
 #define TSGRAPHD_CANON_H
 
+#include <stdint.h>
+
 #include <json-c/json.h>
 
 #include "tsgraphd/util.h"
@@ -23,6 +25,11 @@
 
 /* Appends the canonical form of o to out; -E2BIG when out's maximum is reached. */
 int canon_serialize(json_object *o, struct buf *out);
+/* The writers canon_serialize uses, for code that writes canonical JSON without a json-c
+ * tree (graph.c): a string (s[0..len), repaired as above) with its quotes, and an integer.
+ * They append to out; on -E2BIG out may hold part of the value. */
+int canon_write_string(struct buf *out, const char *s, size_t len);
+int canon_write_int64(struct buf *out, int64_t v);
 /* Hex SHA-256 of the canonical form, NUL-terminated. */
 int canon_hash(json_object *o, char out[static CANON_HASH_HEX + 1]);
 /* A reusable SHA-256 context for hashing many objects on one thread (the sync stages tens of

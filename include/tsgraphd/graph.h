@@ -2,11 +2,12 @@
  *
  * Keys, types, classes and properties follow ../shared/reference/jupiterone.md exactly, so
  * an existing JupiterOne account keeps its history. Each builder hands every graph object
- * it makes to an emit callback, one at a time; the object (a json-c object with flat
- * primitive properties, plus "_mapping" for mapped relationships) belongs to the builder
- * and is valid only during the callback: a callback that keeps it takes a reference
- * (json_object_get). A non-zero return from the callback stops the builder and is
- * returned.
+ * it makes to an emit callback, one at a time, as its canonical JSON text (canon.h: the
+ * bytes canon_serialize would write for the same object, so the text is hashed as it is)
+ * with the members the store indexes beside it. The text lives in opt->out (or a buffer of
+ * the builder's own) and every string of the graph_object in the builder's memory: all are
+ * valid only during the callback, which copies what it keeps. A non-zero return from the
+ * callback stops the builder and is returned.
  *
  * Pure: no I/O, no logging, any thread.
  */
@@ -16,9 +17,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <json-c/json.h>
-
 #include "tsgraphd/tsjson.h"
+#include "tsgraphd/util.h"
 
 /* Room for a _type name with its NUL: those graph.c emits are at most 42 bytes. */
 #define GRAPH_TYPE_MAX 64
@@ -30,12 +30,14 @@ enum graph_kind {
 
 struct graph_object {
 	enum graph_kind kind;
-	json_object *obj;
+	const char *json; /* canonical JSON of the object, NUL-terminated */
+	size_t json_len;
 	const char *key;      /* _key */
 	const char *type;     /* _type */
 	const char *class;    /* _class */
 	const char *from_key; /* relationships: _fromEntityKey or _mapping.sourceEntityKey */
 	const char *to_key; /* explicit relationships: _toEntityKey; mapped: target _key or NULL */
+	bool mapped;	    /* a mapped relationship ("_mapping"): its target is not ours */
 	/* The agent or alert entity this object belongs to (its own key for the entity), NULL
 	 * for the account and vulnerability findings: a refresh of that agent or alert replaces
 	 * exactly the objects it owns. A builder emits the owner entity first. */
@@ -53,6 +55,9 @@ struct graph_options {
 	const char *org_name;
 	const char *web_url;	      /* for webLink, e.g. "https://app.threatstack.com" */
 	bool create_host_placeholder; /* PROTECTS a Host by hostname: create it when no match */
+	/* Where the canonical text is written, reused from object to object (its maximum bounds
+	 * an object: -E2BIG); NULL: each builder call uses a buffer of its own. */
+	struct buf *out;
 };
 
 /* The threatstack_account entity. */

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # 030 — every graph object the builder makes from a fixture of awkward cases validates
 # against the JupiterOne data model (@jupiterone/data-model's class schemas, with Ajv), and
-# the builder's output is deterministic.
+# the builder's output is deterministic and byte for byte the recorded canonical text
+# (graph_dump.ndjson, graph_dump-placeholder.ndjson beside this file): those bytes are what
+# the sync hashes and stores, so a builder change that alters them would change every stored
+# hash on upgrade.
 #
 # The node packages are pinned in tests/package.json / package-lock.json and installed into
 # tests/node_modules (git-ignored) on first use. Without network access that install fails,
@@ -40,6 +43,11 @@ fi
 "$dump" --placeholder >"$work/p.ndjson"
 # Same input, same objects, same order, same bytes.
 cmp "$work/a.ndjson" "$work/b.ndjson"
+# The recorded bytes, before the builder wrote canonical JSON itself.
+for f in a:graph_dump p:graph_dump-placeholder; do
+	cmp "$work/${f%%:*}.ndjson" "$TESTS_DIR/e2e/${f#*:}.ndjson" ||
+		{ echo "030: graph_dump output differs from tests/e2e/${f#*:}.ndjson" >&2; exit 1; }
+done
 # The placeholder option changes only skipTargetCreation of PROTECTS-server relationships.
 [ "$(diff "$work/a.ndjson" "$work/p.ndjson" | grep -c '^<')" -ge 1 ]
 if diff "$work/a.ndjson" "$work/p.ndjson" | grep '^[<>]' | grep -v 'threatstack_agent_protects_server'; then

@@ -7,7 +7,11 @@
  * The fixture is C structs, as the parser would fill them, so this test does not depend on
  * the parser: null names, string-valued ipAddresses (one-element lists after parsing),
  * agents on and off EC2, odd hostnames and tag keys, CloudTrail, dismissed and
- * severity-less alerts, CVE ids in either case. Exit status 0, or 1 when the builder failed.
+ * severity-less alerts, CVE ids in either case. Each line is the object's canonical JSON
+ * (include/tsgraphd/canon.h): the bytes the sync hashes and stores, so
+ * tests/e2e/graph_dump.ndjson (and graph_dump-placeholder.ndjson), recorded from this
+ * program, pin them: a change to the builder that would change a stored hash fails 030.
+ * Exit status 0, or 1 when the builder failed.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -158,7 +162,7 @@ static struct ts_alert alerts[] = {
 static int print_obj(const struct graph_object *o, void *userdata)
 {
 	(void)userdata;
-	if (puts(json_object_to_json_string_ext(o->obj, JSON_C_TO_STRING_PLAIN)) < 0)
+	if (fwrite(o->json, 1, o->json_len, stdout) != o->json_len || putchar('\n') == EOF)
 		return -EIO;
 	return 0;
 }

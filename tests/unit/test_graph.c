@@ -18,20 +18,62 @@
 
 struct got {
 	size_t n;
-	json_object *obj[MAX_OBJS];
-	struct graph_object meta[MAX_OBJS];
+	json_object *obj[MAX_OBJS];	    /* o->json as json-c reads it */
+	struct graph_object meta[MAX_OBJS]; /* its strings copied: the builder's are gone */
 	int stop_after; /* return 7 from the callback after this many objects, 0: never */
 };
+
+/* json-c's reading of a canonical text, serialized again, is the text itself, byte for
+ * byte: what the builder wrote is canonical (and so hashes as canon_serialize's would). */
+static json_object *assert_canonical(const char *json, size_t len)
+{
+	json_object *o;
+	struct buf b;
+
+	assert_non_null(json);
+	assert_int_equal(strlen(json), len);
+	o = json_tokener_parse(json);
+	if (!o)
+		fail_msg("not JSON: %s", json);
+	assert_int_equal(json_object_get_type(o), json_type_object);
+	buf_init(&b, 1 << 24);
+	assert_int_equal(canon_serialize(o, &b), 0);
+	assert_int_equal(b.len, len);
+	assert_memory_equal(b.data, json, len);
+	buf_free(&b);
+	return o;
+}
+
+static const char *copy(const char *s)
+{
+	char *c;
+
+	if (!s)
+		return NULL;
+	c = strdup(s);
+	assert_non_null(c);
+	return c;
+}
 
 static int collect(const struct graph_object *o, void *userdata)
 {
 	struct got *g = userdata;
+	struct graph_object *m = &g->meta[g->n];
 
 	assert_true(g->n < MAX_OBJS);
-	g->obj[g->n] = json_object_get(o->obj);
-	g->meta[g->n] = *o;
-	/* The strings belong to the object; keep them only as long as it lives (we hold a
-	 * reference), which is what the contract promises. */
+	g->obj[g->n] = assert_canonical(o->json, o->json_len);
+	/* The strings live only during the callback (the contract): keep copies. */
+	*m = *o;
+	m->json = copy(o->json);
+	m->key = copy(o->key);
+	m->type = copy(o->type);
+	m->class = copy(o->class);
+	m->from_key = copy(o->from_key);
+	m->to_key = copy(o->to_key);
+	m->owner = copy(o->owner);
+	/* The flag says what the text says. */
+	assert_int_equal(o->mapped,
+			 json_object_object_get_ex(g->obj[g->n], "_mapping", NULL) ? 1 : 0);
 	g->n++;
 	if (g->stop_after && g->n >= (size_t)g->stop_after)
 		return 7;
@@ -40,8 +82,18 @@ static int collect(const struct graph_object *o, void *userdata)
 
 static void got_free(struct got *g)
 {
-	for (size_t i = 0; i < g->n; i++)
+	for (size_t i = 0; i < g->n; i++) {
+		struct graph_object *m = &g->meta[i];
+
 		json_object_put(g->obj[i]);
+		free((char *)m->json);
+		free((char *)m->key);
+		free((char *)m->type);
+		free((char *)m->class);
+		free((char *)m->from_key);
+		free((char *)m->to_key);
+		free((char *)m->owner);
+	}
 	memset(g, 0, sizeof(*g));
 }
 
@@ -492,6 +544,8 @@ static void test_determinism(void **state)
 		assert_string_equal(
 			json_object_to_json_string_ext(g1.obj[i], JSON_C_TO_STRING_PLAIN),
 			json_object_to_json_string_ext(g2.obj[i], JSON_C_TO_STRING_PLAIN));
+		assert_int_equal(g1.meta[i].json_len, g2.meta[i].json_len);
+		assert_memory_equal(g1.meta[i].json, g2.meta[i].json, g1.meta[i].json_len);
 	}
 	got_free(&g1);
 	got_free(&g2);
@@ -718,6 +772,279 @@ static void test_alert_cloudtrail_dismissed(void **state)
 	assert_int_equal(graph_alert(&opt, &al, collect, &g), -EINVAL);
 }
 
+/* --- canonical text, many objects --- */
+
+/* The value of member k is the string raw, as canon would write raw; absent when raw is
+ * NULL. The graph_object's strings are the raw ones, the text's are repaired. */
+static void assert_member_is(json_object *o, const char *k, const char *raw)
+{
+	json_object *v = NULL;
+	struct buf a, b;
+
+	if (!raw) {
+		assert_false(json_object_object_get_ex(o, k, NULL));
+		return;
+	}
+	assert_true(json_object_object_get_ex(o, k, &v));
+	buf_init(&a, 1 << 20);
+	buf_init(&b, 1 << 20);
+	assert_int_equal(canon_serialize(v, &a), 0);
+	assert_int_equal(canon_write_string(&b, raw, strlen(raw)), 0);
+	assert_string_equal(a.data, b.data);
+	buf_free(&a);
+	buf_free(&b);
+}
+
+/* Every object: canonical text, and the members beside it say what the text says. */
+static int check(const struct graph_object *o, void *userdata)
+{
+	size_t *n = userdata;
+	json_object *obj = assert_canonical(o->json, o->json_len), *m = NULL;
+
+	assert_member_is(obj, "_key", o->key);
+	assert_member_is(obj, "_type", o->type);
+	assert_member_is(obj, "_class", o->class);
+	if (o->kind == GRAPH_ENTITY) {
+		assert_null(o->from_key);
+		assert_null(o->to_key);
+		assert_false(o->mapped);
+	} else if (o->mapped) {
+		assert_true(json_object_object_get_ex(obj, "_mapping", &m));
+		assert_member_is(m, "sourceEntityKey", o->from_key);
+		assert_member_is(json_object_object_get(m, "targetEntity"), "_key", o->to_key);
+	} else {
+		assert_false(json_object_object_get_ex(obj, "_mapping", NULL));
+		assert_member_is(obj, "_fromEntityKey", o->from_key);
+		assert_member_is(obj, "_toEntityKey", o->to_key);
+	}
+	json_object_put(obj);
+	(*n)++;
+	return 0;
+}
+
+/* Deterministic input: pieces of awkward text (escapes, controls, DEL, valid UTF-8 of every
+ * length, ill-formed sequences, surrogates, overlongs, truncated leads), now and then a long
+ * run, and NULL. */
+struct gen {
+	uint64_t state;
+	char pool[1 << 20];
+	size_t used;
+};
+
+static uint64_t gen_next(struct gen *g)
+{
+	g->state ^= g->state << 13;
+	g->state ^= g->state >> 7;
+	g->state ^= g->state << 17;
+	return g->state;
+}
+
+static char *gen_str(struct gen *g, unsigned max_pieces)
+{
+	static const char *const pieces[] = {
+		"a",
+		"Z",
+		"9",
+		".",
+		" ",
+		"-",
+		"_",
+		"/",
+		"\"",
+		"\\",
+		"\n",
+		"\t",
+		"\b",
+		"\f",
+		"\r",
+		"\x01",
+		"\x1f",
+		"\x7f",
+		"%",
+		"~",
+		"=",
+		"tag.",
+		"online",
+		"OnLine",
+		"CVE",
+		"\xc3\xa9",
+		"\xe2\x82\xac",
+		"\xf0\x9f\x98\x80",
+		"\xef\xbf\xbd",
+		"\x80",
+		"\xbf",
+		"\xc0\xaf",
+		"\xc1\xbf",
+		"\xed\xa0\x80",
+		"\xed\xbf\xbf",
+		"\xf4\x90\x80\x80",
+		"\xe0\x80",
+		"\xff",
+		"\xfe",
+		"\xc3",
+		"\xf0\x9f",
+		"\xe2\x82",
+		"\xc2\x80\x80\x80",
+		"\xf5\x80\x80\x80",
+	};
+	unsigned n;
+	char *s;
+
+	if (gen_next(g) % 8 == 0)
+		return NULL;
+	n = (unsigned)(gen_next(g) % (max_pieces + 1));
+	if (gen_next(g) % 64 == 0)
+		n = 600; /* a long one: up to 2400 bytes */
+	if (g->used + 4 * n + 1 > sizeof(g->pool))
+		g->used = 0; /* the strings of one iteration fit many times over */
+	s = g->pool + g->used;
+	for (unsigned i = 0; i < n; i++) {
+		const char *p = pieces[gen_next(g) % ARRAY_SIZE(pieces)];
+		size_t l = strlen(p);
+
+		memcpy(g->pool + g->used, p, l);
+		g->used += l;
+	}
+	g->pool[g->used++] = '\0';
+	return s;
+}
+
+static int64_t gen_time(struct gen *g)
+{
+	switch (gen_next(g) % 6) {
+	case 0:
+		return TSJSON_TIME_UNKNOWN;
+	case 1:
+		return 0;
+	case 2:
+		return INT64_MAX;
+	case 3:
+		return -(int64_t)(gen_next(g) % 100000);
+	case 4:
+		return INT64_MIN + 1;
+	}
+	return (int64_t)(gen_next(g) % 4000000000000ULL);
+}
+
+/* A tag's name is bounded like every composed string (16 KiB and a bit): a longer one fails
+ * the agent, as it always did; the bound is on the name, which is shorter than a key full of
+ * multibyte characters. */
+static void test_agent_tag_too_long(void **state)
+{
+	struct ts_agent a = bare_agent();
+	struct ts_tag t = { NULL, NULL, S("v") };
+	struct got g = { 0 };
+	char *key = malloc(20001);
+
+	(void)state;
+	assert_non_null(key);
+	memset(key, 'a', 20000);
+	key[20000] = '\0';
+	t.key = key;
+	a.tags = &t;
+	a.n_tags = 1;
+	assert_int_equal(graph_agent(&opt, &a, collect, &g), -E2BIG);
+	assert_int_equal(g.n, 0);
+	for (size_t i = 0; i < 20000; i += 2)
+		memcpy(key + i, "\xc3\xa9", 2); /* 10000 characters, a name of 10004 bytes */
+	assert_int_equal(graph_agent(&opt, &a, collect, &g), 0);
+	assert_int_equal(strlen(g.meta[0].json) > 10004, 1);
+	got_free(&g);
+	free(key);
+}
+
+static void test_canonical_many(void **state)
+{
+	static struct gen g = { .state = 88172645463325252ULL };
+	struct ts_agent fixed[] = { ec2_agent(), bare_agent() };
+	struct ts_alert host = host_alert();
+	struct buf out;
+	size_t n = 0;
+
+	(void)state;
+	buf_init(&out, 1 << 20);
+	/* The hand-built objects of the tests above. */
+	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
+		assert_int_equal(graph_agent(&opt, &fixed[i], check, &n), 0);
+	assert_int_equal(graph_alert(&opt, &host, check, &n), 0);
+	assert_int_equal(graph_account(&opt, check, &n), 0);
+	for (int it = 0; it < 1500; it++) {
+		struct graph_options o = { .org_id = gen_str(&g, 4),
+					   .org_name = gen_str(&g, 4),
+					   .web_url = gen_str(&g, 3),
+					   .create_host_placeholder = gen_next(&g) & 1,
+					   .out = it & 1 ? &out : NULL };
+		struct ts_agent a = { 0 };
+		struct ts_vuln v = { 0 };
+		struct ts_alert al = { 0 };
+		char *ips[3][6];
+		struct ts_strv *lists[] = { &a.ip_private, &a.ip_public, &a.ip_link_local };
+		struct ts_tag odd_tags[40];
+		int r[4];
+
+		if (!o.org_id || !*o.org_id || gen_next(&g) % 4 == 0)
+			o.org_id = S("545d0293b620cd090d000023");
+		a.id = gen_str(&g, 5);
+		if (!a.id || !*a.id)
+			a.id = S("3f9c2a10");
+		a.instance_id = gen_str(&g, 3);
+		a.status = gen_next(&g) % 3 ? (gen_next(&g) & 1 ? S("online") : S("offline"))
+					    : gen_str(&g, 2);
+		a.name = gen_str(&g, 6);
+		a.description = gen_str(&g, 6);
+		a.hostname = gen_str(&g, 8);
+		a.version = gen_str(&g, 3);
+		a.agent_type = gen_str(&g, 3);
+		a.os_version = gen_str(&g, 3);
+		a.kernel = gen_str(&g, 3);
+		a.created_at = gen_time(&g);
+		a.last_reported_at = gen_time(&g);
+		for (size_t k = 0; k < ARRAY_SIZE(lists); k++) {
+			lists[k]->v = ips[k];
+			lists[k]->n = gen_next(&g) % 6;
+			for (size_t i = 0; i < lists[k]->n; i++)
+				ips[k][i] = gen_str(&g, 3); /* NULL entries too */
+		}
+		/* Many tags, some sanitising to the same name (first wins), odd keys and
+		 * values, a tag without a value. */
+		a.n_tags = gen_next(&g) % 5 == 0 ? ARRAY_SIZE(odd_tags) : gen_next(&g) % 8;
+		for (size_t i = 0; i < a.n_tags; i++)
+			odd_tags[i] = (struct ts_tag){ NULL, gen_str(&g, 3), gen_str(&g, 4) };
+		a.tags = odd_tags;
+		a.healthy = (int)(gen_next(&g) % 3) - 1;
+		r[0] = graph_agent(&o, &a, check, &n);
+		v.cve = gen_next(&g) % 2 ? S("CVE-2019-11477") : S("cve-2021-4422812");
+		v.reported_package = gen_str(&g, 3);
+		v.system_package = gen_str(&g, 3);
+		v.vector_type = gen_str(&g, 2);
+		v.severity = gen_str(&g, 2);
+		v.suppressed = (int)(gen_next(&g) % 3) - 1;
+		r[1] = graph_vuln_agent(&o, &v, a.id, check, &n);
+		al.id = a.id;
+		al.title = gen_str(&g, 6);
+		al.data_source = gen_next(&g) % 3 ? (gen_next(&g) & 1 ? S("cloudtrail") : S("host"))
+						  : gen_str(&g, 2);
+		al.agent_id = gen_str(&g, 3);
+		al.rule_id = gen_str(&g, 2);
+		al.ruleset_id = gen_str(&g, 2);
+		al.dismiss_reason = gen_str(&g, 2);
+		al.dismiss_reason_text = gen_str(&g, 4);
+		al.dismissed_by = gen_str(&g, 2);
+		al.created_at = gen_time(&g);
+		al.dismissed_at = gen_time(&g);
+		al.severity = (int)(gen_next(&g) % 6) - 1;
+		al.dismissed = (int)(gen_next(&g) % 3) - 1;
+		r[2] = graph_alert(&o, &al, check, &n);
+		r[3] = graph_account(&o, check, &n);
+		/* Odd, not refused: every builder call makes its objects. */
+		for (size_t i = 0; i < ARRAY_SIZE(r); i++)
+			if (r[i] != 0)
+				fail_msg("iteration %d, builder %zu: %d", it, i, r[i]);
+	}
+	buf_free(&out);
+	assert_true(n > 10000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -737,6 +1064,8 @@ int main(void)
 		cmocka_unit_test(test_alert_host),
 		cmocka_unit_test(test_alert_severity),
 		cmocka_unit_test(test_alert_cloudtrail_dismissed),
+		cmocka_unit_test(test_agent_tag_too_long),
+		cmocka_unit_test(test_canonical_many),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -74,7 +74,6 @@ static void sync_entities(struct store *s, int n, const char *st)
 		char key[32], hash[CANON_HASH_HEX + 1];
 		json_object *obj = json_object_new_object();
 		struct graph_object g = { .kind = GRAPH_ENTITY,
-					  .obj = obj,
 					  .key = key,
 					  .type = "threatstack_agent",
 					  .class = "HostAgent" };
@@ -85,6 +84,8 @@ static void sync_entities(struct store *s, int n, const char *st)
 		json_object_object_add(obj, "status", json_object_new_string(st));
 		buf_init(&b, 4096);
 		assert_int_equal(canon_serialize(obj, &b), 0);
+		g.json = b.data;
+		g.json_len = b.len;
 		assert_int_equal(canon_hash(obj, hash), 0);
 		assert_int_equal(store_snapshot_put(s, &g, b.data, hash), 0);
 		buf_free(&b);

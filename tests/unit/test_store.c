@@ -67,12 +67,12 @@ static void put(struct store *s, const char *key, const char *type, const char *
 	json_object *o = json_object_new_object();
 	struct graph_object g = {
 		.kind = from ? GRAPH_RELATIONSHIP : GRAPH_ENTITY,
-		.obj = o,
 		.key = key,
 		.type = type,
 		.class = from ? "HAS" : "HostAgent",
 		.from_key = from,
 		.to_key = to,
+		.mapped = from && !to,
 		.owner = from ? NULL : key, /* entities own themselves, as agents do */
 		.rank = rank,
 	};
@@ -104,6 +104,8 @@ static void put(struct store *s, const char *key, const char *type, const char *
 	buf_init(&b, 1 << 20);
 	assert_int_equal(canon_serialize(o, &b), 0);
 	assert_int_equal(canon_hash(o, hash), 0);
+	g.json = b.data;
+	g.json_len = b.len;
 	assert_int_equal(store_snapshot_put(s, &g, b.data, hash), 0);
 	buf_free(&b);
 	json_object_put(o);
