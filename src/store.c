@@ -311,40 +311,58 @@ static int register_functions(struct store *s)
 
 /* Checks the file is ours and brings its schema up to date. The checks run inside the
  * write transaction, so two processes opening a new store at once do not both migrate. */
-static int migrate(struct store *s, char *err)
+/* Reads the file's identity and refuses one that is not ours; *ret_app 0 is a new file. */
+#define NOT_A_STORE "not an SQLite database (is it tsgraphd's store?)"
+
+static int identify(struct store *s, int64_t *ret_app, int64_t *ret_version, char *err)
 {
 	int64_t app = 0, version = 0, tables = 0;
 	int r;
 
-	r = exec(s, "BEGIN IMMEDIATE");
-	if (r == 0)
-		r = query_int(s, "PRAGMA application_id", &app);
+	r = query_int(s, "PRAGMA application_id", &app);
 	if (r == 0)
 		r = query_int(s, "PRAGMA user_version", &version);
 	if (r == 0)
 		r = query_int(s, "SELECT count(*) FROM sqlite_schema", &tables);
 	if (r == -EBADMSG) {
-		snprintf(err, STORE_ERR_MAX, "not an SQLite database (is it tsgraphd's store?)");
-		goto fail;
+		snprintf(err, STORE_ERR_MAX, "%s", NOT_A_STORE);
+		return r;
 	}
 	if (r < 0) {
 		snprintf(err, STORE_ERR_MAX, "cannot read the schema: %s", sqlite3_errmsg(s->db));
-		goto fail;
+		return r;
 	}
 	if (app != STORE_APPLICATION_ID && (app != 0 || tables > 0)) {
 		snprintf(err, STORE_ERR_MAX,
 			 "an SQLite database of another program (application_id %lld)",
 			 (long long)app);
-		r = -EMEDIUMTYPE;
-		goto fail;
+		return -EMEDIUMTYPE;
 	}
 	if (version > (int64_t)ARRAY_SIZE(migrations)) {
 		snprintf(err, STORE_ERR_MAX,
 			 "schema version %lld is newer than this build's (%zu): upgrade tsgraphd",
 			 (long long)version, ARRAY_SIZE(migrations));
-		r = -EPROTONOSUPPORT;
-		goto fail;
+		return -EPROTONOSUPPORT;
 	}
+	*ret_app = app;
+	*ret_version = version;
+	return 0;
+}
+
+static int migrate(struct store *s, char *err)
+{
+	int64_t app = 0, version = 0;
+	int r;
+
+	r = exec(s, "BEGIN IMMEDIATE");
+	if (r < 0) {
+		snprintf(err, STORE_ERR_MAX, "%s",
+			 r == -EBADMSG ? NOT_A_STORE : sqlite3_errmsg(s->db));
+		return r;
+	}
+	r = identify(s, &app, &version, err);
+	if (r < 0)
+		goto fail;
 	for (size_t v = (size_t)version; r == 0 && v < ARRAY_SIZE(migrations); v++) {
 		char pragma[64];
 
@@ -464,36 +482,16 @@ static int open_read_only(const char *path, const struct store_options *opt, sql
 static int check_schema(struct store *s, char *err)
 {
 	int64_t app = 0, version = 0;
-	int r;
+	int r = identify(s, &app, &version, err);
 
-	r = query_int(s, "PRAGMA application_id", &app);
-	if (r == 0)
-		r = query_int(s, "PRAGMA user_version", &version);
-	if (r == -EBADMSG) {
-		snprintf(err, STORE_ERR_MAX, "not an SQLite database (is it tsgraphd's store?)");
-		return r;
-	}
-	if (r < 0) {
-		snprintf(err, STORE_ERR_MAX, "cannot read the schema: %s", sqlite3_errmsg(s->db));
-		return r;
-	}
-	if (app != STORE_APPLICATION_ID && (app != 0 || version != 0)) {
+	if (r == 0 && version != (int64_t)ARRAY_SIZE(migrations)) {
 		snprintf(err, STORE_ERR_MAX,
-			 "an SQLite database of another program (application_id %lld)",
-			 (long long)app);
-		return -EMEDIUMTYPE;
-	}
-	if (version != (int64_t)ARRAY_SIZE(migrations)) {
-		snprintf(err, STORE_ERR_MAX,
-			 version > (int64_t)ARRAY_SIZE(migrations)
-				 ? "schema version %lld is newer than this build's (%zu): upgrade "
-				   "tsgraphd"
-				 : "schema version %lld is older than this build's (%zu): run "
-				   "'tsgraphd sync' once to migrate it",
+			 "schema version %lld is older than this build's (%zu): run 'tsgraphd sync'"
+			 " once to migrate it",
 			 (long long)version, ARRAY_SIZE(migrations));
-		return -EPROTONOSUPPORT;
+		r = -EPROTONOSUPPORT;
 	}
-	return 0;
+	return r;
 }
 
 int store_open(const char *path, const struct store_options *opt, struct store **ret,
