@@ -231,11 +231,14 @@ static int step_done(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : (rc == SQLITE_ROW ? -EPROTO : sql_errno(rc));
 }
 
-static int query_int(struct store *s, const char *sql, int64_t *ret)
+/* The first column of the first row (-ENOENT when there is none); ?1 is arg, when given. */
+static int query_int_arg(struct store *s, const char *sql, const char *arg, int64_t *ret)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int r = prepare(s, sql, &st), rc;
 
+	if (r == 0 && arg)
+		r = bind_text(st, 1, arg);
 	if (r < 0)
 		return r;
 	rc = sqlite3_step(st);
@@ -243,6 +246,11 @@ static int query_int(struct store *s, const char *sql, int64_t *ret)
 		return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
 	*ret = sqlite3_column_int64(st, 0);
 	return 0;
+}
+
+static int query_int(struct store *s, const char *sql, int64_t *ret)
+{
+	return query_int_arg(s, sql, NULL, ret);
 }
 
 static const char *col_text(sqlite3_stmt *st, int i)
@@ -1094,18 +1102,7 @@ int store_snapshot_count(struct store *s, int64_t *ret)
 
 int store_type_count(struct store *s, const char *type, int64_t *ret)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(s, "SELECT count(*) FROM object WHERE type = ?1", &st), rc;
-
-	if (r == 0)
-		r = bind_text(st, 1, type);
-	if (r < 0)
-		return r;
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW)
-		return sql_errno(rc);
-	*ret = sqlite3_column_int64(st, 0);
-	return 0;
+	return query_int_arg(s, "SELECT count(*) FROM object WHERE type = ?1", type, ret);
 }
 
 int store_missing_counts(struct store *s, store_missing_fn fn, void *ud)
@@ -1495,21 +1492,13 @@ int store_outbox_max_seq(struct store *s, int64_t *ret)
 
 int store_cursor_get(struct store *s, const char *sink, int64_t *ret)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(s, "SELECT seq FROM sink_cursor WHERE sink = ?1", &st), rc;
+	int r = query_int_arg(s, "SELECT seq FROM sink_cursor WHERE sink = ?1", sink, ret);
 
-	if (r == 0)
-		r = bind_text(st, 1, sink);
-	if (r < 0)
-		return r;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*ret = sqlite3_column_int64(st, 0);
-	else if (rc == SQLITE_DONE)
+	if (r == -ENOENT) { /* a sink that never delivered */
 		*ret = 0;
-	else
-		return sql_errno(rc);
-	return 0;
+		r = 0;
+	}
+	return r;
 }
 
 int store_cursor_set(struct store *s, const char *sink, int64_t seq)
