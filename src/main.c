@@ -8,7 +8,7 @@
 #include "tsgraphd/cancel.h"
 #include "tsgraphd/config.h"
 #include "tsgraphd/log.h"
-#include "tsgraphd/sink_file.h"
+#include "tsgraphd/sink.h"
 #include "tsgraphd/store.h"
 #include "tsgraphd/sync.h"
 #include "tsgraphd/tsapi.h"
@@ -132,29 +132,31 @@ static int print_change(const struct outbox_row *r, void *ud)
 	return 0;
 }
 
-/* Delivers the outbox to every file sink; sinks of other types come with their issues. */
-static int drain_sinks(const struct config *c, struct store *s)
+/* Delivers the outbox to every sink, each on its own: one that fails keeps its changes in
+ * the outbox for the next attempt and does not stop the others. */
+static int drain_sinks(const struct config *c, struct store *s, struct cancel *cancel)
 {
 	int failed = 0;
 
-	for (size_t i = 0; i < c->n_sinks; i++) {
-		char err[SINK_FILE_ERR_MAX];
-		struct sink_file *f = NULL;
-		int64_t lines = 0;
+	for (size_t i = 0; i < c->n_sinks && !cancel_fired(cancel); i++) {
+		const struct config_sink *cfg = &c->sinks[i];
+		char err[SINK_ERR_MAX];
+		struct sink *k = NULL;
+		int64_t n = 0;
 		int r;
 
-		r = sink_file_open(&c->sinks[i], &f, err);
+		r = sink_open(c, cfg, cancel, &k, err);
 		if (r == 0)
-			r = sink_file_drain(f, s, &lines, err);
-		sink_file_close(f);
+			r = sink_drain(k, s, &n, err);
+		sink_close(k);
 		if (r < 0) {
 			log_error("sink %s: delivery failed, changes stay in the outbox: %s",
-				  c->sinks[i].name, err);
+				  cfg->name, err);
 			failed++;
 			continue;
 		}
-		log_info("sink %s: delivered %" PRId64 " change%s to %s", c->sinks[i].name, lines,
-			 lines == 1 ? "" : "s", c->sinks[i].path);
+		log_info("sink %s: delivered %" PRId64 " change%s", cfg->name, n,
+			 n == 1 ? "" : "s");
 	}
 	return failed ? -EIO : 0;
 }
@@ -336,7 +338,7 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 		printf("deletions held back by the mass-delete guard for %zu type%s "
 		       "(see 'tsgraphd status')\n",
 		       rep.diff.n_held, rep.diff.n_held == 1 ? "" : "s");
-	if (!so.dry_run && drain_sinks(c, s) < 0)
+	if (!so.dry_run && drain_sinks(c, s, sync_cancel) < 0)
 		goto out;
 	if (!so.dry_run)
 		prune_outbox(c, s);
@@ -382,6 +384,22 @@ static int print_count(const char *type, int64_t count, void *ud)
 	return 0;
 }
 
+/* When the sink last delivered, and its last error while it has not delivered since. */
+static void print_sink_state(const struct store_sink_state *st)
+{
+	char when[ISO8601_MS_MAX], e[ESCAPE_LONG];
+
+	if (st->last_ok) {
+		format_iso8601_ms(st->last_ok, when);
+		printf("    last delivery %s\n", when);
+	}
+	if (st->failures > 0) {
+		format_iso8601_ms(st->last_error_at, when);
+		printf("    ! %" PRId64 " failed attempt%s, the last at %s: %s\n", st->failures,
+		       st->failures == 1 ? "" : "s", when, E(e, st->last_error));
+	}
+}
+
 static int cmd_status(const struct config *c)
 {
 	struct store *s = NULL;
@@ -404,21 +422,18 @@ static int cmd_status(const struct config *c)
 		goto fail;
 	printf("sinks (outbox at seq %" PRId64 "):\n", max_seq);
 	for (size_t i = 0; i < c->n_sinks; i++) {
-		int64_t cursor = 0;
+		const struct config_sink *cfg = &c->sinks[i];
+		struct store_sink_state st;
+		char note[SINK_ERR_MAX];
 
-		if (store_cursor_get(s, c->sinks[i].name, &cursor) < 0)
+		if (store_sink_state_get(s, cfg->name, &st) < 0 || sink_inspect(cfg, s, note) < 0)
 			goto fail;
 		printf("  %-20s %-10s delivered to seq %" PRId64 ", backlog %" PRId64 "\n",
-		       c->sinks[i].name, config_sink_type_to_string(c->sinks[i].type), cursor,
-		       max_seq - cursor);
-		if (c->sinks[i].type == SINK_FILE) {
-			char note[SINK_FILE_ERR_MAX];
-
-			if (sink_file_inspect(&c->sinks[i], s, note) < 0)
-				goto fail;
-			if (note[0])
-				printf("    ! %s\n", note);
-		}
+		       cfg->name, config_sink_type_to_string(cfg->type), st.cursor,
+		       max_seq - st.cursor);
+		print_sink_state(&st);
+		if (note[0])
+			printf("    ! %s\n", note);
 	}
 	if (c->n_sinks == 0)
 		printf("  (none configured)\n");

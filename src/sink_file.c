@@ -200,7 +200,7 @@ static int recover_tail(struct sink_file *f, bool cut, char *err)
 		return 0;
 	r = read_end(f->fd, st.st_size, &complete, &line, head);
 	if (r == -EFBIG) {
-		snprintf(err, SINK_FILE_ERR_MAX, "%s: last line longer than %u bytes", f->path,
+		snprintf(err, SINK_ERR_MAX, "%s: last line longer than %u bytes", f->path,
 			 LINE_MAX_BYTES);
 		return -EBADMSG;
 	}
@@ -212,7 +212,7 @@ static int recover_tail(struct sink_file *f, bool cut, char *err)
 		/* Only a torn first line: ours if it starts like one. */
 		r = strcmp(head, "{\"seq\":") == 0 ? 0 : -EBADMSG;
 	if (r == -EBADMSG)
-		snprintf(err, SINK_FILE_ERR_MAX,
+		snprintf(err, SINK_ERR_MAX,
 			 "%s: not a tsgraphd change log (its last line is not a change); refusing "
 			 "to write to it",
 			 f->path);
@@ -220,7 +220,7 @@ static int recover_tail(struct sink_file *f, bool cut, char *err)
 		return r;
 	if (ftruncate(f->fd, complete) < 0 || fsync(f->fd) < 0) {
 		r = -errno;
-		snprintf(err, SINK_FILE_ERR_MAX, "%s: cannot cut a torn last line: %s", f->path,
+		snprintf(err, SINK_ERR_MAX, "%s: cannot cut a torn last line: %s", f->path,
 			 strerror(-r));
 	}
 	return r;
@@ -247,7 +247,7 @@ static int fsync_parent(const char *path)
 }
 
 int sink_file_open(const struct config_sink *cfg, struct sink_file **ret,
-		   char err[static SINK_FILE_ERR_MAX])
+		   char err[static SINK_ERR_MAX])
 {
 	struct sink_file *f;
 	bool created;
@@ -268,26 +268,25 @@ int sink_file_open(const struct config_sink *cfg, struct sink_file **ret,
 	f->fd = open(f->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
 	if (f->fd < 0) {
 		r = -errno;
-		snprintf(err, SINK_FILE_ERR_MAX, "%s: cannot open: %s", f->path, strerror(-r));
+		snprintf(err, SINK_ERR_MAX, "%s: cannot open: %s", f->path, strerror(-r));
 		goto fail;
 	}
 	/* One writer per change log, or two processes would append the same changes. */
 	if (flock(f->fd, LOCK_EX | LOCK_NB) < 0) {
 		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		snprintf(err, SINK_FILE_ERR_MAX, "%s: %s", f->path,
+		snprintf(err, SINK_ERR_MAX, "%s: %s", f->path,
 			 r == -EBUSY ? "another process is delivering to it" : strerror(-r));
 		goto fail;
 	}
 	if (created && (r = fsync_parent(f->path)) < 0) {
-		snprintf(err, SINK_FILE_ERR_MAX, "%s: cannot sync its directory: %s", f->path,
+		snprintf(err, SINK_ERR_MAX, "%s: cannot sync its directory: %s", f->path,
 			 strerror(-r));
 		goto fail;
 	}
 	r = recover_tail(f, true, err);
 	if (r < 0) {
 		if (!err[0])
-			snprintf(err, SINK_FILE_ERR_MAX, "%s: cannot read: %s", f->path,
-				 strerror(-r));
+			snprintf(err, SINK_ERR_MAX, "%s: cannot read: %s", f->path, strerror(-r));
 		goto fail;
 	}
 	*ret = f;
@@ -412,7 +411,7 @@ static int plan_position(struct sink_file *f, struct store *s, int64_t cursor, i
 		 * holds that very change. Otherwise the store was restored or replaced and the
 		 * file's numbers mean other changes: skipping to them would lose the new ones. */
 		if (!same) {
-			snprintf(err, SINK_FILE_ERR_MAX,
+			snprintf(err, SINK_ERR_MAX,
 				 "%s: the change log is ahead of the store (its last change, seq "
 				 "%" PRId64 ", is not the store's); the store was restored or "
 				 "replaced: move the log aside to start a new one",
@@ -429,7 +428,7 @@ static int plan_position(struct sink_file *f, struct store *s, int64_t cursor, i
 	if (r < 0)
 		return r;
 	if (!same || held != cursor - f->file_seq) {
-		snprintf(err, SINK_FILE_ERR_MAX,
+		snprintf(err, SINK_ERR_MAX,
 			 "%s: the change log is behind its cursor: it ends at seq %" PRId64
 			 " but changes up to seq %" PRId64 " were written to it, and the outbox "
 			 "%s; refusing to leave a gap: restore the lost lines, or move the log "
@@ -446,7 +445,7 @@ static int plan_position(struct sink_file *f, struct store *s, int64_t cursor, i
 }
 
 int sink_file_drain(struct sink_file *f, struct store *s, int64_t *ret_lines,
-		    char err[static SINK_FILE_ERR_MAX])
+		    char err[static SINK_ERR_MAX])
 {
 	struct batch b = { 0 };
 	int64_t cursor = 0, after = 0, missing = 0, lines = 0;
@@ -455,7 +454,7 @@ int sink_file_drain(struct sink_file *f, struct store *s, int64_t *ret_lines,
 	err[0] = '\0';
 	r = store_cursor_get(s, f->name, &cursor);
 	if (r < 0) {
-		snprintf(err, SINK_FILE_ERR_MAX, "sink %s: cannot read its cursor: %s", f->name,
+		snprintf(err, SINK_ERR_MAX, "sink %s: cannot read its cursor: %s", f->name,
 			 store_errmsg(s));
 		return r;
 	}
@@ -494,8 +493,7 @@ int sink_file_drain(struct sink_file *f, struct store *s, int64_t *ret_lines,
 			/* Leave no partial line behind for the next attempt to stumble on. */
 			if (before >= 0 && ftruncate(f->fd, before) == 0)
 				(void)fsync(f->fd);
-			snprintf(err, SINK_FILE_ERR_MAX, "%s: cannot append: %s", f->path,
-				 strerror(-r));
+			snprintf(err, SINK_ERR_MAX, "%s: cannot append: %s", f->path, strerror(-r));
 			goto out;
 		}
 		f->file_seq = b.last_seq;
@@ -520,7 +518,7 @@ int sink_file_drain(struct sink_file *f, struct store *s, int64_t *ret_lines,
 	r = 0;
 	goto out;
 store_fail:
-	snprintf(err, SINK_FILE_ERR_MAX, "sink %s: store: %s", f->name, store_errmsg(s));
+	snprintf(err, SINK_ERR_MAX, "sink %s: store: %s", f->name, store_errmsg(s));
 out:
 	buf_free(&b.buf);
 	free(b.last_key);
@@ -529,7 +527,7 @@ out:
 }
 
 int sink_file_inspect(const struct config_sink *cfg, struct store *s,
-		      char note[static SINK_FILE_ERR_MAX])
+		      char note[static SINK_ERR_MAX])
 {
 	struct sink_file f = { .name = cfg->name, .path = cfg->path, .fd = -1 };
 	int64_t cursor = 0, after = 0, missing = 0;
@@ -546,25 +544,25 @@ int sink_file_inspect(const struct config_sink *cfg, struct store *s,
 		if (r == -ENOENT) {
 			r = 0;
 			if (cursor > 0)
-				snprintf(note, SINK_FILE_ERR_MAX,
+				snprintf(note, SINK_ERR_MAX,
 					 "%s: no such file: the next sync starts a new log after "
 					 "seq %" PRId64,
 					 cfg->path, cursor);
 		} else {
-			snprintf(note, SINK_FILE_ERR_MAX, "%s: cannot open: %s", cfg->path,
+			snprintf(note, SINK_ERR_MAX, "%s: cannot open: %s", cfg->path,
 				 strerror(-r));
 		}
 		goto out;
 	}
 	if (fstat(f.fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		r = -EBADF;
-		snprintf(note, SINK_FILE_ERR_MAX, "%s: not a regular file", cfg->path);
+		snprintf(note, SINK_ERR_MAX, "%s: not a regular file", cfg->path);
 		goto out;
 	}
 	r = recover_tail(&f, false, note);
 	if (r < 0) {
 		if (!note[0])
-			snprintf(note, SINK_FILE_ERR_MAX, "%s: cannot read: %s", cfg->path,
+			snprintf(note, SINK_ERR_MAX, "%s: cannot read: %s", cfg->path,
 				 strerror(-r));
 		goto out;
 	}
@@ -572,13 +570,13 @@ int sink_file_inspect(const struct config_sink *cfg, struct store *s,
 	if (r < 0)
 		goto out;
 	if (missing > 0)
-		snprintf(note, SINK_FILE_ERR_MAX,
+		snprintf(note, SINK_ERR_MAX,
 			 "%s: ends at seq %" PRId64 ", behind its cursor at seq %" PRId64
 			 ": %" PRId64
 			 " line%s lost; the next sync writes them again from the outbox",
 			 cfg->path, f.file_seq, cursor, missing, missing == 1 ? "" : "s");
 	else if (after > cursor)
-		snprintf(note, SINK_FILE_ERR_MAX,
+		snprintf(note, SINK_ERR_MAX,
 			 "%s: ends at seq %" PRId64
 			 ", ahead of its cursor (a crash after writing); "
 			 "the next sync catches the cursor up",
@@ -592,3 +590,29 @@ out:
 	free(f.file_op);
 	return r;
 }
+
+static int ops_open(const struct config *c, const struct config_sink *cfg, struct cancel *cancel,
+		    void **ret, char err[static SINK_ERR_MAX])
+{
+	(void)c;
+	(void)cancel; /* a local write never waits long */
+	return sink_file_open(cfg, (struct sink_file **)ret, err);
+}
+
+static int ops_drain(void *impl, struct store *s, int64_t *ret_delivered,
+		     char err[static SINK_ERR_MAX])
+{
+	return sink_file_drain(impl, s, ret_delivered, err);
+}
+
+static void ops_close(void *impl)
+{
+	sink_file_close(impl);
+}
+
+const struct sink_ops sink_file_ops = {
+	.open = ops_open,
+	.drain = ops_drain,
+	.inspect = sink_file_inspect,
+	.close = ops_close,
+};

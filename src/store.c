@@ -1,6 +1,6 @@
 /* store — SQLite state for tsgraphd.
  *
- * Tables (schema version 2):
+ * Tables (schema version 3):
  *   object         the stored graph: one row per entity or relationship, by _key, with its
  *                  canonical JSON and SHA-256, its owner (the agent or alert it belongs to)
  *                  and rank; relationships keep their ends (from_key, and to_key when the
@@ -10,7 +10,8 @@
  *   outbox         one row per change, seq strictly increasing (AUTOINCREMENT: never
  *                  reused). Its JSON is NULL while the object row (obj_id) still holds it;
  *                  it is copied into the row before that object changes or goes.
- *   sink_cursor    the last seq each sink has delivered.
+ *   sink_cursor    the last seq each sink has delivered, when it last delivered, its last
+ *                  error and how many attempts in a row have failed.
  *   sync_run       one row per sync, with its counts and what the guard held back.
  *
  * A sync compares as it stages: each object is looked up in the key index (memory) and
@@ -141,6 +142,11 @@ static const char *const migrations[] = {
 	 * object changes again or goes. */
 	"ALTER TABLE outbox ADD COLUMN obj_id INTEGER;"
 	"CREATE INDEX outbox_obj ON outbox(obj_id) WHERE json IS NULL;",
+	/* 3: each sink's last delivery and last failure, for status and the daemon's health. */
+	"ALTER TABLE sink_cursor ADD COLUMN last_ok INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE sink_cursor ADD COLUMN last_error TEXT;"
+	"ALTER TABLE sink_cursor ADD COLUMN last_error_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE sink_cursor ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;",
 };
 
 /* What one sync stages: only new and changed objects (old: the stored rowid it updates), in
@@ -1514,6 +1520,57 @@ int store_cursor_set(struct store *s, const char *sink, int64_t seq)
 	if (r == 0)
 		r = sql_errno(sqlite3_bind_int64(st, 2, seq));
 	return r < 0 ? r : step_done(st);
+}
+
+int store_sink_report(struct store *s, const char *sink, int64_t now, const char *error)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s,
+			"INSERT INTO sink_cursor (sink, seq, last_ok, last_error, last_error_at,"
+			"  failures) VALUES (?1, 0, CASE WHEN ?3 IS NULL THEN ?2 ELSE 0 END, ?3,"
+			"  CASE WHEN ?3 IS NULL THEN 0 ELSE ?2 END, ?3 IS NOT NULL)"
+			" ON CONFLICT (sink) DO UPDATE SET"
+			"  last_ok = CASE WHEN ?3 IS NULL THEN ?2 ELSE last_ok END,"
+			"  last_error = coalesce(?3, last_error),"
+			"  last_error_at = CASE WHEN ?3 IS NULL THEN last_error_at ELSE ?2 END,"
+			"  failures = CASE WHEN ?3 IS NULL THEN 0 ELSE failures + 1 END",
+			&st);
+
+	if (r == 0)
+		r = bind_text(st, 1, sink);
+	if (r == 0)
+		r = sql_errno(sqlite3_bind_int64(st, 2, now));
+	if (r == 0)
+		r = bind_text(st, 3, error);
+	return r < 0 ? r : step_done(st);
+}
+
+int store_sink_state_get(struct store *s, const char *sink, struct store_sink_state *ret)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s,
+			"SELECT seq, last_ok, last_error, last_error_at, failures FROM sink_cursor"
+			" WHERE sink = ?1",
+			&st),
+	    rc;
+
+	*ret = (struct store_sink_state){ 0 };
+	if (r == 0)
+		r = bind_text(st, 1, sink);
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) /* a sink that never ran */
+		return 0;
+	if (rc != SQLITE_ROW)
+		return sql_errno(rc);
+	ret->cursor = sqlite3_column_int64(st, 0);
+	ret->last_ok = sqlite3_column_int64(st, 1);
+	if (col_text(st, 2))
+		snprintf(ret->last_error, sizeof(ret->last_error), "%s", col_text(st, 2));
+	ret->last_error_at = sqlite3_column_int64(st, 3);
+	ret->failures = sqlite3_column_int64(st, 4);
+	return 0;
 }
 
 /* How many outbox rows have after_seq < seq <= upto_seq: a sink that must write that range

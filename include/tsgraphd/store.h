@@ -150,6 +150,20 @@ int store_outbox_prune(struct store *s, const char *const *sinks, size_t n, int6
 		       int64_t *ret_deleted);
 int store_cursor_get(struct store *s, const char *sink, int64_t *ret);
 int store_cursor_set(struct store *s, const char *sink, int64_t seq);
+/* A sink's delivery record: when it last delivered everything it was given (ms), its last
+ * error, when that was, and how many attempts in a row have failed since the last success. */
+#define STORE_SINK_ERROR_MAX 512
+struct store_sink_state {
+	int64_t cursor;
+	int64_t last_ok;
+	char last_error[STORE_SINK_ERROR_MAX]; /* empty when none was ever recorded */
+	int64_t last_error_at;
+	int64_t failures;
+};
+/* Records one attempt of sink at now (ms): a success when error is NULL, else the error. */
+int store_sink_report(struct store *s, const char *sink, int64_t now, const char *error);
+/* All zero for a sink that never ran. */
+int store_sink_state_get(struct store *s, const char *sink, struct store_sink_state *ret);
 /* How many outbox rows have after_seq < seq <= upto_seq. */
 int store_outbox_count(struct store *s, int64_t after_seq, int64_t upto_seq, int64_t *ret);
 

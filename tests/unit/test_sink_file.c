@@ -123,7 +123,7 @@ static int count_lines(const char *path, int64_t *last_seq)
 
 static int64_t drain(struct fixture *f)
 {
-	char err[SINK_FILE_ERR_MAX];
+	char err[SINK_ERR_MAX];
 	struct sink_file *sf = NULL;
 	int64_t lines = -1;
 
@@ -220,7 +220,7 @@ static void test_torn_last_line_is_cut(void **state)
 static void test_foreign_file_refused(void **state)
 {
 	struct fixture *f = *state;
-	char err[SINK_FILE_ERR_MAX];
+	char err[SINK_ERR_MAX];
 	struct sink_file *sf = NULL;
 	int fd = open(f->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
@@ -245,7 +245,7 @@ static void test_foreign_file_untouched(void **state)
 {
 	static const char text[] = "precious line 1\nprecious line 2 without newline";
 	struct fixture *f = *state;
-	char err[SINK_FILE_ERR_MAX], *after;
+	char err[SINK_ERR_MAX], *after;
 	struct sink_file *sf = NULL;
 	int fd = open(f->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
@@ -263,7 +263,7 @@ static void test_log_ahead_of_store_refused(void **state)
 {
 	struct fixture *f = *state;
 	struct store_options so = { .synchronous_full = true };
-	char err[SINK_FILE_ERR_MAX], serr[STORE_ERR_MAX], db[200], *before, *after;
+	char err[SINK_ERR_MAX], serr[STORE_ERR_MAX], db[200], *before, *after;
 	struct sink_file *sf = NULL;
 	int64_t lines = -1;
 
@@ -289,7 +289,7 @@ static void test_log_ahead_of_store_refused(void **state)
 static void test_second_writer_refused(void **state)
 {
 	struct fixture *f = *state;
-	char err[SINK_FILE_ERR_MAX];
+	char err[SINK_ERR_MAX];
 	struct sink_file *a = NULL, *b = NULL;
 
 	assert_int_equal(sink_file_open(&f->cfg, &a, err), 0);
@@ -353,7 +353,7 @@ static void sql(struct fixture *f, const char *stmt)
 static void test_lost_lines_written_again(void **state)
 {
 	struct fixture *f = *state;
-	char note[SINK_FILE_ERR_MAX], *whole, *after;
+	char note[SINK_ERR_MAX], *whole, *after;
 	int64_t last = 0;
 
 	sync_entities(f->s, 5, "online");
@@ -384,7 +384,7 @@ static void test_lost_lines_written_again(void **state)
 static void test_lost_lines_refused_without_outbox(void **state)
 {
 	struct fixture *f = *state;
-	char err[SINK_FILE_ERR_MAX], note[SINK_FILE_ERR_MAX], *before, *after;
+	char err[SINK_ERR_MAX], note[SINK_ERR_MAX], *before, *after;
 	struct sink_file *sf = NULL;
 	int64_t lines = -1, cursor = 0;
 
@@ -425,7 +425,7 @@ static void test_lost_lines_refused_without_outbox(void **state)
 static void test_behind_log_of_other_store_refused(void **state)
 {
 	struct fixture *f = *state;
-	char err[SINK_FILE_ERR_MAX];
+	char err[SINK_ERR_MAX];
 	struct sink_file *sf = NULL;
 	int64_t lines = -1;
 
@@ -447,7 +447,7 @@ static void test_behind_log_of_other_store_refused(void **state)
 static void test_emptied_log_continues_after_cursor(void **state)
 {
 	struct fixture *f = *state;
-	char note[SINK_FILE_ERR_MAX];
+	char note[SINK_ERR_MAX];
 	int64_t last = 0;
 
 	sync_entities(f->s, 4, "online");
@@ -477,7 +477,7 @@ static int64_t bytes_read_so_far(void)
 static void test_reads_only_last_line(void **state)
 {
 	struct fixture *f = *state;
-	char err[SINK_FILE_ERR_MAX];
+	char err[SINK_ERR_MAX];
 	struct sink_file *sf = NULL;
 	int64_t before, lines = -1;
 	char *data = NULL, *rest;
@@ -509,7 +509,7 @@ static void test_reads_only_last_line(void **state)
 static void test_overlong_last_line_refused(void **state)
 {
 	struct fixture *f = *state;
-	char err[SINK_FILE_ERR_MAX];
+	char err[SINK_ERR_MAX];
 	struct sink_file *sf = NULL;
 	int fd = open(f->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 

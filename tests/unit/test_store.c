@@ -507,7 +507,7 @@ static void test_refuses_foreign_and_newer_files(void **state)
 	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(store_open(f->path, &so, &s, err), -EPROTONOSUPPORT);
-	assert_non_null(strstr(err, "schema version 99 is newer than this build's (2)"));
+	assert_non_null(strstr(err, "schema version 99 is newer than this build's (3)"));
 	assert_null(s);
 
 	so.must_exist = true;
@@ -575,6 +575,32 @@ static void test_runs_and_cursors(void **state)
 	assert_int_equal(seq, 42);
 }
 
+/* A sink's record: failures count up and keep the last error until a success resets the
+ * count (the error text stays for the record); the cursor is untouched either way. */
+static void test_sink_report(void **state)
+{
+	struct fixture *f = *state;
+	struct store_sink_state st;
+
+	assert_int_equal(store_sink_state_get(f->s, "j1", &st), 0);
+	assert_int_equal(st.last_ok + st.failures + st.cursor, 0);
+	assert_string_equal(st.last_error, "");
+	assert_int_equal(store_sink_report(f->s, "j1", 1000, "HTTP 503"), 0);
+	assert_int_equal(store_sink_report(f->s, "j1", 2000, "timed out"), 0);
+	assert_int_equal(store_sink_state_get(f->s, "j1", &st), 0);
+	assert_int_equal(st.failures, 2);
+	assert_int_equal(st.last_error_at, 2000);
+	assert_string_equal(st.last_error, "timed out");
+	assert_int_equal(st.last_ok, 0);
+	assert_int_equal(store_cursor_set(f->s, "j1", 7), 0);
+	assert_int_equal(store_sink_report(f->s, "j1", 3000, NULL), 0);
+	assert_int_equal(store_sink_state_get(f->s, "j1", &st), 0);
+	assert_int_equal(st.failures, 0);
+	assert_int_equal(st.last_ok, 3000);
+	assert_int_equal(st.cursor, 7);
+	assert_int_equal(st.last_error_at, 2000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -600,6 +626,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runs_and_cursors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sink_report, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,87 @@
+/* sink — dispatch to the sink types, and the record of every delivery attempt. */
+#include "tsgraphd/sink.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "tsgraphd/log.h"
+#include "tsgraphd/sink_file.h"
+#include "tsgraphd/util.h"
+
+struct sink {
+	const struct sink_ops *ops;
+	const struct config_sink *cfg;
+	void *impl;
+};
+
+static const struct sink_ops *ops_of(enum config_sink_type t)
+{
+	switch (t) {
+	case SINK_FILE:
+		return &sink_file_ops;
+	case SINK_JUPITERONE:
+	case SINK_WEBHOOK:
+		break;
+	}
+	return NULL;
+}
+
+int sink_open(const struct config *c, const struct config_sink *cfg, struct cancel *cancel,
+	      struct sink **ret, char err[static SINK_ERR_MAX])
+{
+	const struct sink_ops *ops = ops_of(cfg->type);
+	struct sink *k;
+	int r;
+
+	err[0] = '\0';
+	if (!ops) {
+		snprintf(err, SINK_ERR_MAX, "sink type %s is not supported by this version",
+			 config_sink_type_to_string(cfg->type));
+		return -EOPNOTSUPP;
+	}
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	k->ops = ops;
+	k->cfg = cfg;
+	r = ops->open(c, cfg, cancel, &k->impl, err);
+	if (r < 0) {
+		free(k);
+		return r;
+	}
+	*ret = k;
+	return 0;
+}
+
+void sink_close(struct sink *k)
+{
+	if (!k)
+		return;
+	k->ops->close(k->impl);
+	free(k);
+}
+
+int sink_drain(struct sink *k, struct store *s, int64_t *ret_delivered,
+	       char err[static SINK_ERR_MAX])
+{
+	int r, rr;
+
+	err[0] = '\0';
+	*ret_delivered = 0;
+	r = k->ops->drain(k->impl, s, ret_delivered, err);
+	if (r == -ECANCELED) /* stopped, not failed */
+		return r;
+	rr = store_sink_report(s, k->cfg->name, now_ms(), r < 0 ? err : NULL);
+	if (rr < 0)
+		log_warning("sink %s: cannot record the delivery: %s", k->cfg->name,
+			    store_errmsg(s));
+	return r;
+}
+
+int sink_inspect(const struct config_sink *cfg, struct store *s, char note[static SINK_ERR_MAX])
+{
+	const struct sink_ops *ops = ops_of(cfg->type);
+
+	note[0] = '\0';
+	return ops && ops->inspect ? ops->inspect(cfg, s, note) : 0;
+}
