@@ -49,14 +49,7 @@ struct sink_file {
 /* s as a JSON string, through canon's writer: valid UTF-8 whatever bytes s holds. */
 static int append_json_string(struct buf *b, const char *s)
 {
-	json_object *o = json_object_new_string(s ? s : "");
-	int r;
-
-	if (!o)
-		return -ENOMEM;
-	r = canon_serialize(o, b);
-	json_object_put(o);
-	return r;
+	return canon_write_string(b, s ? s : "", s ? strlen(s) : 0);
 }
 
 /* A key as the JSON text a line carries for it, malloc'd: how the file's keys and the
@@ -78,25 +71,38 @@ static int key_text(const char *key, char **ret)
 
 int sink_file_format(const struct outbox_row *r, struct buf *out)
 {
-	static const char *const names[] = { "op", "kind", "key", "type", "class", "source" };
+	static const char *const names[] = { ",\"op\":",   ",\"kind\":",  ",\"key\":",
+					     ",\"type\":", ",\"class\":", ",\"source\":" };
 	const char *values[] = { r->op, r->kind, r->key, r->type, r->class, r->source };
 	char at[ISO8601_MS_MAX];
 	int rc;
 
 	format_iso8601_ms(r->created_at, at);
-	rc = buf_printf(out, "{\"seq\":%" PRId64, r->seq);
+	rc = buf_puts(out, "{\"seq\":");
+	if (rc == 0)
+		rc = canon_write_int64(out, r->seq);
 	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(names); i++) {
-		rc = buf_printf(out, ",\"%s\":", names[i]);
+		rc = buf_puts(out, names[i]);
 		if (rc == 0)
 			rc = append_json_string(out, values[i]);
 	}
 	if (rc == 0)
-		rc = buf_printf(out, ",\"at\":\"%s\"", at);
+		rc = buf_puts(out, ",\"at\":\"");
+	if (rc == 0)
+		rc = buf_puts(out, at);
 	/* changed and object are JSON the store wrote itself (an array, a canonical object). */
-	if (rc == 0 && r->changed)
-		rc = buf_printf(out, ",\"changed\":%s", r->changed);
-	if (rc == 0 && r->json)
-		rc = buf_printf(out, ",\"object\":%s", r->json);
+	if (rc == 0 && r->changed) {
+		rc = buf_puts(out, "\",\"changed\":");
+		if (rc == 0)
+			rc = buf_puts(out, r->changed);
+	} else if (rc == 0) {
+		rc = buf_puts(out, "\"");
+	}
+	if (rc == 0 && r->json) {
+		rc = buf_puts(out, ",\"object\":");
+		if (rc == 0)
+			rc = buf_puts(out, r->json);
+	}
 	if (rc == 0)
 		rc = buf_puts(out, "}\n");
 	return rc;
