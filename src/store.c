@@ -1341,18 +1341,113 @@ int store_plan_size(struct store *s, int64_t *ret)
 			 ret);
 }
 
-/* The apply's outbox rows: plan_selects', naming the object that holds their JSON instead
- * of carrying it. The objects are written by then. */
+/* The apply's outbox rows for updates and deletes: plan_selects', naming the object that
+ * holds their JSON instead of carrying it. Creates are written row by row with their
+ * objects (apply_creates). */
 static const char *const apply_selects[] = {
-	"SELECT 'create', n.kind, n.key, n.type, n.class, NULL, NULL, ?1, ?2, ?3, o.rowid"
-	" FROM temp.plan n CROSS JOIN object o ON o.key = n.key"
-	" WHERE n.kind = ?4 AND n.old IS NULL ORDER BY n.key",
+	NULL, /* created: apply_creates() */
 	"SELECT 'update', n.kind, n.key, n.type, n.class, NULL, n.changed, ?1, ?2, ?3, n.old"
 	" FROM temp.plan n WHERE n.kind = ?4 AND n.old IS NOT NULL"
 	"  AND n.old NOT IN (SELECT id FROM temp.gone) ORDER BY n.key",
 	"SELECT 'delete', o.kind, o.key, o.type, o.class, NULL, NULL, ?1, ?2, ?3, NULL"
 	" FROM temp.gone g JOIN object o ON o.rowid = g.id WHERE o.kind = ?4 ORDER BY o.key",
 };
+
+/* The created objects of one kind, in one read of the plan: each row becomes its object,
+ * its key index row and its outbox row (naming the object), in key order. */
+static int apply_creates(struct store *s, const char *kind, const char *source, int64_t run_id,
+			 int64_t now, int64_t *ret_count)
+{
+	/* A failed statement is not reset: finalized after the select (declared last, freed
+	 * first), it leaves SQLite's own message for store_errmsg(). */
+	_cleanup_stmt_ sqlite3_stmt *obj = NULL;
+	_cleanup_stmt_ sqlite3_stmt *dig = NULL;
+	_cleanup_stmt_ sqlite3_stmt *out = NULL;
+	_cleanup_stmt_ sqlite3_stmt *sel = NULL;
+	int64_t n = 0;
+	int r, rc;
+
+	r = prepare(s,
+		    "SELECT key, type, class, from_key, to_key, owner, json, hash, rank"
+		    " FROM temp.plan WHERE kind = ?1 AND old IS NULL ORDER BY key",
+		    &sel);
+	if (r == 0)
+		r = prepare(s,
+			    "INSERT INTO object (key, kind, type, class, from_key, to_key, owner,"
+			    "  json, hash, rank, first_seen, updated_at)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+			    &obj);
+	if (r == 0)
+		r = prepare(
+			s,
+			"INSERT INTO object_digest (id, kh, digest, type) VALUES (?1, ?2, ?3, ?4)",
+			&dig);
+	if (r == 0)
+		r = prepare(s,
+			    "INSERT INTO outbox (" PLAN_COLS ", obj_id)"
+			    " VALUES ('create', ?1, ?2, ?3, ?4, NULL, NULL, ?5, ?6, ?7, ?8)",
+			    &out);
+	if (r == 0)
+		r = bind_text(sel, 1, kind);
+	while (r == 0 && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
+		const char *key = col_text(sel, 0), *type = col_text(sel, 1);
+		int64_t id;
+
+		/* Columns 0..8 of the plan row are the object's values 1, 3..10. */
+		r = sql_errno(sqlite3_bind_value(obj, 1, sqlite3_column_value(sel, 0)));
+		if (r == 0)
+			r = bind_text(obj, 2, kind);
+		for (int i = 1; r == 0 && i <= 8; i++)
+			r = sql_errno(sqlite3_bind_value(obj, i + 2, sqlite3_column_value(sel, i)));
+		if (r == 0)
+			r = sql_errno(sqlite3_bind_int64(obj, 11, now));
+		if (r == 0)
+			r = step_done(obj);
+		if (r < 0)
+			break;
+		sqlite3_reset(obj);
+		id = sqlite3_last_insert_rowid(s->db);
+		r = sql_errno(sqlite3_bind_int64(dig, 1, id));
+		if (r == 0)
+			r = sql_errno(sqlite3_bind_int64(dig, 2, (sqlite3_int64)key_hash(key)));
+		if (r == 0)
+			r = sql_errno(sqlite3_bind_int64(
+				dig, 3, (sqlite3_int64)hex_digest(col_text(sel, 7))));
+		if (r == 0)
+			r = bind_text(dig, 4, type);
+		if (r == 0)
+			r = step_done(dig);
+		if (r < 0)
+			break;
+		sqlite3_reset(dig);
+		if (r == 0)
+			r = bind_text(out, 1, kind);
+		if (r == 0)
+			r = bind_text(out, 2, key);
+		if (r == 0)
+			r = bind_text(out, 3, type);
+		if (r == 0)
+			r = bind_text(out, 4, col_text(sel, 2));
+		if (r == 0)
+			r = bind_text(out, 5, source);
+		if (r == 0)
+			r = sql_errno(sqlite3_bind_int64(out, 6, now));
+		if (r == 0)
+			r = sql_errno(sqlite3_bind_int64(out, 7, run_id));
+		if (r == 0)
+			r = sql_errno(sqlite3_bind_int64(out, 8, id));
+		if (r == 0)
+			r = step_done(out);
+		if (r < 0)
+			break;
+		sqlite3_reset(out);
+		n++;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sql_errno(rc);
+	*ret_count = n;
+	return r;
+}
 
 int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_t now,
 		     int64_t *ret_created, int64_t *ret_updated, int64_t *ret_deleted)
@@ -1372,15 +1467,7 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 		"  from_key = n.from_key, to_key = n.to_key, owner = n.owner, json = n.json,"
 		"  hash = n.hash, rank = n.rank, updated_at = ?1"
 		" FROM temp.plan n WHERE n.old = object.rowid";
-	static const char insert[] =
-		"INSERT INTO object (key, kind, type, class, from_key, to_key, owner, json, hash,"
-		"  rank, first_seen, updated_at)"
-		" SELECT key, kind, type, class, from_key, to_key, owner, json, hash, rank, ?1, ?1"
-		" FROM temp.plan WHERE old IS NULL ORDER BY kind, key";
 	static const char digests[] =
-		"INSERT INTO object_digest (id, kh, digest, type)"
-		" SELECT o.rowid, tsg_keyhash(o.key), tsg_digest(o.hash), o.type"
-		" FROM temp.plan n CROSS JOIN object o ON o.key = n.key WHERE n.old IS NULL;"
 		"UPDATE object_digest SET digest = tsg_digest(n.hash), type = n.type"
 		" FROM temp.plan n WHERE n.old = object_digest.id;";
 	static const char remove[] =
@@ -1391,10 +1478,10 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 
 	s->last_valid = false; /* rowids change below */
 	r = exec(s, before);
-	for (size_t i = 0; r == 0 && i < 2; i++) {
+	if (r == 0) {
 		_cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-		r = prepare(s, i == 0 ? update : insert, &st);
+		r = prepare(s, update, &st);
 		if (r == 0)
 			r = sql_errno(sqlite3_bind_int64(st, 1, now));
 		if (r == 0)
@@ -1405,7 +1492,13 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(plan_order); i++) {
 		_cleanup_free_ char *sql = NULL;
 		_cleanup_stmt_ sqlite3_stmt *st = NULL;
+		int64_t n = 0;
 
+		if (plan_order[i].op == 0) {
+			r = apply_creates(s, plan_order[i].kind, source, run_id, now, &n);
+			counts[0] += n;
+			continue;
+		}
 		if (asprintf(&sql, "INSERT INTO outbox (" PLAN_COLS ", obj_id) %s",
 			     apply_selects[plan_order[i].op]) < 0)
 			return -ENOMEM;
