@@ -62,9 +62,18 @@ struct kentry {
 	bool ambiguous;
 };
 
+/* What the snapshot has staged, in memory: 64 bits of each staged key's hash → its row in
+ * temp.stage (row -1: retracted), 16 bytes an object. A hit is confirmed against the row. */
+struct sentry {
+	uint64_t kh;
+	int64_t row; /* 0: empty slot */
+};
+
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *lookup, *stage_put, *stage_find;
+	struct sentry *staged;
+	size_t staged_cap, staged_used; /* a power of two; slots taken, retracted ones too */
 	/* The snapshot in memory: one bit per stored rowid it has seen, and how many stored
 	 * objects of each type that makes. Changed and new objects go to temp.stage. */
 	uint64_t *seen;
@@ -159,7 +168,6 @@ static const char temp_schema[] =
 	"  kh INTEGER NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL,"
 	"  class TEXT NOT NULL, from_key TEXT, to_key TEXT, owner TEXT, json TEXT NOT NULL,"
 	"  hash TEXT NOT NULL, rank INTEGER NOT NULL, old INTEGER);"
-	"CREATE INDEX IF NOT EXISTS temp.stage_kh ON stage(kh, kind);"
 	"CREATE INDEX IF NOT EXISTS temp.stage_owner ON stage(owner) WHERE owner IS NOT NULL;"
 	"CREATE TEMP TABLE IF NOT EXISTS plan ("
 	"  kind TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, class TEXT NOT NULL,"
@@ -266,6 +274,7 @@ static const char *col_text(sqlite3_stmt *st, int i)
 
 static uint64_t key_hash(const char *key);
 static uint64_t hex_digest(const char *hex);
+static void sql_staged(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 
 /* SQL: tsg_keyhash(key) and tsg_digest(hex hash), the key index's two numbers. */
 static void sql_keyhash(sqlite3_context *ctx, int argc, sqlite3_value **argv)
@@ -320,6 +329,10 @@ static int register_functions(struct store *s)
 		r = sql_errno(sqlite3_create_function(s->db, fns[i].name, fns[i].args,
 						      SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
 						      fns[i].fn, NULL, NULL));
+	/* Not deterministic: it reads the snapshot's staged set. */
+	if (r == 0)
+		r = sql_errno(sqlite3_create_function(s->db, "tsg_staged", 1, SQLITE_UTF8, s,
+						      sql_staged, NULL, NULL));
 	return r;
 }
 
@@ -615,6 +628,7 @@ void store_close(struct store *s)
 	sqlite3_finalize(s->stage_find);
 	free(s->seen);
 	free(s->index);
+	free(s->staged);
 	sqlite3_close(s->db);
 	free(s);
 }
@@ -853,6 +867,9 @@ int store_snapshot_reset(struct store *s)
 
 	s->last_valid = false;
 	s->n_types = 0;
+	if (s->staged)
+		memset(s->staged, 0, s->staged_cap * sizeof(*s->staged));
+	s->staged_used = 0;
 	r = exec(s, "DELETE FROM temp.stage; DELETE FROM temp.plan; DELETE FROM temp.complete;"
 		    " DELETE FROM temp.complete_owner; DELETE FROM temp.gone;");
 	/* Staging writes only TEMP tables: a deferred transaction batches them without taking
@@ -875,31 +892,110 @@ int store_snapshot_reset(struct store *s)
 	return s->seen ? 0 : -ENOMEM;
 }
 
-/* Whether a key is staged already (a new key listed twice keeps its first copy). */
+static int staged_add(struct store *s, uint64_t kh, int64_t row)
+{
+	size_t m;
+
+	if ((s->staged_used + 1) * 2 > s->staged_cap) {
+		size_t cap = s->staged_cap ? s->staged_cap * 2 : 4096;
+		struct sentry *t = calloc(cap, sizeof(*t)), *old = s->staged;
+
+		if (!t)
+			return -ENOMEM;
+		s->staged_used = 0;
+		for (size_t i = 0; i < s->staged_cap; i++) {
+			if (old[i].row <= 0) /* empty, or retracted: dropped */
+				continue;
+			for (m = old[i].kh & (cap - 1); t[m].row; m = (m + 1) & (cap - 1))
+				;
+			t[m] = old[i];
+			s->staged_used++;
+		}
+		free(old);
+		s->staged = t;
+		s->staged_cap = cap;
+	}
+	for (m = kh & (s->staged_cap - 1); s->staged[m].row; m = (m + 1) & (s->staged_cap - 1))
+		;
+	s->staged[m] = (struct sentry){ .kh = kh, .row = row };
+	s->staged_used++;
+	return 0;
+}
+
+/* Whether a key is staged already (a new key listed twice keeps its first copy), and its
+ * rank: each slot with the key's hash is confirmed against its staged row. */
 static int stage_has(struct store *s, uint64_t kh, const char *kind, const char *key,
 		     int64_t *ret_rank)
 {
 	sqlite3_stmt *st;
-	int r, rc;
+	int r = 0, rc;
 
-	if (!s->stage_find && (r = prepare(s,
-					   "SELECT rank FROM temp.stage"
-					   " WHERE kh = ?1 AND kind = ?2 AND key = ?3",
-					   &s->stage_find)) < 0)
+	if (!s->staged_cap)
+		return 0;
+	if (!s->stage_find &&
+	    (r = prepare(s, "SELECT kind, key, rank FROM temp.stage WHERE rowid = ?1",
+			 &s->stage_find)) < 0)
 		return r;
 	st = s->stage_find;
-	r = sql_errno(sqlite3_bind_int64(st, 1, (sqlite3_int64)kh));
+	for (size_t m = kh & (s->staged_cap - 1); s->staged[m].row;
+	     m = (m + 1) & (s->staged_cap - 1)) {
+		if (s->staged[m].kh != kh || s->staged[m].row < 0)
+			continue;
+		r = sql_errno(sqlite3_bind_int64(st, 1, s->staged[m].row));
+		rc = r == 0 ? sqlite3_step(st) : SQLITE_OK;
+		if (rc == SQLITE_ROW && strcmp(col_text(st, 0), kind) == 0 &&
+		    strcmp(col_text(st, 1), key) == 0) {
+			if (ret_rank)
+				*ret_rank = sqlite3_column_int64(st, 2);
+			r = 1;
+		} else if (r == 0 && rc != SQLITE_ROW) {
+			r = sql_errno(rc == SQLITE_DONE ? SQLITE_CORRUPT : rc);
+		}
+		sqlite3_reset(st);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Drops the staged rows of an owner from the set (before they leave temp.stage). */
+static int staged_forget_owner(struct store *s, const char *owner)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s, "SELECT rowid, kh FROM temp.stage WHERE owner = ?1", &st), rc;
+
 	if (r == 0)
-		r = bind_text(st, 2, kind);
-	if (r == 0)
-		r = bind_text(st, 3, key);
-	rc = r == 0 ? sqlite3_step(st) : SQLITE_OK;
-	if (rc == SQLITE_ROW && ret_rank)
-		*ret_rank = sqlite3_column_int64(st, 0);
-	if (r == 0)
-		r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sql_errno(rc);
-	sqlite3_reset(st);
+		r = bind_text(st, 1, owner);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t row = sqlite3_column_int64(st, 0);
+		uint64_t kh = (uint64_t)sqlite3_column_int64(st, 1);
+
+		for (size_t m = kh & (s->staged_cap - 1); s->staged_cap && s->staged[m].row;
+		     m = (m + 1) & (s->staged_cap - 1))
+			if (s->staged[m].row == row) {
+				s->staged[m].row = -1; /* a tombstone: probing goes on past it */
+				break;
+			}
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sql_errno(rc);
 	return r;
+}
+
+/* SQL: tsg_staged(key), whether an object with the key's 64-bit hash is staged (the plan's
+ * check of a relationship's ends: a collision could only keep one). */
+static void sql_staged(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	struct store *s = sqlite3_user_data(ctx);
+	const char *v = (const char *)sqlite3_value_text(argv[0]);
+	uint64_t kh = key_hash(v ? v : "");
+	int found = 0;
+
+	(void)argc;
+	for (size_t m = kh & (s->staged_cap - 1); s->staged_cap && s->staged[m].row && !found;
+	     m = (m + 1) & (s->staged_cap - 1))
+		found = s->staged[m].kh == kh && s->staged[m].row > 0;
+	sqlite3_result_int(ctx, found);
 }
 
 static int stage_insert(struct store *s, const struct graph_object *o, const char *json,
@@ -952,6 +1048,8 @@ static int stage_insert(struct store *s, const struct graph_object *o, const cha
 		r = step_done(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	if (r == 0)
+		r = staged_add(s, kh, sqlite3_last_insert_rowid(s->db));
 	return r;
 }
 
@@ -1022,6 +1120,8 @@ static int retract(struct store *s, const char *owner)
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = sql_errno(rc);
+	if (r == 0)
+		r = staged_forget_owner(s, owner);
 	if (r == 0)
 		r = prepare(s, "DELETE FROM temp.stage WHERE owner = ?1", &del);
 	if (r == 0)
@@ -1218,12 +1318,10 @@ int store_plan_deletes(struct store *s)
 	 * relationship, never drop one. */
 	static const char prune[] =
 		"DELETE FROM temp.stage WHERE kind = 'relationship' AND ("
-		"  (from_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.stage e"
-		"     WHERE e.kh = tsg_keyhash(stage.from_key) AND e.kind = 'entity')"
+		"  (from_key IS NOT NULL AND NOT tsg_staged(stage.from_key)"
 		"   AND NOT EXISTS (SELECT 1 FROM object o WHERE o.key = stage.from_key"
 		"     AND o.rowid NOT IN (SELECT id FROM temp.gone)))"
-		" OR (to_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.stage e"
-		"     WHERE e.kh = tsg_keyhash(stage.to_key) AND e.kind = 'entity')"
+		" OR (to_key IS NOT NULL AND NOT tsg_staged(stage.to_key)"
 		"   AND NOT EXISTS (SELECT 1 FROM object o WHERE o.key = stage.to_key"
 		"     AND o.rowid NOT IN (SELECT id FROM temp.gone))))";
 	/* One sort, so that the apply's passes read in order. */
