@@ -763,41 +763,63 @@ static struct kentry *index_slot(struct store *s, uint64_t kh)
 
 /* One scan of the stored graph into the key index. Without memory for it, lookups go to
  * the table: slower, same answers. */
-static int index_load(struct store *s)
+/* Doubles the key index (kept at most two thirds full). */
+static int index_grow(struct store *s)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int64_t n = 0;
-	size_t cap = 16;
-	int r, rc;
+	size_t cap = s->index_cap ? s->index_cap * 2 : 1024;
+	struct kentry *old = s->index, *t = calloc(cap, sizeof(*t));
+	size_t old_cap = s->index_cap;
 
+	if (!t)
+		return -ENOMEM;
+	s->index = t;
+	s->index_cap = cap;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].id)
+			*index_slot(s, old[i].kh) = old[i];
+	free(old);
+	return 0;
+}
+
+static void index_drop(struct store *s)
+{
 	free(s->index);
 	s->index = NULL;
 	s->index_cap = 0;
+}
+
+/* One scan of object_digest, without counting it first (a count reads the table too). */
+static int index_load(struct store *s)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	size_t used = 0, type = SIZE_MAX;
+	int r, rc;
+
+	index_drop(s);
 	s->types_stored = false;
-	r = query_int(s, "SELECT count(*) FROM object_digest", &n);
-	if (r < 0)
-		return r;
-	while (cap < (size_t)n + (size_t)n / 2 + 1)
-		cap *= 2;
-	s->index = calloc(cap, sizeof(*s->index));
-	if (!s->index)
-		return 0;
-	s->index_cap = cap;
 	r = prepare(s, "SELECT id, kh, digest, type FROM object_digest", &st);
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
 		uint64_t kh = (uint64_t)sqlite3_column_int64(st, 1);
+		const char *name = col_text(st, 3);
 		struct kentry *e;
-		size_t type;
 
-		if (id <= 0 || id > UINT32_MAX || (size_t)n-- == 0) {
-			r = -ERANGE; /* rowids beyond 32 bits, or rows beyond the count */
+		if (id <= 0 || id > UINT32_MAX) {
+			r = -ERANGE; /* rowids beyond 32 bits: no index */
 			break;
 		}
-		r = type_slot(s, col_text(st, 3), &type);
+		if (!name) {
+			r = -ENOMEM;
+			break;
+		}
+		/* Rows of one type come in runs: the last type is the likely one. */
+		if (type == SIZE_MAX || strcmp(s->types[type].name, name) != 0)
+			r = type_slot(s, name, &type);
 		if (r < 0)
 			break;
 		s->types[type].stored++;
+		if ((used + 1) * 3 > s->index_cap * 2 && (r = index_grow(s)) < 0)
+			break;
 		e = index_slot(s, kh);
 		if (e->id) {
 			e->ambiguous = true;
@@ -807,14 +829,14 @@ static int index_load(struct store *s)
 				      .digest = (uint64_t)sqlite3_column_int64(st, 2),
 				      .id = (uint32_t)id,
 				      .type = (uint8_t)type };
+		used++;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = sql_errno(rc);
 	s->types_stored = r == 0;
-	if (r == -ERANGE) {
-		free(s->index);
-		s->index = NULL;
-		s->index_cap = 0;
+	/* Without the index every lookup reads the table: slower, still right. */
+	if (r == -ERANGE || r == -ENOMEM) {
+		index_drop(s);
 		r = 0;
 	}
 	return r;
@@ -1677,8 +1699,14 @@ int store_outbox_prune(struct store *s, const char *const *sinks, size_t n, int6
 		if (r == 0 && cursor < keep_after)
 			keep_after = cursor;
 	}
+	/* Changes are written in time order, so what is old enough is a prefix of the seqs: up
+	 * to the first row that is too young, found by walking from the oldest, which reads
+	 * only the rows that go (a clock stepping back only keeps a row longer). */
 	if (r == 0)
-		r = prepare(s, "DELETE FROM outbox WHERE seq <= ?1 AND created_at < ?2", &st);
+		r = prepare(s,
+			    "DELETE FROM outbox WHERE seq < coalesce((SELECT seq FROM outbox"
+			    "  WHERE seq <= ?1 AND created_at >= ?2 ORDER BY seq LIMIT 1), ?1 + 1)",
+			    &st);
 	if (r == 0)
 		r = sql_errno(sqlite3_bind_int64(st, 1, keep_after));
 	if (r == 0)
