@@ -41,6 +41,11 @@ void fake_sleep_ms(long ms)
 
 void fake_start(struct fake *f, const char *const *extra)
 {
+	fake_start_server(f, "fake_threatstack", extra);
+}
+
+void fake_start_server(struct fake *f, const char *server, const char *const *extra)
+{
 	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
 	char bin[512], portfile[128], *argv[ARGS_MAX];
 	size_t n = 0;
@@ -48,7 +53,7 @@ void fake_start(struct fake *f, const char *const *extra)
 	memset(f, 0, sizeof(*f));
 	snprintf(f->dir, sizeof(f->dir), "/tmp/tsgraphd-fake.XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
-	snprintf(bin, sizeof(bin), "%s/fake_threatstack", build);
+	snprintf(bin, sizeof(bin), "%s/%s", build, server);
 	snprintf(portfile, sizeof(portfile), "%s/port", f->dir);
 	argv[n++] = bin;
 	argv[n++] = "--listen";

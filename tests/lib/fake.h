@@ -34,6 +34,9 @@ struct fake {
 
 /* extra: more options for the fake (NULL-terminated), or NULL. */
 void fake_start(struct fake *f, const char *const *extra);
+/* The same for another server of tests/server/ that takes --listen and --port-file (say
+ * "webhook_catcher"); fake_stop() and fake_control() serve it too. */
+void fake_start_server(struct fake *f, const char *server, const char *const *extra);
 void fake_stop(struct fake *f);
 /* GET path, or POST post (a JSON body) when it is not NULL: the parsed answer. */
 json_object *fake_control(const struct fake *f, const char *path, const char *post);
