@@ -8,7 +8,7 @@
  * are rendered while the scan's statement is open (the names of agents come from the stored
  * graph then), and POSTed after it is finished, so no read transaction stays open across
  * the network. The cursor moves after each accepted POST: a crash repeats at most the
- * change whose answer was not yet recorded (test builds crash exactly there: "deliver"),
+ * change whose answer was not yet recorded (test builds crash exactly there: "post"),
  * and one fsync per alert costs little beside its round trip. Rows passed over at the end of
  * a scan move the cursor once.
  *
@@ -644,7 +644,7 @@ static int drain(void *impl, struct store *s, int64_t *ret_delivered, char err[s
 				goto out;
 			delivered++;
 			/* Test builds: kill -9 here, the change accepted and the cursor before it. */
-			testhook_crash("deliver", delivered);
+			testhook_crash("post", delivered);
 			cursor = sc.msg[i].seq;
 			r = store_cursor_set(s, w->cfg->name, cursor);
 			if (r < 0)

@@ -2,7 +2,7 @@
  * and answers 200, or the status a test queued.
  *
  * One process, libmicrohttpd with a thread per connection, one mutex around the record and
- * the fault. A POST to any path outside /_catcher/ is recorded — its path, the headers the
+ * the fault. A POST to any path outside /_catcher/ is recorded — its path and query as sent, the headers the
  * sink sends (X-Tsgraphd-Timestamp, X-Tsgraphd-Signature, X-Tsgraphd-Event, X-Tsgraphd-Seq,
  * Content-Type) and its body, in arrival order — and answered 200 "ok", unless a fault is
  * queued: then it is answered with the fault's status (and Retry-After, when given) and only
@@ -48,8 +48,9 @@ struct catcher {
 };
 
 struct upload {
+	char *uri; /* as received: path and query */
 	struct buf body;
-	bool too_large;
+	bool started, too_large;
 };
 
 static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status, const char *type,
@@ -113,7 +114,7 @@ static enum MHD_Result catch_post(struct catcher *k, struct MHD_Connection *conn
 	k->accepted++;
 	if (json_object_array_length(k->requests) < RECORDED_MAX &&
 	    (o = json_object_new_object())) {
-		json_object_object_add(o, "path", json_object_new_string(url));
+		json_object_object_add(o, "path", json_object_new_string(up->uri));
 		json_object_object_add(o, "timestamp", header(conn, "X-Tsgraphd-Timestamp"));
 		json_object_object_add(o, "signature", header(conn, "X-Tsgraphd-Signature"));
 		json_object_object_add(o, "event", header(conn, "X-Tsgraphd-Event"));
@@ -211,12 +212,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	bool ctl = strncmp(url, CONTROL_PREFIX, strlen(CONTROL_PREFIX)) == 0;
 
 	(void)version;
-	if (!up) { /* the headers: the body, if any, comes in the next calls */
-		up = calloc(1, sizeof(*up));
-		if (!up)
-			return MHD_NO;
+	if (!up)
+		return MHD_NO;
+	if (!up->started) { /* the headers: the body, if any, comes in the next calls */
+		up->started = true;
 		buf_init(&up->body, ctl ? CONTROL_BODY_MAX : BODY_MAX);
-		*con_cls = up;
 		return MHD_YES;
 	}
 	if (*data_size > 0) {
@@ -232,6 +232,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return catch_post(k, conn, url, up);
 }
 
+/* Every request starts here, with its URI before any decoding: the recorded path. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct upload *up = calloc(1, sizeof(*up));
+
+	(void)cls, (void)conn;
+	if (up && !(up->uri = strdup(uri))) {
+		free(up);
+		return NULL;
+	}
+	return up;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
@@ -240,6 +253,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)cls, (void)conn, (void)toe;
 	if (up) {
 		buf_free(&up->body);
+		free(up->uri);
 		free(up);
 		*con_cls = NULL;
 	}
@@ -312,8 +326,8 @@ int main(int argc, char **argv)
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 				     (v6 ? MHD_USE_IPv6 : 0) | (k.verbose ? MHD_USE_ERROR_LOG : 0),
 			     0, NULL, NULL, on_request, &k, MHD_OPTION_SOCK_ADDR, &ss,
-			     MHD_OPTION_NOTIFY_COMPLETED, on_completed, &k,
-			     MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+			     MHD_OPTION_URI_LOG_CALLBACK, on_uri, &k, MHD_OPTION_NOTIFY_COMPLETED,
+			     on_completed, &k, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "webhook_catcher: cannot listen on %s\n", listen_at);
 		goto out;
