@@ -456,7 +456,6 @@ struct scan {
 	size_t n, bytes;
 	int64_t last_seq; /* the last row the scan took, sent or passed over */
 	int error;
-	char *error_what;
 };
 
 static int name_from_store(const char *key, char **ret, void *ud)
@@ -640,6 +639,10 @@ static int drain(void *impl, struct store *s, int64_t *ret_delivered, char err[s
 			break;
 		for (size_t i = 0; i < sc.n; i++) {
 			r = post(w, &sc.msg[i], err);
+			if (r == -ECANCELED)
+				snprintf(err, SINK_ERR_MAX,
+					 "stopped; the change at seq %" PRId64 " is sent next time",
+					 sc.msg[i].seq);
 			if (r < 0)
 				goto out;
 			delivered++;
