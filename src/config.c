@@ -102,6 +102,13 @@ static const struct key keys[] = {
 	{ "sink", "backfill", K_BOOL, S(webhook.backfill), 0, 0 },
 };
 
+/* The keys each sink type takes (besides type); any other sink key is refused. */
+static const char *const file_sink_keys[] = { "path", NULL };
+static const char *const webhook_sink_keys[] = { "url",	   "ca_file",	   "timeout",
+						 "secret", "secret_file",  "format",
+						 "events", "min_severity", "backfill",
+						 NULL };
+
 struct parse {
 	const char *name; /* file name for messages */
 	const char *dir;  /* directory that relative paths are resolved against */
@@ -767,67 +774,50 @@ static int check_file(struct parse *p, int line, const char *key, const char *pa
 	return 0;
 }
 
-/* Where one secret may come from, and the lines of its keys for messages. */
-struct secret_source {
-	const char *inline_key, *file_key, *credential;
-	int inline_line;
-	const char *file; /* the *_file value, or NULL */
-	int file_line;
-	size_t min_len;
-};
-
-/* One secret from: inline value, *_file, or $CREDENTIALS_DIRECTORY/<credential>. */
-static int resolve_secret_from(struct parse *p, char **field, const struct secret_source *src)
+/* $CREDENTIALS_DIRECTORY/<credential> into *field when it exists (*field stays NULL when
+ * not). */
+static int read_credential(struct parse *p, const char *credential, char **field)
 {
-	int r;
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	_cleanup_free_ char *path = NULL;
 
-	if (*field && src->file)
-		return fail(p, src->file_line, src->file_key, "%s is set too (line %d); use one",
-			    src->inline_key, src->inline_line);
-	if (p->flags & CONFIG_NO_SECRETS) {
-		/* status and the like: the file is not opened, not even checked. */
-	} else if (src->file) {
-		r = read_secret(p, src->file, src->file_line, src->file_key, field);
-		if (r < 0)
-			return r;
-	} else if (!*field && src->credential) {
-		const char *dir = getenv("CREDENTIALS_DIRECTORY");
-		_cleanup_free_ char *path = NULL;
-
-		if (dir && *dir) {
-			if (asprintf(&path, "%s/%s", dir, src->credential) < 0)
-				return -ENOMEM;
-			if (access(path, F_OK) == 0) {
-				r = read_secret(p, path, 0, src->credential, field);
-				if (r < 0)
-					return r;
-			}
-		}
-	}
-	if (*field && strlen(*field) < src->min_len)
-		return fail(p, src->inline_line ? src->inline_line : src->file_line,
-			    src->inline_key, "shorter than %zu characters", src->min_len);
-	return 0;
+	if (!dir || !*dir)
+		return 0;
+	if (asprintf(&path, "%s/%s", dir, credential) < 0)
+		return -ENOMEM;
+	if (access(path, F_OK) < 0)
+		return 0;
+	return read_secret(p, path, 0, credential, field);
 }
 
-/* A top-level secret (api_key, [webhook] secret), its file key parsed into scratch. */
+/* One secret from: inline value, *_file, or $CREDENTIALS_DIRECTORY/<credential>. */
 static int resolve_secret(struct parse *p, char **field, int scratch, const char *inline_key,
 			  const char *file_key, const char *credential, size_t min_len)
 {
-	const struct secret_source src = {
-		.inline_key = inline_key,
-		.file_key = file_key,
-		.credential = credential,
-		.inline_line = key_line(p, inline_key),
-		.file = p->scratch[scratch],
-		.file_line = p->scratch_line[scratch],
-		.min_len = min_len,
-	};
+	int line_inline = key_line(p, inline_key);
+	int r;
 
-	return resolve_secret_from(p, field, &src);
+	if (*field && p->scratch[scratch])
+		return fail(p, p->scratch_line[scratch], file_key,
+			    "%s is set too (line %d); use one", inline_key, line_inline);
+	if (p->flags & CONFIG_NO_SECRETS) {
+		/* status and the like: the file is not opened, not even checked. */
+	} else if (p->scratch[scratch]) {
+		r = read_secret(p, p->scratch[scratch], p->scratch_line[scratch], file_key, field);
+		if (r < 0)
+			return r;
+	} else if (!*field && credential) {
+		r = read_credential(p, credential, field);
+		if (r < 0)
+			return r;
+	}
+	if (*field && strlen(*field) < min_len)
+		return fail(p, line_inline ? line_inline : p->scratch_line[scratch], inline_key,
+			    "shorter than %zu characters", min_len);
+	return 0;
 }
 
-/* The line where sink i set key, or 0. */
+/* The line where sink i set a key, or 0. */
 static int sink_key_line(const struct parse *p, size_t i, const char *name)
 {
 	for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
@@ -836,53 +826,61 @@ static int sink_key_line(const struct parse *p, size_t i, const char *name)
 	return 0;
 }
 
-/* Sink i's webhook rules: only a webhook sink takes the webhook keys, and a webhook sink
- * needs url (path is a file sink's); its secret comes inline, from secret_file or from the
- * systemd credential sink.NAME.secret; unset keys take their defaults. */
-static int validate_webhook_sink(struct parse *p, size_t i, const char *key)
+/* Refuses a key sink i set that its type does not take (allowed: NULL-terminated). */
+static int check_sink_keys(struct parse *p, size_t i, const char *const *allowed)
 {
-	static const char *const own[] = { "secret", "secret_file",  "format",
-					   "events", "min_severity", "backfill" };
-	struct config_sink *s = &p->c->sinks[i];
-	char credential[sizeof("sink..secret") + SINK_NAME_MAX];
-	struct secret_source src = {
-		.inline_key = "secret",
-		.file_key = "secret_file",
-		.credential = credential,
-		.inline_line = sink_key_line(p, i, "secret"),
-		.file = s->webhook.secret_file,
-		.file_line = sink_key_line(p, i, "secret_file"),
-		.min_len = 16,
-	};
-	int r;
+	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+		bool ok = strcmp(keys[k].name, "type") == 0;
 
-	if (s->type != SINK_WEBHOOK) {
-		for (size_t k = 0; k < ARRAY_SIZE(own); k++)
-			if (sink_key_line(p, i, own[k]))
-				return fail(p, sink_key_line(p, i, own[k]), own[k],
-					    "only a webhook sink takes it");
-		return 0;
+		for (size_t a = 0; !ok && allowed[a]; a++)
+			ok = strcmp(keys[k].name, allowed[a]) == 0;
+		if (keys[k].sink && p->sink_seen[i][k] && !ok)
+			return fail(p, p->sink_seen[i][k], keys[k].name, "not a key of a %s sink",
+				    config_sink_type_to_string(p->c->sinks[i].type));
 	}
-	if (s->path)
-		return fail(p, sink_key_line(p, i, "path"), "path",
-			    "a webhook sink takes url, not path");
-	if (!s->url)
-		return fail(p, p->sink_line[i], key, "a webhook sink needs url");
-	snprintf(credential, sizeof(credential), "sink.%s.secret", s->name);
-	r = resolve_secret_from(p, &s->webhook.secret, &src);
+	return 0;
+}
+
+/* [sink.NAME] type = webhook: the required url, defaults, and the optional secret (16
+ * characters or more) from secret, secret_file, or the systemd credential sink-secret-NAME. */
+static int validate_webhook(struct parse *p, size_t i, const char *section)
+{
+	struct config_sink *s = &p->c->sinks[i];
+	char cred[sizeof("sink-secret-") + SINK_NAME_MAX];
+	const char *from = "secret";
+	int line = sink_key_line(p, i, "secret");
+	int r = check_sink_keys(p, i, webhook_sink_keys);
+
 	if (r < 0)
 		return r;
-	if (s->ca_file && !(p->flags & CONFIG_NO_SECRETS) &&
-	    (r = check_file(p, sink_key_line(p, i, "ca_file"), "ca_file", s->ca_file,
-			    CONFIG_PEM_MAX, false)) < 0)
-		return r;
+	if (!s->url)
+		return fail(p, p->sink_line[i], section, "a webhook sink needs url");
 	if (!s->timeout)
 		s->timeout = CONFIG_WEBHOOK_TIMEOUT_DEFAULT;
 	if (!s->webhook.events)
 		s->webhook.events = WEBHOOK_EVENTS_ALL;
 	if (!s->webhook.min_severity)
 		s->webhook.min_severity = SEVERITY_LOW;
-	return 0;
+	if (s->webhook.secret && s->webhook.secret_file)
+		return fail(p, sink_key_line(p, i, "secret_file"), "secret_file",
+			    "secret is set too (line %d); use one", line);
+	if (!(p->flags & CONFIG_NO_SECRETS)) { /* status opens no secret and no CA file */
+		snprintf(cred, sizeof(cred), "sink-secret-%s", s->name);
+		if (s->webhook.secret_file) {
+			line = sink_key_line(p, i, "secret_file");
+			r = read_secret(p, s->webhook.secret_file, line, "secret_file",
+					&s->webhook.secret);
+		} else if (!s->webhook.secret) {
+			from = cred;
+			r = read_credential(p, cred, &s->webhook.secret);
+		}
+		if (r == 0 && s->ca_file)
+			r = check_file(p, sink_key_line(p, i, "ca_file"), "ca_file", s->ca_file,
+				       CONFIG_PEM_MAX, false);
+	}
+	if (r == 0 && s->webhook.secret && strlen(s->webhook.secret) < 16)
+		r = fail(p, line, from, "shorter than 16 characters");
+	return r;
 }
 
 static int validate(struct parse *p)
@@ -939,13 +937,20 @@ static int validate(struct parse *p)
 		if ((int)s->type == -1)
 			return fail(p, p->sink_line[i], key,
 				    "missing type (file, jupiterone or webhook)");
-		if (s->type == SINK_JUPITERONE)
-			return fail(p, p->sink_line[i], key,
-				    "sink type %s is not supported by this version",
-				    config_sink_type_to_string(s->type));
-		if (s->type == SINK_FILE && !s->path)
-			return fail(p, p->sink_line[i], key, "a file sink needs path");
-		r = validate_webhook_sink(p, i, key);
+		switch (s->type) {
+		case SINK_FILE:
+			r = check_sink_keys(p, i, file_sink_keys);
+			if (r == 0 && !s->path)
+				r = fail(p, p->sink_line[i], key, "a file sink needs path");
+			break;
+		case SINK_WEBHOOK:
+			r = validate_webhook(p, i, key);
+			break;
+		default:
+			r = fail(p, p->sink_line[i], key,
+				 "sink type %s is not supported by this version",
+				 config_sink_type_to_string(s->type));
+		}
 		if (r < 0)
 			return r;
 	}

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -398,7 +399,7 @@ static void test_config(void **state)
 
 	refuse(BASE, "t.conf:6: [sink.alerts]: a webhook sink needs url");
 	refuse(BASE "url = https://x.example/h\npath = /tmp/x\n",
-	       "t.conf:9: path: a webhook sink takes url, not path");
+	       "t.conf:9: path: not a key of a webhook sink");
 	refuse(BASE "url = ftp://x.example/h\n", "t.conf:8: url: must start with https://");
 	refuse(BASE "url = http://hooks.example.com/h\n",
 	       "t.conf:8: url: plain http is only allowed to loopback; use https://");
@@ -441,7 +442,50 @@ static void test_config(void **state)
 	/* The webhook keys belong to webhook sinks. */
 	refuse("[threatstack]\norg_name = P\norg_id = o\nuser_id = u\napi_key = k\n"
 	       "[sink.log]\ntype = file\npath = /tmp/x\nevents = agent.status\n",
-	       "t.conf:9: events: only a webhook sink takes it");
+	       "t.conf:9: events: not a key of a file sink");
+}
+
+/* The secret from secret_file, or from the credential sink-secret-NAME. */
+static void test_config_secret_sources(void **state)
+{
+	char dir[] = "/tmp/tsgraphd-whsecret-XXXXXX", path[128], text[512], cmd[128];
+	char err[CONFIG_ERROR_MAX];
+	struct config *c = NULL;
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/sink-secret-alerts", dir);
+	fp = fopen(path, "we");
+	assert_non_null(fp);
+	fputs("  " SECRET "\n", fp);
+	fclose(fp);
+	assert_int_equal(chmod(path, 0600), 0);
+	snprintf(text, sizeof(text), BASE "url = https://x.example/h\nsecret_file = %s\n", path);
+	assert_int_equal(config_parse("t.conf", text, strlen(text), &c, err), 0);
+	assert_string_equal(c->sinks[0].webhook.secret, SECRET);
+	config_free(c);
+	c = NULL;
+	/* Group-readable: refused, like every secret file. */
+	assert_int_equal(chmod(path, 0640), 0);
+	refuse(text, "t.conf:9: secret_file: the file is readable or writable by group or others "
+		     "(chmod 600 it)");
+	assert_int_equal(chmod(path, 0600), 0);
+	/* No secret key at all: the systemd credential of this sink's name. */
+	setenv("CREDENTIALS_DIRECTORY", dir, 1);
+	snprintf(text, sizeof(text), BASE "url = https://x.example/h\n");
+	assert_int_equal(config_parse("t.conf", text, strlen(text), &c, err), 0);
+	assert_string_equal(c->sinks[0].webhook.secret, SECRET);
+	config_free(c);
+	c = NULL;
+	fp = fopen(path, "we");
+	assert_non_null(fp);
+	fputs("short\n", fp);
+	fclose(fp);
+	refuse(text, "t.conf: sink-secret-alerts: shorter than 16 characters");
+	unsetenv("CREDENTIALS_DIRECTORY");
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
 }
 
 /* --- delivery against the catcher -------------------------------------------------------------- */
@@ -785,6 +829,7 @@ int main(void)
 		cmocka_unit_test(test_bodies),
 		cmocka_unit_test(test_signature_vector),
 		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_config_secret_sources),
 		cmocka_unit_test_setup_teardown(test_new_sink_starts_after_the_outbox, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_backfill_and_filters, setup, teardown),
