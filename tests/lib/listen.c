@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -85,4 +86,13 @@ int listen_write_port_file(const char *path, unsigned port)
 	if (r < 0)
 		unlink(tmp);
 	return r;
+}
+
+void listen_block_stop_signals(sigset_t *ret_set)
+{
+	sigemptyset(ret_set);
+	sigaddset(ret_set, SIGTERM);
+	sigaddset(ret_set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, ret_set, NULL);
+	signal(SIGPIPE, SIG_IGN);
 }

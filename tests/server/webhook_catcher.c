@@ -316,12 +316,7 @@ int main(int argc, char **argv)
 	if (pthread_mutex_init(&k.lock, NULL) != 0 || !(k.requests = json_object_new_array()))
 		return 1;
 
-	/* Block the stop signals before MHD starts its threads, so only sigwait() sees them. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	listen_block_stop_signals(&set);
 
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 				     (v6 ? MHD_USE_IPv6 : 0) | (k.verbose ? MHD_USE_ERROR_LOG : 0),

@@ -20,14 +20,13 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
-#include "tsgraphd/canon.h"
 #include "tsgraphd/config.h"
-#include "tsgraphd/diff.h"
 #include "tsgraphd/sink.h"
 #include "tsgraphd/sink_file.h"
 #include "tsgraphd/sink_webhook.h"
 #include "tsgraphd/store.h"
 
+#include "teststore.h"
 #include "fake.h"
 
 #define AGENT_ID  "3f9c2a10-8d1e-11ea-b1c4-0a58a9feac02"
@@ -491,7 +490,7 @@ static void test_config_secret_sources(void **state)
 /* --- delivery against the catcher -------------------------------------------------------------- */
 
 struct fixture {
-	char dir[64];
+	char dir[TESTSTORE_DIR_MAX];
 	struct store *s;
 	struct fake catcher;
 	struct config c;
@@ -502,14 +501,8 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	struct store_options so = { .synchronous_full = true };
-	char err[STORE_ERR_MAX], db[160];
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tsgraphd-webhook-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(db, sizeof(db), "%s/state.db", f->dir);
-	if (store_open(db, &so, &f->s, err) < 0)
+	if (!f || teststore_open(f->dir, &f->s) < 0)
 		return -1;
 	fake_start_server(&f->catcher, "webhook_catcher", NULL);
 	snprintf(f->url, sizeof(f->url), "%s/hooks/tsgraphd", f->catcher.url);
@@ -529,60 +522,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
+	int r;
 
 	fake_stop(&f->catcher);
-	store_close(f->s);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
+	r = teststore_remove(f->dir, f->s);
 	free(f);
-	return 0;
-}
-
-/* Commits agents a1..an (status st) as one sync: creates the first time, then updates of
- * status and active. */
-static void sync_agents(struct store *s, int n, const char *st)
-{
-	struct diff_options o = {
-		.source = "poll", .run_id = 1, .now = 1589814129000LL, .max_delete_fraction = 1
-	};
-	struct diff_result res;
-
-	assert_int_equal(store_snapshot_reset(s), 0);
-	for (int i = 1; i <= n; i++) {
-		char key[64], name[32], hash[CANON_HASH_HEX + 1];
-		json_object *obj = json_object_new_object();
-		struct graph_object g = { .kind = GRAPH_ENTITY,
-					  .key = key,
-					  .type = "threatstack_agent",
-					  .class = "HostAgent" };
-		struct buf b;
-
-		snprintf(key, sizeof(key), "threatstack:agent:a%d", i);
-		snprintf(name, sizeof(name), "host-%d", i);
-		json_object_object_add(obj, "_key", json_object_new_string(key));
-		json_object_object_add(obj, "name", json_object_new_string(name));
-		json_object_object_add(obj, "status", json_object_new_string(st));
-		json_object_object_add(obj, "active",
-				       json_object_new_boolean(strcmp(st, "online") == 0));
-		buf_init(&b, 4096);
-		assert_int_equal(canon_serialize(obj, &b), 0);
-		g.json = b.data;
-		g.json_len = b.len;
-		assert_int_equal(canon_hash(obj, hash), 0);
-		assert_int_equal(store_snapshot_put(s, &g, b.data, hash), 0);
-		buf_free(&b);
-		json_object_put(obj);
-	}
-	assert_int_equal(store_snapshot_complete(s, "agents",
-						 (const char *const[]){ "threatstack_agent" }, 1),
-			 0);
-	assert_int_equal(diff_plan(s, &o, &res), 0);
-	assert_int_equal(store_snapshot_end(s), 0);
-	assert_int_equal(store_begin(s), 0);
-	assert_int_equal(diff_apply(s, &o, &res), 0);
-	assert_int_equal(store_commit(s), 0);
+	return r;
 }
 
 /* One drain with a fresh sink; *ret_delivered and the result. */
@@ -642,11 +587,11 @@ static void test_new_sink_starts_after_the_outbox(void **state)
 	json_object *a, *first;
 	const char *body;
 
-	sync_agents(f->s, 3, "online"); /* the first sync: three agents created */
+	teststore_sync_agents(f->s, 3, "online"); /* the first sync: three agents created */
 	assert_int_equal(drain(f, NULL, &n, err), 0);
 	assert_int_equal(n, 0);
 	assert_int_equal(cursor_of(f), 3);
-	sync_agents(f->s, 3, "offline");
+	teststore_sync_agents(f->s, 3, "offline");
 	assert_int_equal(drain(f, NULL, &n, err), 0);
 	assert_int_equal(n, 3);
 	assert_int_equal(cursor_of(f), 6);
@@ -696,7 +641,7 @@ static void test_backfill_and_filters(void **state)
 	f->cfg.webhook.backfill = true;
 	f->cfg.webhook.format = WEBHOOK_FORMAT_SLACK;
 	f->cfg.webhook.secret = NULL;
-	sync_agents(f->s, 2, "online");
+	teststore_sync_agents(f->s, 2, "online");
 	assert_int_equal(drain(f, NULL, &n, err), 0);
 	assert_int_equal(n, 2);
 	a = caught(f);
@@ -709,7 +654,7 @@ static void test_backfill_and_filters(void **state)
 	json_object_put(a);
 	/* Rows no selected event is: passed over, the cursor still moves. */
 	f->cfg.webhook.events = WEBHOOK_AGENT_DELETED;
-	sync_agents(f->s, 2, "offline");
+	teststore_sync_agents(f->s, 2, "offline");
 	assert_int_equal(drain(f, NULL, &n, err), 0);
 	assert_int_equal(n, 0);
 	assert_int_equal(cursor_of(f), 4);
@@ -723,9 +668,9 @@ static void test_5xx_retried_in_order(void **state)
 	int64_t n = 0;
 	json_object *a;
 
-	sync_agents(f->s, 2, "online");
+	teststore_sync_agents(f->s, 2, "online");
 	assert_int_equal(drain(f, NULL, &n, err), 0);
-	sync_agents(f->s, 2, "offline");
+	teststore_sync_agents(f->s, 2, "offline");
 	/* Two refusals, with Retry-After: 0 so the test does not wait. */
 	catcher_fault(f, "{\"status\":503,\"count\":2,\"retry_after\":0}");
 	assert_int_equal(drain(f, NULL, &n, err), 0);
@@ -737,7 +682,7 @@ static void test_5xx_retried_in_order(void **state)
 	assert_string_equal(member(json_object_array_get_idx(a, 1), "seq"), "4");
 	json_object_put(a);
 	/* Down for longer than a drain tries: it fails, the cursor stays, nothing is lost. */
-	sync_agents(f->s, 2, "online");
+	teststore_sync_agents(f->s, 2, "online");
 	catcher_fault(f, "{\"status\":500,\"count\":100,\"retry_after\":0}");
 	assert_int_equal(drain(f, NULL, &n, err), -EAGAIN);
 	assert_non_null(strstr(err, "the change at seq 5 (agent.status) failed 5 times, the last "
@@ -767,9 +712,9 @@ static void test_4xx_stops_the_drain(void **state)
 	char err[SINK_ERR_MAX];
 	int64_t n = 0;
 
-	sync_agents(f->s, 2, "online");
+	teststore_sync_agents(f->s, 2, "online");
 	assert_int_equal(drain(f, NULL, &n, err), 0);
-	sync_agents(f->s, 2, "offline");
+	teststore_sync_agents(f->s, 2, "offline");
 	catcher_fault(f, "{\"status\":404,\"count\":1}");
 	assert_int_equal(drain(f, NULL, &n, err), -EREMOTEIO);
 	assert_non_null(strstr(err, "the receiver refused the change at seq 3 (agent.status) with "
@@ -798,9 +743,9 @@ static void test_cancel_ends_a_wait(void **state)
 	int64_t n = 0, start;
 	pthread_t t;
 
-	sync_agents(f->s, 1, "online");
+	teststore_sync_agents(f->s, 1, "online");
 	assert_int_equal(drain(f, NULL, &n, err), 0);
-	sync_agents(f->s, 1, "offline");
+	teststore_sync_agents(f->s, 1, "offline");
 	/* Retry-After: 30 s; the cancel handle fires after 0.2 s. */
 	catcher_fault(f, "{\"status\":429,\"count\":1,\"retry_after\":30}");
 	assert_int_equal(cancel_new(&cancel), 0);
