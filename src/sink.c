@@ -6,6 +6,7 @@
 
 #include "tsgraphd/log.h"
 #include "tsgraphd/sink_file.h"
+#include "tsgraphd/sink_webhook.h"
 #include "tsgraphd/util.h"
 
 struct sink {
@@ -19,8 +20,9 @@ static const struct sink_ops *ops_of(enum config_sink_type t)
 	switch (t) {
 	case SINK_FILE:
 		return &sink_file_ops;
-	case SINK_JUPITERONE:
 	case SINK_WEBHOOK:
+		return &sink_webhook_ops;
+	case SINK_JUPITERONE:
 		break;
 	}
 	return NULL;

@@ -1850,6 +1850,26 @@ int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void
 	return sql_errno(rc);
 }
 
+int store_object_name(struct store *s, const char *key, char **ret)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s, "SELECT json_extract(json, '$.name') FROM object WHERE key = ?1", &st),
+	    rc;
+	const char *name;
+
+	if (r == 0)
+		r = bind_text(st, 1, key);
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+	if (sqlite3_column_type(st, 0) != SQLITE_TEXT || !(name = col_text(st, 0)))
+		return -ENOENT;
+	*ret = strdup(name);
+	return *ret ? 0 : -ENOMEM;
+}
+
 int store_type_counts(struct store *s, store_count_fn fn, void *userdata)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;

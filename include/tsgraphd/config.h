@@ -37,10 +37,48 @@ enum config_sink_type {
 	SINK_WEBHOOK,
 };
 
+/* The changes a webhook sink can send (docs/change-alerts.md), as bits of its events mask. */
+enum config_webhook_event {
+	WEBHOOK_AGENT_STATUS = 1 << 0,
+	WEBHOOK_AGENT_CREATED = 1 << 1,
+	WEBHOOK_AGENT_DELETED = 1 << 2,
+	WEBHOOK_AGENT_UPDATED = 1 << 3,
+	WEBHOOK_CVE_IDENTIFIED = 1 << 4,
+	WEBHOOK_CVE_RESOLVED = 1 << 5,
+	WEBHOOK_ALERT_CREATED = 1 << 6,
+	WEBHOOK_ALERT_DISMISSED = 1 << 7,
+	WEBHOOK_EVENTS_ALL = (1 << 8) - 1,
+};
+
+enum config_webhook_format {
+	WEBHOOK_FORMAT_JSON,  /* the change object of docs/change-log.md */
+	WEBHOOK_FORMAT_SLACK, /* {"text": "..."} for Slack and Teams incoming webhooks */
+};
+
+/* Threat Stack's alert severities: 1 is the most severe. */
+enum config_severity {
+	SEVERITY_HIGH = 1,
+	SEVERITY_MEDIUM = 2,
+	SEVERITY_LOW = 3,
+};
+
+#define CONFIG_WEBHOOK_TIMEOUT_DEFAULT 10u /* seconds */
+
 struct config_sink {
 	char *name; /* the NAME of [sink.NAME] */
 	enum config_sink_type type;
-	char *path; /* file: the NDJSON change log */
+	char *path;	  /* file: the NDJSON change log */
+	char *url;	  /* webhook: where changes are POSTed (may hold a token: a secret) */
+	char *ca_file;	  /* PEM bundle to trust instead of the system's, or NULL */
+	uint32_t timeout; /* seconds one request may take */
+	struct {
+		char *secret;	   /* secret: HMAC key of the signature header, or NULL */
+		char *secret_file; /* its file, resolved into secret by config_load */
+		unsigned events;   /* enum config_webhook_event bits */
+		enum config_webhook_format format;
+		enum config_severity min_severity; /* alert events less severe are not sent */
+		bool backfill; /* a new sink sends what the outbox holds, not only later changes */
+	} webhook;
 };
 
 #define CONFIG_OUTBOX_RETENTION_DEFAULT (7u * 86400)
@@ -109,6 +147,8 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 		 char ret_error[static CONFIG_ERROR_MAX]);
 void config_free(struct config *c);
 const char *config_sink_type_to_string(enum config_sink_type t);
+/* "agent.status" for WEBHOOK_AGENT_STATUS...; NULL for anything but one known bit. */
+const char *config_webhook_event_to_string(unsigned event);
 /* Registers every secret of c with the logger's redaction list. */
 int config_register_secrets(const struct config *c);
 

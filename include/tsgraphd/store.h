@@ -170,6 +170,9 @@ int store_outbox_count(struct store *s, int64_t after_seq, int64_t upto_seq, int
 /* --- the stored graph --- */
 int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void *ud), void *ud);
 int store_type_counts(struct store *s, store_count_fn fn, void *userdata);
+/* The "name" property of the stored object key, malloc'd; -ENOENT when there is no such
+ * object or it has no name (for messages about an object a change only names by key). */
+int store_object_name(struct store *s, const char *key, char **ret);
 int store_type_count(struct store *s, const char *type, int64_t *ret);
 
 /* --- sync runs (the caller holds store_lock(): a "running" run of another process is then

@@ -59,20 +59,30 @@ FAKE_KEY=fake-api-key-0123456789abcdef
 FAKE_ORG=545d0293b620cd090d000023
 FAKE_USER=5537c4284e9684df7e000014
 
-# start_fake [fake options...]: starts it on an ephemeral port; sets FAKE_URL and FAKE_PID.
-start_fake() {
-	rm -f "$WORK/fake.port"
-	"$FAKE" --listen 127.0.0.1:0 --port-file "$WORK/fake.port" "$@" \
-		>"$WORK/fake.out" 2>"$WORK/fake.err" &
-	FAKE_PID=$!
-	on_exit "kill $FAKE_PID 2>/dev/null; wait $FAKE_PID 2>/dev/null"
+# _start_server NAME BINARY [options...]: starts a server of tests/server/ on an ephemeral
+# port, stopped on exit; waits for its port file ($WORK/NAME.port) and sets SERVER_PID and
+# SERVER_URL. Its output goes to $WORK/NAME.out and $WORK/NAME.err.
+_start_server() {
+	local name=$1 bin=$2
+	shift 2
+	rm -f "$WORK/$name.port"
+	"$bin" --listen 127.0.0.1:0 --port-file "$WORK/$name.port" "$@" \
+		>"$WORK/$name.out" 2>"$WORK/$name.err" &
+	SERVER_PID=$!
+	on_exit "kill $SERVER_PID 2>/dev/null; wait $SERVER_PID 2>/dev/null"
 	local limit=$(($(now_ms) + 10000))
-	until [ -s "$WORK/fake.port" ]; do
-		[ "$(now_ms)" -lt "$limit" ] && kill -0 "$FAKE_PID" 2>/dev/null ||
-			fail "the fake did not start: $(cat "$WORK/fake.err")"
+	until [ -s "$WORK/$name.port" ]; do
+		[ "$(now_ms)" -lt "$limit" ] && kill -0 "$SERVER_PID" 2>/dev/null ||
+			fail "the $name did not start: $(cat "$WORK/$name.err")"
 		sleep 0.02
 	done
-	FAKE_URL=http://127.0.0.1:$(cat "$WORK/fake.port")
+	SERVER_URL=http://127.0.0.1:$(cat "$WORK/$name.port")
+}
+
+# start_fake [fake options...]: starts it on an ephemeral port; sets FAKE_URL and FAKE_PID.
+start_fake() {
+	_start_server fake "$FAKE" "$@"
+	FAKE_PID=$SERVER_PID FAKE_URL=$SERVER_URL
 }
 
 # --- the fake JupiterOne -----------------------------------------------------------------
@@ -165,3 +175,20 @@ replay_equals_store() {
 	cmp -s "$WORK/replayed.json" "$WORK/stored.json" ||
 		fail "replaying $log does not give the store's graph: $(diff "$WORK/replayed.json" "$WORK/stored.json" | head -20)"
 }
+
+# --- the webhook catcher (tests/server/webhook_catcher.c) --------------------------------
+CATCHER=${CATCHER:-$PWD/$BUILD/webhook_catcher}
+
+# start_catcher [options...]: starts it on an ephemeral port; sets CATCHER_URL and
+# CATCHER_PID. It records every POST outside /_catcher/ and answers 200.
+start_catcher() {
+	_start_server catcher "$CATCHER" "$@"
+	CATCHER_PID=$SERVER_PID CATCHER_URL=$SERVER_URL
+}
+# caught: the POSTs it accepted, as a JSON array of {path, timestamp, signature, event, seq,
+# content_type, body}.
+caught() { curl -sS -f --max-time 10 "$CATCHER_URL/_catcher/requests"; }
+caught_count() { caught | jq length; }
+# catcher_fault JSON: {"status":503,"count":N,"retry_after":S} for the next N POSTs.
+catcher_fault() { curl -sS -f --max-time 10 -d "$1" "$CATCHER_URL/_catcher/fault" >/dev/null; }
+catcher_stat() { curl -sS -f --max-time 10 "$CATCHER_URL/_catcher/stats" | jq -r ".$1"; }

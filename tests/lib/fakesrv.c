@@ -8,6 +8,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -120,4 +122,13 @@ void fakesrv_sleep_ms(const atomic_bool *stopping, int64_t ms)
 			;
 		ms -= slice;
 	}
+}
+
+void fakesrv_block_stop_signals(sigset_t *ret_set)
+{
+	sigemptyset(ret_set);
+	sigaddset(ret_set, SIGTERM);
+	sigaddset(ret_set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, ret_set, NULL);
+	signal(SIGPIPE, SIG_IGN);
 }

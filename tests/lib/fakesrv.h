@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 /* "127.0.0.1:0", "[::1]:8080", "localhost:0" → a loopback socket address; anything else,
@@ -23,6 +24,10 @@ const char *fakesrv_addr_text(const struct sockaddr_storage *ss, char *out, size
 int fakesrv_write_port_file(const char *path, unsigned port);
 /* The first line-ish of a file of at most 4 KiB, trailing CR/LF stripped; -EINVAL if empty. */
 int fakesrv_read_secret(const char *path, char **ret);
+/* Blocks SIGTERM and SIGINT (into *ret_set, for sigwait) and ignores SIGPIPE. Call it before
+ * libmicrohttpd starts its threads, so they inherit the mask and only sigwait() sees the
+ * stop signals. */
+void fakesrv_block_stop_signals(sigset_t *ret_set);
 /* Sleeps ms milliseconds in 50 ms slices, returning early once *stopping is set. */
 void fakesrv_sleep_ms(const atomic_bool *stopping, int64_t ms);
 
