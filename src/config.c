@@ -16,6 +16,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
@@ -86,7 +87,23 @@ static const struct key keys[] = {
 	  CONFIG_SIZE_KEY_MAX },
 	{ "sink", "type", K_SINKTYPE, S(type), 0, 0 },
 	{ "sink", "path", K_PATH, S(path), 0, 0 },
+	{ "sink", "url", K_URL, S(url), 0, 0 },
+	{ "sink", "ca_file", K_PATH, S(ca_file), 0, 0 },
+	{ "sink", "timeout", K_U32, S(timeout), 1, 600 },
+	{ "sink", "account", K_ID, S(j1.account), 0, 0 },
+	{ "sink", "token", K_SECRET, S(j1.token), 0, 0 },
+	{ "sink", "token_file", K_PATH, S(j1.token_file), 0, 0 },
+	{ "sink", "scope", K_STRING, S(j1.scope), 0, 0 },
+	{ "sink", "batch_bytes", K_SIZE, S(j1.batch_bytes), CONFIG_SIZE_KEY_MIN,
+	  CONFIG_J1_BATCH_BYTES_DEFAULT },
+	{ "sink", "job_changes", K_U32, S(j1.job_changes), 1, 1000000 },
 };
+
+/* The keys each sink type takes (besides type); any other sink key is refused. */
+static const char *const file_sink_keys[] = { "path", NULL };
+static const char *const j1_sink_keys[] = { "url",	   "ca_file",	 "timeout", "account",
+					    "token",	   "token_file", "scope",   "batch_bytes",
+					    "job_changes", NULL };
 
 struct parse {
 	const char *name; /* file name for messages */
@@ -174,6 +191,12 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->n_sinks; i++) {
 		free(c->sinks[i].name);
 		free(c->sinks[i].path);
+		free(c->sinks[i].url);
+		free(c->sinks[i].ca_file);
+		free(c->sinks[i].j1.account);
+		wipe_free(c->sinks[i].j1.token);
+		free(c->sinks[i].j1.token_file);
+		free(c->sinks[i].j1.scope);
 	}
 	free(c);
 }
@@ -361,6 +384,18 @@ static int set_secret_file(struct parse *p, const struct key *k, const char *v)
 	return 0;
 }
 
+/* A bound of a size key as a person writes it: "1KiB", "5MiB", else bytes. */
+static const char *size_words(uint64_t v, char out[static 24])
+{
+	if (v >= 1024 * 1024 && v % (1024 * 1024) == 0)
+		snprintf(out, 24, "%" PRIu64 "MiB", v / (1024 * 1024));
+	else if (v >= 1024 && v % 1024 == 0)
+		snprintf(out, 24, "%" PRIu64 "KiB", v / 1024);
+	else
+		snprintf(out, 24, "%" PRIu64, v);
+	return out;
+}
+
 /* The numeric kinds, bounded by the row's min and max. */
 static int set_number(struct parse *p, const struct key *k, const char *v, void *field)
 {
@@ -388,9 +423,13 @@ static int set_number(struct parse *p, const struct key *k, const char *v, void 
 		return 0;
 	case K_SIZE:
 		r = parse_size(v, (uint64_t)k->min, (uint64_t)k->max, &u);
-		if (r == -ERANGE)
-			/* The words of CONFIG_SIZE_KEY_MIN..CONFIG_SIZE_KEY_MAX. */
-			return fail(p, p->line, k->name, "out of range (1KiB..64MiB)");
+		if (r == -ERANGE) {
+			char lo[24], hi[24];
+
+			return fail(p, p->line, k->name, "out of range (%s..%s)",
+				    size_words((uint64_t)k->min, lo),
+				    size_words((uint64_t)k->max, hi));
+		}
 		if (r < 0)
 			return fail(p, p->line, k->name, "not a size (e.g. 1048576, 512KiB, 1MiB)");
 		*(uint64_t *)field = u;
@@ -636,11 +675,11 @@ static int read_secret(struct parse *p, const char *path, int line, const char *
 /* A file the daemon will read later (a CA bundle, a certificate, a key): it must be a regular
  * file no larger than max now, so a FIFO or a device is a config error (exit 2) instead of
  * a hang inside a TLS library. Private keys must be owner-only, like secret files. */
-static int check_file(struct parse *p, const char *key, const char *path, size_t max, bool secret)
+static int check_file(struct parse *p, int line, const char *key, const char *path, size_t max,
+		      bool secret)
 {
 	_cleanup_close_ int fd = -1;
 	struct stat st;
-	int line = key_line(p, key);
 	int r = open_regular(path, &fd, &st);
 
 	if (r == -EBADFD)
@@ -654,6 +693,22 @@ static int check_file(struct parse *p, const char *key, const char *path, size_t
 		return fail(p, line, key,
 			    "%s is readable or writable by group or others (chmod 600 it)", path);
 	return 0;
+}
+
+/* $CREDENTIALS_DIRECTORY/<credential> into *field when it exists (*field stays NULL when
+ * not). */
+static int read_credential(struct parse *p, const char *credential, char **field)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	_cleanup_free_ char *path = NULL;
+
+	if (!dir || !*dir)
+		return 0;
+	if (asprintf(&path, "%s/%s", dir, credential) < 0)
+		return -ENOMEM;
+	if (access(path, F_OK) < 0)
+		return 0;
+	return read_secret(p, path, 0, credential, field);
 }
 
 /* One secret from: inline value, *_file, or $CREDENTIALS_DIRECTORY/<credential>. */
@@ -673,23 +728,88 @@ static int resolve_secret(struct parse *p, char **field, int scratch, const char
 		if (r < 0)
 			return r;
 	} else if (!*field && credential) {
-		const char *dir = getenv("CREDENTIALS_DIRECTORY");
-		_cleanup_free_ char *path = NULL;
-
-		if (dir && *dir) {
-			if (asprintf(&path, "%s/%s", dir, credential) < 0)
-				return -ENOMEM;
-			if (access(path, F_OK) == 0) {
-				r = read_secret(p, path, 0, credential, field);
-				if (r < 0)
-					return r;
-			}
-		}
+		r = read_credential(p, credential, field);
+		if (r < 0)
+			return r;
 	}
 	if (*field && strlen(*field) < min_len)
 		return fail(p, line_inline ? line_inline : p->scratch_line[scratch], inline_key,
 			    "shorter than %zu characters", min_len);
 	return 0;
+}
+
+/* The line where sink i set a key, or 0. */
+static int sink_key_line(const struct parse *p, size_t i, const char *name)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
+		if (keys[k].sink && strcmp(keys[k].name, name) == 0)
+			return p->sink_seen[i][k];
+	return 0;
+}
+
+/* Refuses a key sink i set that its type does not take (allowed: NULL-terminated). */
+static int check_sink_keys(struct parse *p, size_t i, const char *const *allowed)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+		bool ok = strcmp(keys[k].name, "type") == 0;
+
+		for (size_t a = 0; !ok && allowed[a]; a++)
+			ok = strcmp(keys[k].name, allowed[a]) == 0;
+		if (keys[k].sink && p->sink_seen[i][k] && !ok)
+			return fail(p, p->sink_seen[i][k], keys[k].name, "not a key of a %s sink",
+				    config_sink_type_to_string(p->c->sinks[i].type));
+	}
+	return 0;
+}
+
+/* [sink.NAME] type = jupiterone: defaults, the required account, and the token from token,
+ * token_file, or the systemd credential jupiterone-token-NAME, else jupiterone-token. */
+static int validate_jupiterone(struct parse *p, size_t i, const char *section)
+{
+	struct config_sink *s = &p->c->sinks[i];
+	int r = check_sink_keys(p, i, j1_sink_keys);
+
+	if (r < 0)
+		return r;
+	if (!s->url && !(s->url = strdup(CONFIG_J1_URL_DEFAULT)))
+		return -ENOMEM;
+	if (!s->timeout)
+		s->timeout = CONFIG_SINK_TIMEOUT_DEFAULT;
+	if (!s->j1.batch_bytes)
+		s->j1.batch_bytes = CONFIG_J1_BATCH_BYTES_DEFAULT;
+	if (!s->j1.job_changes)
+		s->j1.job_changes = CONFIG_J1_JOB_CHANGES_DEFAULT;
+	if (!s->j1.scope && asprintf(&s->j1.scope, "threatstack-%s", p->c->ts.org_id) < 0) {
+		s->j1.scope = NULL;
+		return -ENOMEM;
+	}
+	if (!s->j1.account)
+		return fail(p, p->sink_line[i], section, "a jupiterone sink needs account");
+	if (s->j1.token && s->j1.token_file)
+		return fail(p, sink_key_line(p, i, "token_file"), "token_file",
+			    "token is set too (line %d); use one", sink_key_line(p, i, "token"));
+	if (p->flags & CONFIG_NO_SECRETS)
+		return 0; /* status: no secret, no CA file is opened */
+	if (s->j1.token_file) {
+		r = read_secret(p, s->j1.token_file, sink_key_line(p, i, "token_file"),
+				"token_file", &s->j1.token);
+	} else if (!s->j1.token) {
+		char cred[sizeof("jupiterone-token-") + SINK_NAME_MAX];
+
+		snprintf(cred, sizeof(cred), "jupiterone-token-%s", s->name);
+		r = read_credential(p, cred, &s->j1.token);
+		if (r == 0 && !s->j1.token)
+			r = read_credential(p, "jupiterone-token", &s->j1.token);
+		if (r == 0 && !s->j1.token)
+			r = fail(p, p->sink_line[i], section,
+				 "a jupiterone sink needs token_file (or token, or the systemd "
+				 "credential %s or jupiterone-token)",
+				 cred);
+	}
+	if (r == 0 && s->ca_file)
+		r = check_file(p, sink_key_line(p, i, "ca_file"), "ca_file", s->ca_file,
+			       CONFIG_PEM_MAX, false);
+	return r;
 }
 
 static int validate(struct parse *p)
@@ -725,14 +845,17 @@ static int validate(struct parse *p)
 			    c->webhook.tls_cert ? "tls_cert" : "tls_key",
 			    "tls_cert and tls_key go together");
 	if (!(p->flags & CONFIG_NO_SECRETS)) {
-		if (c->ts.api_ca_file && (r = check_file(p, "api_ca_file", c->ts.api_ca_file,
-							 CONFIG_PEM_MAX, false)) < 0)
+		if (c->ts.api_ca_file &&
+		    (r = check_file(p, key_line(p, "api_ca_file"), "api_ca_file", c->ts.api_ca_file,
+				    CONFIG_PEM_MAX, false)) < 0)
 			return r;
 		if (c->webhook.tls_cert &&
-		    (r = check_file(p, "tls_cert", c->webhook.tls_cert, CONFIG_PEM_MAX, false)) < 0)
+		    (r = check_file(p, key_line(p, "tls_cert"), "tls_cert", c->webhook.tls_cert,
+				    CONFIG_PEM_MAX, false)) < 0)
 			return r;
 		if (c->webhook.tls_key &&
-		    (r = check_file(p, "tls_key", c->webhook.tls_key, CONFIG_PEM_MAX, true)) < 0)
+		    (r = check_file(p, key_line(p, "tls_key"), "tls_key", c->webhook.tls_key,
+				    CONFIG_PEM_MAX, true)) < 0)
 			return r;
 	}
 	for (size_t i = 0; i < c->n_sinks; i++) {
@@ -743,12 +866,22 @@ static int validate(struct parse *p)
 		if ((int)s->type == -1)
 			return fail(p, p->sink_line[i], key,
 				    "missing type (file, jupiterone or webhook)");
-		if (s->type != SINK_FILE)
-			return fail(p, p->sink_line[i], key,
-				    "sink type %s is not supported by this version",
-				    config_sink_type_to_string(s->type));
-		if (!s->path)
-			return fail(p, p->sink_line[i], key, "a file sink needs path");
+		switch (s->type) {
+		case SINK_FILE:
+			r = check_sink_keys(p, i, file_sink_keys);
+			if (r == 0 && !s->path)
+				r = fail(p, p->sink_line[i], key, "a file sink needs path");
+			break;
+		case SINK_JUPITERONE:
+			r = validate_jupiterone(p, i, key);
+			break;
+		default:
+			r = fail(p, p->sink_line[i], key,
+				 "sink type %s is not supported by this version",
+				 config_sink_type_to_string(s->type));
+		}
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -919,7 +1052,10 @@ int config_load(const char *path, struct config **ret, char ret_error[static CON
 
 int config_register_secrets(const struct config *c)
 {
-	const char *const secrets[] = { c->ts.api_key, c->webhook.secret };
+	const char *secrets[2 + CONFIG_SINKS_MAX] = { c->ts.api_key, c->webhook.secret };
+	size_t n = 2;
 
-	return log_set_secrets(secrets, ARRAY_SIZE(secrets));
+	for (size_t i = 0; i < c->n_sinks; i++)
+		secrets[n++] = c->sinks[i].j1.token;
+	return log_set_secrets(secrets, n);
 }
