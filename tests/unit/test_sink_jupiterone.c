@@ -643,6 +643,39 @@ static void test_object_larger_than_batch(void **state)
 	assert_int_equal(b.n, 0);
 }
 
+/* Two 28-byte entities make {"entities":[A,B]}: 13 + 28 + 1 + 28 + 2 = 72 bytes. */
+static void test_batch_boundary(void **state)
+{
+	struct fixture *f = *state;
+	struct sink_j1_window w;
+	struct bodies b = { 0 };
+
+	add(f, "create", "entity", "e1", 1, 0);
+	add(f, "create", "entity", "e2", 2, 0);
+	window_and_bodies(f, 0, 10, 72, &w, &b);
+	assert_int_equal(b.n, 1);
+	assert_int_equal(b.len[0], 72);
+	bodies_free(&b);
+	window_and_bodies(f, 0, 10, 71, &w, &b);
+	assert_int_equal(b.n, 2);
+	assert_int_equal(b.len[0], 43);
+	assert_int_equal(b.len[1], 43);
+	bodies_free(&b);
+	/* the same at the switch from relationship to entity deletes: {"deleteRelationships":
+	 * [{"_key":"r1"}],"deleteEntities":[{"_key":"e3"}]} is 24 + 13 + 20 + 13 + 2 = 72 */
+	add(f, "delete", "relationship", "r1", 0, 0);
+	add(f, "delete", "entity", "e3", 0, 0);
+	window_and_bodies(f, 2, 10, 72, &w, &b);
+	assert_int_equal(b.n, 1);
+	assert_int_equal(b.len[0], 72);
+	bodies_free(&b);
+	window_and_bodies(f, 2, 10, 71, &w, &b);
+	assert_int_equal(b.n, 2);
+	assert_int_equal(b.len[0], 39); /* {"deleteRelationships":[{"_key":"r1"}]} */
+	assert_int_equal(b.len[1], 34);
+	bodies_free(&b);
+}
+
 static void test_job_body(void **state)
 {
 	struct buf out;
@@ -977,6 +1010,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_window_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_split_by_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_object_larger_than_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_boundary, setup, teardown),
 		cmocka_unit_test(test_job_body),
 		cmocka_unit_test_setup_teardown(test_drain_one_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drain_several_jobs, setup, teardown),
