@@ -649,8 +649,10 @@ static int run_job(struct sink_jupiterone *j, struct store *s, const struct sink
 		testhook_crash("jupiterone-finalize", TESTHOOK_UNCOUNTED);
 		r = finalize(j, err);
 	}
-	if (r == 0)
+	if (r == 0) {
+		testhook_crash("jupiterone-finalized", TESTHOOK_UNCOUNTED);
 		r = await_job(j, &over, err);
+	}
 	if (r < 0) {
 		if (r != -ECANCELED && !over)
 			abort_job(j, err);

@@ -15,7 +15,8 @@
  * "deliver" (sink_file.c, counted: lines appended and fsync'd, after a batch and before the
  * sink's cursor moves past it); in sink_jupiterone.c, for each job: "jupiterone-created" (the
  * job created, nothing uploaded), "jupiterone-upload" (counted: upload requests of the job
- * accepted), "jupiterone-finalize" (every upload accepted, before finalize) and
+ * accepted), "jupiterone-finalize" (every upload accepted, before finalize),
+ * "jupiterone-finalized" (finalize accepted, the job not followed yet) and
  * "jupiterone-finished" (the job FINISHED, before the sink's cursor moves). Each logs "test hook: ..." at notice before it acts, so a test
  * can wait for the line instead of guessing the moment.
  *
