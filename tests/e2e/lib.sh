@@ -1,6 +1,7 @@
 # Shared helpers for end-to-end scenarios. Source it: `. "$(dirname "$0")/lib.sh"`.
 # Gives: $TSGRAPHD, $BUILD, a private $WORK directory removed on exit, assertions, bounded
-# waits on a readiness signal (never a bare sleep), the fake Threat Stack and its fixtures.
+# waits on a readiness signal (never a bare sleep), the fake Threat Stack and its fixtures, the
+# fake JupiterOne.
 set -euo pipefail
 BUILD=${BUILD:-build}
 TSGRAPHD=${TSGRAPHD:-$PWD/$BUILD/tsgraphd}
@@ -73,6 +74,56 @@ start_fake() {
 	done
 	FAKE_URL=http://127.0.0.1:$(cat "$WORK/fake.port")
 }
+
+# --- the fake JupiterOne -----------------------------------------------------------------
+FAKE_J1=${FAKE_J1:-$PWD/$BUILD/fake_jupiterone}
+
+# start_fake_j1 [fake_jupiterone options...]: starts it on an ephemeral port; sets J1_URL,
+# J1_PID, and J1_TOKEN and J1_ACCOUNT (the defaults, or what --token, --token-file and
+# --account say).
+start_fake_j1() {
+	J1_TOKEN=fake-j1-token-0123456789 J1_ACCOUNT=fake-account
+	local prev="" a
+	for a in "$@"; do
+		case $prev in
+		--token) J1_TOKEN=$a ;;
+		--token-file) J1_TOKEN=$(cat "$a") ;;
+		--account) J1_ACCOUNT=$a ;;
+		esac
+		case $a in
+		--token=*) J1_TOKEN=${a#--token=} ;;
+		--token-file=*) J1_TOKEN=$(cat "${a#--token-file=}") ;;
+		--account=*) J1_ACCOUNT=${a#--account=} ;;
+		esac
+		prev=$a
+	done
+	rm -f "$WORK/j1.port"
+	"$FAKE_J1" --listen 127.0.0.1:0 --port-file "$WORK/j1.port" "$@" \
+		>"$WORK/j1.out" 2>"$WORK/j1.err" &
+	J1_PID=$!
+	on_exit "kill $J1_PID 2>/dev/null; wait $J1_PID 2>/dev/null"
+	local limit=$(($(now_ms) + 10000))
+	until [ -s "$WORK/j1.port" ]; do
+		[ "$(now_ms)" -lt "$limit" ] && kill -0 "$J1_PID" 2>/dev/null ||
+			fail "the fake JupiterOne did not start: $(cat "$WORK/j1.err")"
+		sleep 0.02
+	done
+	J1_URL=http://127.0.0.1:$(cat "$WORK/j1.port")
+}
+
+# The fake JupiterOne's control endpoints: the graph of a scope (all scopes without one),
+# the statistics, every job, a fault (JSON, see docs/testing.md); each prints the answer.
+j1_graph() {
+	if [ $# -gt 0 ]; then
+		curl -sS -f --max-time 10 -G --data-urlencode "scope=$1" "$J1_URL/_fake/graph"
+	else
+		curl -sS -f --max-time 10 "$J1_URL/_fake/graph"
+	fi
+}
+j1_stats() { curl -sS -f --max-time 10 "$J1_URL/_fake/stats"; }
+j1_jobs() { curl -sS -f --max-time 10 "$J1_URL/_fake/jobs"; }
+j1_fault() { curl -sS -f --max-time 10 -d "$1" "$J1_URL/_fake/fault" >/dev/null; }
+j1_reset_stats() { curl -sS -f --max-time 10 -X POST "$J1_URL/_fake/reset-stats" >/dev/null; }
 
 # write_config NAME [extra lines...]: $WORK/NAME.conf against the fake, with its own store
 # ($WORK/NAME.db) and change log ($WORK/NAME.ndjson).
