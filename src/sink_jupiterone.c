@@ -87,6 +87,23 @@ static const char *upload_name(enum sink_j1_upload what)
 					       : "upload";
 }
 
+/* An item of member that no body of batch_bytes can hold: -EMSGSIZE, and why in err. */
+static int too_large(const char *member, const char *key, size_t len, size_t batch_bytes, char *err)
+{
+	char k[ESCAPE_LONG];
+
+	str_escape(k, sizeof(k), key, strlen(key));
+	snprintf(
+		err, SINK_ERR_MAX,
+		"%s %s is %zu bytes: over batch_bytes (%zu) with its request's wrapping; it cannot "
+		"be sent (raise batch_bytes, at most %u)",
+		strcmp(member, "entities") == 0 || strcmp(member, "deleteEntities") == 0
+			? "entity"
+			: "relationship",
+		k, len, batch_bytes, CONFIG_J1_BATCH_BYTES_DEFAULT);
+	return -EMSGSIZE;
+}
+
 /* Fills request bodies item by item and hands each full one to fn. */
 struct batcher {
 	struct buf *body;
@@ -118,16 +135,8 @@ static int batch_add(struct batcher *b, const char *member, const char *item, si
 	size_t need;
 	int r;
 
-	if (!item_fits(member, len, b->limit)) {
-		char k[ESCAPE_LONG];
-
-		str_escape(k, sizeof(k), key, strlen(key));
-		snprintf(b->err, SINK_ERR_MAX,
-			 "%s is %zu bytes: over batch_bytes (%zu) with its request's %zu bytes of "
-			 "wrapping; it cannot be sent (raise batch_bytes, at most %u)",
-			 k, len, b->limit, BATCH_WRAP(member), CONFIG_J1_BATCH_BYTES_DEFAULT);
-		return -EMSGSIZE;
-	}
+	if (!item_fits(member, len, b->limit))
+		return too_large(member, key, len, b->limit, b->err);
 	/* What goes before the item: "," in the same array, "],"member":[" after another
 	 * array, "{"member":[" in an empty body; and "]}" must still fit after it. */
 	need = !b->member			? strlen(member) + 5
@@ -137,7 +146,6 @@ static int batch_add(struct batcher *b, const char *member, const char *item, si
 		r = batch_flush(b);
 		if (r != 0)
 			return r;
-		need = strlen(member) + 5;
 	}
 	if (!b->member)
 		r = buf_printf(b->body, "{\"%s\":[", member);
@@ -206,18 +214,9 @@ static int window_row(const struct outbox_row *r, void *ud)
 	}
 	if (!r->json)
 		return no_object(r, ws->err);
-	if (!item_fits(entity ? "entities" : "relationships", strlen(r->json), ws->batch_bytes)) {
-		char k[ESCAPE_LONG];
-
-		str_escape(k, sizeof(k), r->key, strlen(r->key));
-		snprintf(ws->err, SINK_ERR_MAX,
-			 "%s %s is %zu bytes: over batch_bytes (%zu) with its request's wrapping; "
-			 "it "
-			 "cannot be sent (raise batch_bytes, at most %u)",
-			 r->kind, k, strlen(r->json), ws->batch_bytes,
-			 CONFIG_J1_BATCH_BYTES_DEFAULT);
-		return -EMSGSIZE;
-	}
+	if (!item_fits(entity ? "entities" : "relationships", strlen(r->json), ws->batch_bytes))
+		return too_large(entity ? "entities" : "relationships", r->key, strlen(r->json),
+				 ws->batch_bytes, ws->err);
 	if (entity)
 		w->entities++;
 	else
