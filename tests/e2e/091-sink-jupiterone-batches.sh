@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # 091 — the JupiterOne sink's limits: with batch_bytes = 4KiB and job_changes = 50, a first
 # sync of a few hundred changes goes out as several jobs, one after the other, in bodies of
-# at most 4 KiB each, and a large change (agents removed and added in one sync) as well;
+# at most 4 KiB each (the CVE on all 60 agents still a target under 512 bytes each time), and a large change (agents removed and added in one sync) as well;
 # JupiterOne's graph ends equal to the store's and a fresh sync's every time. An object too
 # large for batch_bytes fails the delivery before any job is created, with a message naming
 # it and batch_bytes; status shows it and the backlog; raising batch_bytes delivers it all.
@@ -25,6 +25,11 @@ j1_stats | jq -e --argjson j "$want_jobs" '.jobs_created == $j and .jobs_finishe
 	fail "first sync: the log does not show $want_jobs finished jobs: $OUT"
 j1_equals_store "$db" first-sync
 j1_equals_fresh_sync first-sync
+# CVE #1 is on all 60 agents: each of its 60 mapped relationships carries the same small target
+[ "$(j1_graph "$J1_SCOPE" | jq '[.relationships[] | ._mapping.targetEntity | select(._type == "cve")
+	| ._key] | group_by(.) | map(length) | max')" -ge 60 ] || fail "no CVE on every agent"
+[ "$(j1_stat .max_target_entity_bytes)" -lt 512 ] ||
+	fail "a mapped target of $(j1_stat .max_target_entity_bytes) bytes"
 echo "first sync: $rows changes in $want_jobs jobs, $(j1_stat .upload_requests) uploads of at most $(j1_stat .max_upload_bytes) bytes"
 
 # A large change: ten agents removed, ten added, in one sync.
