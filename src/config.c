@@ -16,6 +16,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
@@ -100,6 +101,13 @@ static const struct key keys[] = {
 	{ "sink", "events", K_EVENTS, S(webhook.events), 0, 0 },
 	{ "sink", "min_severity", K_SEVERITY, S(webhook.min_severity), 0, 0 },
 	{ "sink", "backfill", K_BOOL, S(webhook.backfill), 0, 0 },
+	{ "sink", "account", K_ID, S(j1.account), 0, 0 },
+	{ "sink", "token", K_SECRET, S(j1.token), 0, 0 },
+	{ "sink", "token_file", K_PATH, S(j1.token_file), 0, 0 },
+	{ "sink", "scope", K_STRING, S(j1.scope), 0, 0 },
+	{ "sink", "batch_bytes", K_SIZE, S(j1.batch_bytes), CONFIG_SIZE_KEY_MIN,
+	  CONFIG_J1_BATCH_BYTES_DEFAULT },
+	{ "sink", "job_changes", K_U32, S(j1.job_changes), 1, 1000000 },
 };
 
 /* The keys each sink type takes (besides type); any other sink key is refused. */
@@ -108,6 +116,9 @@ static const char *const webhook_sink_keys[] = { "url",	   "ca_file",	   "timeou
 						 "secret", "secret_file",  "format",
 						 "events", "min_severity", "backfill",
 						 NULL };
+static const char *const j1_sink_keys[] = { "url",	   "ca_file",	 "timeout", "account",
+					    "token",	   "token_file", "scope",   "batch_bytes",
+					    "job_changes", NULL };
 
 struct parse {
 	const char *name; /* file name for messages */
@@ -213,6 +224,10 @@ void config_free(struct config *c)
 		free(c->sinks[i].ca_file);
 		wipe_free(c->sinks[i].webhook.secret);
 		free(c->sinks[i].webhook.secret_file);
+		free(c->sinks[i].j1.account);
+		wipe_free(c->sinks[i].j1.token);
+		free(c->sinks[i].j1.token_file);
+		free(c->sinks[i].j1.scope);
 	}
 	free(c);
 }
@@ -416,6 +431,18 @@ static int set_secret_file(struct parse *p, const struct key *k, const char *v)
 	return 0;
 }
 
+/* A bound of a size key as a person writes it: "1KiB", "5MiB", else bytes. */
+static const char *size_words(uint64_t v, char out[static 24])
+{
+	if (v >= 1024 * 1024 && v % (1024 * 1024) == 0)
+		snprintf(out, 24, "%" PRIu64 "MiB", v / (1024 * 1024));
+	else if (v >= 1024 && v % 1024 == 0)
+		snprintf(out, 24, "%" PRIu64 "KiB", v / 1024);
+	else
+		snprintf(out, 24, "%" PRIu64, v);
+	return out;
+}
+
 /* The numeric kinds, bounded by the row's min and max. */
 static int set_number(struct parse *p, const struct key *k, const char *v, void *field)
 {
@@ -443,9 +470,13 @@ static int set_number(struct parse *p, const struct key *k, const char *v, void 
 		return 0;
 	case K_SIZE:
 		r = parse_size(v, (uint64_t)k->min, (uint64_t)k->max, &u);
-		if (r == -ERANGE)
-			/* The words of CONFIG_SIZE_KEY_MIN..CONFIG_SIZE_KEY_MAX. */
-			return fail(p, p->line, k->name, "out of range (1KiB..64MiB)");
+		if (r == -ERANGE) {
+			char lo[24], hi[24];
+
+			return fail(p, p->line, k->name, "out of range (%s..%s)",
+				    size_words((uint64_t)k->min, lo),
+				    size_words((uint64_t)k->max, hi));
+		}
 		if (r < 0)
 			return fail(p, p->line, k->name, "not a size (e.g. 1048576, 512KiB, 1MiB)");
 		*(uint64_t *)field = u;
@@ -883,6 +914,63 @@ static int validate_webhook(struct parse *p, size_t i, const char *section)
 	return r;
 }
 
+/* [sink.NAME] type = jupiterone: defaults, the required account, and the token from token,
+ * token_file, or the systemd credential jupiterone-token-NAME, else jupiterone-token. */
+static int validate_jupiterone(struct parse *p, size_t i, const char *section)
+{
+	struct config_sink *s = &p->c->sinks[i];
+	int r = check_sink_keys(p, i, j1_sink_keys);
+	const char *why = NULL;
+	size_t len;
+
+	if (r < 0)
+		return r;
+	/* One url row for every sink type: JupiterOne's is an origin, without a path. */
+	if (s->url && check_url(s->url, false, &why) < 0)
+		return fail(p, sink_key_line(p, i, "url"), "url", "%s", why);
+	if (s->url && (len = strlen(s->url)) > 0 && s->url[len - 1] == '/')
+		s->url[len - 1] = '\0';
+	if (!s->url && !(s->url = strdup(CONFIG_J1_URL_DEFAULT)))
+		return -ENOMEM;
+	if (!s->timeout)
+		s->timeout = CONFIG_SINK_TIMEOUT_DEFAULT;
+	if (!s->j1.batch_bytes)
+		s->j1.batch_bytes = CONFIG_J1_BATCH_BYTES_DEFAULT;
+	if (!s->j1.job_changes)
+		s->j1.job_changes = CONFIG_J1_JOB_CHANGES_DEFAULT;
+	if (!s->j1.scope && asprintf(&s->j1.scope, "threatstack-%s", p->c->ts.org_id) < 0) {
+		s->j1.scope = NULL;
+		return -ENOMEM;
+	}
+	if (!s->j1.account)
+		return fail(p, p->sink_line[i], section, "a jupiterone sink needs account");
+	if (s->j1.token && s->j1.token_file)
+		return fail(p, sink_key_line(p, i, "token_file"), "token_file",
+			    "token is set too (line %d); use one", sink_key_line(p, i, "token"));
+	if (p->flags & CONFIG_NO_SECRETS)
+		return 0; /* status: no secret, no CA file is opened */
+	if (s->j1.token_file) {
+		r = read_secret(p, s->j1.token_file, sink_key_line(p, i, "token_file"),
+				"token_file", &s->j1.token);
+	} else if (!s->j1.token) {
+		char cred[sizeof("jupiterone-token-") + SINK_NAME_MAX];
+
+		snprintf(cred, sizeof(cred), "jupiterone-token-%s", s->name);
+		r = read_credential(p, cred, &s->j1.token);
+		if (r == 0 && !s->j1.token)
+			r = read_credential(p, "jupiterone-token", &s->j1.token);
+		if (r == 0 && !s->j1.token)
+			r = fail(p, p->sink_line[i], section,
+				 "a jupiterone sink needs token_file (or token, or the systemd "
+				 "credential %s or jupiterone-token)",
+				 cred);
+	}
+	if (r == 0 && s->ca_file)
+		r = check_file(p, sink_key_line(p, i, "ca_file"), "ca_file", s->ca_file,
+			       CONFIG_PEM_MAX, false);
+	return r;
+}
+
 static int validate(struct parse *p)
 {
 	struct config *c = p->c;
@@ -945,6 +1033,9 @@ static int validate(struct parse *p)
 			break;
 		case SINK_WEBHOOK:
 			r = validate_webhook(p, i, key);
+			break;
+		case SINK_JUPITERONE:
+			r = validate_jupiterone(p, i, key);
 			break;
 		default:
 			r = fail(p, p->sink_line[i], key,
@@ -1123,13 +1214,14 @@ int config_load(const char *path, struct config **ret, char ret_error[static CON
 
 int config_register_secrets(const struct config *c)
 {
-	const char *secrets[2 + 2 * CONFIG_SINKS_MAX] = { c->ts.api_key, c->webhook.secret };
+	const char *secrets[2 + 3 * CONFIG_SINKS_MAX] = { c->ts.api_key, c->webhook.secret };
 	size_t n = 2;
 
 	/* A webhook URL is a credential too: Slack's and Teams' carry their token in the path. */
 	for (size_t i = 0; i < c->n_sinks; i++) {
 		secrets[n++] = c->sinks[i].webhook.secret;
 		secrets[n++] = c->sinks[i].type == SINK_WEBHOOK ? c->sinks[i].url : NULL;
+		secrets[n++] = c->sinks[i].j1.token;
 	}
 	return log_set_secrets(secrets, n);
 }

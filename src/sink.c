@@ -6,6 +6,7 @@
 
 #include "tsgraphd/log.h"
 #include "tsgraphd/sink_file.h"
+#include "tsgraphd/sink_jupiterone.h"
 #include "tsgraphd/sink_webhook.h"
 #include "tsgraphd/util.h"
 
@@ -20,10 +21,10 @@ static const struct sink_ops *ops_of(enum config_sink_type t)
 	switch (t) {
 	case SINK_FILE:
 		return &sink_file_ops;
+	case SINK_JUPITERONE:
+		return &sink_jupiterone_ops;
 	case SINK_WEBHOOK:
 		return &sink_webhook_ops;
-	case SINK_JUPITERONE:
-		break;
 	}
 	return NULL;
 }

@@ -1655,21 +1655,21 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 	return 0;
 }
 
-int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_outbox_fn fn,
-		      void *userdata)
+/* Outbox rows as the sinks read them (the JSON from the object while it holds it), from a
+ * query taking up to three integer parameters (those it names are bound, in order). */
+#define OUTBOX_SELECT                                                                   \
+	"SELECT o.seq, o.op, o.kind, o.key, o.type, o.class, coalesce(o.json, b.json)," \
+	" o.changed, o.source, o.created_at"                                            \
+	" FROM outbox o LEFT JOIN object b ON o.json IS NULL AND b.rowid = o.obj_id"
+
+static int outbox_rows(struct store *s, const char *sql, const int64_t args[static 3],
+		       store_outbox_fn fn, void *userdata)
 {
-	static const char sql[] =
-		"SELECT o.seq, o.op, o.kind, o.key, o.type, o.class, coalesce(o.json, b.json),"
-		" o.changed, o.source, o.created_at"
-		" FROM outbox o LEFT JOIN object b ON o.json IS NULL AND b.rowid = o.obj_id"
-		" WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2";
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int r = prepare(s, sql, &st), rc;
 
-	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 1, after_seq));
-	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 2, limit));
+	for (int i = 0; r == 0 && i < sqlite3_bind_parameter_count(st) && i < 3; i++)
+		r = sql_errno(sqlite3_bind_int64(st, i + 1, args[i]));
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1682,6 +1682,30 @@ int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_o
 			return r;
 	}
 	return sql_errno(rc);
+}
+
+int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_outbox_fn fn,
+		      void *userdata)
+{
+	const int64_t args[3] = { after_seq, limit };
+
+	return outbox_rows(s, OUTBOX_SELECT " WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2", args, fn,
+			   userdata);
+}
+
+int store_outbox_latest_each(struct store *s, int64_t after_seq, int64_t upto_seq, int64_t limit,
+			     store_outbox_fn fn, void *userdata)
+{
+	/* seq is the rowid: the group's max(seq) values are looked up, not scanned for. The
+	 * grouping runs in SQLite's temp store (a file), not in our memory. */
+	const int64_t args[3] = { after_seq, upto_seq, limit };
+
+	return outbox_rows(s,
+			   OUTBOX_SELECT
+			   " WHERE o.seq IN (SELECT max(seq) FROM (SELECT seq, kind,"
+			   " key FROM outbox WHERE seq > ?1 AND seq <= ?2 ORDER BY seq"
+			   " LIMIT ?3) GROUP BY kind, key) ORDER BY o.seq",
+			   args, fn, userdata);
 }
 
 int store_outbox_prune(struct store *s, const char *const *sinks, size_t n, int64_t before_ms,

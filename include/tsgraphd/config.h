@@ -67,10 +67,12 @@ enum config_severity {
 struct config_sink {
 	char *name; /* the NAME of [sink.NAME] */
 	enum config_sink_type type;
-	char *path;	  /* file: the NDJSON change log */
-	char *url;	  /* webhook: where changes are POSTed (may hold a token: a secret) */
-	char *ca_file;	  /* PEM bundle to trust instead of the system's, or NULL */
-	uint32_t timeout; /* seconds one request may take */
+	char *path; /* file: the NDJSON change log */
+	/* Sinks that speak HTTP: where (a webhook URL may hold a token: a secret), a CA bundle
+	 * (NULL: the system's), seconds for one request. */
+	char *url;
+	char *ca_file;
+	uint32_t timeout;
 	struct {
 		char *secret;	   /* secret: HMAC key of the signature header, or NULL */
 		char *secret_file; /* its file, resolved into secret by config_load */
@@ -79,7 +81,20 @@ struct config_sink {
 		enum config_severity min_severity; /* alert events less severe are not sent */
 		bool backfill; /* a new sink sends what the outbox holds, not only later changes */
 	} webhook;
+	struct {
+		char *account;
+		char *token;	  /* secret: inline, token_file or a systemd credential */
+		char *token_file; /* the file token was read from, or NULL */
+		char *scope;
+		uint64_t batch_bytes; /* largest request body */
+		uint32_t job_changes; /* outbox rows one synchronization job covers */
+	} j1;			      /* jupiterone */
 };
+
+#define CONFIG_J1_URL_DEFAULT	      "https://api.us.jupiterone.io"
+#define CONFIG_J1_BATCH_BYTES_DEFAULT (5u * 1024 * 1024) /* and the most: JupiterOne caps 6 MB */
+#define CONFIG_J1_JOB_CHANGES_DEFAULT 50000u
+#define CONFIG_SINK_TIMEOUT_DEFAULT   30u
 
 #define CONFIG_OUTBOX_RETENTION_DEFAULT (7u * 86400)
 #define CONFIG_MAX_RESPONSE_DEFAULT	(8u * 1024 * 1024) /* [threatstack] max_response */

@@ -141,6 +141,11 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 /* --- the outbox and sink cursors --- */
 int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_outbox_fn fn,
 		      void *userdata);
+/* The window of the first limit rows with after_seq < seq <= upto_seq, coalesced: only the
+ * last change of each (kind, key) in it, in seq order. The window's last row is always
+ * among them. */
+int store_outbox_latest_each(struct store *s, int64_t after_seq, int64_t upto_seq, int64_t limit,
+			     store_outbox_fn fn, void *userdata);
 /* The last seq given to a change (0 before the first), pruned or not. */
 int store_outbox_max_seq(struct store *s, int64_t *ret);
 /* Deletes the outbox rows every named sink has delivered (at or below the smallest of their

@@ -14,7 +14,12 @@
  * apply's write transaction, every change and the run's record written, before the commit),
  * "deliver" (sink_file.c, counted: lines appended and fsync'd, after a batch and before the
  * sink's cursor moves past it), "post" (sink_webhook.c, counted: changes a receiver accepted,
- * after the 2xx and before the sink's cursor moves past it). Each logs "test hook: ..." at notice before it acts, so a test
+ * after the 2xx and before the sink's cursor moves past it); in sink_jupiterone.c, for each
+ * job: "jupiterone-created" (the job created, nothing uploaded), "jupiterone-upload"
+ * (counted: upload requests of the job accepted), "jupiterone-finalize" (every upload
+ * accepted, before finalize), "jupiterone-finalized" (finalize accepted, the job not followed
+ * yet) and "jupiterone-finished" (the job FINISHED, before the sink's cursor moves). Each
+ * logs "test hook: ..." at notice before it acts, so a test
  * can wait for the line instead of guessing the moment.
  *
  * Threads: any; the environment is read once, on the first call.

@@ -192,3 +192,60 @@ caught_count() { caught | jq length; }
 # catcher_fault JSON: {"status":503,"count":N,"retry_after":S} for the next N POSTs.
 catcher_fault() { curl -sS -f --max-time 10 -d "$1" "$CATCHER_URL/_catcher/fault" >/dev/null; }
 catcher_stat() { curl -sS -f --max-time 10 "$CATCHER_URL/_catcher/stats" | jq -r ".$1"; }
+# --- tsgraphd's JupiterOne sink against the fake JupiterOne ---------------------------------
+# The scope the sink uses by default: threatstack-<org_id>.
+J1_SCOPE=threatstack-$FAKE_ORG
+# j1_sink_lines: sets J1_SINK, the [sink.j1] lines for write_config against the running fake
+# JupiterOne (its token in a 0600 file): write_config a "${J1_SINK[@]}" [more lines...].
+j1_sink_lines() {
+	printf '%s\n' "$J1_TOKEN" >"$WORK/j1.token"
+	chmod 600 "$WORK/j1.token"
+	J1_SINK=("[sink.j1]" "type = jupiterone" "url = $J1_URL" "account = $J1_ACCOUNT"
+		"token_file = $WORK/j1.token")
+}
+# j1_stat NAME: one number of the fake JupiterOne's statistics (jq path, e.g. .jobs_created).
+j1_stat() { j1_stats | jq -r "$1"; }
+
+# by_key: objects (a JSON array on stdin) as one object keyed by _key, sorted; fails on a
+# _key seen twice.
+_by_key() { jq -S 'if (map(._key) | length) != (map(._key) | unique | length)
+	then error("a _key twice") else map({(._key): .}) | add // {} end'; }
+
+# j1_equals_store DB WHAT: the fake JupiterOne's graph of $J1_SCOPE holds exactly the store's
+# objects (same keys, same JSON), each once.
+j1_equals_store() {
+	local db=$1 what=$2
+	j1_graph "$J1_SCOPE" | jq '.entities + .relationships' | _by_key >"$WORK/j1.json" ||
+		fail "$what: the fake JupiterOne's graph holds a _key twice"
+	sqlite3 "$db" 'SELECT json FROM object' | jq -s . | _by_key >"$WORK/stored.json"
+	cmp -s "$WORK/j1.json" "$WORK/stored.json" ||
+		fail "$what: the fake JupiterOne's graph is not the store's: $(diff "$WORK/j1.json" "$WORK/stored.json" | head -20)"
+}
+
+# j1_equals_fresh_sync WHAT: the fake JupiterOne's graph of $J1_SCOPE is exactly the graph a
+# fresh full sync of the fake Threat Stack builds now (a new store, no JupiterOne sink).
+j1_equals_fresh_sync() {
+	rm -f "$WORK"/fresh.db* "$WORK/fresh.ndjson"
+	write_config fresh
+	expect_status 0 "$TSGRAPHD" -c "$WORK/fresh.conf" sync
+	j1_equals_store "$WORK/fresh.db" "$1 (against a fresh sync)"
+}
+
+# need_datamodel: the pinned @jupiterone/data-model packages (tests/package.json) in
+# tests/node_modules, installed on first use; fails loudly, within about two minutes, when
+# they cannot be installed: a data-model check that silently skips would be worse than none.
+need_datamodel() {
+	local tests=${TESTS_DIR:-$PWD/tests}
+	command -v node >/dev/null || fail "node is required"
+	_have_datamodel() {
+		(cd "$tests/datamodel" && node -e 'require.resolve("@jupiterone/data-model"); require.resolve("ajv")') \
+			>/dev/null 2>&1
+	}
+	_have_datamodel && return 0
+	command -v npm >/dev/null || fail "npm is required to install the data model"
+	echo "installing the pinned data-model packages into tests/node_modules"
+	timeout 110 npm ci --prefix "$tests" --no-audit --no-fund --fetch-retries=1 \
+		--fetch-timeout=30000 >"$WORK/npm.log" 2>&1 ||
+		fail "cannot install @jupiterone/data-model (is the package registry reachable?): $(tail -n 20 "$WORK/npm.log")"
+	_have_datamodel || fail "data-model packages still missing after install"
+}
