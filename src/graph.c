@@ -440,7 +440,7 @@ static int emit_explicit(struct sink *k, const char *type, const char *class, co
 	buf_init(&key, GRAPH_STR_MAX);
 	snprintf(cl, sizeof(cl), "%s", class);
 	lower_ascii(cl);
-	if ((r = buf_printf(&key, "%s|%s|%s", from, cl, to)) < 0)
+	if ((r = buf_cat(&key, from, "|", cl, "|", to, NULL)) < 0)
 		return r;
 	if ((r = new_object(&o, key.data, type, class)) < 0 ||
 	    (r = add_str(&o, "_fromEntityKey", from)) < 0 ||
@@ -673,8 +673,8 @@ static int agent_protects(struct sink *k, const struct graph_options *opt, const
 	buf_init(&key, GRAPH_STR_MAX);
 	if (!ec2 && empty(hostname))
 		return 0; /* nothing to match a Host by */
-	r = ec2 ? buf_printf(&key, "%s|protects|aws_instance:%s", agent_key, a->instance_id)
-		: buf_printf(&key, "%s|protects|host:%s", agent_key, hostname);
+	r = ec2 ? buf_cat(&key, agent_key, "|protects|aws_instance:", a->instance_id, NULL)
+		: buf_cat(&key, agent_key, "|protects|host:", hostname, NULL);
 	if (r < 0)
 		return r;
 	if ((r = new_object(&o, key.data, type, "PROTECTS")) < 0 ||
@@ -799,8 +799,7 @@ int graph_vuln_agent(const struct graph_options *opt, const struct ts_vuln *v, c
 		if (*p >= 'a' && *p <= 'z')
 			*p = (char)(*p - 'a' + 'A');
 	lower_ascii(lower);
-	if ((r = buf_printf(&key, "%s%s|identified|%s", GRAPH_AGENT_KEY_PREFIX, agent_id, lower)) <
-	    0)
+	if ((r = buf_cat(&key, GRAPH_AGENT_KEY_PREFIX, agent_id, "|identified|", lower, NULL)) < 0)
 		return r;
 	if ((r = new_object(&o, key.data, "threatstack_agent_identified_vulnerability",
 			    "IDENTIFIED")) < 0 ||
