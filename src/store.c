@@ -1,6 +1,6 @@
 /* store — SQLite state for tsgraphd.
  *
- * Tables (schema version 4):
+ * Tables (schema version 5):
  *   object         the stored graph: one row per entity or relationship, by _key, with its
  *                  canonical JSON and SHA-256, its owner (the agent or alert it belongs to)
  *                  and rank; relationships keep their ends (from_key, and to_key when the
@@ -13,6 +13,7 @@
  *   sink_cursor    the last seq each sink has delivered, when it last delivered, its last
  *                  error and how many attempts in a row have failed.
  *   sync_run       one row per sync, with its counts and what the guard held back.
+ *   meta           one row: how many objects the graph holds (a hint: the key index's size).
  *
  * A sync compares as it stages: each object is looked up in the key index (memory) and
  * only new and changed ones are written, appended to the connection's TEMP table stage;
@@ -160,6 +161,10 @@ static const char *const migrations[] = {
 	/* 4: counts per type come from the key index (memory) or object_digest: an index on
 	 * object(type) was one more B-tree written per object. */
 	"DROP INDEX object_type;",
+	/* 5: how many objects the graph holds, kept by the apply: the key index is sized from it
+	 * at once instead of counting the table or growing as it loads. */
+	"CREATE TABLE meta (objects INTEGER NOT NULL);"
+	"INSERT INTO meta SELECT count(*) FROM object;",
 };
 
 /* What one sync stages: only new and changed objects (old: the stored rowid it updates), in
@@ -793,11 +798,16 @@ static int index_load(struct store *s)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	size_t used = 0, type = SIZE_MAX;
-	int r, rc;
+	int64_t hint = 0;
+	int r, rc = SQLITE_DONE;
 
 	index_drop(s);
 	s->types_stored = false;
-	r = prepare(s, "SELECT id, kh, digest, type FROM object_digest", &st);
+	r = query_int(s, "SELECT objects FROM meta", &hint);
+	while (r == 0 && (size_t)hint < SIZE_MAX / 4 && s->index_cap * 2 < (size_t)hint * 3 + 3)
+		r = index_grow(s);
+	if (r == 0)
+		r = prepare(s, "SELECT id, kh, digest, type FROM object_digest", &st);
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
 		uint64_t kh = (uint64_t)sqlite3_column_int64(st, 1);
@@ -1487,6 +1497,16 @@ static const char *const apply_selects[] = {
 	" FROM temp.gone g JOIN object o ON o.rowid = g.id WHERE o.kind = ?4 ORDER BY o.key",
 };
 
+static int meta_add(struct store *s, int64_t objects)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s, "UPDATE meta SET objects = max(0, objects + ?1)", &st);
+
+	if (r == 0)
+		r = sql_errno(sqlite3_bind_int64(st, 1, objects));
+	return r < 0 ? r : step_done(st);
+}
+
 /* The created objects of one kind, in one read of the plan: each row becomes its object,
  * its key index row and its outbox row (naming the object), in key order. */
 static int apply_creates(struct store *s, const char *kind, const char *source, int64_t run_id,
@@ -1647,6 +1667,8 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 	}
 	if (r == 0)
 		r = exec(s, remove);
+	if (r == 0)
+		r = meta_add(s, counts[0] - counts[2]);
 	if (r < 0)
 		return r;
 	*ret_created = counts[0];
