@@ -50,7 +50,7 @@
 #define TEXT_MAX	 4096u				 /* one sentence */
 #define NAME_SHOWN_MAX	 200u		/* bytes of a name or title in a sentence */
 #define LIST_SHOWN_MAX	 1024u		/* bytes of changed property names in a sentence */
-#define ANSWER_MAX	 (1024u * 1024) /* a receiver's answer, read and ignored */
+#define ANSWER_MAX	 (1024u * 1024) /* what is kept of a receiver's answer */
 #define ANSWER_SHOWN_MAX 120u		/* bytes of a refusal's answer in the error */
 #define IDENTIFIED_INFIX "|identified|"
 
@@ -697,6 +697,9 @@ static int open_webhook(const struct config *c, const struct config_sink *cfg,
 		.timeout_s = cfg->timeout ? cfg->timeout : CONFIG_WEBHOOK_TIMEOUT_DEFAULT,
 		.max_response = ANSWER_MAX,
 		.cancel = cancel,
+		/* A 2xx is taken whatever follows it: failing on a big page would send the
+		 * accepted change again, and again. */
+		.discard_body_over_max = true,
 	};
 	struct sink_webhook *w;
 	int r;
