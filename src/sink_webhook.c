@@ -46,8 +46,8 @@
 #define SCAN_ROWS	 1000		    /* outbox rows read by one scan */
 #define BATCH_MESSAGES	 100		    /* bodies rendered by one scan */
 #define BATCH_BYTES	 (8u * 1024 * 1024) /* and their bytes, past which the scan stops */
-#define BODY_MAX	 (CANON_OBJECT_MAX + 64u * 1024) /* one change line and its members */
-#define TEXT_MAX	 4096u				 /* one sentence */
+#define BODY_MAX	 (CANON_OBJECT_MAX + STORE_CHANGED_LIST_MAX + 64u * 1024) /* a change line */
+#define TEXT_MAX	 4096u							  /* one sentence */
 #define NAME_SHOWN_MAX	 200u		/* bytes of a name or title in a sentence */
 #define LIST_SHOWN_MAX	 1024u		/* bytes of changed property names in a sentence */
 #define ANSWER_MAX	 (1024u * 1024) /* what is kept of a receiver's answer */
@@ -216,6 +216,7 @@ static int split_vuln_key(const char *key, char **ret_agent, char **ret_cve)
 	if (!*ret_agent || !*ret_cve) {
 		free(*ret_agent);
 		free(*ret_cve);
+		*ret_agent = *ret_cve = NULL; /* the caller frees them too */
 		return -ENOMEM;
 	}
 	for (char *p = *ret_cve; *p; p++) /* ASCII only, whatever the locale */

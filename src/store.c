@@ -43,7 +43,6 @@
 #define STORE_CACHE_KIB		"4096" /* page cache of the stored graph: bounded, not the fleet */
 #define BUSY_TIMEOUT_DEFAULT_MS 30000  /* when store_options leave it 0 */
 #define STAGE_COMMIT_EVERY	8192   /* staged puts between two commits of the snapshot */
-#define CHANGED_LIST_MAX	(1024 * 1024) /* tsg_changed()'s JSON array of property names */
 
 struct stored {
 	int64_t id, rank; /* rank only when exact */
@@ -310,7 +309,7 @@ static void sql_changed(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	int r;
 
 	(void)argc;
-	buf_init(&b, CHANGED_LIST_MAX);
+	buf_init(&b, STORE_CHANGED_LIST_MAX);
 	r = canon_changed_properties((const char *)sqlite3_value_text(argv[0]),
 				     (const char *)sqlite3_value_text(argv[1]), &b);
 	if (r < 0) {

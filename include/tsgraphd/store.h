@@ -23,6 +23,8 @@
 #define STORE_SCHEMA_VERSION 2
 #define STORE_TYPES_MAX	     32		/* graph types one snapshot can count */
 #define STORE_APPLICATION_ID 0x54534744 /* "TSGD" */
+/* An update's changed list (outbox_row.changed): a JSON array of property names, bytes. */
+#define STORE_CHANGED_LIST_MAX (1024u * 1024)
 
 struct store;
 
