@@ -193,14 +193,6 @@ const char *config_webhook_event_to_string(unsigned event)
 	return NULL;
 }
 
-static void wipe_free(char *s)
-{
-	if (s) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
 void config_free(struct config *c)
 {
 	if (!c)

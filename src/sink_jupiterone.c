@@ -714,6 +714,7 @@ int sink_jupiterone_open(const struct config_sink *cfg, struct cancel *cancel,
 		.cancel = cancel,
 	};
 	struct sink_jupiterone *j;
+	char *auth = NULL, *account = NULL;
 	int r;
 
 	err[0] = '\0';
@@ -722,15 +723,26 @@ int sink_jupiterone_open(const struct config_sink *cfg, struct cancel *cancel,
 		return -EINVAL;
 	}
 	j = calloc(1, sizeof(*j));
-	if (!j)
+	if (!j) {
+		snprintf(err, SINK_ERR_MAX, "out of memory");
 		return -ENOMEM;
+	}
 	j->cfg = cfg;
-	if (asprintf(&j->auth, "Authorization: Bearer %s", cfg->j1.token) < 0 ||
-	    asprintf(&j->account, "JupiterOne-Account: %s", cfg->j1.account) < 0) {
-		j->auth = j->account = NULL; /* asprintf leaves them undefined */
+	/* asprintf leaves its pointer undefined on failure: temporaries, and the one holding
+	 * the token wiped if the other fails. */
+	if (asprintf(&auth, "Authorization: Bearer %s", cfg->j1.token) < 0)
+		auth = NULL;
+	if (asprintf(&account, "JupiterOne-Account: %s", cfg->j1.account) < 0)
+		account = NULL;
+	if (!auth || !account) {
+		wipe_free(auth);
+		free(account);
+		snprintf(err, SINK_ERR_MAX, "out of memory");
 		r = -ENOMEM;
 		goto fail;
 	}
+	j->auth = auth;
+	j->account = account;
 	j->headers[0] = j->auth;
 	j->headers[1] = j->account;
 	j->headers[2] = "Content-Type: application/json";
@@ -752,10 +764,7 @@ void sink_jupiterone_close(struct sink_jupiterone *j)
 	if (!j)
 		return;
 	http_free(j->http);
-	if (j->auth) {
-		explicit_bzero(j->auth, strlen(j->auth));
-		free(j->auth);
-	}
+	wipe_free(j->auth);
 	free(j->account);
 	free(j);
 }
