@@ -711,8 +711,10 @@ static int open_webhook(const struct config *c, const struct config_sink *cfg,
 		return -EINVAL;
 	}
 	w = calloc(1, sizeof(*w));
-	if (!w)
+	if (!w) {
+		snprintf(err, SINK_ERR_MAX, "out of memory");
 		return -ENOMEM;
+	}
 	w->cfg = cfg;
 	r = http_new(&o, &w->http);
 	if (r < 0) {
