@@ -1875,6 +1875,32 @@ int store_outbox_count(struct store *s, int64_t after_seq, int64_t upto_seq, int
 	return 0;
 }
 
+int store_outbox_gap(struct store *s, int64_t after_seq, int64_t *ret_first, int64_t *ret_last)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int64_t next = 0;
+	int r, rc;
+
+	/* The seq after after_seq that the outbox holds, else the next one to be given: rows
+	 * are only ever pruned as a prefix, so a hole can only sit right after a cursor. */
+	r = prepare(s,
+		    "SELECT coalesce((SELECT min(seq) FROM outbox WHERE seq > ?1),"
+		    " max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),"
+		    " coalesce((SELECT max(seq) FROM outbox), 0)) + 1)",
+		    &st);
+	if (r == 0)
+		r = sql_errno(sqlite3_bind_int64(st, 1, after_seq));
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+	next = sqlite3_column_int64(st, 0);
+	*ret_first = next > after_seq + 1 ? after_seq + 1 : 0;
+	*ret_last = next > after_seq + 1 ? next - 1 : 0;
+	return 0;
+}
+
 int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void *ud), void *ud)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
