@@ -2,6 +2,7 @@
 #include "tsgraphd/sink.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,19 @@ int sink_drain(struct sink *k, struct store *s, int64_t *ret_delivered,
 		log_warning("sink %s: cannot record the delivery: %s", k->cfg->name,
 			    store_errmsg(s));
 	return r;
+}
+
+int sink_check_gap(struct store *s, int64_t cursor, const char *then, char err[static SINK_ERR_MAX])
+{
+	int64_t first = 0, last = 0;
+	int r = store_outbox_gap(s, cursor, &first, &last);
+
+	if (r < 0 || first == 0)
+		return r;
+	snprintf(err, SINK_ERR_MAX,
+		 "changes %" PRId64 "..%" PRId64 " were pruned before this sink delivered them: %s",
+		 first, last, then);
+	return -ESTALE;
 }
 
 int sink_inspect(const struct config_sink *cfg, struct store *s, char note[static SINK_ERR_MAX])

@@ -683,25 +683,19 @@ int sink_jupiterone_drain(struct sink_jupiterone *j, struct store *s, int64_t *r
 		goto store_fail;
 	for (;;) {
 		struct sink_j1_window w;
-		int64_t gap_first = 0, gap_last = 0;
 
 		/* Changes after the cursor pruned (the sink left out of a config that pruned,
 		 * renamed, or added to a store whose outbox no longer starts at seq 1): JupiterOne
 		 * would miss them for good, silently. Even at cursor 0: the store's graph is
 		 * only ever sent as its changes. */
-		r = store_outbox_gap(s, cursor, &gap_first, &gap_last);
+		r = sink_check_gap(s, cursor,
+				   "JupiterOne misses them; a full upload from a new store is "
+				   "needed (docs/jupiterone.md, \"Lost changes\")",
+				   err);
+		if (r == -ESTALE)
+			return r;
 		if (r < 0)
 			goto store_fail;
-		if (gap_first > 0) {
-			snprintf(err, SINK_ERR_MAX,
-				 "changes %" PRId64 "..%" PRId64
-				 " were pruned before this sink delivered them: JupiterOne misses "
-				 "them; a full upload from a new store is needed "
-				 "(docs/jupiterone.md, "
-				 "\"Lost changes\")",
-				 gap_first, gap_last);
-			return -ESTALE;
-		}
 		r = sink_jupiterone_window(s, cursor, j->cfg->j1.job_changes,
 					   j->cfg->j1.batch_bytes, &w, err);
 		if (r < 0 && err[0])

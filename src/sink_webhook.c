@@ -639,28 +639,19 @@ static int drain(void *impl, struct store *s, int64_t *ret_delivered, char err[s
 	if (r < 0)
 		goto store_fail;
 	for (;;) {
-		int64_t gap_first = 0, gap_last = 0;
-
 		/* Rows after the cursor pruned (the sink left out of a config that pruned, or
 		 * renamed): skipping them would lose alerts in silence. A new sink's baseline
 		 * (cursor 0, backfill: what the outbox holds) has no gap to speak of. */
-		if (cursor > 0) {
-			r = store_outbox_gap(s, cursor, &gap_first, &gap_last);
-			if (r < 0)
-				goto store_fail;
-			if (gap_first > 0) {
-				snprintf(err, SINK_ERR_MAX,
-					 "changes %" PRId64 "..%" PRId64
-					 " were pruned before this sink delivered them: their "
-					 "alerts "
-					 "are lost; to go on after the latest change, rename the "
-					 "sink "
-					 "(docs/change-alerts.md)",
-					 gap_first, gap_last);
-				r = -ESTALE;
-				goto out;
-			}
-		}
+		r = cursor > 0 ? sink_check_gap(s, cursor,
+						"their alerts are lost; to go on after the "
+						"latest change, rename the sink "
+						"(docs/change-alerts.md)",
+						err)
+			       : 0;
+		if (r == -ESTALE)
+			goto out;
+		if (r < 0)
+			goto store_fail;
 		scan_reset(&sc);
 		sc.last_seq = cursor;
 		r = store_outbox_each(s, cursor, SCAN_ROWS, scan_row, &sc);
