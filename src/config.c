@@ -134,7 +134,8 @@ struct parse {
 	char *scratch[SCRATCH_N];
 	int scratch_line[SCRATCH_N];
 	bool inline_secret;
-	unsigned flags; /* enum config_flags */
+	int secret_url_line; /* a webhook url with a path or query (its token), or 0 */
+	unsigned flags;	     /* enum config_flags */
 };
 
 static int fail(struct parse *p, int line, const char *key, const char *fmt, ...)
@@ -191,14 +192,6 @@ const char *config_webhook_event_to_string(unsigned event)
 		if (event == 1u << i)
 			return webhook_events[i];
 	return NULL;
-}
-
-static void wipe_free(char *s)
-{
-	if (s) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
 }
 
 void config_free(struct config *c)
@@ -872,6 +865,16 @@ static int check_sink_keys(struct parse *p, size_t i, const char *const *allowed
 	return 0;
 }
 
+/* Whether a URL checked by check_url has more than an origin: a webhook's path or query is a
+ * credential (Slack and Teams carry their token there). */
+static bool url_has_path(const char *url)
+{
+	const char *host = url + (strncmp(url, "https://", 8) == 0 ? 8 : 7);
+	const char *rest = host + strcspn(host, "/?#");
+
+	return *rest && strcmp(rest, "/") != 0;
+}
+
 /* [sink.NAME] type = webhook: the required url, defaults, and the optional secret (16
  * characters or more) from secret, secret_file, or the systemd credential sink-secret-NAME. */
 static int validate_webhook(struct parse *p, size_t i, const char *section)
@@ -886,6 +889,8 @@ static int validate_webhook(struct parse *p, size_t i, const char *section)
 		return r;
 	if (!s->url)
 		return fail(p, p->sink_line[i], section, "a webhook sink needs url");
+	if (url_has_path(s->url) && !p->secret_url_line)
+		p->secret_url_line = sink_key_line(p, i, "url");
 	if (!s->timeout)
 		s->timeout = CONFIG_WEBHOOK_TIMEOUT_DEFAULT;
 	if (!s->webhook.events)
@@ -1193,6 +1198,13 @@ int config_load_flags(const char *path, unsigned flags, struct config **ret,
 		fail(&p, 0, NULL,
 		     "holds a secret but is readable by others (chmod o-r it, or move the secret "
 		     "to a *_file)");
+		r = -EPERM;
+		goto out;
+	}
+	if (p.secret_url_line && (st.st_mode & S_IROTH)) {
+		fail(&p, p.secret_url_line, "url",
+		     "a webhook url with a path or query is a credential (Slack and Teams carry "
+		     "their token in it), and this file is readable by others (chmod o-r it)");
 		r = -EPERM;
 		goto out;
 	}

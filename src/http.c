@@ -14,7 +14,7 @@ struct http {
 	struct http_options opt;
 	struct buf body;
 	size_t header_bytes;
-	bool too_large, headers_too_large;
+	bool too_large, headers_too_large, body_cut, out_of_memory;
 	int64_t retry_after_ms;
 	uint64_t rng;
 	char curl_error[CURL_ERROR_SIZE];
@@ -23,12 +23,32 @@ struct http {
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
 {
 	struct http *h = ud;
+	size_t len = size * n, room;
+	int r;
 
-	if (buf_append(&h->body, data, size * n) < 0) {
-		h->too_large = true;
+	if (h->opt.discard_body_over_max) {
+		/* Keep what fits, one byte left for http_request's terminating NUL; read and
+		 * drop the rest, so the answer's status still counts. */
+		room = h->body.max > h->body.len ? h->body.max - h->body.len - 1 : 0;
+		if (len > room) {
+			h->body_cut = true;
+			len = room;
+		}
+		if (len > 0 && buf_append(&h->body, data, len) < 0) {
+			h->out_of_memory = true;
+			return 0;
+		}
+		return size * n;
+	}
+	r = buf_append(&h->body, data, len);
+	if (r < 0) {
+		if (r == -ENOMEM)
+			h->out_of_memory = true;
+		else
+			h->too_large = true;
 		return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
 	}
-	return size * n;
+	return len;
 }
 
 static size_t on_header(char *line, size_t size, size_t n, void *ud)
@@ -41,6 +61,8 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud)
 
 	h->header_bytes += len;
 	if (h->header_bytes > HTTP_HEADERS_MAX) {
+		if (h->opt.discard_body_over_max)
+			return len; /* read, not looked at */
 		h->headers_too_large = true;
 		return 0;
 	}
@@ -142,6 +164,10 @@ static int transport_error(struct http *h, CURLcode cc, char err[static HTTP_ERR
 			snprintf(err, HTTP_ERR_MAX, "answer larger than %zu bytes", h->body.max);
 			return -EMSGSIZE;
 		}
+		if (h->out_of_memory) {
+			snprintf(err, HTTP_ERR_MAX, "out of memory reading the answer");
+			return -ENOMEM;
+		}
 		break;
 	case CURLE_OPERATION_TIMEDOUT:
 		snprintf(err, HTTP_ERR_MAX, "timed out: %s", what);
@@ -168,6 +194,15 @@ static int transport_error(struct http *h, CURLcode cc, char err[static HTTP_ERR
 	return -EIO;
 }
 
+/* Header lines may carry credentials (Authorization): wiped before they are freed. */
+static void slist_wipe_free(struct curl_slist *list)
+{
+	for (struct curl_slist *l = list; l; l = l->next)
+		if (l->data)
+			explicit_bzero(l->data, strlen(l->data));
+	curl_slist_free_all(list);
+}
+
 int http_request(struct http *h, const char *method, const char *url, const char *const *headers,
 		 const char *body, size_t len, struct http_response *resp,
 		 char err[static HTTP_ERR_MAX])
@@ -187,14 +222,15 @@ int http_request(struct http *h, const char *method, const char *url, const char
 		struct curl_slist *l = curl_slist_append(list, headers[i]);
 
 		if (!l) {
-			curl_slist_free_all(list);
+			slist_wipe_free(list);
+			snprintf(err, HTTP_ERR_MAX, "out of memory");
 			return -ENOMEM;
 		}
 		list = l;
 	}
 	buf_reset(&h->body);
 	h->header_bytes = 0;
-	h->too_large = h->headers_too_large = false;
+	h->too_large = h->headers_too_large = h->body_cut = h->out_of_memory = false;
 	h->retry_after_ms = -1;
 	h->curl_error[0] = '\0';
 	if (curl_easy_setopt(h->curl, CURLOPT_URL, url) != CURLE_OK ||
@@ -223,9 +259,10 @@ int http_request(struct http *h, const char *method, const char *url, const char
 	resp->retry_after_ms = h->retry_after_ms;
 	resp->body = h->body.data;
 	resp->body_len = h->body.len;
+	resp->body_cut = h->body_cut;
 out:
 	curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, NULL);
-	curl_slist_free_all(list);
+	slist_wipe_free(list);
 	return r;
 }
 
@@ -239,8 +276,6 @@ int64_t http_backoff_ms(struct http *h, unsigned attempt, int64_t retry_after_ms
 	int64_t d = HTTP_BACKOFF_BASE;
 	uint64_t x = h->rng; /* xorshift64*: jitter only, not security */
 
-	if (retry_after_ms >= 0)
-		return retry_after_ms < HTTP_BACKOFF_CAP ? retry_after_ms : HTTP_BACKOFF_CAP;
 	for (unsigned i = 1; i < attempt && d < HTTP_BACKOFF_CAP; i++)
 		d *= 2;
 	if (d > HTTP_BACKOFF_CAP)
@@ -249,6 +284,12 @@ int64_t http_backoff_ms(struct http *h, unsigned attempt, int64_t retry_after_ms
 	x ^= x << 25;
 	x ^= x >> 27;
 	h->rng = x;
+	/* A Retry-After shorter than this try's lower bound (0 included) is not taken: five
+	 * tries back to back would hammer a server that is already struggling. */
+	if (retry_after_ms >= 0)
+		return retry_after_ms < d / 2		   ? d / 2
+		       : retry_after_ms < HTTP_BACKOFF_CAP ? retry_after_ms
+							   : HTTP_BACKOFF_CAP;
 	return d / 2 + (int64_t)((x * 0x2545F4914F6CDD1DULL) % (uint64_t)(d / 2 + 1));
 }
 

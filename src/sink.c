@@ -2,7 +2,10 @@
 #include "tsgraphd/sink.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tsgraphd/log.h"
 #include "tsgraphd/sink_file.h"
@@ -43,12 +46,16 @@ int sink_open(const struct config *c, const struct config_sink *cfg, struct canc
 		return -EOPNOTSUPP;
 	}
 	k = calloc(1, sizeof(*k));
-	if (!k)
+	if (!k) {
+		snprintf(err, SINK_ERR_MAX, "out of memory");
 		return -ENOMEM;
+	}
 	k->ops = ops;
 	k->cfg = cfg;
 	r = ops->open(c, cfg, cancel, &k->impl, err);
 	if (r < 0) {
+		if (!err[0])
+			snprintf(err, SINK_ERR_MAX, "%s", strerror(-r));
 		free(k);
 		return r;
 	}
@@ -74,11 +81,26 @@ int sink_drain(struct sink *k, struct store *s, int64_t *ret_delivered,
 	r = k->ops->drain(k->impl, s, ret_delivered, err);
 	if (r == -ECANCELED) /* stopped, not failed */
 		return r;
+	if (r < 0 && !err[0]) /* never an empty error in status: a sink path forgot its line */
+		snprintf(err, SINK_ERR_MAX, "%s", strerror(-r));
 	rr = store_sink_report(s, k->cfg->name, now_ms(), r < 0 ? err : NULL);
 	if (rr < 0)
 		log_warning("sink %s: cannot record the delivery: %s", k->cfg->name,
 			    store_errmsg(s));
 	return r;
+}
+
+int sink_check_gap(struct store *s, int64_t cursor, const char *then, char err[static SINK_ERR_MAX])
+{
+	int64_t first = 0, last = 0;
+	int r = store_outbox_gap(s, cursor, &first, &last);
+
+	if (r < 0 || first == 0)
+		return r;
+	snprintf(err, SINK_ERR_MAX,
+		 "changes %" PRId64 "..%" PRId64 " were pruned before this sink delivered them: %s",
+		 first, last, then);
+	return -ESTALE;
 }
 
 int sink_inspect(const struct config_sink *cfg, struct store *s, char note[static SINK_ERR_MAX])

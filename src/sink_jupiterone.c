@@ -30,6 +30,10 @@
  * drain fails: the cursor stays, sink_drain() records the error for `status`, and the next
  * drain sends the same window in a new job. Test builds can be killed at each step of a job
  * (testhook.h's jupiterone-* points).
+ *
+ * Changes after the cursor that are gone from the outbox (pruned while the sink was not in
+ * the config that pruned, or before a new sink first ran) fail the drain with -ESTALE: the
+ * sink sends only changes, so JupiterOne would miss those objects for good.
  */
 #include "tsgraphd/sink_jupiterone.h"
 
@@ -680,6 +684,18 @@ int sink_jupiterone_drain(struct sink_jupiterone *j, struct store *s, int64_t *r
 	for (;;) {
 		struct sink_j1_window w;
 
+		/* Changes after the cursor pruned (the sink left out of a config that pruned,
+		 * renamed, or added to a store whose outbox no longer starts at seq 1): JupiterOne
+		 * would miss them for good, silently. Even at cursor 0: the store's graph is
+		 * only ever sent as its changes. */
+		r = sink_check_gap(s, cursor,
+				   "JupiterOne misses them; a full upload from a new store is "
+				   "needed (docs/jupiterone.md, \"Lost changes\")",
+				   err);
+		if (r == -ESTALE)
+			return r;
+		if (r < 0)
+			goto store_fail;
 		r = sink_jupiterone_window(s, cursor, j->cfg->j1.job_changes,
 					   j->cfg->j1.batch_bytes, &w, err);
 		if (r < 0 && err[0])
@@ -714,6 +730,7 @@ int sink_jupiterone_open(const struct config_sink *cfg, struct cancel *cancel,
 		.cancel = cancel,
 	};
 	struct sink_jupiterone *j;
+	char *auth = NULL, *account = NULL;
 	int r;
 
 	err[0] = '\0';
@@ -722,15 +739,26 @@ int sink_jupiterone_open(const struct config_sink *cfg, struct cancel *cancel,
 		return -EINVAL;
 	}
 	j = calloc(1, sizeof(*j));
-	if (!j)
+	if (!j) {
+		snprintf(err, SINK_ERR_MAX, "out of memory");
 		return -ENOMEM;
+	}
 	j->cfg = cfg;
-	if (asprintf(&j->auth, "Authorization: Bearer %s", cfg->j1.token) < 0 ||
-	    asprintf(&j->account, "JupiterOne-Account: %s", cfg->j1.account) < 0) {
-		j->auth = j->account = NULL; /* asprintf leaves them undefined */
+	/* asprintf leaves its pointer undefined on failure: temporaries, and the one holding
+	 * the token wiped if the other fails. */
+	if (asprintf(&auth, "Authorization: Bearer %s", cfg->j1.token) < 0)
+		auth = NULL;
+	if (asprintf(&account, "JupiterOne-Account: %s", cfg->j1.account) < 0)
+		account = NULL;
+	if (!auth || !account) {
+		wipe_free(auth);
+		free(account);
+		snprintf(err, SINK_ERR_MAX, "out of memory");
 		r = -ENOMEM;
 		goto fail;
 	}
+	j->auth = auth;
+	j->account = account;
 	j->headers[0] = j->auth;
 	j->headers[1] = j->account;
 	j->headers[2] = "Content-Type: application/json";
@@ -752,10 +780,7 @@ void sink_jupiterone_close(struct sink_jupiterone *j)
 	if (!j)
 		return;
 	http_free(j->http);
-	if (j->auth) {
-		explicit_bzero(j->auth, strlen(j->auth));
-		free(j->auth);
-	}
+	wipe_free(j->auth);
 	free(j->account);
 	free(j);
 }

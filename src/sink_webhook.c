@@ -21,6 +21,10 @@
  * A sink with no cursor yet (it never delivered, and the outbox was never empty at its
  * start) begins after the outbox's last change unless backfill is set: the first sync of a
  * new store creates every agent, CVE and alert, which is the baseline, not news.
+ *
+ * Changes after the cursor that are gone from the outbox (pruned while the sink was not in
+ * the config that pruned) fail the drain with -ESTALE, as sink_file refuses a gap in its
+ * log: the operator learns of the lost alerts and chooses to go on (a new sink name).
  */
 #include "tsgraphd/sink_webhook.h"
 
@@ -46,11 +50,11 @@
 #define SCAN_ROWS	 1000		    /* outbox rows read by one scan */
 #define BATCH_MESSAGES	 100		    /* bodies rendered by one scan */
 #define BATCH_BYTES	 (8u * 1024 * 1024) /* and their bytes, past which the scan stops */
-#define BODY_MAX	 (CANON_OBJECT_MAX + 64u * 1024) /* one change line and its members */
-#define TEXT_MAX	 4096u				 /* one sentence */
+#define BODY_MAX	 (CANON_OBJECT_MAX + STORE_CHANGED_LIST_MAX + 64u * 1024) /* a change line */
+#define TEXT_MAX	 4096u							  /* one sentence */
 #define NAME_SHOWN_MAX	 200u		/* bytes of a name or title in a sentence */
 #define LIST_SHOWN_MAX	 1024u		/* bytes of changed property names in a sentence */
-#define ANSWER_MAX	 (1024u * 1024) /* a receiver's answer, read and ignored */
+#define ANSWER_MAX	 (1024u * 1024) /* what is kept of a receiver's answer */
 #define ANSWER_SHOWN_MAX 120u		/* bytes of a refusal's answer in the error */
 #define IDENTIFIED_INFIX "|identified|"
 
@@ -216,6 +220,7 @@ static int split_vuln_key(const char *key, char **ret_agent, char **ret_cve)
 	if (!*ret_agent || !*ret_cve) {
 		free(*ret_agent);
 		free(*ret_cve);
+		*ret_agent = *ret_cve = NULL; /* the caller frees them too */
 		return -ENOMEM;
 	}
 	for (char *p = *ret_cve; *p; p++) /* ASCII only, whatever the locale */
@@ -634,6 +639,19 @@ static int drain(void *impl, struct store *s, int64_t *ret_delivered, char err[s
 	if (r < 0)
 		goto store_fail;
 	for (;;) {
+		/* Rows after the cursor pruned (the sink left out of a config that pruned, or
+		 * renamed): skipping them would lose alerts in silence. A new sink's baseline
+		 * (cursor 0, backfill: what the outbox holds) has no gap to speak of. */
+		r = cursor > 0 ? sink_check_gap(s, cursor,
+						"their alerts are lost; to go on after the "
+						"latest change, rename the sink "
+						"(docs/change-alerts.md)",
+						err)
+			       : 0;
+		if (r == -ESTALE)
+			goto out;
+		if (r < 0)
+			goto store_fail;
 		scan_reset(&sc);
 		sc.last_seq = cursor;
 		r = store_outbox_each(s, cursor, SCAN_ROWS, scan_row, &sc);
@@ -697,6 +715,9 @@ static int open_webhook(const struct config *c, const struct config_sink *cfg,
 		.timeout_s = cfg->timeout ? cfg->timeout : CONFIG_WEBHOOK_TIMEOUT_DEFAULT,
 		.max_response = ANSWER_MAX,
 		.cancel = cancel,
+		/* A 2xx is taken whatever follows it: failing on a big page would send the
+		 * accepted change again, and again. */
+		.discard_body_over_max = true,
 	};
 	struct sink_webhook *w;
 	int r;
@@ -707,8 +728,10 @@ static int open_webhook(const struct config *c, const struct config_sink *cfg,
 		return -EINVAL;
 	}
 	w = calloc(1, sizeof(*w));
-	if (!w)
+	if (!w) {
+		snprintf(err, SINK_ERR_MAX, "out of memory");
 		return -ENOMEM;
+	}
 	w->cfg = cfg;
 	r = http_new(&o, &w->http);
 	if (r < 0) {

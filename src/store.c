@@ -43,7 +43,6 @@
 #define STORE_CACHE_KIB		"4096" /* page cache of the stored graph: bounded, not the fleet */
 #define BUSY_TIMEOUT_DEFAULT_MS 30000  /* when store_options leave it 0 */
 #define STAGE_COMMIT_EVERY	8192   /* staged puts between two commits of the snapshot */
-#define CHANGED_LIST_MAX	(1024 * 1024) /* tsg_changed()'s JSON array of property names */
 
 struct stored {
 	int64_t id, rank; /* rank only when exact */
@@ -310,7 +309,7 @@ static void sql_changed(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	int r;
 
 	(void)argc;
-	buf_init(&b, CHANGED_LIST_MAX);
+	buf_init(&b, STORE_CHANGED_LIST_MAX);
 	r = canon_changed_properties((const char *)sqlite3_value_text(argv[0]),
 				     (const char *)sqlite3_value_text(argv[1]), &b);
 	if (r < 0) {
@@ -1873,6 +1872,32 @@ int store_outbox_count(struct store *s, int64_t after_seq, int64_t upto_seq, int
 	if (rc != SQLITE_ROW)
 		return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
 	*ret = sqlite3_column_int64(st, 0);
+	return 0;
+}
+
+int store_outbox_gap(struct store *s, int64_t after_seq, int64_t *ret_first, int64_t *ret_last)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int64_t next = 0;
+	int r, rc;
+
+	/* The seq after after_seq that the outbox holds, else the next one to be given: rows
+	 * are only ever pruned as a prefix, so a hole can only sit right after a cursor. */
+	r = prepare(s,
+		    "SELECT coalesce((SELECT min(seq) FROM outbox WHERE seq > ?1),"
+		    " max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),"
+		    " coalesce((SELECT max(seq) FROM outbox), 0)) + 1)",
+		    &st);
+	if (r == 0)
+		r = sql_errno(sqlite3_bind_int64(st, 1, after_seq));
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+	next = sqlite3_column_int64(st, 0);
+	*ret_first = next > after_seq + 1 ? after_seq + 1 : 0;
+	*ret_last = next > after_seq + 1 ? next - 1 : 0;
 	return 0;
 }
 

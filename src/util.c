@@ -520,3 +520,11 @@ char *xstrdup_or_null(const char *s)
 {
 	return s ? strdup(s) : NULL;
 }
+
+void wipe_free(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}

@@ -3,10 +3,10 @@
  * file, no redirects, https only except to loopback by the config's rule), a bounded
  * answer, and transfers and waits that end when the cancel handle fires.
  *
- * A request either gets an HTTP answer (any status: 0, with resp filled) or fails in
- * transport (a negative errno and one line in err: -ETIMEDOUT, -ECONNREFUSED for a refused
- * or unreachable peer, -EPROTO for TLS, -EMSGSIZE for an answer over max_response,
- * -ECANCELED when the handle fired). Whether to retry is the caller's policy;
+ * A request either gets an HTTP answer (any status: 0, with resp filled) or fails (a negative
+ * errno, and always one line in err: -ETIMEDOUT, -ECONNREFUSED for a refused or unreachable
+ * peer, -EPROTO for TLS, -EMSGSIZE for an answer over max_response or headers over
+ * HTTP_HEADERS_MAX unless discard_body_over_max, -ENOMEM, -ECANCELED when the handle fired). Whether to retry is the caller's policy;
  * http_retryable() and http_backoff_ms() are the usual one.
  *
  * Ownership: struct http owns its curl handle and the last answer's body; http_free()
@@ -34,6 +34,12 @@ struct http_options {
 	size_t max_response;	/* bytes of one answer's body */
 	struct cancel *cancel;	/* may be NULL */
 	const char *user_agent; /* NULL: tsgraphd/VERSION */
+	/* An answer whose body is over max_response (or whose headers are over
+	 * HTTP_HEADERS_MAX) is still an answer: the body's first max_response - 1 bytes are
+	 * kept (body_cut set), the rest is read and dropped, header lines past the bound are
+	 * not looked at. For callers that need only the status (a webhook receiver's 200 with
+	 * a big page must not make the change go again). */
+	bool discard_body_over_max;
 };
 
 struct http_response {
@@ -41,6 +47,7 @@ struct http_response {
 	int64_t retry_after_ms; /* Retry-After in ms, -1 when absent */
 	const char *body;	/* NUL-terminated, valid until the next request or http_free */
 	size_t body_len;
+	bool body_cut; /* discard_body_over_max dropped the body's tail */
 };
 
 struct http;
@@ -54,9 +61,9 @@ int http_request(struct http *h, const char *method, const char *url, const char
 		 char err[static HTTP_ERR_MAX]);
 /* 408, 425, 429 and every 5xx: worth another try. */
 bool http_retryable(long status);
-/* The wait before try attempt + 1 (attempt counts from 1): Retry-After when the server gave
- * one (at most HTTP_BACKOFF_CAP), else base * 2^(attempt-1) capped, a random point in its
- * upper half. */
+/* The wait before try attempt + 1 (attempt counts from 1): d = base * 2^(attempt-1) capped,
+ * a random point in [d/2, d]; or Retry-After when the server gave one, at least d/2 and at
+ * most HTTP_BACKOFF_CAP. */
 int64_t http_backoff_ms(struct http *h, unsigned attempt, int64_t retry_after_ms);
 /* cancel_sleep on the handle's cancel: 0, or -ECANCELED. */
 int http_wait(struct http *h, int64_t ms);

@@ -45,6 +45,12 @@ void sink_close(struct sink *k);
  * the delivery's result stands). */
 int sink_drain(struct sink *k, struct store *s, int64_t *ret_delivered,
 	       char err[static SINK_ERR_MAX]);
+/* Changes right after cursor that the outbox no longer holds (pruned while the sink was not
+ * in the configuration that pruned): -ESTALE with "changes N..M were pruned before this
+ * sink delivered them: <then>" in err. 0 when there are none; a store error as is, err
+ * untouched. */
+int sink_check_gap(struct store *s, int64_t cursor, const char *then,
+		   char err[static SINK_ERR_MAX]);
 /* note is empty when there is nothing to add to the recorded state. */
 int sink_inspect(const struct config_sink *cfg, struct store *s, char note[static SINK_ERR_MAX]);
 

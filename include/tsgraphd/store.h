@@ -23,6 +23,8 @@
 #define STORE_SCHEMA_VERSION 2
 #define STORE_TYPES_MAX	     32		/* graph types one snapshot can count */
 #define STORE_APPLICATION_ID 0x54534744 /* "TSGD" */
+/* An update's changed list (outbox_row.changed): a JSON array of property names, bytes. */
+#define STORE_CHANGED_LIST_MAX (1024u * 1024)
 
 struct store;
 
@@ -171,6 +173,10 @@ int store_sink_report(struct store *s, const char *sink, int64_t now, const char
 int store_sink_state_get(struct store *s, const char *sink, struct store_sink_state *ret);
 /* How many outbox rows have after_seq < seq <= upto_seq. */
 int store_outbox_count(struct store *s, int64_t after_seq, int64_t upto_seq, int64_t *ret);
+/* The changes right after after_seq that were given a seq but are no longer in the outbox
+ * (pruned before a sink at after_seq delivered them): first..last, or 0, 0 when the next
+ * change is there or was never given. */
+int store_outbox_gap(struct store *s, int64_t after_seq, int64_t *ret_first, int64_t *ret_last);
 
 /* --- the stored graph --- */
 int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void *ud), void *ud);

@@ -95,5 +95,7 @@ int parse_iso8601_ms(const char *s, int64_t *ret);
 bool ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 
 char *xstrdup_or_null(const char *s);
+/* explicit_bzero over the string, then free; NULL is accepted (secrets, headers with them). */
+void wipe_free(char *s);
 
 #endif

@@ -149,6 +149,8 @@ write_config() {
 		local line
 		for line in "$@"; do printf '%s\n' "$line"; done
 	} >"$WORK/$name.conf"
+	# a webhook url with a path is a credential: the file must not be readable by others
+	chmod 600 "$WORK/$name.conf"
 }
 
 # fleet JSON / fault JSON: drive the fake's control endpoints; prints the answer.

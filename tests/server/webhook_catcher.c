@@ -14,6 +14,9 @@
  *   POST /_catcher/fault     {"status":503,"count":N,"retry_after":S}: the next N POSTs get
  *                            that status (count defaults to 1), with Retry-After: S when S
  *                            is given (0..3600); {"status":0} clears it
+ *   POST /_catcher/answer    {"body_bytes":N,"header_bytes":M}: accepted POSTs are answered
+ *                            200 with N bytes of body and M bytes of extra header lines
+ *                            (X-Catcher-Pad-I: ...) instead of "ok"; {} goes back to "ok"
  *   POST /_catcher/reset     forgets the requests and zeroes the counts
  *
  * SIGTERM or SIGINT stops it cleanly (exit 0, everything freed).
@@ -32,18 +35,22 @@
 
 #include "fakesrv.h"
 
-#define BODY_MAX	 (1024u * 1024)
-#define CONTROL_PREFIX	 "/_catcher/"
-#define RETRY_AFTER_MAX	 3600
-#define RECORDED_MAX	 100000 /* POSTs kept; later ones are counted but not kept */
-#define CONTROL_BODY_MAX 4096
+#define BODY_MAX	  (1024u * 1024)
+#define CONTROL_PREFIX	  "/_catcher/"
+#define RETRY_AFTER_MAX	  3600
+#define RECORDED_MAX	  100000 /* POSTs kept; later ones are counted but not kept */
+#define CONTROL_BODY_MAX  4096
+#define ANSWER_BODY_MAX	  (64u * 1024 * 1024) /* a big answer's body */
+#define ANSWER_HEADER_MAX (1024u * 1024)      /* and its extra header bytes */
+#define PAD_LINE_MAX	  (8u * 1024)	      /* bytes of one padding header line */
 
 struct catcher {
 	pthread_mutex_t lock;
 	json_object *requests; /* array */
 	long fault_status;
 	uint64_t fault_count, accepted, refused;
-	int64_t retry_after; /* seconds, -1: no Retry-After */
+	int64_t retry_after;		    /* seconds, -1: no Retry-After */
+	size_t answer_body, answer_headers; /* 0, 0: the answer is "ok" */
 	bool verbose;
 };
 
@@ -85,10 +92,50 @@ static json_object *header(struct MHD_Connection *conn, const char *name)
 	return v ? json_object_new_string(v) : NULL;
 }
 
+/* 200 with body_bytes of body and header_bytes of padding header lines. */
+static enum MHD_Result answer_big(struct MHD_Connection *conn, size_t body_bytes,
+				  size_t header_bytes)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result r;
+	char *body = malloc(body_bytes ? body_bytes : 1), *pad = NULL;
+	char name[32];
+
+	if (!body)
+		return MHD_NO;
+	memset(body, 'x', body_bytes);
+	resp = MHD_create_response_from_buffer(body_bytes, body, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "text/plain");
+	if (header_bytes > 0 && !(pad = malloc(PAD_LINE_MAX + 1))) {
+		MHD_destroy_response(resp);
+		return MHD_NO;
+	}
+	for (unsigned i = 0; header_bytes > 0; i++) {
+		/* "Name: value\r\n": at least header_bytes in all */
+		size_t line = snprintf(name, sizeof(name), "X-Catcher-Pad-%u", i) + 4u;
+		size_t v = header_bytes < PAD_LINE_MAX ? header_bytes : PAD_LINE_MAX;
+
+		memset(pad, 'p', v);
+		pad[v] = '\0';
+		if (MHD_add_response_header(resp, name, pad) != MHD_YES)
+			break;
+		header_bytes -= header_bytes < v + line ? header_bytes : v + line;
+	}
+	free(pad);
+	r = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return r;
+}
+
 /* A POST outside /_catcher/: the fault's answer, or recorded and 200. */
 static enum MHD_Result catch_post(struct catcher *k, struct MHD_Connection *conn, const char *url,
 				  struct upload *up)
 {
+	size_t body_bytes, header_bytes;
 	json_object *o;
 	int64_t retry_after;
 	long status;
@@ -126,9 +173,13 @@ static enum MHD_Result catch_post(struct catcher *k, struct MHD_Connection *conn
 						   (int)up->body.len));
 		json_object_array_add(k->requests, o);
 	}
+	body_bytes = k->answer_body;
+	header_bytes = k->answer_headers;
 	pthread_mutex_unlock(&k->lock);
 	if (k->verbose)
 		fprintf(stderr, "webhook_catcher: POST %s -> 200\n", url);
+	if (body_bytes || header_bytes)
+		return answer_big(conn, body_bytes, header_bytes);
 	return answer(conn, MHD_HTTP_OK, "text/plain", "ok", -1);
 }
 
@@ -161,6 +212,32 @@ static enum MHD_Result set_fault(struct catcher *k, struct MHD_Connection *conn,
 	return answer_json(conn, MHD_HTTP_OK, "{\"ok\":true}");
 }
 
+/* POST /_catcher/answer {"body_bytes":N,"header_bytes":M}. */
+static enum MHD_Result set_answer(struct catcher *k, struct MHD_Connection *conn,
+				  const struct upload *up)
+{
+	json_object *o = up->body.data ? json_tokener_parse(up->body.data) : NULL, *v;
+	int64_t body = 0, headers = 0;
+
+	if (o && json_object_object_get_ex(o, "body_bytes", &v))
+		body = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
+	if (o && json_object_object_get_ex(o, "header_bytes", &v))
+		headers = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
+	if (!o || body < 0 || body > (int64_t)ANSWER_BODY_MAX || headers < 0 ||
+	    headers > (int64_t)ANSWER_HEADER_MAX) {
+		json_object_put(o);
+		return answer_json(conn, MHD_HTTP_BAD_REQUEST,
+				   "{\"error\":\"want {\\\"body_bytes\\\":0..67108864,"
+				   "\\\"header_bytes\\\":0..1048576}\"}");
+	}
+	json_object_put(o);
+	pthread_mutex_lock(&k->lock);
+	k->answer_body = (size_t)body;
+	k->answer_headers = (size_t)headers;
+	pthread_mutex_unlock(&k->lock);
+	return answer_json(conn, MHD_HTTP_OK, "{\"ok\":true}");
+}
+
 static enum MHD_Result control(struct catcher *k, struct MHD_Connection *conn, const char *url,
 			       bool post, const struct upload *up)
 {
@@ -187,6 +264,9 @@ static enum MHD_Result control(struct catcher *k, struct MHD_Connection *conn, c
 	if (post && strcmp(what, "fault") == 0)
 		return up->too_large ? answer_json(conn, MHD_HTTP_CONTENT_TOO_LARGE, "{}")
 				     : set_fault(k, conn, up);
+	if (post && strcmp(what, "answer") == 0)
+		return up->too_large ? answer_json(conn, MHD_HTTP_CONTENT_TOO_LARGE, "{}")
+				     : set_answer(k, conn, up);
 	if (post && strcmp(what, "reset") == 0) {
 		json_object *fresh = json_object_new_array();
 
@@ -322,7 +402,10 @@ int main(int argc, char **argv)
 				     (v6 ? MHD_USE_IPv6 : 0) | (k.verbose ? MHD_USE_ERROR_LOG : 0),
 			     0, NULL, NULL, on_request, &k, MHD_OPTION_SOCK_ADDR, &ss,
 			     MHD_OPTION_URI_LOG_CALLBACK, on_uri, &k, MHD_OPTION_NOTIFY_COMPLETED,
-			     on_completed, &k, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+			     on_completed, &k, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+			     /* room for /_catcher/answer's header lines */
+			     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(2 * ANSWER_HEADER_MAX),
+			     MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "webhook_catcher: cannot listen on %s\n", listen_at);
 		goto out;

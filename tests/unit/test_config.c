@@ -468,6 +468,48 @@ static void test_secret_files(void **state)
 	assert_null(c);
 }
 
+/* A webhook URL with a path or query carries a token (Slack, Teams): like an inline secret,
+ * a file others can read is refused; an origin alone is not a credential. */
+static void test_world_readable_webhook_url(void **state)
+{
+	char err[CONFIG_ERROR_MAX], path[256], want[512], text[1024];
+	struct config *c = NULL;
+
+	(void)state;
+	write_file("key", "k3y-s3cr3t-value\n", 0600);
+	snprintf(path, sizeof(path), "%s/url.conf", tmpdir);
+	snprintf(text, sizeof(text),
+		 BASE_NOKEY "api_key_file = %s/key\n[sink.chat]\ntype = webhook\n"
+			    "url = https://hooks.example.com/services/T000/B000/XXXX\n",
+		 tmpdir);
+	write_file("url.conf", text, 0644);
+	assert_int_equal(config_load(path, &c, err), -EPERM);
+	snprintf(want, sizeof(want),
+		 "%s:8: url: a webhook url with a path or query is a credential (Slack and Teams "
+		 "carry their token in it), and this file is readable by others (chmod o-r it)",
+		 path);
+	assert_string_equal(err, want);
+	assert_null(c);
+	write_file("url.conf", text, 0640);
+	assert_int_equal(config_load(path, &c, err), 0);
+	config_free(c);
+	/* a query alone counts too */
+	snprintf(text, sizeof(text),
+		 BASE_NOKEY "api_key_file = %s/key\n[sink.chat]\ntype = webhook\n"
+			    "url = https://hooks.example.com?token=abc\n",
+		 tmpdir);
+	write_file("url.conf", text, 0644);
+	assert_int_equal(config_load(path, &c, err), -EPERM);
+	/* an origin is not a credential */
+	snprintf(text, sizeof(text),
+		 BASE_NOKEY "api_key_file = %s/key\n[sink.chat]\ntype = webhook\n"
+			    "url = https://hooks.example.com/\n",
+		 tmpdir);
+	write_file("url.conf", text, 0644);
+	assert_int_equal(config_load(path, &c, err), 0);
+	config_free(c);
+}
+
 static void test_credentials_directory(void **state)
 {
 	char err[CONFIG_ERROR_MAX];
@@ -768,6 +810,7 @@ int main(void)
 		cmocka_unit_test(test_secret_files),
 		cmocka_unit_test(test_credentials_directory),
 		cmocka_unit_test(test_world_readable_inline_secret),
+		cmocka_unit_test(test_world_readable_webhook_url),
 		cmocka_unit_test(test_fifo_refused_at_once),
 		cmocka_unit_test(test_api_url_whole),
 		cmocka_unit_test(test_errors_escape_untrusted_bytes),

@@ -1,6 +1,6 @@
 /* Tests of the sinks' HTTP client (src/http.c) against the fake Threat Stack's control
  * endpoints on loopback: answers of any status come back as answers, transport failures as
- * errno values, an answer over max_response is refused, a fired cancel handle stops a
+ * errno values, an answer over max_response is refused (or cut, when asked), a fired cancel handle stops a
  * request and a wait, and the retry policy's bounds. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -82,6 +82,36 @@ static void test_answer_over_max_response(void **state)
 	http_free(h);
 }
 
+/* With discard_body_over_max, the same answer is an answer: its start kept, the rest
+ * dropped (a webhook receiver's 200 with a big page must not make the change go again). */
+static void test_answer_over_max_response_discarded(void **state)
+{
+	struct http_options o = { .timeout_s = 5,
+				  .max_response = 8,
+				  .discard_body_over_max = true };
+	struct http_response resp;
+	struct http *h = NULL;
+	char url[128], err[HTTP_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(http_new(&o, &h), 0);
+	snprintf(url, sizeof(url), "%s/_fake/stats", fk.url);
+	assert_int_equal(http_request(h, "GET", url, NULL, NULL, 0, &resp, err), 0);
+	assert_int_equal(resp.status, 200);
+	assert_int_equal(resp.body_len, 7);
+	assert_int_equal(strlen(resp.body), 7);
+	assert_memory_equal(resp.body, "{\"reque", 7);
+	assert_true(resp.body_cut);
+	/* A small answer is whole, and not marked. */
+	o.max_response = 1 << 20;
+	http_free(h);
+	assert_int_equal(http_new(&o, &h), 0);
+	assert_int_equal(http_request(h, "GET", url, NULL, NULL, 0, &resp, err), 0);
+	assert_false(resp.body_cut);
+	assert_non_null(strstr(resp.body, "\"api_requests\""));
+	http_free(h);
+}
+
 static void test_refused_connection(void **state)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -151,6 +181,12 @@ static void test_retry_policy(void **state)
 	}
 	assert_int_equal(http_backoff_ms(h, 1, 7000), 7000);
 	assert_int_equal(http_backoff_ms(h, 1, 3600 * 1000), HTTP_BACKOFF_CAP);
+	/* A Retry-After below this try's lower bound (0 included) waits the lower bound. */
+	assert_int_equal(http_backoff_ms(h, 1, 0), HTTP_BACKOFF_BASE / 2);
+	assert_int_equal(http_backoff_ms(h, 3, 0), HTTP_BACKOFF_BASE * 2);
+	assert_int_equal(http_backoff_ms(h, 3, 100), HTTP_BACKOFF_BASE * 2);
+	assert_int_equal(http_backoff_ms(h, 3, 5000), 5000);
+	assert_int_equal(http_backoff_ms(h, 40, 0), HTTP_BACKOFF_CAP / 2);
 	http_free(h);
 }
 
@@ -159,6 +195,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_answers_of_any_status),
 		cmocka_unit_test(test_answer_over_max_response),
+		cmocka_unit_test(test_answer_over_max_response_discarded),
 		cmocka_unit_test(test_refused_connection),
 		cmocka_unit_test(test_cancel_stops_requests),
 		cmocka_unit_test(test_retry_policy),

@@ -795,6 +795,49 @@ static void test_drain_several_jobs(void **state)
 	}
 }
 
+/* Outbox rows pruned before the sink delivered them (it was left out of the config that
+ * pruned, renamed, or added after): the drain refuses with the range, sends nothing, and
+ * the error is what status shows. A sink added to a pruned store too. */
+static void test_pruned_changes_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct store_sink_state st;
+	char err[SINK_ERR_MAX];
+	int64_t n = -1, pruned = 0;
+	struct sink *k = NULL;
+	struct config c = { 0 };
+
+	add(f, "create", "entity", "e1", 1, 0);
+	assert_int_equal(drain(f, &n, err), 0);
+	assert_int_equal(cursor(f), 1);
+	add(f, "create", "entity", "e2", 1, 0);
+	add(f, "create", "entity", "e3", 1, 0);
+	/* a prune by a config without this sink */
+	assert_int_equal(store_outbox_prune(f->s, NULL, 0, INT64_MAX, &pruned), 0);
+	assert_int_equal(pruned, 3);
+	stub_reset();
+	assert_int_equal(drain(f, &n, err), -ESTALE);
+	assert_non_null(strstr(err, "changes 2..3 were pruned before this sink delivered them: "
+				    "JupiterOne misses them"));
+	assert_int_equal(stub.n, 0);
+	assert_int_equal(cursor(f), 1);
+	/* still, once newer changes arrive, and recorded for status */
+	add(f, "update", "entity", "e1", 2, 0);
+	assert_int_equal(sink_open(&c, &f->cfg, NULL, &k, err), 0);
+	assert_int_equal(sink_drain(k, f->s, &n, err), -ESTALE);
+	sink_close(k);
+	assert_non_null(strstr(err, "changes 2..3 were pruned"));
+	assert_int_equal(store_sink_state_get(f->s, "j1", &st), 0);
+	assert_int_equal(st.failures, 1);
+	assert_string_equal(st.last_error, err);
+	assert_int_equal(stub.n, 0);
+	/* a sink new to this store: its first change is gone too */
+	f->cfg.name = "j1-new";
+	assert_int_equal(drain(f, &n, err), -ESTALE);
+	assert_non_null(strstr(err, "changes 1..3 were pruned"));
+	assert_int_equal(stub.n, 0);
+}
+
 static void test_retries_429_and_5xx(void **state)
 {
 	struct fixture *f = *state;
@@ -1014,6 +1057,7 @@ int main(void)
 		cmocka_unit_test(test_job_body),
 		cmocka_unit_test_setup_teardown(test_drain_one_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drain_several_jobs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pruned_changes_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retries_429_and_5xx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_upload_aborts_and_next_drain_resends,
 						setup, teardown),

@@ -711,7 +711,7 @@ static void test_5xx_retried_in_order(void **state)
 	teststore_sync_agents(f->s, 2, "online");
 	assert_int_equal(drain(f, NULL, &n, err), 0);
 	teststore_sync_agents(f->s, 2, "offline");
-	/* Two refusals, with Retry-After: 0 so the test does not wait. */
+	/* Two refusals, with Retry-After: 0: the shortest wait (the backoff's lower bound). */
 	catcher_fault(f, "{\"status\":503,\"count\":2,\"retry_after\":0}");
 	assert_int_equal(drain(f, NULL, &n, err), 0);
 	assert_int_equal(n, 2);
@@ -768,6 +768,68 @@ static void test_4xx_stops_the_drain(void **state)
 	assert_int_equal(cursor_of(f), 4);
 }
 
+/* Changes after the cursor pruned (the sink was not in the config that pruned): the drain
+ * refuses with the range rather than skip them, recorded for status; a new name starts
+ * after the latest change. */
+static void test_pruned_changes_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct store_sink_state st;
+	char err[SINK_ERR_MAX];
+	int64_t n = 0, pruned = 0;
+
+	teststore_sync_agents(f->s, 2, "online");
+	assert_int_equal(drain(f, NULL, &n, err), 0); /* the baseline: after seq 2 */
+	teststore_sync_agents(f->s, 2, "offline");
+	assert_int_equal(store_outbox_prune(f->s, NULL, 0, INT64_MAX, &pruned), 0);
+	assert_int_equal(pruned, 4);
+	assert_int_equal(drain(f, NULL, &n, err), -ESTALE);
+	assert_non_null(strstr(err,
+			       "changes 3..4 were pruned before this sink delivered them: their "
+			       "alerts are lost"));
+	assert_int_equal(cursor_of(f), 2);
+	teststore_sync_agents(f->s, 2, "online");
+	assert_int_equal(drain(f, NULL, &n, err), -ESTALE);
+	assert_non_null(strstr(err, "changes 3..4 were pruned"));
+	assert_int_equal(catcher_stat(f, "accepted"), 0);
+	assert_int_equal(store_sink_state_get(f->s, "alerts", &st), 0);
+	assert_int_equal(st.failures, 2);
+	assert_string_equal(st.last_error, err);
+	/* renamed: a new sink's baseline, after the latest change */
+	f->cfg.name = "alerts-2";
+	assert_int_equal(drain(f, NULL, &n, err), 0);
+	assert_int_equal(n, 0);
+	teststore_sync_agents(f->s, 2, "offline");
+	assert_int_equal(drain(f, NULL, &n, err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(catcher_stat(f, "accepted"), 2);
+}
+
+/* A receiver that takes the change with a big answer (a body over the sink's 1 MiB, headers
+ * over HTTP_HEADERS_MAX) took it: the change is not sent again. */
+static void test_big_answer_is_accepted(void **state)
+{
+	struct fixture *f = *state;
+	char err[SINK_ERR_MAX];
+	int64_t n = 0;
+
+	teststore_sync_agents(f->s, 2, "online");
+	assert_int_equal(drain(f, NULL, &n, err), 0);
+	teststore_sync_agents(f->s, 2, "offline");
+	json_object_put(fake_control(&f->catcher, "/_catcher/answer", "{\"body_bytes\":3145728}"));
+	assert_int_equal(drain(f, NULL, &n, err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(cursor_of(f), 4);
+	assert_int_equal(catcher_stat(f, "accepted"), 2);
+	teststore_sync_agents(f->s, 2, "online");
+	json_object_put(fake_control(&f->catcher, "/_catcher/answer",
+				     "{\"body_bytes\":10,\"header_bytes\":81920}"));
+	assert_int_equal(drain(f, NULL, &n, err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(cursor_of(f), 6);
+	assert_int_equal(catcher_stat(f, "accepted"), 4);
+}
+
 static void *fire_later(void *c)
 {
 	fake_sleep_ms(200);
@@ -821,6 +883,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_backfill_and_filters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_5xx_retried_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_4xx_stops_the_drain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_answer_is_accepted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pruned_changes_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_ends_a_wait, setup, teardown),
 	};
 	int r;
