@@ -13,6 +13,7 @@
 #include "tsgraphd/config.h"
 #include "tsgraphd/util.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +41,7 @@ enum kind {
 	K_LOGLEVEL,
 	K_SYNCMODE,
 	K_SINKTYPE,
+	K_BOOL,
 };
 
 struct key {
@@ -84,6 +86,14 @@ static const struct key keys[] = {
 	{ "webhook", "secret_file", K_SECRET_FILE, false, SCRATCH_SECRET_FILE, 0, 0 },
 	{ "webhook", "max_body", K_SIZE, C(webhook.max_body), CONFIG_SIZE_KEY_MIN,
 	  CONFIG_SIZE_KEY_MAX },
+	{ "webhook", "tls", K_BOOL, C(webhook.tls), 0, 0 },
+	{ "webhook", "inbox", K_PATH, C(webhook.inbox), 0, 0 },
+	{ "webhook", "inbox_max", K_U32, C(webhook.inbox_max), 1, 10000000 },
+	{ "webhook", "confirm_window", K_U32, C(webhook.confirm_window), 60, 30u * 86400 },
+	{ "webhook", "timeout", K_U32, C(webhook.timeout), 1, 600 },
+	{ "webhook", "max_connections", K_U32, C(webhook.max_connections), 1, 100000 },
+	{ "webhook", "max_connections_per_ip", K_U32, C(webhook.max_connections_per_ip), 1,
+	  100000 },
 	{ "sink", "type", K_SINKTYPE, S(type), 0, 0 },
 	{ "sink", "path", K_PATH, S(path), 0, 0 },
 };
@@ -170,6 +180,7 @@ void config_free(struct config *c)
 	free(c->webhook.listen);
 	free(c->webhook.tls_cert);
 	free(c->webhook.tls_key);
+	free(c->webhook.inbox);
 	wipe_free(c->webhook.secret);
 	for (size_t i = 0; i < c->n_sinks; i++) {
 		free(c->sinks[i].name);
@@ -225,6 +236,24 @@ static bool is_loopback_host(const char *host, size_t len)
 		if (len == strlen(names[i]) && strncasecmp(host, names[i], len) == 0)
 			return true;
 	return false;
+}
+
+bool config_listen_is_loopback(const char *listen)
+{
+	const char *colon = strrchr(listen, ':');
+	size_t len = colon ? (size_t)(colon - listen) : strlen(listen);
+
+	if (len > 4 && strncmp(listen, "127.", 4) == 0) {
+		struct in_addr a;
+		char host[INET_ADDRSTRLEN];
+
+		if (len >= sizeof(host))
+			return false;
+		memcpy(host, listen, len);
+		host[len] = '\0';
+		return inet_pton(AF_INET, host, &a) == 1;
+	}
+	return is_loopback_host(listen, len);
 }
 
 /* https://host[:port] with no path; plain http only for loopback (the tests' fakes). The
@@ -417,6 +446,10 @@ static int set_keyword(struct parse *p, const struct key *k, const char *v, void
 		else
 			return fail(p, p->line, k->name, "must be full or normal");
 		return 0;
+	case K_BOOL:
+		if (parse_bool(v, (bool *)field) < 0)
+			return fail(p, p->line, k->name, "must be on or off");
+		return 0;
 	case K_SINKTYPE:
 		if (strcmp(v, "file") == 0)
 			*(enum config_sink_type *)field = SINK_FILE;
@@ -454,6 +487,7 @@ static int set_value(struct parse *p, const struct key *k, const char *v)
 	case K_LOGLEVEL:
 	case K_SYNCMODE:
 	case K_SINKTYPE:
+	case K_BOOL:
 		return set_keyword(p, k, v, field);
 	}
 	return -EINVAL;
@@ -724,6 +758,11 @@ static int validate(struct parse *p)
 		return fail(p, key_line(p, c->webhook.tls_cert ? "tls_cert" : "tls_key"),
 			    c->webhook.tls_cert ? "tls_cert" : "tls_key",
 			    "tls_cert and tls_key go together");
+	if (!c->webhook.tls && !(c->webhook.listen && config_listen_is_loopback(c->webhook.listen)))
+		return fail(
+			p, key_line(p, "tls"), "tls",
+			"off is only allowed when listen is a loopback address (127.0.0.1:PORT, "
+			"[::1]:PORT or localhost:PORT)");
 	if (!(p->flags & CONFIG_NO_SECRETS)) {
 		if (c->ts.api_ca_file && (r = check_file(p, "api_ca_file", c->ts.api_ca_file,
 							 CONFIG_PEM_MAX, false)) < 0)
@@ -766,6 +805,12 @@ static int set_defaults(struct config *c)
 	c->store.outbox_retention = CONFIG_OUTBOX_RETENTION_DEFAULT;
 	c->sync.max_delete_fraction = 0.5;
 	c->webhook.max_body = CONFIG_MAX_BODY_DEFAULT;
+	c->webhook.tls = true;
+	c->webhook.inbox_max = CONFIG_INBOX_MAX_DEFAULT;
+	c->webhook.confirm_window = CONFIG_CONFIRM_WINDOW_DEFAULT;
+	c->webhook.timeout = CONFIG_WEBHOOK_TIMEOUT_DEFAULT;
+	c->webhook.max_connections = CONFIG_MAX_CONNECTIONS_DEFAULT;
+	c->webhook.max_connections_per_ip = CONFIG_MAX_CONNECTIONS_PER_IP_DEFAULT;
 	return 0;
 }
 
@@ -777,6 +822,10 @@ static int fill_defaults(struct config *c)
 		return -ENOMEM;
 	if (!c->webhook.listen && !(c->webhook.listen = strdup("0.0.0.0:8443")))
 		return -ENOMEM;
+	if (!c->webhook.inbox && asprintf(&c->webhook.inbox, "%s-inbox", c->store.path) < 0) {
+		c->webhook.inbox = NULL;
+		return -ENOMEM;
+	}
 	return 0;
 }
 

@@ -43,12 +43,17 @@ struct config_sink {
 	char *path; /* file: the NDJSON change log */
 };
 
-#define CONFIG_OUTBOX_RETENTION_DEFAULT (7u * 86400)
-#define CONFIG_MAX_RESPONSE_DEFAULT	(8u * 1024 * 1024) /* [threatstack] max_response */
-#define CONFIG_MAX_PAGES_DEFAULT	2000u		   /* [threatstack] max_pages */
-#define CONFIG_MAX_BODY_DEFAULT		(1024u * 1024)	   /* [webhook] max_body */
-#define CONFIG_SIZE_KEY_MIN		1024u		   /* bounds of every size key */
-#define CONFIG_SIZE_KEY_MAX		(64u * 1024 * 1024)
+#define CONFIG_OUTBOX_RETENTION_DEFAULT	      (7u * 86400)
+#define CONFIG_MAX_RESPONSE_DEFAULT	      (8u * 1024 * 1024) /* [threatstack] max_response */
+#define CONFIG_MAX_PAGES_DEFAULT	      2000u		 /* [threatstack] max_pages */
+#define CONFIG_MAX_BODY_DEFAULT		      (1024u * 1024)	 /* [webhook] max_body */
+#define CONFIG_INBOX_MAX_DEFAULT	      100000u		 /* [webhook] inbox_max */
+#define CONFIG_CONFIRM_WINDOW_DEFAULT	      86400u		 /* [webhook] confirm_window, s */
+#define CONFIG_WEBHOOK_TIMEOUT_DEFAULT	      10u		 /* [webhook] timeout, s */
+#define CONFIG_MAX_CONNECTIONS_DEFAULT	      256u		 /* [webhook] max_connections */
+#define CONFIG_MAX_CONNECTIONS_PER_IP_DEFAULT 16u   /* [webhook] max_connections_per_ip */
+#define CONFIG_SIZE_KEY_MIN		      1024u /* bounds of every size key */
+#define CONFIG_SIZE_KEY_MAX		      (64u * 1024 * 1024)
 
 struct config {
 	char *file; /* the path it was loaded from */
@@ -87,6 +92,13 @@ struct config {
 		char *tls_key;
 		char *secret; /* secret */
 		uint64_t max_body;
+		bool tls;		 /* off: plain HTTP, only with a loopback listen */
+		char *inbox;		 /* the inbox file; default "<store path>-inbox" */
+		uint32_t inbox_max;	 /* alerts waiting to be settled before 503 */
+		uint32_t confirm_window; /* s an alert Threat Stack does not know is retried */
+		uint32_t timeout;	 /* s a connection may stay idle */
+		uint32_t max_connections;
+		uint32_t max_connections_per_ip;
 	} webhook;
 
 	struct config_sink sinks[CONFIG_SINKS_MAX];
@@ -109,6 +121,9 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 		 char ret_error[static CONFIG_ERROR_MAX]);
 void config_free(struct config *c);
 const char *config_sink_type_to_string(enum config_sink_type t);
+/* Whether a listen value ("host:port") names a loopback address: 127.0.0.0/8, [::1] or
+ * localhost. */
+bool config_listen_is_loopback(const char *listen);
 /* Registers every secret of c with the logger's redaction list. */
 int config_register_secrets(const struct config *c);
 

@@ -17,11 +17,11 @@
 #include "tsgraphd/config.h"
 #include "tsgraphd/util.h"
 
-#define BASE                                                                                       \
-	"[threatstack]\n"                                                                          \
-	"org_name = Prod\n"                                                                        \
-	"org_id = 545d0293b620cd090d000023\n"                                                      \
-	"user_id = 5537c4284e9684df7e000014\n"                                                     \
+#define BASE                                   \
+	"[threatstack]\n"                      \
+	"org_name = Prod\n"                    \
+	"org_id = 545d0293b620cd090d000023\n"  \
+	"user_id = 5537c4284e9684df7e000014\n" \
 	"api_key = k3y-s3cr3t-value\n"
 
 /* The [threatstack] lines without a key: line 5 is the next. */
@@ -103,6 +103,13 @@ static void test_defaults(void **state)
 	assert_string_equal(c->webhook.listen, "0.0.0.0:8443");
 	assert_int_equal(c->webhook.max_body, 1024 * 1024);
 	assert_null(c->webhook.secret);
+	assert_true(c->webhook.tls);
+	assert_string_equal(c->webhook.inbox, "/var/lib/tsgraphd/state.db-inbox");
+	assert_int_equal(c->webhook.inbox_max, 100000);
+	assert_int_equal(c->webhook.confirm_window, 86400);
+	assert_int_equal(c->webhook.timeout, 10);
+	assert_int_equal(c->webhook.max_connections, 256);
+	assert_int_equal(c->webhook.max_connections_per_ip, 16);
 	assert_int_equal(c->n_sinks, 0);
 	assert_int_equal(c->log_level, LOG_LEVEL_INFO);
 	config_free(c);
@@ -173,7 +180,8 @@ static void test_syntax_errors(void **state)
 	refuse(BASE "bogus = 1\n", "t.conf:6: bogus: unknown key in [threatstack]");
 	refuse(BASE "org_id = 1\n", "t.conf:6: org_id: set twice (first at line 3)");
 	refuse("[threatstack]\norg_name =\n", "t.conf:2: org_name: empty value");
-	refuse("[threatstack]\napi_key_file =\n", "t.conf:2: api_key_file: empty value"); /* leaked once */
+	refuse("[threatstack]\napi_key_file =\n",
+	       "t.conf:2: api_key_file: empty value"); /* leaked once */
 	refuse("[threatstack]\norg_name = a\tb\x01\n",
 	       "t.conf:2: org_name: contains control characters");
 	{
@@ -197,7 +205,8 @@ static void test_value_errors(void **state)
 	refuse(BASE "alert_days = 400\n", "t.conf:6: alert_days: out of range (1..365)");
 	refuse("[sync]\nmax_delete_fraction = 1.5\n",
 	       "t.conf:2: max_delete_fraction: out of range (0..1)");
-	refuse("[sync]\nmax_delete_fraction = half\n", "t.conf:2: max_delete_fraction: not a number");
+	refuse("[sync]\nmax_delete_fraction = half\n",
+	       "t.conf:2: max_delete_fraction: not a number");
 	refuse("[webhook]\nmax_body = 10\n", "t.conf:2: max_body: out of range (1KiB..64MiB)");
 	refuse("[webhook]\nmax_body = lots\n",
 	       "t.conf:2: max_body: not a size (e.g. 1048576, 512KiB, 1MiB)");
@@ -207,7 +216,8 @@ static void test_value_errors(void **state)
 	       "t.conf:2: listen: not an address:port (e.g. 0.0.0.0:8443 or [::]:8443)");
 	refuse("[log]\nlevel = loud\n",
 	       "t.conf:2: level: not a level (error, warning, notice, info, debug)");
-	refuse("[store]\nsynchronous = sometimes\n", "t.conf:2: synchronous: must be full or normal");
+	refuse("[store]\nsynchronous = sometimes\n",
+	       "t.conf:2: synchronous: must be full or normal");
 	refuse("[threatstack]\norg_id = 545d/0293\n",
 	       "t.conf:2: org_id: not an id (letters, digits and '-' only)");
 	refuse("[threatstack]\napi_url = ftp://x\n", "t.conf:2: api_url: must start with https://");
@@ -232,7 +242,8 @@ static void test_sink_errors(void **state)
 
 	(void)state;
 	refuse(BASE "[sink.]\n", "t.conf:6: [sink.]: a sink name is 1 to 64 characters");
-	refuse(BASE "[sink.a b]\n", "t.conf:6: [sink.a b]: a sink name is letters, digits, '-' and '_'");
+	refuse(BASE "[sink.a b]\n",
+	       "t.conf:6: [sink.a b]: a sink name is letters, digits, '-' and '_'");
 	refuse(BASE "[sink.a]\ntype=file\npath=/x\n[sink.a]\n",
 	       "t.conf:9: [sink.a]: defined twice (first at line 6)");
 	refuse(BASE "[sink.a]\ntype = carrier-pigeon\n",
@@ -248,7 +259,8 @@ static void test_sink_errors(void **state)
 
 	n = (size_t)snprintf(text, sizeof(text), "%s", BASE);
 	for (int i = 0; i <= CONFIG_SINKS_MAX; i++)
-		n += (size_t)snprintf(text + n, sizeof(text) - n, "[sink.s%d]\ntype=file\npath=/x\n", i);
+		n += (size_t)snprintf(text + n, sizeof(text) - n,
+				      "[sink.s%d]\ntype=file\npath=/x\n", i);
 	refuse(text, "t.conf:54: more than 16 sinks");
 }
 
@@ -269,6 +281,53 @@ static void test_required_and_combinations(void **state)
 	refuse(BASE "[webhook]\nsecret = short\n", "t.conf:7: secret: shorter than 16 characters");
 	refuse(BASE "[webhook]\ntls_cert = /c.pem\n",
 	       "t.conf:7: tls_cert: tls_cert and tls_key go together");
+	refuse(BASE "[webhook]\ntls = maybe\n", "t.conf:7: tls: must be on or off");
+	refuse(BASE "[webhook]\ninbox_max = 0\n",
+	       "t.conf:7: inbox_max: out of range (1..10000000)");
+	refuse(BASE "[webhook]\nconfirm_window = 5\n",
+	       "t.conf:7: confirm_window: out of range (60..2592000)");
+	/* plain HTTP only on loopback */
+	refuse(BASE "[webhook]\ntls = off\n",
+	       "t.conf:7: tls: off is only allowed when listen is a loopback address "
+	       "(127.0.0.1:PORT, [::1]:PORT or localhost:PORT)");
+	refuse(BASE "[webhook]\ntls = off\nlisten = 127.0.0.1.example.com:80\n",
+	       "t.conf:7: tls: off is only allowed when listen is a loopback address "
+	       "(127.0.0.1:PORT, [::1]:PORT or localhost:PORT)");
+	refuse(BASE "[webhook]\ntls = off\nlisten = [::]:80\n",
+	       "t.conf:7: tls: off is only allowed when listen is a loopback address "
+	       "(127.0.0.1:PORT, [::1]:PORT or localhost:PORT)");
+}
+
+static void test_webhook_keys(void **state)
+{
+	static const char *const loopback[] = { "127.0.0.1:8080", "127.3.2.1:1", "[::1]:443",
+						"localhost:9000" };
+	char err[CONFIG_ERROR_MAX], text[1024];
+	struct config *c = NULL;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+		snprintf(text, sizeof(text), BASE "[webhook]\ntls = off\nlisten = %s\n",
+			 loopback[i]);
+		assert_int_equal(parse(text, &c, err), 0);
+		assert_false(c->webhook.tls);
+		config_free(c);
+	}
+	assert_int_equal(parse(BASE "[store]\npath = /s/x.db\n[webhook]\ninbox_max = 7\n"
+				    "confirm_window = 3600\ntimeout = 3\nmax_connections = 9\n"
+				    "max_connections_per_ip = 2\n",
+			       &c, err),
+			 0);
+	assert_string_equal(c->webhook.inbox, "/s/x.db-inbox");
+	assert_int_equal(c->webhook.inbox_max, 7);
+	assert_int_equal(c->webhook.confirm_window, 3600);
+	assert_int_equal(c->webhook.timeout, 3);
+	assert_int_equal(c->webhook.max_connections, 9);
+	assert_int_equal(c->webhook.max_connections_per_ip, 2);
+	config_free(c);
+	assert_int_equal(parse(BASE "[webhook]\ninbox = /elsewhere/inbox.db\n", &c, err), 0);
+	assert_string_equal(c->webhook.inbox, "/elsewhere/inbox.db");
+	config_free(c);
 }
 
 static void test_line_limits(void **state)
@@ -634,6 +693,7 @@ int main(void)
 		cmocka_unit_test(test_value_errors),
 		cmocka_unit_test(test_sink_errors),
 		cmocka_unit_test(test_required_and_combinations),
+		cmocka_unit_test(test_webhook_keys),
 		cmocka_unit_test(test_line_limits),
 		cmocka_unit_test(test_secret_files),
 		cmocka_unit_test(test_credentials_directory),
