@@ -25,7 +25,7 @@
 
 #define LINE_MAX_LEN  4096
 #define ID_MAX	      128 /* a Threat Stack id (org_id, user_id) */
-#define SINK_NAME_MAX 64  /* the NAME of [sink.NAME] */
+#define SINK_NAME_MAX CONFIG_SINK_NAME_MAX
 
 enum kind {
 	K_STRING, /* any printable text */
@@ -225,7 +225,7 @@ static int check_listen(const char *v)
 		if (!colon || colon == v || memchr(v, ':', (size_t)(colon - v)))
 			return -EINVAL;
 	}
-	return parse_u64(colon + 1, 1, 65535, &port);
+	return parse_u64(colon + 1, 0, 65535, &port); /* 0: any free port (tests) */
 }
 
 static bool is_loopback_host(const char *host, size_t len)

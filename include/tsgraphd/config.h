@@ -18,12 +18,13 @@
 
 #include "tsgraphd/log.h"
 
-#define CONFIG_DEFAULT_PATH "/etc/tsgraphd/tsgraphd.conf"
-#define CONFIG_ERROR_MAX    512
-#define CONFIG_SINKS_MAX    16
-#define CONFIG_FILE_MAX	    (1024 * 1024)
-#define CONFIG_SECRET_MAX   4096
-#define CONFIG_PEM_MAX	    (4 * 1024 * 1024) /* api_ca_file, tls_cert, tls_key */
+#define CONFIG_DEFAULT_PATH  "/etc/tsgraphd/tsgraphd.conf"
+#define CONFIG_ERROR_MAX     512
+#define CONFIG_SINKS_MAX     16
+#define CONFIG_SINK_NAME_MAX 64 /* the NAME of [sink.NAME] */
+#define CONFIG_FILE_MAX	     (1024 * 1024)
+#define CONFIG_SECRET_MAX    4096
+#define CONFIG_PEM_MAX	     (4 * 1024 * 1024) /* api_ca_file, tls_cert, tls_key */
 
 enum config_flags {
 	/* Load only what reading the store needs (status): secret files, credentials and the
