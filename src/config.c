@@ -89,7 +89,7 @@ static const struct key keys[] = {
 	{ "webhook", "tls", K_BOOL, C(webhook.tls), 0, 0 },
 	{ "webhook", "inbox", K_PATH, C(webhook.inbox), 0, 0 },
 	{ "webhook", "inbox_max", K_U32, C(webhook.inbox_max), 1, 10000000 },
-	{ "webhook", "confirm_window", K_U32, C(webhook.confirm_window), 60, 30u * 86400 },
+	{ "webhook", "confirm_window", K_U32, C(webhook.confirm_window), 10, 30u * 86400 },
 	{ "webhook", "timeout", K_U32, C(webhook.timeout), 1, 600 },
 	{ "webhook", "max_connections", K_U32, C(webhook.max_connections), 1, 100000 },
 	{ "webhook", "max_connections_per_ip", K_U32, C(webhook.max_connections_per_ip), 1,

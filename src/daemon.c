@@ -52,6 +52,9 @@
 
 #include <systemd/sd-daemon.h>
 
+_Static_assert(DAEMON_INBOX_BUSY_MS < WEBHOOK_COMMIT_TIMEOUT_MS,
+	       "a locked inbox must fail the commit before the receiver stops waiting for it");
+
 #define HEALTH_POLL_FACTOR 3 /* /healthz: a full sync older than this many poll_intervals */
 #define PRUNE_EVERY_MS	   (3600 * 1000)
 #define NOTE_MAX	   256
@@ -543,7 +546,10 @@ static int start_writer(struct daemon *d)
 {
 	const struct config *c = d->c;
 	struct inbox_writer_options wo = {
-		.inbox = { .synchronous_full = c->store.synchronous_full },
+		/* Shorter than the receiver's wait for a commit: a locked inbox is a 503 that
+		 * says why, not a timeout. */
+		.inbox = { .synchronous_full = c->store.synchronous_full,
+			   .busy_timeout_ms = DAEMON_INBOX_BUSY_MS },
 		.max_depth = c->webhook.inbox_max,
 		.on_commit = on_inbox_commit,
 		.userdata = d,

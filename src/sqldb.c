@@ -92,32 +92,49 @@ const char *sqldb_col_text(sqlite3_stmt *st, int i)
 int sqldb_prepare_file(const char *path, bool memory_if_missing, bool must_exist, bool *ret_memory,
 		       char err[static SQLDB_ERR_MAX])
 {
-	_cleanup_close_ int fd = -1;
 	struct stat st;
+	int fd;
 
 	*ret_memory = false;
-	if (access(path, F_OK) < 0 && errno == ENOENT) {
-		if (memory_if_missing) {
-			*ret_memory = true;
-			return 0;
+	/* An existing file is never opened here: closing any descriptor of a file drops every
+	 * POSIX lock this process holds on it, those of SQLite connections other threads have
+	 * open on it included (another process could then delete their WAL under them). */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISREG(st.st_mode)) {
+			snprintf(err, SQLDB_ERR_MAX, "not a regular file");
+			return -EINVAL;
 		}
-		if (must_exist) {
-			snprintf(err, SQLDB_ERR_MAX, "no store yet (run 'tsgraphd sync' first)");
-			return -ENOENT;
-		}
+		goto private;
 	}
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+	if (errno != ENOENT) {
+		int r = -errno;
+
+		snprintf(err, SQLDB_ERR_MAX, "cannot open: %s", strerror(-r));
+		return r;
+	}
+	if (memory_if_missing) {
+		*ret_memory = true;
+		return 0;
+	}
+	if (must_exist) {
+		snprintf(err, SQLDB_ERR_MAX, "no store yet (run 'tsgraphd sync' first)");
+		return -ENOENT;
+	}
+	/* A new file: no connection can have it open yet. */
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+	if (fd < 0 && errno == EEXIST && lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+		goto private; /* another thread or process created it meanwhile */
 	if (fd < 0) {
 		int r = -errno;
 
 		snprintf(err, SQLDB_ERR_MAX, "cannot open: %s", strerror(-r));
 		return r;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, SQLDB_ERR_MAX, "not a regular file");
-		return -EINVAL;
-	}
-	if ((st.st_mode & 077) && fchmod(fd, st.st_mode & 0700) < 0) {
+	close(fd);
+	return 0;
+
+      private:
+	if ((st.st_mode & 077) && chmod(path, st.st_mode & 0700) < 0) {
 		int r = -errno;
 
 		snprintf(err, SQLDB_ERR_MAX, "cannot make it private (chmod 600): %s",

@@ -49,7 +49,9 @@ static inline void sqldb_finalizep(sqlite3_stmt **st)
 #define _cleanup_stmt_ __attribute__((cleanup(sqldb_finalizep)))
 
 /* Before opening path read-write: creates it 0600 when missing (O_NOFOLLOW) and takes group
- * and other bits off an existing file; anything but a regular file is refused. A missing
+ * and other bits off an existing file; anything but a regular file is refused. An existing
+ * file is not opened (a close() would drop the POSIX locks of this process's connections to
+ * it), so this is safe while other threads have it open. A missing
  * file sets *ret_memory (and creates nothing) when memory_if_missing, and is -ENOENT when
  * must_exist. */
 int sqldb_prepare_file(const char *path, bool memory_if_missing, bool must_exist, bool *ret_memory,

@@ -285,7 +285,7 @@ static void test_required_and_combinations(void **state)
 	refuse(BASE "[webhook]\ninbox_max = 0\n",
 	       "t.conf:7: inbox_max: out of range (1..10000000)");
 	refuse(BASE "[webhook]\nconfirm_window = 5\n",
-	       "t.conf:7: confirm_window: out of range (60..2592000)");
+	       "t.conf:7: confirm_window: out of range (10..2592000)");
 	/* plain HTTP only on loopback */
 	refuse(BASE "[webhook]\ntls = off\n",
 	       "t.conf:7: tls: off is only allowed when listen is a loopback address "

@@ -465,6 +465,42 @@ static void test_writer_stop_commits_the_queue(void **state)
 	inbox_close(ib);
 }
 
+/* Another process's count of the alerts, through its own connection: the sqlite3 program
+ * (not a fork: SQLite's lock bookkeeping must not be inherited). */
+static int count_elsewhere(const char *path)
+{
+	char cmd[256], out[32] = "";
+	FILE *p;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "sqlite3 '%s' 'SELECT count(*) FROM alert'", path);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	if (fgets(out, sizeof(out), p))
+		n = (int)strtol(out, NULL, 10);
+	assert_int_equal(pclose(p), 0);
+	return n;
+}
+
+/* A second connection of this process (the sync thread's) must not drop the locks of the
+ * first (the writer's): a close() of any descriptor of the file would, and another process
+ * closing its connection would then checkpoint and delete the WAL the writer still uses,
+ * losing what it commits next. */
+static void test_second_connection_keeps_the_locks(void **state)
+{
+	struct fixture *f = *state;
+	struct inbox_writer *w = new_writer(f->path, 0, 0, NULL, NULL);
+	struct inbox *ib = open_inbox(f->path);
+
+	assert_int_equal(count_elsewhere(f->path), 0);
+	assert_int_equal(submit_wait(w, "l1", NULL), 0);
+	assert_int_equal(count_elsewhere(f->path), 1);
+	assert_int_equal(submit_wait(w, "l2", NULL), 0);
+	inbox_close(ib);
+	inbox_writer_free(w);
+	assert_int_equal(count_elsewhere(f->path), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -476,6 +512,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_writer_max_depth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_failed_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_stop_commits_the_queue, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_second_connection_keeps_the_locks, setup,
 						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
