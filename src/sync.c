@@ -416,18 +416,19 @@ static void fetch_full(struct sync *sy, const void *arg)
 struct refresh_args {
 	const char *const *alerts, *const *agents;
 	size_t n_alerts, n_agents;
-	const char **done; /* agents refreshed in this run (borrowed strings), at most all */
+	char **done; /* agents refreshed in this run (copies), at most one per id named */
 	size_t n_done;
 };
 
-/* Whether the agent was already refreshed in this run; if not, it is noted as being so. */
+/* Whether the agent was already refreshed in this run; if not, it is noted as being so
+ * (when there is no memory for the note, it is simply refreshed again later). */
 static bool agent_seen(struct refresh_args *ra, const char *id)
 {
 	for (size_t i = 0; i < ra->n_done; i++)
 		if (strcmp(ra->done[i], id) == 0)
 			return true;
-	if (ra->done)
-		ra->done[ra->n_done++] = id;
+	if (ra->done && (ra->done[ra->n_done] = strdup(id)) != NULL)
+		ra->n_done++;
 	return false;
 }
 
@@ -730,6 +731,8 @@ int sync_refresh(struct sync *sy, const char *const *alert_ids, size_t n_alerts,
 	/* Without room to remember them, agents are simply refreshed once per alert. */
 	ra.done = calloc(n_alerts + n_agents + 1, sizeof(*ra.done));
 	r = run(sy, "refresh", fetch_refresh, &ra, opt, report);
+	for (size_t i = 0; i < ra.n_done; i++)
+		free(ra.done[i]);
 	free(ra.done);
 	return r;
 }
