@@ -58,6 +58,7 @@ _Static_assert(DAEMON_INBOX_BUSY_MS < WEBHOOK_COMMIT_TIMEOUT_MS,
 #define HEALTH_POLL_FACTOR 3 /* /healthz: a full sync older than this many poll_intervals */
 #define PRUNE_EVERY_MS	   (3600 * 1000)
 #define NOTE_MAX	   256
+#define INBOX_WAIT_MS	   60000 /* the sync thread's wait for a settlement's commit */
 
 struct daemon {
 	const struct config *c;
@@ -278,6 +279,7 @@ static void settle(struct worker *wk, struct batch *b, const bool *expired, int 
 	struct inbox_settlement st[DAEMON_REFRESH_BATCH];
 	char notes[DAEMON_REFRESH_BATCH][NOTE_MAX];
 	uint64_t confirmed = 0, done = 0, unconfirmed = 0;
+	struct inbox_ticket *ticket = NULL;
 	bool committed = r == 0 || r == -EAGAIN;
 	int64_t now = now_ms();
 	size_t final = 0, n = 0;
@@ -315,14 +317,15 @@ static void settle(struct worker *wk, struct batch *b, const bool *expired, int 
 							       : "not refreshed");
 		}
 	}
-	rr = inbox_settle(wk->ib, st, n, &final);
+	rr = inbox_writer_settle(d->writer, st, n, &ticket);
+	if (rr == 0)
+		rr = inbox_ticket_wait(ticket, INBOX_WAIT_MS, &final);
 	if (rr < 0) {
 		log_error("daemon: cannot settle %zu inbox alert%s (they will be refreshed again): "
 			  "%s",
-			  n, n == 1 ? "" : "s", inbox_errmsg(wk->ib));
+			  n, n == 1 ? "" : "s", strerror(-rr));
 		return;
 	}
-	inbox_writer_settled(d->writer, final);
 	metrics_inbox_settled(d->metrics, confirmed, done, unconfirmed);
 	metrics_inbox_depth(d->metrics, inbox_writer_depth(d->writer));
 }
@@ -379,6 +382,23 @@ static void wait_for_work(struct daemon *d, int64_t timeout_ms)
 		timeout_ms = INT32_MAX;
 	if (poll(p, d->wake_fd >= 0 ? 2 : 1, (int)timeout_ms) > 0 && (p[1].revents & POLLIN))
 		drain_fd(d->wake_fd);
+}
+
+/* Settled alerts older than DAEMON_INBOX_KEEP_DAYS no longer need to recognise a resend. */
+static void prune_inbox(struct daemon *d)
+{
+	struct inbox_ticket *ticket = NULL;
+	size_t pruned = 0;
+	int r;
+
+	r = inbox_writer_prune(d->writer, now_ms() - (int64_t)DAEMON_INBOX_KEEP_DAYS * 86400000,
+			       &ticket);
+	if (r == 0)
+		r = inbox_ticket_wait(ticket, INBOX_WAIT_MS, &pruned);
+	if (r < 0)
+		log_warning("inbox: cannot prune settled alerts: %s", strerror(-r));
+	else if (pruned > 0)
+		log_info("inbox: pruned %zu settled alert%s", pruned, pruned == 1 ? "" : "s");
 }
 
 static int worker_open(struct worker *wk)
@@ -458,17 +478,8 @@ static void *sync_main(void *arg)
 		if (wk.ib && refresh_batch(&wk))
 			continue; /* a full batch: more may be due */
 		if (wk.ib && now >= next_prune) {
-			int64_t pruned = 0;
-
 			next_prune = now + PRUNE_EVERY_MS;
-			if (inbox_prune(wk.ib,
-					now_ms() - (int64_t)DAEMON_INBOX_KEEP_DAYS * 86400000,
-					&pruned) < 0)
-				log_warning("inbox: cannot prune settled alerts: %s",
-					    inbox_errmsg(wk.ib));
-			else if (pruned > 0)
-				log_info("inbox: pruned %" PRId64 " settled alert%s", pruned,
-					 pruned == 1 ? "" : "s");
+			prune_inbox(d);
 		}
 		wait_ms = next_full - monotonic_ms();
 		if (wk.ib && inbox_next_due(wk.ib, &next_due) == 0 && next_due - now_ms() < wait_ms)

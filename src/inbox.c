@@ -12,12 +12,18 @@
  * never acknowledges what a crash could lose. While the writer commits, new tickets queue
  * up for the next batch: the busier the receiver, the bigger the batches.
  *
+ * The writer is the inbox's only writer: the sync thread's settlements and prunes are tickets
+ * too, committed in the same batches, so the receiver never waits on SQLite's lock (whose
+ * busy handler sleeps in steps of up to 100 ms) behind another connection. The sync thread
+ * reads through a connection of its own (WAL: readers never block the writer).
+ *
  * The depth (new + unconfirmed) is counted in memory: set from the file when the writer
- * starts, raised by each commit, lowered by inbox_writer_settled(); before a request is
- * refused for it, the file is counted again, so a stale count only costs a query.
+ * starts, raised by each commit of new alerts, lowered by each settlement; before a request
+ * is refused for it, the file is counted again, so a stale count only costs a query.
  */
 #include "tsgraphd/inbox.h"
 #include "tsgraphd/sqldb.h"
+#include "tsgraphd/testhook.h"
 #include "tsgraphd/util.h"
 
 #include <errno.h>
@@ -272,7 +278,9 @@ int inbox_get(struct inbox *ib, const char *id, inbox_item_fn fn, void *userdata
 	return r;
 }
 
-int inbox_settle(struct inbox *ib, const struct inbox_settlement *s, size_t n, size_t *ret_final)
+/* Inside the caller's transaction. */
+static int settle_rows(struct inbox *ib, const struct inbox_settlement *s, size_t n,
+		       size_t *ret_final)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int64_t now = now_ms();
@@ -285,10 +293,6 @@ int inbox_settle(struct inbox *ib, const struct inbox_settlement *s, size_t n, s
 			  " settled_at = CASE WHEN ?2 IN ('confirmed','done') THEN ?5 ELSE 0 END"
 			  " WHERE id = ?1 AND state IN ('new','unconfirmed')",
 			  &st);
-	if (r == 0)
-		r = sqldb_exec(ib->db, "BEGIN IMMEDIATE");
-	if (r < 0)
-		return r;
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		char note[INBOX_NOTE_MAX];
 
@@ -309,6 +313,20 @@ int inbox_settle(struct inbox *ib, const struct inbox_settlement *s, size_t n, s
 		    (s[i].state == INBOX_CONFIRMED || s[i].state == INBOX_DONE))
 			final++;
 	}
+	if (r == 0)
+		*ret_final = final;
+	return r;
+}
+
+int inbox_settle(struct inbox *ib, const struct inbox_settlement *s, size_t n, size_t *ret_final)
+{
+	size_t final = 0;
+	int r;
+
+	r = sqldb_exec(ib->db, "BEGIN IMMEDIATE");
+	if (r < 0)
+		return r;
+	r = settle_rows(ib, s, n, &final);
 	if (r == 0)
 		r = sqldb_exec(ib->db, "COMMIT");
 	if (r < 0) {
@@ -366,15 +384,24 @@ int inbox_prune(struct inbox *ib, int64_t before_ms, int64_t *ret_deleted)
 
 /* --- the group commit ------------------------------------------------------------------- */
 
+enum ticket_kind {
+	TICKET_ALERTS, /* a request's alerts to store */
+	TICKET_SETTLE, /* the sync thread's settlements */
+	TICKET_PRUNE,
+};
+
 struct inbox_ticket {
 	struct inbox_ticket *next;
 	struct inbox_writer *w;
 	unsigned refs; /* the writer's and the waiter's; under w->lock */
 	bool answered;
 	int result;
-	size_t n_new;
+	size_t count; /* alerts newly stored, settled to a final state, or pruned */
+	enum ticket_kind kind;
 	size_t n;
-	struct inbox_alert *alerts; /* copies, in one allocation with the ticket */
+	struct inbox_alert *alerts;	 /* copies, in one allocation with the ticket */
+	struct inbox_settlement *settle; /* ditto */
+	int64_t before_ms;		 /* prune */
 };
 
 struct inbox_writer {
@@ -406,12 +433,27 @@ static int write_ticket(struct inbox_writer *w, struct inbox_ticket *t)
 {
 	sqlite3 *db = w->ib->db;
 	size_t fresh = 0;
-	int64_t depth;
+	int64_t depth, pruned = 0;
 	int r;
 
 	r = sqldb_exec(db, "SAVEPOINT ticket");
 	if (r < 0)
 		return r;
+	if (t->kind != TICKET_ALERTS) {
+		r = t->kind == TICKET_SETTLE ? settle_rows(w->ib, t->settle, t->n, &t->count)
+					     : inbox_prune(w->ib, t->before_ms, &pruned);
+		if (t->kind == TICKET_PRUNE)
+			t->count = (size_t)pruned;
+		if (r < 0) {
+			sqldb_exec(db, "ROLLBACK TO ticket");
+			sqldb_exec(db, "RELEASE ticket");
+			return r;
+		}
+		r = sqldb_exec(db, "RELEASE ticket");
+		if (r == 0 && t->kind == TICKET_SETTLE)
+			atomic_fetch_sub(&w->depth, (int64_t)t->count);
+		return r;
+	}
 	r = insert(w->ib, t->alerts, t->n, &fresh);
 	depth = atomic_load(&w->depth);
 	if (r == 0 && fresh > 0 && w->opt.max_depth && (uint64_t)depth + fresh > w->opt.max_depth) {
@@ -433,7 +475,7 @@ static int write_ticket(struct inbox_writer *w, struct inbox_ticket *t)
 	}
 	r = sqldb_exec(db, "RELEASE ticket");
 	if (r == 0) {
-		t->n_new = fresh;
+		t->count = fresh;
 		atomic_fetch_add(&w->depth, (int64_t)fresh);
 	}
 	return r;
@@ -454,15 +496,17 @@ static void set_health(struct inbox_writer *w, int r)
 /* Writes a batch and sets every ticket's result; returns the alerts newly stored. */
 static size_t write_batch(struct inbox_writer *w, struct inbox_ticket *batch)
 {
-	size_t fresh = 0;
+	size_t fresh = 0, settled = 0;
 	int r;
 
 	r = sqldb_exec(w->ib->db, "BEGIN IMMEDIATE");
 	for (struct inbox_ticket *t = batch; t; t = t->next) {
 		t->result = r < 0 ? r : write_ticket(w, t);
-		if (t->result == 0)
-			fresh += t->n_new;
-		else if (t->result != -EDQUOT && t->result != -EINVAL && r == 0)
+		if (t->result == 0 && t->kind == TICKET_ALERTS)
+			fresh += t->count;
+		else if (t->result == 0 && t->kind == TICKET_SETTLE)
+			settled += t->count;
+		else if (t->result < 0 && t->result != -EDQUOT && t->result != -EINVAL && r == 0)
 			r = t->result; /* the file failed: nothing of the batch commits */
 	}
 	if (r == 0)
@@ -473,7 +517,7 @@ static size_t write_batch(struct inbox_writer *w, struct inbox_ticket *batch)
 		for (struct inbox_ticket *t = batch; t; t = t->next)
 			if (t->result == 0 || t->result == -EDQUOT)
 				t->result = r;
-		atomic_fetch_sub(&w->depth, (int64_t)fresh);
+		atomic_fetch_sub(&w->depth, (int64_t)fresh - (int64_t)settled);
 		return 0;
 	}
 	return fresh;
@@ -482,6 +526,7 @@ static size_t write_batch(struct inbox_writer *w, struct inbox_ticket *batch)
 static void *writer_main(void *arg)
 {
 	struct inbox_writer *w = arg;
+	int64_t committed = 0; /* new alerts committed by this writer */
 
 	for (;;) {
 		struct inbox_ticket *batch, *next;
@@ -497,6 +542,10 @@ static void *writer_main(void *arg)
 		if (!batch)
 			break; /* stopping, and nothing left */
 		fresh = write_batch(w, batch);
+		committed += fresh;
+		/* Test builds: killed here, the batch is committed and no ticket answered. */
+		if (fresh > 0)
+			testhook_crash("inbox", committed);
 		pthread_mutex_lock(&w->lock);
 		for (struct inbox_ticket *t = batch; t; t = next) {
 			next = t->next;
@@ -570,13 +619,43 @@ void inbox_writer_free(struct inbox_writer *w)
 	free(w);
 }
 
+/* Queues a ticket the caller filled; frees it when it cannot be queued. */
+static int enqueue(struct inbox_writer *w, struct inbox_ticket *t, struct inbox_ticket **ret)
+{
+	int r = 0;
+
+	t->w = w;
+	t->refs = 2;
+	pthread_mutex_lock(&w->lock);
+	if (w->stopping)
+		r = -ESHUTDOWN;
+	else if (t->kind == TICKET_ALERTS && w->queued + t->n > INBOX_QUEUE_MAX)
+		r = -EAGAIN;
+	if (r == 0) {
+		if (w->tail)
+			w->tail->next = t;
+		else
+			w->head = t;
+		w->tail = t;
+		if (t->kind == TICKET_ALERTS)
+			w->queued += t->n;
+		pthread_cond_signal(&w->work);
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (r < 0) {
+		free(t);
+		return r;
+	}
+	*ret = t;
+	return 0;
+}
+
 int inbox_writer_submit(struct inbox_writer *w, const struct inbox_alert *a, size_t n,
 			struct inbox_ticket **ret)
 {
 	struct inbox_ticket *t;
 	size_t size = sizeof(*t) + n * sizeof(*a);
 	char *p;
-	int r = 0;
 
 	if (n == 0 || n > INBOX_QUEUE_MAX)
 		return n == 0 ? -EINVAL : -EAGAIN;
@@ -588,8 +667,7 @@ int inbox_writer_submit(struct inbox_writer *w, const struct inbox_alert *a, siz
 	t = calloc(1, size);
 	if (!t)
 		return -ENOMEM;
-	t->w = w;
-	t->refs = 2;
+	t->kind = TICKET_ALERTS;
 	t->n = n;
 	t->alerts = (struct inbox_alert *)(t + 1);
 	p = (char *)(t->alerts + n);
@@ -603,30 +681,56 @@ int inbox_writer_submit(struct inbox_writer *w, const struct inbox_alert *a, siz
 		memcpy(p + li, a[i].body, lb);
 		p += li + lb;
 	}
-	pthread_mutex_lock(&w->lock);
-	if (w->stopping)
-		r = -ESHUTDOWN;
-	else if (w->queued + n > INBOX_QUEUE_MAX)
-		r = -EAGAIN;
-	if (r == 0) {
-		if (w->tail)
-			w->tail->next = t;
-		else
-			w->head = t;
-		w->tail = t;
-		w->queued += n;
-		pthread_cond_signal(&w->work);
-	}
-	pthread_mutex_unlock(&w->lock);
-	if (r < 0) {
-		free(t);
-		return r;
-	}
-	*ret = t;
-	return 0;
+	return enqueue(w, t, ret);
 }
 
-int inbox_ticket_wait(struct inbox_ticket *t, int64_t timeout_ms, size_t *ret_new)
+int inbox_writer_settle(struct inbox_writer *w, const struct inbox_settlement *s, size_t n,
+			struct inbox_ticket **ret)
+{
+	struct inbox_ticket *t;
+	size_t size = sizeof(*t) + n * sizeof(*s);
+	char *p;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!s[i].id)
+			return -EINVAL;
+		size += strlen(s[i].id) + 1 + (s[i].note ? strlen(s[i].note) + 1 : 0);
+	}
+	t = calloc(1, size);
+	if (!t)
+		return -ENOMEM;
+	t->kind = TICKET_SETTLE;
+	t->n = n;
+	t->settle = (struct inbox_settlement *)(t + 1);
+	p = (char *)(t->settle + n);
+	for (size_t i = 0; i < n; i++) {
+		size_t li = strlen(s[i].id) + 1;
+
+		t->settle[i] = s[i];
+		t->settle[i].id = memcpy(p, s[i].id, li);
+		p += li;
+		if (s[i].note) {
+			size_t ln = strlen(s[i].note) + 1;
+
+			t->settle[i].note = memcpy(p, s[i].note, ln);
+			p += ln;
+		}
+	}
+	return enqueue(w, t, ret);
+}
+
+int inbox_writer_prune(struct inbox_writer *w, int64_t before_ms, struct inbox_ticket **ret)
+{
+	struct inbox_ticket *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	t->kind = TICKET_PRUNE;
+	t->before_ms = before_ms;
+	return enqueue(w, t, ret);
+}
+
+int inbox_ticket_wait(struct inbox_ticket *t, int64_t timeout_ms, size_t *ret_count)
 {
 	struct inbox_writer *w = t->w;
 	struct timespec until;
@@ -646,20 +750,12 @@ int inbox_ticket_wait(struct inbox_ticket *t, int64_t timeout_ms, size_t *ret_ne
 		r = -ETIMEDOUT;
 	else {
 		r = t->result;
-		if (r == 0 && ret_new)
-			*ret_new = t->n_new;
+		if (r == 0 && ret_count)
+			*ret_count = t->count;
 	}
 	ticket_unref_locked(t);
 	pthread_mutex_unlock(&w->lock);
 	return r;
-}
-
-void inbox_writer_settled(struct inbox_writer *w, size_t n)
-{
-	int64_t d = atomic_fetch_sub(&w->depth, (int64_t)n) - (int64_t)n;
-
-	if (d < 0) /* a stale count: the next check before a refusal counts the file */
-		atomic_store(&w->depth, 0);
 }
 
 int64_t inbox_writer_depth(struct inbox_writer *w)

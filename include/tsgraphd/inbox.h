@@ -12,20 +12,21 @@
  * An id seen again is stored once: the row stays as it is, whatever its state.
  *
  * Two ways in:
- *   struct inbox         one SQLite connection for one thread (the sync thread settles
- *                        alerts with it; the writer below has its own).
- *   struct inbox_writer  the receiver's group commit: handler threads submit a request's
- *                        alerts and wait on the ticket they get; one writer thread takes
+ *   struct inbox         one SQLite connection for one thread: the sync thread reads the due
+ *                        alerts with it; tests and tools may also write through it.
+ *   struct inbox_writer  the one writer of a running daemon (group commit). Handler threads
+ *                        submit a request's alerts, the sync thread its settlements and
+ *                        prunes; each gets a ticket to wait on. One writer thread takes
  *                        everything pending, writes it in one transaction (one fsync) and
- *                        only then wakes the waiting handlers, which answer 2xx only after.
- *                        It enforces inbox_max (new + unconfirmed alerts): a request that
- *                        would go over stores nothing and its ticket says -EDQUOT.
+ *                        only then answers the tickets, so a handler answers 2xx only after
+ *                        its alerts are durable. It enforces inbox_max (new + unconfirmed
+ *                        alerts): a request that would go over stores nothing and its
+ *                        ticket says -EDQUOT.
  *
  * Ownership: the caller owns what open/new return and frees it with the matching close/free
  * (NULL accepted). Alerts given to inbox_put() and inbox_writer_submit() are copied.
- * Threads: a struct inbox is used by one thread at a time; inbox_writer_submit(),
- * inbox_ticket_wait(), inbox_writer_settled(), inbox_writer_depth() and
- * inbox_writer_health() from any thread. Pure: no logging.
+ * Threads: a struct inbox is used by one thread at a time; the inbox_writer_* functions but
+ * new and free, and inbox_ticket_wait(), from any thread. Pure: no logging.
  */
 #ifndef TSGRAPHD_INBOX_H
 #define TSGRAPHD_INBOX_H
@@ -128,13 +129,17 @@ void inbox_writer_free(struct inbox_writer *w);
  * queue holds INBOX_QUEUE_MAX alerts; -ESHUTDOWN once stopping. */
 int inbox_writer_submit(struct inbox_writer *w, const struct inbox_alert *a, size_t n,
 			struct inbox_ticket **ret);
-/* Waits for the ticket's commit and frees the ticket: 0 when its alerts are committed
- * (*ret_new, may be NULL: how many were not stored before); -EDQUOT when they would take the
- * inbox over max_depth (nothing of them stored); -ETIMEDOUT after timeout_ms (they may still
- * be committed); another negative errno when the commit failed (nothing stored). */
-int inbox_ticket_wait(struct inbox_ticket *t, int64_t timeout_ms, size_t *ret_new);
-/* The sync thread settled n alerts (they left new/unconfirmed): the writer's count drops. */
-void inbox_writer_settled(struct inbox_writer *w, size_t n);
+/* Queues settlements (copied; as inbox_settle()) for the next commit. */
+int inbox_writer_settle(struct inbox_writer *w, const struct inbox_settlement *s, size_t n,
+			struct inbox_ticket **ret);
+/* Queues a prune (as inbox_prune()) for the next commit. */
+int inbox_writer_prune(struct inbox_writer *w, int64_t before_ms, struct inbox_ticket **ret);
+/* Waits for the ticket's commit and frees the ticket: 0 when it is committed, *ret_count (may
+ * be NULL) saying how many alerts were newly stored, settled to a final state, or pruned;
+ * -EDQUOT when a request's alerts would take the inbox over max_depth (nothing of them
+ * stored); -ETIMEDOUT after timeout_ms (it may still be committed); another negative errno
+ * when the commit failed (nothing of it stored). */
+int inbox_ticket_wait(struct inbox_ticket *t, int64_t timeout_ms, size_t *ret_count);
 /* Alerts still to settle, as the writer counts them. */
 int64_t inbox_writer_depth(struct inbox_writer *w);
 /* 0 when the last commit succeeded (or none was tried), else its negative errno with

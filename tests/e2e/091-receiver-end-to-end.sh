@@ -58,7 +58,8 @@ echo "CloudTrail alert: in the change log, no agent"
 # an alert Threat Stack does not know: unconfirmed, retried, given up; never in a sink
 n=$(count_lines "$log")
 expect_post 200 "$(alert_json 5f0000000000000000000bad)"
-wait_until 10 "the unknown alert looked up" test "$(inbox a "SELECT state FROM alert WHERE id = '5f0000000000000000000bad'")" = unconfirmed
+wait_until 10 "the unknown alert looked up" \
+	inbox_is a "SELECT state FROM alert WHERE id = '5f0000000000000000000bad'" unconfirmed
 grep -q 'alert 5f0000000000000000000bad is not known to Threat Stack' "$WORK/a.log" || fail "no log line for the unknown alert"
 given_up() {
 	inbox a "SELECT state, attempts, next_try, note FROM alert WHERE id = '5f0000000000000000000bad'" \
@@ -81,7 +82,8 @@ reset_stats
 printf '%s\n' "${ids[@]}" | xargs -P 8 -I{} curl -sS --max-time 20 --cacert "$WORK/pki/cert.pem" \
 	-o /dev/null -w '%{http_code}\n' --data-binary '{"id":"{}"}' "$URL$WEBHOOK_PATH/$SECRET" >"$WORK/codes"
 [ "$(sort -u "$WORK/codes")" = 200 ] || fail "a burst got non-200 answers: $(sort "$WORK/codes" | uniq -c)"
-wait_until 30 "the burst confirmed" test "$(inbox a "SELECT count(*) FROM alert WHERE state = 'confirmed'")" -ge 43
+wait_until 30 "the burst confirmed" \
+	inbox_at_least a "SELECT count(*) FROM alert WHERE state = 'confirmed'" 43
 runs_after=$(tcurl "$URL/metrics" | awk -F'} ' '/^tsgraphd_sync_runs_total\{kind="refresh",result="ok"\}/ { print $2 }')
 [ $((runs_after - runs_before)) -lt 40 ] || fail "40 webhooks took $((runs_after - runs_before)) refresh runs"
 [ "$(requests '/v2/agents/{id}')" -le $((runs_after - runs_before)) ] || fail "the agent was fetched more than once a batch"

@@ -86,3 +86,7 @@ resp_is_one_line_error() {
 inbox() { sqlite3 "$WORK/$1.db-inbox" "$2"; }
 # alert JSON for id [extra members]
 alert_json() { printf '{"id":"%s","title":"test","created_at":1589814129000,"severity":1,"organization_id":"%s","organization_Name":"Fake Org","server_or_region":"ip-10-0-0-1","source":"Host"%s}' "$1" "$FAKE_ORG" "${2:-}"; }
+# inbox_is NAME SQL WANT: the query's answer is WANT (for wait_until, which runs it each time).
+inbox_is() { [ "$(inbox "$1" "$2")" = "$3" ]; }
+# inbox_at_least NAME SQL N: the query's answer is a number of at least N.
+inbox_at_least() { [ "$(inbox "$1" "$2")" -ge "$3" ]; }

@@ -405,12 +405,20 @@ static void test_writer_max_depth(void **state)
 	assert_int_equal(submit_wait(w, "m4", &fresh), 0);
 	assert_int_equal(fresh, 1);
 	assert_int_equal(submit_wait(w, "m6", NULL), -EDQUOT);
+	/* settled through the writer: its count drops at once */
 	{
-		const struct inbox_settlement st = { .id = "m2", .state = INBOX_DONE };
+		const struct inbox_settlement st[] = {
+			{ .id = "m2", .state = INBOX_DONE, .note = "given up" },
+			{ .id = "m3", .state = INBOX_UNCONFIRMED, .next_try = 5 },
+			{ .id = "zz", .state = INBOX_CONFIRMED },
+		};
+		struct inbox_ticket *t;
+		size_t final = 9;
 
-		assert_int_equal(inbox_settle(ib, &st, 1, NULL), 0);
+		assert_int_equal(inbox_writer_settle(w, st, 3, &t), 0);
+		assert_int_equal(inbox_ticket_wait(t, 10000, &final), 0);
+		assert_int_equal(final, 1);
 	}
-	inbox_writer_settled(w, 1);
 	assert_int_equal(inbox_writer_depth(w), 2);
 	assert_int_equal(submit_wait(w, "m6", NULL), 0);
 	assert_int_equal(depth(ib), 3);
@@ -419,6 +427,16 @@ static void test_writer_max_depth(void **state)
 
 		assert_int_equal(inbox_get(ib, "m5", collect, &s), -ENOENT);
 	}
+	/* a prune through the writer */
+	{
+		struct inbox_ticket *t;
+		size_t pruned = 9;
+
+		assert_int_equal(inbox_writer_prune(w, INT64_MAX, &t), 0);
+		assert_int_equal(inbox_ticket_wait(t, 10000, &pruned), 0);
+		assert_int_equal(pruned, 2); /* m1 confirmed, m2 done */
+	}
+	assert_int_equal(depth(ib), 3);
 	inbox_close(ib);
 	inbox_writer_free(w);
 }
