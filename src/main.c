@@ -232,7 +232,7 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 		r = store_lock(c->store.path, &lock_fd);
 		if (r < 0) {
 			log_error("store: %s: %s", c->store.path,
-				  r == -EBUSY ? "another tsgraphd sync is running on this store"
+				  r == -EBUSY ? "another tsgraphd (run or sync) is using this store"
 					      : strerror(-r));
 			goto out;
 		}

@@ -36,6 +36,7 @@ struct sink_figures {
 
 struct metrics {
 	_Atomic uint64_t requests[METRICS_ROUTE_N][STATUS_N];
+	_Atomic int64_t in_flight;
 	_Atomic uint64_t alerts_accepted, alerts_duplicated;
 	_Atomic int64_t inbox_depth;
 	_Atomic uint64_t settled_confirmed, settled_done, settled_unconfirmed;
@@ -81,6 +82,11 @@ void metrics_request(struct metrics *m, enum metrics_route route, unsigned statu
 {
 	if ((unsigned)route < METRICS_ROUTE_N && status < STATUS_N)
 		atomic_fetch_add_explicit(&m->requests[route][status], 1, memory_order_relaxed);
+}
+
+void metrics_in_flight(struct metrics *m, int delta)
+{
+	atomic_fetch_add_explicit(&m->in_flight, delta, memory_order_relaxed);
 }
 
 void metrics_alerts(struct metrics *m, uint64_t accepted, uint64_t duplicated)
@@ -168,6 +174,12 @@ int metrics_render(struct metrics *m, struct buf *out)
 					"tsgraphd_http_requests_total{route=\"%s\",code=\"%u\"}"
 					" %" PRIu64 "\n",
 					route_names[rt], st, LOAD(m->requests[rt][st]));
+	if (r == 0)
+		r = header(out, "tsgraphd_http_requests_in_flight", "gauge",
+			   "Requests the receiver has started and not completed (this one included).");
+	if (r == 0)
+		r = buf_printf(out, "tsgraphd_http_requests_in_flight %" PRId64 "\n",
+			       LOAD(m->in_flight));
 	if (r == 0)
 		r = header(out, "tsgraphd_webhook_alerts_total", "counter",
 			   "Alerts of accepted webhook requests: stored, or already stored.");

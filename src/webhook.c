@@ -348,6 +348,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			return MHD_NO;
 		*req_cls = rq;
 		atomic_fetch_add(&w->in_flight, 1);
+		metrics_in_flight(w->metrics, 1);
 		rq->route = route_of(url);
 		rq->started_ms = monotonic_ms();
 		return on_headers(w, conn, rq, url, method);
@@ -387,6 +388,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	free(rq);
 	*req_cls = NULL;
 	atomic_fetch_sub(&w->in_flight, 1);
+	metrics_in_flight(w->metrics, -1);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)

@@ -36,6 +36,8 @@ void metrics_free(struct metrics *m);
 
 /* One answered request: its route and HTTP status (100..599). */
 void metrics_request(struct metrics *m, enum metrics_route route, unsigned status);
+/* A request started (+1) or completed (-1), answered or not. */
+void metrics_in_flight(struct metrics *m, int delta);
 /* Alerts of accepted requests: stored for the first time, and already stored. */
 void metrics_alerts(struct metrics *m, uint64_t accepted, uint64_t duplicated);
 void metrics_inbox_depth(struct metrics *m, int64_t depth);
