@@ -175,8 +175,9 @@ int metrics_render(struct metrics *m, struct buf *out)
 					" %" PRIu64 "\n",
 					route_names[rt], st, LOAD(m->requests[rt][st]));
 	if (r == 0)
-		r = header(out, "tsgraphd_http_requests_in_flight", "gauge",
-			   "Requests the receiver has started and not completed (this one included).");
+		r = header(
+			out, "tsgraphd_http_requests_in_flight", "gauge",
+			"Requests the receiver has started and not completed (this one included).");
 	if (r == 0)
 		r = buf_printf(out, "tsgraphd_http_requests_in_flight %" PRId64 "\n",
 			       LOAD(m->in_flight));

@@ -24,7 +24,7 @@
 #define DAEMON_RETRY_MIN_MS    10000 /* first retry of an alert not confirmed (yet) */
 #define DAEMON_RETRY_MAX_MS    600000
 #define DAEMON_INBOX_KEEP_DAYS 7    /* settled alerts kept, to recognise a resent one */
-#define DAEMON_INBOX_BUSY_MS   5000 /* the inbox writer's wait for a lock */
+#define DAEMON_INBOX_BUSY_MS   4000 /* the inbox writer's wait for a lock */
 
 /* Runs until SIGTERM or SIGINT: 0 after an orderly stop; -EINVAL when the configuration
  * cannot run (the receiver's certificate, socket or secret: exit 2); another negative errno

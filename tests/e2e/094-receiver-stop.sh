@@ -17,15 +17,8 @@ wait_until 20 "the first full sync" grep -q 'sync: done run=1' "$WORK/a.log"
 expect_status 1 "$TSGRAPHD" -c "$WORK/a.conf" sync
 expect_output "another tsgraphd (run or sync) is using this store"
 
-# a request in flight: the inbox is locked by another process for 3 s
-(
-	echo 'BEGIN IMMEDIATE;'
-	sleep 3
-	echo 'COMMIT;'
-) | sqlite3 "$WORK/a.db-inbox" &
-locker=$!
-locked() { ! sqlite3 "$WORK/a.db-inbox" 'BEGIN IMMEDIATE; ROLLBACK;' 2>/dev/null; }
-wait_until 5 "the inbox locked" locked
+# a request in flight: the inbox is locked by another process until the stop has begun
+lock_inbox a
 post "$(alert_json inflight-1)" >"$WORK/inflight.code" &
 poster=$!
 in_flight() { [ "$(tcurl "$URL/metrics" | awk '$1 == "tsgraphd_http_requests_in_flight" { print $2 }')" -ge 2 ]; }
@@ -35,12 +28,12 @@ kill -TERM "$DAEMON_PID"
 wait_until 5 "the stop to begin" grep -q 'daemon: Terminated: stopping' "$WORK/a.log"
 refused() { ! curl -s --max-time 2 --cacert "$WORK/pki/cert.pem" -o /dev/null "$URL/healthz"; }
 wait_until 5 "new connections refused" refused
+unlock_inbox
 wait "$poster"
 [ "$(cat "$WORK/inflight.code")" = 200 ] || fail "the request in flight got HTTP $(cat "$WORK/inflight.code"): $(cat "$WORK/resp")"
 status=0
 wait "$DAEMON_PID" || status=$?
 [ "$status" -eq 0 ] || fail "exit $status after SIGTERM: $(tail -5 "$WORK/a.log")"
-wait "$locker" || true
 [ "$(inbox a "SELECT count(*) FROM alert WHERE id = 'inflight-1'")" = 1 ] || fail "the answered request is not stored"
 echo "SIGTERM: new connections refused, the request in flight stored and answered 200, exit 0 after $(($(now_ms) - t0)) ms"
 

@@ -14,14 +14,7 @@ start_daemon a
 health() { tcurl -o "$WORK/health" -w '%{http_code}' "$URL/healthz" || true; }
 
 # --- a locked inbox ----------------------------------------------------------------------
-(
-	echo 'BEGIN IMMEDIATE;'
-	sleep 8
-	echo 'COMMIT;'
-) | sqlite3 "$WORK/a.db-inbox" &
-locker=$!
-locked() { ! sqlite3 "$WORK/a.db-inbox" 'BEGIN IMMEDIATE; ROLLBACK;' 2>/dev/null; }
-wait_until 5 "the inbox locked" locked
+lock_inbox a
 expect_post 503 "$(alert_json locked-1)"
 resp_is_one_line_error
 grep -qi '^Retry-After: 5' "$WORK/resp.h" || fail "503 without Retry-After"
@@ -30,7 +23,7 @@ grep -q 'webhook: 503 .*inbox not writable: Device or resource busy' "$WORK/a.lo
 [ "$(health)" = 503 ] || fail "healthz is not 503 with the inbox locked"
 jq -e '.status == "unhealthy" and (.reason | startswith("inbox not writable: database is locked"))' "$WORK/health" >/dev/null ||
 	fail "healthz: $(cat "$WORK/health")"
-wait "$locker" || true
+unlock_inbox
 expect_post 200 "$(alert_json locked-2)"
 [ "$(health)" = 200 ] || fail "healthz still unhealthy: $(cat "$WORK/health")"
 [ "$(inbox a "SELECT group_concat(id) FROM alert WHERE id LIKE 'locked-%'")" = locked-2 ] ||

@@ -90,3 +90,20 @@ alert_json() { printf '{"id":"%s","title":"test","created_at":1589814129000,"sev
 inbox_is() { [ "$(inbox "$1" "$2")" = "$3" ]; }
 # inbox_at_least NAME SQL N: the query's answer is a number of at least N.
 inbox_at_least() { [ "$(inbox "$1" "$2")" -ge "$3" ]; }
+# lock_inbox NAME: another process (sqlite3) holds the inbox's write lock until unlock_inbox.
+lock_inbox() {
+	touch "$WORK/hold-lock"
+	(
+		echo 'BEGIN IMMEDIATE;'
+		while [ -e "$WORK/hold-lock" ]; do sleep 0.05; done
+		echo 'COMMIT;'
+	) | sqlite3 "$WORK/$1.db-inbox" &
+	LOCKER_PID=$!
+	on_exit "rm -f '$WORK/hold-lock'; wait $LOCKER_PID 2>/dev/null"
+	_locked() { ! sqlite3 "$WORK/$1.db-inbox" 'BEGIN IMMEDIATE; ROLLBACK;' 2>/dev/null; }
+	wait_until 10 "the inbox locked" _locked "$1"
+}
+unlock_inbox() {
+	rm -f "$WORK/hold-lock"
+	wait "$LOCKER_PID" 2>/dev/null || true
+}
