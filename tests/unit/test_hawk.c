@@ -54,8 +54,7 @@ static void test_spec_payload_vector(void **state)
 	assert_int_equal(hawk_payload_hash("text/plain", body, strlen(body), hash), 0);
 	assert_string_equal(hash, "Yi9LfIIFRtBEPt74PVmbTF/xVAwPn7ub15ePICfgnuY=");
 	/* Parameters and case of the content type do not count. */
-	assert_int_equal(hawk_payload_hash(" Text/Plain; charset=utf-8", body, strlen(body), hash),
-			 0);
+	assert_int_equal(hawk_payload_hash(" Text/Plain; charset=utf-8", body, strlen(body), hash), 0);
 	assert_string_equal(hash, "Yi9LfIIFRtBEPt74PVmbTF/xVAwPn7ub15ePICfgnuY=");
 }
 
@@ -79,9 +78,9 @@ static void test_header_with_payload_carries_hash(void **state)
 static const struct hawk_artifacts art_vec = { .ts = 1353832234, .nonce = "j4h3g2" };
 #define BODY "{\"status\":\"ok\"}"
 /* From node hawk 9.0.1: crypto.calculateMac('response', …) over the spec request. */
-#define RESP_HASH    "aiy+1zw8PBgzNkEgAi27IbMd07w4Hr5HQ2NuXoMlCTI="
+#define RESP_HASH "aiy+1zw8PBgzNkEgAi27IbMd07w4Hr5HQ2NuXoMlCTI="
 #define RESP_MAC_EXT "1y4JMEx9q6zZoJ1WogHUIkzcCOZ2m98d594+ECSrsLY="
-#define RESP_MAC     "+mxxzQoYyovX2vs9xw+mAa+ajRSY3vKlFO9t8yiQZBg="
+#define RESP_MAC "+mxxzQoYyovX2vs9xw+mAa+ajRSY3vKlFO9t8yiQZBg="
 
 static void test_response_vector(void **state)
 {
@@ -93,8 +92,7 @@ static void test_response_vector(void **state)
 			 0);
 	assert_int_equal(hawk_verify_response(&cred, &req, &art_vec,
 					      "Hawk mac=\"" RESP_MAC "\", hash=\"" RESP_HASH "\"",
-					      "application/json; charset=utf-8", BODY,
-					      strlen(BODY)),
+					      "application/json; charset=utf-8", BODY, strlen(BODY)),
 			 0);
 }
 
@@ -123,8 +121,7 @@ static void test_response_forgeries(void **state)
 			 -EACCES);
 	/* A truncated MAC of the right prefix. */
 	assert_int_equal(hawk_verify_response(&cred, &req, &art_vec,
-					      "Hawk mac=\"+mxxzQoYyovX2vs9\", hash=\"" RESP_HASH
-					      "\"",
+					      "Hawk mac=\"+mxxzQoYyovX2vs9\", hash=\"" RESP_HASH "\"",
 					      "application/json", BODY, strlen(BODY)),
 			 -EACCES);
 	/* Missing mac, garbage headers. */
@@ -177,12 +174,12 @@ static void test_parse(void **state)
 	assert_string_equal(a.ts, "1");
 	assert_string_equal(a.mac, "m");
 	assert_string_equal(a.ext, "");
-	assert_int_equal(hawk_parse("Hawk id=\"a\", id=\"b\"", &a), -EBADMSG); /* repeated */
-	assert_int_equal(hawk_parse("Hawk foo=\"a\"", &a), -EBADMSG);	       /* unknown */
-	assert_int_equal(hawk_parse("Hawk id=\"a", &a), -EBADMSG);	       /* unterminated */
-	assert_int_equal(hawk_parse("Hawk id=a", &a), -EBADMSG);	       /* unquoted */
-	assert_int_equal(hawk_parse("Hawk id=\"a\\\"", &a), -EBADMSG);	       /* backslash */
-	assert_int_equal(hawk_parse("Hawkid=\"a\"", &a), -EBADMSG);	       /* scheme */
+	assert_int_equal(hawk_parse("Hawk id=\"a\", id=\"b\"", &a), -EBADMSG);       /* repeated */
+	assert_int_equal(hawk_parse("Hawk foo=\"a\"", &a), -EBADMSG);                /* unknown */
+	assert_int_equal(hawk_parse("Hawk id=\"a", &a), -EBADMSG);                   /* unterminated */
+	assert_int_equal(hawk_parse("Hawk id=a", &a), -EBADMSG);                     /* unquoted */
+	assert_int_equal(hawk_parse("Hawk id=\"a\\\"", &a), -EBADMSG);               /* backslash */
+	assert_int_equal(hawk_parse("Hawkid=\"a\"", &a), -EBADMSG);                  /* scheme */
 	assert_int_equal(hawk_parse("Hawk ts=\"123456789012345678901234567890123\"", &a), -EBADMSG);
 	memset(big, 'x', sizeof(big));
 	memcpy(big, "Hawk id=\"", 9);

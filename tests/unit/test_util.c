@@ -182,10 +182,8 @@ static void test_read_file_refuses_non_regular(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_u64),
-		cmocka_unit_test(test_parse_double_size_bool),
-		cmocka_unit_test(test_buf_bounded),
-		cmocka_unit_test(test_iso8601),
+		cmocka_unit_test(test_parse_u64),      cmocka_unit_test(test_parse_double_size_bool),
+		cmocka_unit_test(test_buf_bounded),    cmocka_unit_test(test_iso8601),
 		cmocka_unit_test(test_ct_equal),
 		cmocka_unit_test(test_str_escape),
 		cmocka_unit_test(test_read_file_refuses_non_regular),
