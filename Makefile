@@ -27,10 +27,12 @@ V          ?= 0
 Q          := $(if $(filter 1,$(V)),,@)
 PKGS       := libmicrohttpd libcurl libcrypto json-c libsystemd sqlite3
 TEST_PKGS  := cmocka
+# The fake servers' own libraries (fake_jupiterone inflates gzip bodies).
+SERVER_PKGS := zlib
 
 # Debian packages `make deps` installs when missing (build, tests, lint).
 DEB_PKGS   := gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
-              libjson-c-dev libsystemd-dev libsqlite3-dev libcmocka-dev sqlite3 \
+              libjson-c-dev libsystemd-dev libsqlite3-dev libcmocka-dev zlib1g-dev sqlite3 \
               valgrind clang-format nodejs node-hawk curl jq time bc openssl systemd
 
 WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
@@ -46,6 +48,7 @@ PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS    = $(shell pkg-config --libs $(PKGS))
 TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS))
 TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS))
+SERVER_LIBS = $(shell pkg-config --libs $(SERVER_PKGS))
 
 ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -DTSGRAPHD_VERSION='"$(VERSION)"' -Iinclude \
               $(WARN) $(HARDEN) $(OPT) $(SAN) $(PKG_CFLAGS) $(CFLAGS)
@@ -118,7 +121,7 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libtsgraphd.a $(BUILD)/libte
 $(BUILD)/%: tests/server/%.c $(BUILD)/libtsgraphd.a $(BUILD)/libtests.a $(HEADERS)
 	@echo "  CCLD    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< $(BUILD)/libtests.a $(BUILD)/libtsgraphd.a \
-		$(ALL_LDFLAGS) $(PKG_LIBS)
+		$(ALL_LDFLAGS) $(PKG_LIBS) $(SERVER_LIBS)
 
 $(BUILD)/bench/%: tests/bench/%.c | $(BUILD)/bench
 	@echo "  CCLD    $@"
@@ -147,6 +150,8 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	@BUILD=$(BUILD) TSGRAPHD=$(CURDIR)/$(BUILD)/tsgraphd tests/bench/bench-sync.sh
+	@echo
+	@BUILD=$(BUILD) TSGRAPHD=$(CURDIR)/$(BUILD)/tsgraphd tests/bench/bench-push.sh
 
 valgrind: all $(UNIT_BIN)
 	@VALGRIND=1 tests/run-tests.sh unit/

@@ -17,6 +17,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
@@ -34,6 +35,7 @@ enum kind {
 	K_SECRET, /* inline secret */
 	K_SECRET_FILE,
 	K_URL,
+	K_URL_PATH, /* a URL that may have a path and a query (a webhook's) */
 	K_LISTEN,
 	K_U32,
 	K_DOUBLE,
@@ -42,6 +44,9 @@ enum kind {
 	K_SYNCMODE,
 	K_SINKTYPE,
 	K_BOOL,
+	K_FORMAT,   /* a webhook sink's format */
+	K_SEVERITY, /* high, medium or low */
+	K_EVENTS,   /* a comma list of webhook events */
 };
 
 struct key {
@@ -96,7 +101,33 @@ static const struct key keys[] = {
 	  100000 },
 	{ "sink", "type", K_SINKTYPE, S(type), 0, 0 },
 	{ "sink", "path", K_PATH, S(path), 0, 0 },
+	{ "sink", "url", K_URL_PATH, S(url), 0, 0 },
+	{ "sink", "ca_file", K_PATH, S(ca_file), 0, 0 },
+	{ "sink", "timeout", K_U32, S(timeout), 1, 600 },
+	{ "sink", "secret", K_SECRET, S(webhook.secret), 0, 0 },
+	{ "sink", "secret_file", K_PATH, S(webhook.secret_file), 0, 0 },
+	{ "sink", "format", K_FORMAT, S(webhook.format), 0, 0 },
+	{ "sink", "events", K_EVENTS, S(webhook.events), 0, 0 },
+	{ "sink", "min_severity", K_SEVERITY, S(webhook.min_severity), 0, 0 },
+	{ "sink", "backfill", K_BOOL, S(webhook.backfill), 0, 0 },
+	{ "sink", "account", K_ID, S(j1.account), 0, 0 },
+	{ "sink", "token", K_SECRET, S(j1.token), 0, 0 },
+	{ "sink", "token_file", K_PATH, S(j1.token_file), 0, 0 },
+	{ "sink", "scope", K_STRING, S(j1.scope), 0, 0 },
+	{ "sink", "batch_bytes", K_SIZE, S(j1.batch_bytes), CONFIG_SIZE_KEY_MIN,
+	  CONFIG_J1_BATCH_BYTES_DEFAULT },
+	{ "sink", "job_changes", K_U32, S(j1.job_changes), 1, 1000000 },
 };
+
+/* The keys each sink type takes (besides type); any other sink key is refused. */
+static const char *const file_sink_keys[] = { "path", NULL };
+static const char *const webhook_sink_keys[] = { "url",	   "ca_file",	   "timeout",
+						 "secret", "secret_file",  "format",
+						 "events", "min_severity", "backfill",
+						 NULL };
+static const char *const j1_sink_keys[] = { "url",	   "ca_file",	 "timeout", "account",
+					    "token",	   "token_file", "scope",   "batch_bytes",
+					    "job_changes", NULL };
 
 struct parse {
 	const char *name; /* file name for messages */
@@ -157,6 +188,20 @@ const char *config_sink_type_to_string(enum config_sink_type t)
 	return "unknown";
 }
 
+/* Indexed by bit number of enum config_webhook_event. */
+static const char *const webhook_events[] = {
+	"agent.status",	  "agent.created", "agent.deleted", "agent.updated",
+	"cve.identified", "cve.resolved",  "alert.created", "alert.dismissed",
+};
+
+const char *config_webhook_event_to_string(unsigned event)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(webhook_events); i++)
+		if (event == 1u << i)
+			return webhook_events[i];
+	return NULL;
+}
+
 static void wipe_free(char *s)
 {
 	if (s) {
@@ -185,6 +230,14 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->n_sinks; i++) {
 		free(c->sinks[i].name);
 		free(c->sinks[i].path);
+		wipe_free(c->sinks[i].url);
+		free(c->sinks[i].ca_file);
+		wipe_free(c->sinks[i].webhook.secret);
+		free(c->sinks[i].webhook.secret_file);
+		free(c->sinks[i].j1.account);
+		wipe_free(c->sinks[i].j1.token);
+		free(c->sinks[i].j1.token_file);
+		free(c->sinks[i].j1.scope);
 	}
 	free(c);
 }
@@ -256,10 +309,11 @@ bool config_listen_is_loopback(const char *listen)
 	return is_loopback_host(listen, len);
 }
 
-/* https://host[:port] with no path; plain http only for loopback (the tests' fakes). The
- * whole value is checked here, so a bad port or an empty host is a config error (exit 2)
- * rather than a failed request later. */
-static int check_url(const char *v, const char **why)
+/* https://host[:port] with no path, or with path true a path and query after it (a
+ * webhook's); plain http only for loopback (the tests' fakes). The whole value is checked
+ * here, so a bad port or an empty host is a config error (exit 2) rather than a failed
+ * request later. The value itself is never quoted: a webhook URL may hold a token. */
+static int check_url(const char *v, bool path, const char **why)
 {
 	const char *host, *end, *hend, *port = NULL;
 	bool https = strncmp(v, "https://", 8) == 0;
@@ -271,9 +325,23 @@ static int check_url(const char *v, const char **why)
 	}
 	host = v + (https ? 8 : 7);
 	end = host + strcspn(host, "/?#");
-	if (end == host || (*end && strcmp(end, "/") != 0)) {
+	if (!path && (end == host || (*end && strcmp(end, "/") != 0))) {
 		*why = "must be an origin like https://api.threatstack.com (no path)";
 		return -EINVAL;
+	}
+	if (path && end == host) {
+		*why = "the host is empty";
+		return -EINVAL;
+	}
+	/* Sent as it is: printable ASCII without blanks, quotes, brackets or a fragment. */
+	for (const char *p = end; path && *p; p++) {
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f ||
+		    strchr("\"<>\\^`{|}#", *p)) {
+			*why = "the path and query must be printable ASCII without blanks, '#' or "
+			       "any "
+			       "of \"<>\\^`{|} (percent-encode them)";
+			return -EINVAL;
+		}
 	}
 	/* Only host[:port]: no user info ("http://localhost@elsewhere" names elsewhere). */
 	for (const char *p = host; p < end; p++) {
@@ -359,7 +427,8 @@ static int set_text(struct parse *p, const struct key *k, const char *v, char **
 		if (strlen(v) > ID_MAX)
 			return fail(p, p->line, k->name, "longer than %d characters", ID_MAX);
 	}
-	if (k->kind == K_URL && check_url(v, &why) < 0)
+	if ((k->kind == K_URL || k->kind == K_URL_PATH) &&
+	    check_url(v, k->kind == K_URL_PATH, &why) < 0)
 		return fail(p, p->line, k->name, "%s", why);
 	if (k->kind == K_LISTEN && check_listen(v) < 0)
 		return fail(p, p->line, k->name,
@@ -390,6 +459,18 @@ static int set_secret_file(struct parse *p, const struct key *k, const char *v)
 	return 0;
 }
 
+/* A bound of a size key as a person writes it: "1KiB", "5MiB", else bytes. */
+static const char *size_words(uint64_t v, char out[static 24])
+{
+	if (v >= 1024 * 1024 && v % (1024 * 1024) == 0)
+		snprintf(out, 24, "%" PRIu64 "MiB", v / (1024 * 1024));
+	else if (v >= 1024 && v % 1024 == 0)
+		snprintf(out, 24, "%" PRIu64 "KiB", v / 1024);
+	else
+		snprintf(out, 24, "%" PRIu64, v);
+	return out;
+}
+
 /* The numeric kinds, bounded by the row's min and max. */
 static int set_number(struct parse *p, const struct key *k, const char *v, void *field)
 {
@@ -417,9 +498,13 @@ static int set_number(struct parse *p, const struct key *k, const char *v, void 
 		return 0;
 	case K_SIZE:
 		r = parse_size(v, (uint64_t)k->min, (uint64_t)k->max, &u);
-		if (r == -ERANGE)
-			/* The words of CONFIG_SIZE_KEY_MIN..CONFIG_SIZE_KEY_MAX. */
-			return fail(p, p->line, k->name, "out of range (1KiB..64MiB)");
+		if (r == -ERANGE) {
+			char lo[24], hi[24];
+
+			return fail(p, p->line, k->name, "out of range (%s..%s)",
+				    size_words((uint64_t)k->min, lo),
+				    size_words((uint64_t)k->max, hi));
+		}
 		if (r < 0)
 			return fail(p, p->line, k->name, "not a size (e.g. 1048576, 512KiB, 1MiB)");
 		*(uint64_t *)field = u;
@@ -446,10 +531,6 @@ static int set_keyword(struct parse *p, const struct key *k, const char *v, void
 		else
 			return fail(p, p->line, k->name, "must be full or normal");
 		return 0;
-	case K_BOOL:
-		if (parse_bool(v, (bool *)field) < 0)
-			return fail(p, p->line, k->name, "must be on or off");
-		return 0;
 	case K_SINKTYPE:
 		if (strcmp(v, "file") == 0)
 			*(enum config_sink_type *)field = SINK_FILE;
@@ -460,9 +541,66 @@ static int set_keyword(struct parse *p, const struct key *k, const char *v, void
 		else
 			return fail(p, p->line, k->name, "must be file, jupiterone or webhook");
 		return 0;
+	case K_BOOL:
+		if (parse_bool(v, (bool *)field) < 0)
+			return fail(p, p->line, k->name, "must be yes or no");
+		return 0;
+	case K_FORMAT:
+		if (strcmp(v, "json") == 0)
+			*(enum config_webhook_format *)field = WEBHOOK_FORMAT_JSON;
+		else if (strcmp(v, "slack") == 0)
+			*(enum config_webhook_format *)field = WEBHOOK_FORMAT_SLACK;
+		else
+			return fail(p, p->line, k->name, "must be json or slack");
+		return 0;
+	case K_SEVERITY:
+		if (strcmp(v, "high") == 0)
+			*(enum config_severity *)field = SEVERITY_HIGH;
+		else if (strcmp(v, "medium") == 0)
+			*(enum config_severity *)field = SEVERITY_MEDIUM;
+		else if (strcmp(v, "low") == 0)
+			*(enum config_severity *)field = SEVERITY_LOW;
+		else
+			return fail(p, p->line, k->name, "must be high, medium or low");
+		return 0;
 	default:
 		return -EINVAL;
 	}
+}
+
+/* A comma list of webhook event names (blanks around each allowed), as bits. */
+static int set_events(struct parse *p, const struct key *k, const char *v, unsigned *field)
+{
+	unsigned mask = 0;
+
+	for (const char *s = v; *s;) {
+		size_t n, i;
+
+		while (*s == ' ' || *s == '\t')
+			s++;
+		n = strcspn(s, ",");
+		while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+			n--;
+		for (i = 0; i < ARRAY_SIZE(webhook_events); i++)
+			if (strlen(webhook_events[i]) == n && strncmp(s, webhook_events[i], n) == 0)
+				break;
+		if (n == 0)
+			return fail(p, p->line, k->name, "an empty name in the list");
+		if (i == ARRAY_SIZE(webhook_events))
+			return fail(p, p->line, k->name,
+				    "unknown event \"%.*s\" (agent.status, agent.created, "
+				    "agent.deleted, agent.updated, cve.identified, cve.resolved, "
+				    "alert.created, alert.dismissed)",
+				    (int)(n < 64 ? n : 64), s);
+		mask |= 1u << i;
+		s += strcspn(s, ",");
+		if (*s == ',' && !*++s)
+			return fail(p, p->line, k->name, "an empty name in the list");
+	}
+	if (!mask)
+		return fail(p, p->line, k->name, "empty value");
+	*field = mask;
+	return 0;
 }
 
 static int set_value(struct parse *p, const struct key *k, const char *v)
@@ -476,6 +614,7 @@ static int set_value(struct parse *p, const struct key *k, const char *v)
 	case K_PATH:
 	case K_SECRET:
 	case K_URL:
+	case K_URL_PATH:
 	case K_LISTEN:
 		return set_text(p, k, v, field);
 	case K_SECRET_FILE:
@@ -488,7 +627,11 @@ static int set_value(struct parse *p, const struct key *k, const char *v)
 	case K_SYNCMODE:
 	case K_SINKTYPE:
 	case K_BOOL:
+	case K_FORMAT:
+	case K_SEVERITY:
 		return set_keyword(p, k, v, field);
+	case K_EVENTS:
+		return set_events(p, k, v, field);
 	}
 	return -EINVAL;
 }
@@ -670,11 +813,11 @@ static int read_secret(struct parse *p, const char *path, int line, const char *
 /* A file the daemon will read later (a CA bundle, a certificate, a key): it must be a regular
  * file no larger than max now, so a FIFO or a device is a config error (exit 2) instead of
  * a hang inside a TLS library. Private keys must be owner-only, like secret files. */
-static int check_file(struct parse *p, const char *key, const char *path, size_t max, bool secret)
+static int check_file(struct parse *p, int line, const char *key, const char *path, size_t max,
+		      bool secret)
 {
 	_cleanup_close_ int fd = -1;
 	struct stat st;
-	int line = key_line(p, key);
 	int r = open_regular(path, &fd, &st);
 
 	if (r == -EBADFD)
@@ -688,6 +831,22 @@ static int check_file(struct parse *p, const char *key, const char *path, size_t
 		return fail(p, line, key,
 			    "%s is readable or writable by group or others (chmod 600 it)", path);
 	return 0;
+}
+
+/* $CREDENTIALS_DIRECTORY/<credential> into *field when it exists (*field stays NULL when
+ * not). */
+static int read_credential(struct parse *p, const char *credential, char **field)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	_cleanup_free_ char *path = NULL;
+
+	if (!dir || !*dir)
+		return 0;
+	if (asprintf(&path, "%s/%s", dir, credential) < 0)
+		return -ENOMEM;
+	if (access(path, F_OK) < 0)
+		return 0;
+	return read_secret(p, path, 0, credential, field);
 }
 
 /* One secret from: inline value, *_file, or $CREDENTIALS_DIRECTORY/<credential>. */
@@ -707,23 +866,137 @@ static int resolve_secret(struct parse *p, char **field, int scratch, const char
 		if (r < 0)
 			return r;
 	} else if (!*field && credential) {
-		const char *dir = getenv("CREDENTIALS_DIRECTORY");
-		_cleanup_free_ char *path = NULL;
-
-		if (dir && *dir) {
-			if (asprintf(&path, "%s/%s", dir, credential) < 0)
-				return -ENOMEM;
-			if (access(path, F_OK) == 0) {
-				r = read_secret(p, path, 0, credential, field);
-				if (r < 0)
-					return r;
-			}
-		}
+		r = read_credential(p, credential, field);
+		if (r < 0)
+			return r;
 	}
 	if (*field && strlen(*field) < min_len)
 		return fail(p, line_inline ? line_inline : p->scratch_line[scratch], inline_key,
 			    "shorter than %zu characters", min_len);
 	return 0;
+}
+
+/* The line where sink i set a key, or 0. */
+static int sink_key_line(const struct parse *p, size_t i, const char *name)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
+		if (keys[k].sink && strcmp(keys[k].name, name) == 0)
+			return p->sink_seen[i][k];
+	return 0;
+}
+
+/* Refuses a key sink i set that its type does not take (allowed: NULL-terminated). */
+static int check_sink_keys(struct parse *p, size_t i, const char *const *allowed)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+		bool ok = strcmp(keys[k].name, "type") == 0;
+
+		for (size_t a = 0; !ok && allowed[a]; a++)
+			ok = strcmp(keys[k].name, allowed[a]) == 0;
+		if (keys[k].sink && p->sink_seen[i][k] && !ok)
+			return fail(p, p->sink_seen[i][k], keys[k].name, "not a key of a %s sink",
+				    config_sink_type_to_string(p->c->sinks[i].type));
+	}
+	return 0;
+}
+
+/* [sink.NAME] type = webhook: the required url, defaults, and the optional secret (16
+ * characters or more) from secret, secret_file, or the systemd credential sink-secret-NAME. */
+static int validate_webhook(struct parse *p, size_t i, const char *section)
+{
+	struct config_sink *s = &p->c->sinks[i];
+	char cred[sizeof("sink-secret-") + SINK_NAME_MAX];
+	const char *from = "secret";
+	int line = sink_key_line(p, i, "secret");
+	int r = check_sink_keys(p, i, webhook_sink_keys);
+
+	if (r < 0)
+		return r;
+	if (!s->url)
+		return fail(p, p->sink_line[i], section, "a webhook sink needs url");
+	if (!s->timeout)
+		s->timeout = CONFIG_WEBHOOK_TIMEOUT_DEFAULT;
+	if (!s->webhook.events)
+		s->webhook.events = WEBHOOK_EVENTS_ALL;
+	if (!s->webhook.min_severity)
+		s->webhook.min_severity = SEVERITY_LOW;
+	if (s->webhook.secret && s->webhook.secret_file)
+		return fail(p, sink_key_line(p, i, "secret_file"), "secret_file",
+			    "secret is set too (line %d); use one", line);
+	if (!(p->flags & CONFIG_NO_SECRETS)) { /* status opens no secret and no CA file */
+		snprintf(cred, sizeof(cred), "sink-secret-%s", s->name);
+		if (s->webhook.secret_file) {
+			line = sink_key_line(p, i, "secret_file");
+			r = read_secret(p, s->webhook.secret_file, line, "secret_file",
+					&s->webhook.secret);
+		} else if (!s->webhook.secret) {
+			from = cred;
+			r = read_credential(p, cred, &s->webhook.secret);
+		}
+		if (r == 0 && s->ca_file)
+			r = check_file(p, sink_key_line(p, i, "ca_file"), "ca_file", s->ca_file,
+				       CONFIG_PEM_MAX, false);
+	}
+	if (r == 0 && s->webhook.secret && strlen(s->webhook.secret) < 16)
+		r = fail(p, line, from, "shorter than 16 characters");
+	return r;
+}
+
+/* [sink.NAME] type = jupiterone: defaults, the required account, and the token from token,
+ * token_file, or the systemd credential jupiterone-token-NAME, else jupiterone-token. */
+static int validate_jupiterone(struct parse *p, size_t i, const char *section)
+{
+	struct config_sink *s = &p->c->sinks[i];
+	int r = check_sink_keys(p, i, j1_sink_keys);
+	const char *why = NULL;
+	size_t len;
+
+	if (r < 0)
+		return r;
+	/* One url row for every sink type: JupiterOne's is an origin, without a path. */
+	if (s->url && check_url(s->url, false, &why) < 0)
+		return fail(p, sink_key_line(p, i, "url"), "url", "%s", why);
+	if (s->url && (len = strlen(s->url)) > 0 && s->url[len - 1] == '/')
+		s->url[len - 1] = '\0';
+	if (!s->url && !(s->url = strdup(CONFIG_J1_URL_DEFAULT)))
+		return -ENOMEM;
+	if (!s->timeout)
+		s->timeout = CONFIG_SINK_TIMEOUT_DEFAULT;
+	if (!s->j1.batch_bytes)
+		s->j1.batch_bytes = CONFIG_J1_BATCH_BYTES_DEFAULT;
+	if (!s->j1.job_changes)
+		s->j1.job_changes = CONFIG_J1_JOB_CHANGES_DEFAULT;
+	if (!s->j1.scope && asprintf(&s->j1.scope, "threatstack-%s", p->c->ts.org_id) < 0) {
+		s->j1.scope = NULL;
+		return -ENOMEM;
+	}
+	if (!s->j1.account)
+		return fail(p, p->sink_line[i], section, "a jupiterone sink needs account");
+	if (s->j1.token && s->j1.token_file)
+		return fail(p, sink_key_line(p, i, "token_file"), "token_file",
+			    "token is set too (line %d); use one", sink_key_line(p, i, "token"));
+	if (p->flags & CONFIG_NO_SECRETS)
+		return 0; /* status: no secret, no CA file is opened */
+	if (s->j1.token_file) {
+		r = read_secret(p, s->j1.token_file, sink_key_line(p, i, "token_file"),
+				"token_file", &s->j1.token);
+	} else if (!s->j1.token) {
+		char cred[sizeof("jupiterone-token-") + SINK_NAME_MAX];
+
+		snprintf(cred, sizeof(cred), "jupiterone-token-%s", s->name);
+		r = read_credential(p, cred, &s->j1.token);
+		if (r == 0 && !s->j1.token)
+			r = read_credential(p, "jupiterone-token", &s->j1.token);
+		if (r == 0 && !s->j1.token)
+			r = fail(p, p->sink_line[i], section,
+				 "a jupiterone sink needs token_file (or token, or the systemd "
+				 "credential %s or jupiterone-token)",
+				 cred);
+	}
+	if (r == 0 && s->ca_file)
+		r = check_file(p, sink_key_line(p, i, "ca_file"), "ca_file", s->ca_file,
+			       CONFIG_PEM_MAX, false);
+	return r;
 }
 
 static int validate(struct parse *p)
@@ -764,14 +1037,17 @@ static int validate(struct parse *p)
 			"off is only allowed when listen is a loopback address (127.0.0.1:PORT, "
 			"[::1]:PORT or localhost:PORT)");
 	if (!(p->flags & CONFIG_NO_SECRETS)) {
-		if (c->ts.api_ca_file && (r = check_file(p, "api_ca_file", c->ts.api_ca_file,
-							 CONFIG_PEM_MAX, false)) < 0)
+		if (c->ts.api_ca_file &&
+		    (r = check_file(p, key_line(p, "api_ca_file"), "api_ca_file", c->ts.api_ca_file,
+				    CONFIG_PEM_MAX, false)) < 0)
 			return r;
 		if (c->webhook.tls_cert &&
-		    (r = check_file(p, "tls_cert", c->webhook.tls_cert, CONFIG_PEM_MAX, false)) < 0)
+		    (r = check_file(p, key_line(p, "tls_cert"), "tls_cert", c->webhook.tls_cert,
+				    CONFIG_PEM_MAX, false)) < 0)
 			return r;
 		if (c->webhook.tls_key &&
-		    (r = check_file(p, "tls_key", c->webhook.tls_key, CONFIG_PEM_MAX, true)) < 0)
+		    (r = check_file(p, key_line(p, "tls_key"), "tls_key", c->webhook.tls_key,
+				    CONFIG_PEM_MAX, true)) < 0)
 			return r;
 	}
 	for (size_t i = 0; i < c->n_sinks; i++) {
@@ -782,12 +1058,25 @@ static int validate(struct parse *p)
 		if ((int)s->type == -1)
 			return fail(p, p->sink_line[i], key,
 				    "missing type (file, jupiterone or webhook)");
-		if (s->type != SINK_FILE)
-			return fail(p, p->sink_line[i], key,
-				    "sink type %s is not supported by this version",
-				    config_sink_type_to_string(s->type));
-		if (!s->path)
-			return fail(p, p->sink_line[i], key, "a file sink needs path");
+		switch (s->type) {
+		case SINK_FILE:
+			r = check_sink_keys(p, i, file_sink_keys);
+			if (r == 0 && !s->path)
+				r = fail(p, p->sink_line[i], key, "a file sink needs path");
+			break;
+		case SINK_WEBHOOK:
+			r = validate_webhook(p, i, key);
+			break;
+		case SINK_JUPITERONE:
+			r = validate_jupiterone(p, i, key);
+			break;
+		default:
+			r = fail(p, p->sink_line[i], key,
+				 "sink type %s is not supported by this version",
+				 config_sink_type_to_string(s->type));
+		}
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -968,7 +1257,14 @@ int config_load(const char *path, struct config **ret, char ret_error[static CON
 
 int config_register_secrets(const struct config *c)
 {
-	const char *const secrets[] = { c->ts.api_key, c->webhook.secret };
+	const char *secrets[2 + 3 * CONFIG_SINKS_MAX] = { c->ts.api_key, c->webhook.secret };
+	size_t n = 2;
 
-	return log_set_secrets(secrets, ARRAY_SIZE(secrets));
+	/* A webhook URL is a credential too: Slack's and Teams' carry their token in the path. */
+	for (size_t i = 0; i < c->n_sinks; i++) {
+		secrets[n++] = c->sinks[i].webhook.secret;
+		secrets[n++] = c->sinks[i].type == SINK_WEBHOOK ? c->sinks[i].url : NULL;
+		secrets[n++] = c->sinks[i].j1.token;
+	}
+	return log_set_secrets(secrets, n);
 }

@@ -31,8 +31,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define AGENT_KEY_PREFIX "threatstack:agent:"
-#define ALERT_KEY_PREFIX "threatstack:alert:"
 #define ACCT_KEY_PREFIX	 "threatstack:account:"
 #define NVD_LINK	 "https://nvd.nist.gov/vuln/detail/"
 #define GRAPH_STR_MAX	 (4 * TSJSON_STR_MAX + 256)
@@ -442,7 +440,7 @@ static int emit_explicit(struct sink *k, const char *type, const char *class, co
 	buf_init(&key, GRAPH_STR_MAX);
 	snprintf(cl, sizeof(cl), "%s", class);
 	lower_ascii(cl);
-	if ((r = buf_printf(&key, "%s|%s|%s", from, cl, to)) < 0)
+	if ((r = buf_cat(&key, from, "|", cl, "|", to, NULL)) < 0)
 		return r;
 	if ((r = new_object(&o, key.data, type, class)) < 0 ||
 	    (r = add_str(&o, "_fromEntityKey", from)) < 0 ||
@@ -675,8 +673,8 @@ static int agent_protects(struct sink *k, const struct graph_options *opt, const
 	buf_init(&key, GRAPH_STR_MAX);
 	if (!ec2 && empty(hostname))
 		return 0; /* nothing to match a Host by */
-	r = ec2 ? buf_printf(&key, "%s|protects|aws_instance:%s", agent_key, a->instance_id)
-		: buf_printf(&key, "%s|protects|host:%s", agent_key, hostname);
+	r = ec2 ? buf_cat(&key, agent_key, "|protects|aws_instance:", a->instance_id, NULL)
+		: buf_cat(&key, agent_key, "|protects|host:", hostname, NULL);
 	if (r < 0)
 		return r;
 	if ((r = new_object(&o, key.data, type, "PROTECTS")) < 0 ||
@@ -735,7 +733,7 @@ int graph_agent(const struct graph_options *opt, const struct ts_agent *a, graph
 	rank = a->last_reported_at != TSJSON_TIME_UNKNOWN ? a->last_reported_at : 0;
 	if (a->hostname && !(hostname = graph_normalize_hostname(a->hostname)))
 		return -ENOMEM;
-	if ((r = join(&key, AGENT_KEY_PREFIX, a->id)) < 0 ||
+	if ((r = join(&key, GRAPH_AGENT_KEY_PREFIX, a->id)) < 0 ||
 	    (r = join(&acct, ACCT_KEY_PREFIX, opt->org_id)) < 0)
 		return r;
 	if ((r = agent_entity(opt, a, key.data, hostname, &ent, &link)) < 0)
@@ -801,7 +799,7 @@ int graph_vuln_agent(const struct graph_options *opt, const struct ts_vuln *v, c
 		if (*p >= 'a' && *p <= 'z')
 			*p = (char)(*p - 'a' + 'A');
 	lower_ascii(lower);
-	if ((r = buf_printf(&key, "%s%s|identified|%s", AGENT_KEY_PREFIX, agent_id, lower)) < 0)
+	if ((r = buf_cat(&key, GRAPH_AGENT_KEY_PREFIX, agent_id, "|identified|", lower, NULL)) < 0)
 		return r;
 	if ((r = new_object(&o, key.data, "threatstack_agent_identified_vulnerability",
 			    "IDENTIFIED")) < 0 ||
@@ -822,7 +820,7 @@ int graph_vuln_agent(const struct graph_options *opt, const struct ts_vuln *v, c
 	    (r = add_str(&t, "severity", v->severity)) < 0 ||
 	    (r = add_str(&t, "vector", v->vector_type)) < 0 || (r = add_bool(&t, "open", true)) < 0)
 		return r;
-	if ((r = join(&from, AGENT_KEY_PREFIX, agent_id)) < 0 ||
+	if ((r = join(&from, GRAPH_AGENT_KEY_PREFIX, agent_id)) < 0 ||
 	    (r = add_mapping(&o, &m, from.data, "_type", "_key", &t, -1)) < 0)
 		return r;
 	g = (struct graph_object){ .kind = GRAPH_RELATIONSHIP,
@@ -868,7 +866,7 @@ int graph_alert(const struct graph_options *opt, const struct ts_alert *al, grap
 	buf_init(&link, GRAPH_STR_MAX);
 	if (!opt || empty(opt->org_id) || !al || empty(al->id) || !emit)
 		return -EINVAL;
-	if ((r = join(&key, ALERT_KEY_PREFIX, al->id)) < 0)
+	if ((r = join(&key, GRAPH_ALERT_KEY_PREFIX, al->id)) < 0)
 		return r;
 	name = !blank(al->title) ? al->title : al->id;
 	/* CloudTrail alerts say so in dataSource, or (older data) only by having no agent. */
@@ -918,7 +916,7 @@ int graph_alert(const struct graph_options *opt, const struct ts_alert *al, grap
 		return emit_explicit(&k, "threatstack_account_has_alert", "HAS", from.data,
 				     key.data, key.data, 0);
 	}
-	if ((r = join(&from, AGENT_KEY_PREFIX, al->agent_id)) < 0)
+	if ((r = join(&from, GRAPH_AGENT_KEY_PREFIX, al->agent_id)) < 0)
 		return r;
 	return emit_explicit(&k, "threatstack_agent_identified_alert", "IDENTIFIED", from.data,
 			     key.data, key.data, 0);

@@ -7,6 +7,8 @@
 
 #include "tsgraphd/log.h"
 #include "tsgraphd/sink_file.h"
+#include "tsgraphd/sink_jupiterone.h"
+#include "tsgraphd/sink_webhook.h"
 #include "tsgraphd/util.h"
 
 struct sink {
@@ -21,8 +23,9 @@ static const struct sink_ops *ops_of(enum config_sink_type t)
 	case SINK_FILE:
 		return &sink_file_ops;
 	case SINK_JUPITERONE:
+		return &sink_jupiterone_ops;
 	case SINK_WEBHOOK:
-		break;
+		return &sink_webhook_ops;
 	}
 	return NULL;
 }

@@ -1,6 +1,6 @@
 /* store — SQLite state for tsgraphd.
  *
- * Tables (schema version 3):
+ * Tables (schema version 5):
  *   object         the stored graph: one row per entity or relationship, by _key, with its
  *                  canonical JSON and SHA-256, its owner (the agent or alert it belongs to)
  *                  and rank; relationships keep their ends (from_key, and to_key when the
@@ -13,6 +13,7 @@
  *   sink_cursor    the last seq each sink has delivered, when it last delivered, its last
  *                  error and how many attempts in a row have failed.
  *   sync_run       one row per sync, with its counts and what the guard held back.
+ *   meta           one row: how many objects the graph holds (a hint: the key index's size).
  *
  * A sync compares as it stages: each object is looked up in the key index (memory) and
  * only new and changed ones are written, appended to the connection's TEMP table stage;
@@ -63,9 +64,18 @@ struct kentry {
 	bool ambiguous;
 };
 
+/* What the snapshot has staged, in memory: 64 bits of each staged key's hash → its row in
+ * temp.stage (row -1: retracted), 16 bytes an object. A hit is confirmed against the row. */
+struct sentry {
+	uint64_t kh;
+	int64_t row; /* 0: empty slot */
+};
+
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *lookup, *stage_put, *stage_find;
+	struct sentry *staged;
+	size_t staged_cap, staged_used; /* a power of two; slots taken, retracted ones too */
 	/* The snapshot in memory: one bit per stored rowid it has seen, and how many stored
 	 * objects of each type that makes. Changed and new objects go to temp.stage. */
 	uint64_t *seen;
@@ -74,11 +84,12 @@ struct store {
 	size_t index_cap; /* a power of two; 0: no index, every lookup goes to the table */
 	struct {
 		char name[GRAPH_TYPE_MAX];
-		int64_t seen;
+		int64_t seen, stored;
 	} types[STORE_TYPES_MAX];
 	size_t n_types;
-	bool staging;	 /* the snapshot's own transaction is open */
-	bool last_valid; /* the last lookup, answered again for the same key */
+	bool types_stored; /* types[].stored counts the snapshot's stored graph */
+	bool staging;	   /* the snapshot's own transaction is open */
+	bool last_valid;   /* the last lookup, answered again for the same key */
 	int last_r;
 	char last_key[256];
 	struct stored last;
@@ -148,6 +159,13 @@ static const char *const migrations[] = {
 	"ALTER TABLE sink_cursor ADD COLUMN last_error TEXT;"
 	"ALTER TABLE sink_cursor ADD COLUMN last_error_at INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE sink_cursor ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;",
+	/* 4: counts per type come from the key index (memory) or object_digest: an index on
+	 * object(type) was one more B-tree written per object. */
+	"DROP INDEX object_type;",
+	/* 5: how many objects the graph holds, kept by the apply: the key index is sized from it
+	 * at once instead of counting the table or growing as it loads. */
+	"CREATE TABLE meta (objects INTEGER NOT NULL);"
+	"INSERT INTO meta SELECT count(*) FROM object;",
 };
 
 /* What one sync stages: only new and changed objects (old: the stored rowid it updates), in
@@ -160,7 +178,6 @@ static const char temp_schema[] =
 	"  kh INTEGER NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL,"
 	"  class TEXT NOT NULL, from_key TEXT, to_key TEXT, owner TEXT, json TEXT NOT NULL,"
 	"  hash TEXT NOT NULL, rank INTEGER NOT NULL, old INTEGER);"
-	"CREATE INDEX IF NOT EXISTS temp.stage_kh ON stage(kh, kind);"
 	"CREATE INDEX IF NOT EXISTS temp.stage_owner ON stage(owner) WHERE owner IS NOT NULL;"
 	"CREATE TEMP TABLE IF NOT EXISTS plan ("
 	"  kind TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, class TEXT NOT NULL,"
@@ -208,6 +225,7 @@ static int query_int(struct store *s, const char *sql, int64_t *ret)
 
 static uint64_t key_hash(const char *key);
 static uint64_t hex_digest(const char *hex);
+static void sql_staged(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 
 /* SQL: tsg_keyhash(key) and tsg_digest(hex hash), the key index's two numbers. */
 static void sql_keyhash(sqlite3_context *ctx, int argc, sqlite3_value **argv)
@@ -262,6 +280,10 @@ static int register_functions(struct store *s)
 		r = sqldb_errno(sqlite3_create_function(s->db, fns[i].name, fns[i].args,
 							SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
 							fns[i].fn, NULL, NULL));
+	/* Not deterministic: it reads the snapshot's staged set. */
+	if (r == 0)
+		r = sqldb_errno(sqlite3_create_function(s->db, "tsg_staged", 1, SQLITE_UTF8, s,
+							sql_staged, NULL, NULL));
 	return r;
 }
 
@@ -435,6 +457,7 @@ void store_close(struct store *s)
 	sqlite3_finalize(s->stage_find);
 	free(s->seen);
 	free(s->index);
+	free(s->staged);
 	sqlite3_close(s->db);
 	free(s);
 }
@@ -483,7 +506,7 @@ static int type_slot(struct store *s, const char *type, size_t *ret)
 		if (i == STORE_TYPES_MAX || strlen(type) >= sizeof(s->types[0].name))
 			return -E2BIG;
 		snprintf(s->types[i].name, sizeof(s->types[0].name), "%s", type);
-		s->types[i].seen = 0;
+		s->types[i].seen = s->types[i].stored = 0;
 		s->n_types++;
 	}
 	*ret = i;
@@ -565,38 +588,67 @@ static struct kentry *index_slot(struct store *s, uint64_t kh)
 
 /* One scan of the stored graph into the key index. Without memory for it, lookups go to
  * the table: slower, same answers. */
-static int index_load(struct store *s)
+/* Doubles the key index (kept at most two thirds full). */
+static int index_grow(struct store *s)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int64_t n = 0;
-	size_t cap = 16;
-	int r, rc;
+	size_t cap = s->index_cap ? s->index_cap * 2 : 1024;
+	struct kentry *old = s->index, *t = calloc(cap, sizeof(*t));
+	size_t old_cap = s->index_cap;
 
+	if (!t)
+		return -ENOMEM;
+	s->index = t;
+	s->index_cap = cap;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].id)
+			*index_slot(s, old[i].kh) = old[i];
+	free(old);
+	return 0;
+}
+
+static void index_drop(struct store *s)
+{
 	free(s->index);
 	s->index = NULL;
 	s->index_cap = 0;
-	r = query_int(s, "SELECT count(*) FROM object_digest", &n);
-	if (r < 0)
-		return r;
-	while (cap < (size_t)n + (size_t)n / 2 + 1)
-		cap *= 2;
-	s->index = calloc(cap, sizeof(*s->index));
-	if (!s->index)
-		return 0;
-	s->index_cap = cap;
-	r = prepare(s, "SELECT id, kh, digest, type FROM object_digest", &st);
+}
+
+/* One scan of object_digest, without counting it first (a count reads the table too). */
+static int index_load(struct store *s)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	size_t used = 0, type = SIZE_MAX;
+	int64_t hint = 0;
+	int r, rc = SQLITE_DONE;
+
+	index_drop(s);
+	s->types_stored = false;
+	r = query_int(s, "SELECT objects FROM meta", &hint);
+	while (r == 0 && (size_t)hint < SIZE_MAX / 4 && s->index_cap * 2 < (size_t)hint * 3 + 3)
+		r = index_grow(s);
+	if (r == 0)
+		r = prepare(s, "SELECT id, kh, digest, type FROM object_digest", &st);
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
 		uint64_t kh = (uint64_t)sqlite3_column_int64(st, 1);
+		const char *name = sqldb_col_text(st, 3);
 		struct kentry *e;
-		size_t type;
 
-		if (id <= 0 || id > UINT32_MAX || (size_t)n-- == 0) {
-			r = -ERANGE; /* rowids beyond 32 bits, or rows beyond the count */
+		if (id <= 0 || id > UINT32_MAX) {
+			r = -ERANGE; /* rowids beyond 32 bits: no index */
 			break;
 		}
-		r = type_slot(s, sqldb_col_text(st, 3), &type);
+		if (!name) {
+			r = -ENOMEM;
+			break;
+		}
+		/* Rows of one type come in runs: the last type is the likely one. */
+		if (type == SIZE_MAX || strcmp(s->types[type].name, name) != 0)
+			r = type_slot(s, name, &type);
 		if (r < 0)
+			break;
+		s->types[type].stored++;
+		if ((used + 1) * 3 > s->index_cap * 2 && (r = index_grow(s)) < 0)
 			break;
 		e = index_slot(s, kh);
 		if (e->id) {
@@ -607,13 +659,14 @@ static int index_load(struct store *s)
 				      .digest = (uint64_t)sqlite3_column_int64(st, 2),
 				      .id = (uint32_t)id,
 				      .type = (uint8_t)type };
+		used++;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = sqldb_errno(rc);
-	if (r == -ERANGE) {
-		free(s->index);
-		s->index = NULL;
-		s->index_cap = 0;
+	s->types_stored = r == 0;
+	/* Without the index every lookup reads the table: slower, still right. */
+	if (r == -ERANGE || r == -ENOMEM) {
+		index_drop(s);
 		r = 0;
 	}
 	return r;
@@ -673,6 +726,9 @@ int store_snapshot_reset(struct store *s)
 
 	s->last_valid = false;
 	s->n_types = 0;
+	if (s->staged)
+		memset(s->staged, 0, s->staged_cap * sizeof(*s->staged));
+	s->staged_used = 0;
 	r = exec(s, "DELETE FROM temp.stage; DELETE FROM temp.plan; DELETE FROM temp.complete;"
 		    " DELETE FROM temp.complete_owner; DELETE FROM temp.gone;");
 	/* Staging writes only TEMP tables: a deferred transaction batches them without taking
@@ -695,31 +751,110 @@ int store_snapshot_reset(struct store *s)
 	return s->seen ? 0 : -ENOMEM;
 }
 
-/* Whether a key is staged already (a new key listed twice keeps its first copy). */
+static int staged_add(struct store *s, uint64_t kh, int64_t row)
+{
+	size_t m;
+
+	if ((s->staged_used + 1) * 2 > s->staged_cap) {
+		size_t cap = s->staged_cap ? s->staged_cap * 2 : 4096;
+		struct sentry *t = calloc(cap, sizeof(*t)), *old = s->staged;
+
+		if (!t)
+			return -ENOMEM;
+		s->staged_used = 0;
+		for (size_t i = 0; i < s->staged_cap; i++) {
+			if (old[i].row <= 0) /* empty, or retracted: dropped */
+				continue;
+			for (m = old[i].kh & (cap - 1); t[m].row; m = (m + 1) & (cap - 1))
+				;
+			t[m] = old[i];
+			s->staged_used++;
+		}
+		free(old);
+		s->staged = t;
+		s->staged_cap = cap;
+	}
+	for (m = kh & (s->staged_cap - 1); s->staged[m].row; m = (m + 1) & (s->staged_cap - 1))
+		;
+	s->staged[m] = (struct sentry){ .kh = kh, .row = row };
+	s->staged_used++;
+	return 0;
+}
+
+/* Whether a key is staged already (a new key listed twice keeps its first copy), and its
+ * rank: each slot with the key's hash is confirmed against its staged row. */
 static int stage_has(struct store *s, uint64_t kh, const char *kind, const char *key,
 		     int64_t *ret_rank)
 {
 	sqlite3_stmt *st;
-	int r, rc;
+	int r = 0, rc;
 
-	if (!s->stage_find && (r = prepare(s,
-					   "SELECT rank FROM temp.stage"
-					   " WHERE kh = ?1 AND kind = ?2 AND key = ?3",
-					   &s->stage_find)) < 0)
+	if (!s->staged_cap)
+		return 0;
+	if (!s->stage_find &&
+	    (r = prepare(s, "SELECT kind, key, rank FROM temp.stage WHERE rowid = ?1",
+			 &s->stage_find)) < 0)
 		return r;
 	st = s->stage_find;
-	r = sqldb_errno(sqlite3_bind_int64(st, 1, (sqlite3_int64)kh));
+	for (size_t m = kh & (s->staged_cap - 1); s->staged[m].row;
+	     m = (m + 1) & (s->staged_cap - 1)) {
+		if (s->staged[m].kh != kh || s->staged[m].row < 0)
+			continue;
+		r = sqldb_errno(sqlite3_bind_int64(st, 1, s->staged[m].row));
+		rc = r == 0 ? sqlite3_step(st) : SQLITE_OK;
+		if (rc == SQLITE_ROW && strcmp(sqldb_col_text(st, 0), kind) == 0 &&
+		    strcmp(sqldb_col_text(st, 1), key) == 0) {
+			if (ret_rank)
+				*ret_rank = sqlite3_column_int64(st, 2);
+			r = 1;
+		} else if (r == 0 && rc != SQLITE_ROW) {
+			r = sqldb_errno(rc == SQLITE_DONE ? SQLITE_CORRUPT : rc);
+		}
+		sqlite3_reset(st);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Drops the staged rows of an owner from the set (before they leave temp.stage). */
+static int staged_forget_owner(struct store *s, const char *owner)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s, "SELECT rowid, kh FROM temp.stage WHERE owner = ?1", &st), rc;
+
 	if (r == 0)
-		r = sqldb_bind_text(st, 2, kind);
-	if (r == 0)
-		r = sqldb_bind_text(st, 3, key);
-	rc = r == 0 ? sqlite3_step(st) : SQLITE_OK;
-	if (rc == SQLITE_ROW && ret_rank)
-		*ret_rank = sqlite3_column_int64(st, 0);
-	if (r == 0)
-		r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sqldb_errno(rc);
-	sqlite3_reset(st);
+		r = sqldb_bind_text(st, 1, owner);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t row = sqlite3_column_int64(st, 0);
+		uint64_t kh = (uint64_t)sqlite3_column_int64(st, 1);
+
+		for (size_t m = kh & (s->staged_cap - 1); s->staged_cap && s->staged[m].row;
+		     m = (m + 1) & (s->staged_cap - 1))
+			if (s->staged[m].row == row) {
+				s->staged[m].row = -1; /* a tombstone: probing goes on past it */
+				break;
+			}
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sqldb_errno(rc);
 	return r;
+}
+
+/* SQL: tsg_staged(key), whether an object with the key's 64-bit hash is staged (the plan's
+ * check of a relationship's ends: a collision could only keep one). */
+static void sql_staged(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	struct store *s = sqlite3_user_data(ctx);
+	const char *v = (const char *)sqlite3_value_text(argv[0]);
+	uint64_t kh = key_hash(v ? v : "");
+	int found = 0;
+
+	(void)argc;
+	for (size_t m = kh & (s->staged_cap - 1); s->staged_cap && s->staged[m].row && !found;
+	     m = (m + 1) & (s->staged_cap - 1))
+		found = s->staged[m].kh == kh && s->staged[m].row > 0;
+	sqlite3_result_int(ctx, found);
 }
 
 static int stage_insert(struct store *s, const struct graph_object *o, const char *json,
@@ -772,6 +907,8 @@ static int stage_insert(struct store *s, const struct graph_object *o, const cha
 		r = sqldb_step_done(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	if (r == 0)
+		r = staged_add(s, kh, sqlite3_last_insert_rowid(s->db));
 	return r;
 }
 
@@ -842,6 +979,8 @@ static int retract(struct store *s, const char *owner)
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = sqldb_errno(rc);
+	if (r == 0)
+		r = staged_forget_owner(s, owner);
 	if (r == 0)
 		r = prepare(s, "DELETE FROM temp.stage WHERE owner = ?1", &del);
 	if (r == 0)
@@ -928,7 +1067,14 @@ int store_snapshot_count(struct store *s, int64_t *ret)
 
 int store_type_count(struct store *s, const char *type, int64_t *ret)
 {
-	return query_int_arg(s, "SELECT count(*) FROM object WHERE type = ?1", type, ret);
+	if (s->types_stored) {
+		*ret = 0;
+		for (size_t i = 0; i < s->n_types; i++)
+			if (strcmp(s->types[i].name, type) == 0)
+				*ret = s->types[i].stored;
+		return 0;
+	}
+	return query_int_arg(s, "SELECT count(*) FROM object_digest WHERE type = ?1", type, ret);
 }
 
 int store_missing_counts(struct store *s, store_missing_fn fn, void *ud)
@@ -1016,7 +1162,7 @@ static int plan_type(struct store *s, const char *type)
 	/* Counts prove nothing is missing: no scan. */
 	if (r < 0 || stored <= type_seen(s, type))
 		return r;
-	return mark_unseen(s, "SELECT rowid FROM object WHERE type = ?1", type);
+	return mark_unseen(s, "SELECT id FROM object_digest WHERE type = ?1", type);
 }
 
 static int plan_owner(struct store *s, const char *owner)
@@ -1039,12 +1185,10 @@ int store_plan_deletes(struct store *s)
 	 * relationship, never drop one. */
 	static const char prune[] =
 		"DELETE FROM temp.stage WHERE kind = 'relationship' AND ("
-		"  (from_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.stage e"
-		"     WHERE e.kh = tsg_keyhash(stage.from_key) AND e.kind = 'entity')"
+		"  (from_key IS NOT NULL AND NOT tsg_staged(stage.from_key)"
 		"   AND NOT EXISTS (SELECT 1 FROM object o WHERE o.key = stage.from_key"
 		"     AND o.rowid NOT IN (SELECT id FROM temp.gone)))"
-		" OR (to_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.stage e"
-		"     WHERE e.kh = tsg_keyhash(stage.to_key) AND e.kind = 'entity')"
+		" OR (to_key IS NOT NULL AND NOT tsg_staged(stage.to_key)"
 		"   AND NOT EXISTS (SELECT 1 FROM object o WHERE o.key = stage.to_key"
 		"     AND o.rowid NOT IN (SELECT id FROM temp.gone))))";
 	/* One sort, so that the apply's passes read in order. */
@@ -1174,6 +1318,16 @@ static const char *const apply_selects[] = {
 	" FROM temp.gone g JOIN object o ON o.rowid = g.id WHERE o.kind = ?4 ORDER BY o.key",
 };
 
+static int meta_add(struct store *s, int64_t objects)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s, "UPDATE meta SET objects = max(0, objects + ?1)", &st);
+
+	if (r == 0)
+		r = sqldb_errno(sqlite3_bind_int64(st, 1, objects));
+	return r < 0 ? r : sqldb_step_done(st);
+}
+
 /* The created objects of one kind, in one read of the plan: each row becomes its object,
  * its key index row and its outbox row (naming the object), in key order. */
 static int apply_creates(struct store *s, const char *kind, const char *source, int64_t run_id,
@@ -1298,7 +1452,8 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 	int64_t counts[3] = { 0, 0, 0 };
 	int r;
 
-	s->last_valid = false; /* rowids change below */
+	s->last_valid = false;	 /* rowids change below */
+	s->types_stored = false; /* and the counts */
 	r = exec(s, before);
 	if (r == 0) {
 		_cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -1334,6 +1489,8 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 	}
 	if (r == 0)
 		r = exec(s, remove);
+	if (r == 0)
+		r = meta_add(s, counts[0] - counts[2]);
 	if (r < 0)
 		return r;
 	*ret_created = counts[0];
@@ -1342,21 +1499,21 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 	return 0;
 }
 
-int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_outbox_fn fn,
-		      void *userdata)
+/* Outbox rows as the sinks read them (the JSON from the object while it holds it), from a
+ * query taking up to three integer parameters (those it names are bound, in order). */
+#define OUTBOX_SELECT                                                                   \
+	"SELECT o.seq, o.op, o.kind, o.key, o.type, o.class, coalesce(o.json, b.json)," \
+	" o.changed, o.source, o.created_at"                                            \
+	" FROM outbox o LEFT JOIN object b ON o.json IS NULL AND b.rowid = o.obj_id"
+
+static int outbox_rows(struct store *s, const char *sql, const int64_t args[static 3],
+		       store_outbox_fn fn, void *userdata)
 {
-	static const char sql[] =
-		"SELECT o.seq, o.op, o.kind, o.key, o.type, o.class, coalesce(o.json, b.json),"
-		" o.changed, o.source, o.created_at"
-		" FROM outbox o LEFT JOIN object b ON o.json IS NULL AND b.rowid = o.obj_id"
-		" WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2";
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int r = prepare(s, sql, &st), rc;
 
-	if (r == 0)
-		r = sqldb_errno(sqlite3_bind_int64(st, 1, after_seq));
-	if (r == 0)
-		r = sqldb_errno(sqlite3_bind_int64(st, 2, limit));
+	for (int i = 0; r == 0 && i < sqlite3_bind_parameter_count(st) && i < 3; i++)
+		r = sqldb_errno(sqlite3_bind_int64(st, i + 1, args[i]));
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1369,6 +1526,30 @@ int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_o
 			return r;
 	}
 	return sqldb_errno(rc);
+}
+
+int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_outbox_fn fn,
+		      void *userdata)
+{
+	const int64_t args[3] = { after_seq, limit };
+
+	return outbox_rows(s, OUTBOX_SELECT " WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2", args, fn,
+			   userdata);
+}
+
+int store_outbox_latest_each(struct store *s, int64_t after_seq, int64_t upto_seq, int64_t limit,
+			     store_outbox_fn fn, void *userdata)
+{
+	/* seq is the rowid: the group's max(seq) values are looked up, not scanned for. The
+	 * grouping runs in SQLite's temp store (a file), not in our memory. */
+	const int64_t args[3] = { after_seq, upto_seq, limit };
+
+	return outbox_rows(s,
+			   OUTBOX_SELECT
+			   " WHERE o.seq IN (SELECT max(seq) FROM (SELECT seq, kind,"
+			   " key FROM outbox WHERE seq > ?1 AND seq <= ?2 ORDER BY seq"
+			   " LIMIT ?3) GROUP BY kind, key) ORDER BY o.seq",
+			   args, fn, userdata);
 }
 
 int store_outbox_prune(struct store *s, const char *const *sinks, size_t n, int64_t before_ms,
@@ -1386,8 +1567,14 @@ int store_outbox_prune(struct store *s, const char *const *sinks, size_t n, int6
 		if (r == 0 && cursor < keep_after)
 			keep_after = cursor;
 	}
+	/* Changes are written in time order, so what is old enough is a prefix of the seqs: up
+	 * to the first row that is too young, found by walking from the oldest, which reads
+	 * only the rows that go (a clock stepping back only keeps a row longer). */
 	if (r == 0)
-		r = prepare(s, "DELETE FROM outbox WHERE seq <= ?1 AND created_at < ?2", &st);
+		r = prepare(s,
+			    "DELETE FROM outbox WHERE seq < coalesce((SELECT seq FROM outbox"
+			    "  WHERE seq <= ?1 AND created_at >= ?2 ORDER BY seq LIMIT 1), ?1 + 1)",
+			    &st);
 	if (r == 0)
 		r = sqldb_errno(sqlite3_bind_int64(st, 1, keep_after));
 	if (r == 0)
@@ -1531,10 +1718,31 @@ int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void
 	return sqldb_errno(rc);
 }
 
+int store_object_name(struct store *s, const char *key, char **ret)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s, "SELECT json_extract(json, '$.name') FROM object WHERE key = ?1", &st),
+	    rc;
+	const char *name;
+
+	if (r == 0)
+		r = sqldb_bind_text(st, 1, key);
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENOENT : sqldb_errno(rc);
+	if (sqlite3_column_type(st, 0) != SQLITE_TEXT || !(name = sqldb_col_text(st, 0)))
+		return -ENOENT;
+	*ret = strdup(name);
+	return *ret ? 0 : -ENOMEM;
+}
+
 int store_type_counts(struct store *s, store_count_fn fn, void *userdata)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(s, "SELECT type, count(*) FROM object GROUP BY type ORDER BY type", &st),
+	int r = prepare(s, "SELECT type, count(*) FROM object_digest GROUP BY type ORDER BY type",
+			&st),
 	    rc;
 
 	if (r < 0)

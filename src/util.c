@@ -62,6 +62,19 @@ int buf_puts(struct buf *b, const char *s)
 	return buf_append(b, s, strlen(s));
 }
 
+int buf_cat(struct buf *b, ...)
+{
+	const char *s;
+	va_list ap;
+	int r = 0;
+
+	va_start(ap, b);
+	while (r == 0 && (s = va_arg(ap, const char *)))
+		r = buf_puts(b, s);
+	va_end(ap);
+	return r;
+}
+
 int buf_printf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;

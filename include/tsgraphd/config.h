@@ -38,11 +38,64 @@ enum config_sink_type {
 	SINK_WEBHOOK,
 };
 
+/* The changes a webhook sink can send (docs/change-alerts.md), as bits of its events mask. */
+enum config_webhook_event {
+	WEBHOOK_AGENT_STATUS = 1 << 0,
+	WEBHOOK_AGENT_CREATED = 1 << 1,
+	WEBHOOK_AGENT_DELETED = 1 << 2,
+	WEBHOOK_AGENT_UPDATED = 1 << 3,
+	WEBHOOK_CVE_IDENTIFIED = 1 << 4,
+	WEBHOOK_CVE_RESOLVED = 1 << 5,
+	WEBHOOK_ALERT_CREATED = 1 << 6,
+	WEBHOOK_ALERT_DISMISSED = 1 << 7,
+	WEBHOOK_EVENTS_ALL = (1 << 8) - 1,
+};
+
+enum config_webhook_format {
+	WEBHOOK_FORMAT_JSON,  /* the change object of docs/change-log.md */
+	WEBHOOK_FORMAT_SLACK, /* {"text": "..."} for Slack and Teams incoming webhooks */
+};
+
+/* Threat Stack's alert severities: 1 is the most severe. */
+enum config_severity {
+	SEVERITY_HIGH = 1,
+	SEVERITY_MEDIUM = 2,
+	SEVERITY_LOW = 3,
+};
+
+#define CONFIG_WEBHOOK_TIMEOUT_DEFAULT 10u /* seconds */
+
 struct config_sink {
 	char *name; /* the NAME of [sink.NAME] */
 	enum config_sink_type type;
 	char *path; /* file: the NDJSON change log */
+	/* Sinks that speak HTTP: where (a webhook URL may hold a token: a secret), a CA bundle
+	 * (NULL: the system's), seconds for one request. */
+	char *url;
+	char *ca_file;
+	uint32_t timeout;
+	struct {
+		char *secret;	   /* secret: HMAC key of the signature header, or NULL */
+		char *secret_file; /* its file, resolved into secret by config_load */
+		unsigned events;   /* enum config_webhook_event bits */
+		enum config_webhook_format format;
+		enum config_severity min_severity; /* alert events less severe are not sent */
+		bool backfill; /* a new sink sends what the outbox holds, not only later changes */
+	} webhook;
+	struct {
+		char *account;
+		char *token;	  /* secret: inline, token_file or a systemd credential */
+		char *token_file; /* the file token was read from, or NULL */
+		char *scope;
+		uint64_t batch_bytes; /* largest request body */
+		uint32_t job_changes; /* outbox rows one synchronization job covers */
+	} j1;			      /* jupiterone */
 };
+
+#define CONFIG_J1_URL_DEFAULT	      "https://api.us.jupiterone.io"
+#define CONFIG_J1_BATCH_BYTES_DEFAULT (5u * 1024 * 1024) /* and the most: JupiterOne caps 6 MB */
+#define CONFIG_J1_JOB_CHANGES_DEFAULT 50000u
+#define CONFIG_SINK_TIMEOUT_DEFAULT   30u
 
 #define CONFIG_OUTBOX_RETENTION_DEFAULT	      (7u * 86400)
 #define CONFIG_MAX_RESPONSE_DEFAULT	      (8u * 1024 * 1024) /* [threatstack] max_response */
@@ -125,6 +178,8 @@ const char *config_sink_type_to_string(enum config_sink_type t);
 /* Whether a listen value ("host:port") names a loopback address: 127.0.0.0/8, [::1] or
  * localhost. */
 bool config_listen_is_loopback(const char *listen);
+/* "agent.status" for WEBHOOK_AGENT_STATUS...; NULL for anything but one known bit. */
+const char *config_webhook_event_to_string(unsigned event);
 /* Registers every secret of c with the logger's redaction list. */
 int config_register_secrets(const struct config *c);
 

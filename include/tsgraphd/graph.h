@@ -23,6 +23,10 @@
 /* Room for a _type name with its NUL: those graph.c emits are at most 42 bytes. */
 #define GRAPH_TYPE_MAX 64
 
+/* How an agent's and an alert's _key begin (the id follows). */
+#define GRAPH_AGENT_KEY_PREFIX "threatstack:agent:"
+#define GRAPH_ALERT_KEY_PREFIX "threatstack:alert:"
+
 enum graph_kind {
 	GRAPH_ENTITY,
 	GRAPH_RELATIONSHIP,

@@ -141,6 +141,11 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 /* --- the outbox and sink cursors --- */
 int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_outbox_fn fn,
 		      void *userdata);
+/* The window of the first limit rows with after_seq < seq <= upto_seq, coalesced: only the
+ * last change of each (kind, key) in it, in seq order. The window's last row is always
+ * among them. */
+int store_outbox_latest_each(struct store *s, int64_t after_seq, int64_t upto_seq, int64_t limit,
+			     store_outbox_fn fn, void *userdata);
 /* The last seq given to a change (0 before the first), pruned or not. */
 int store_outbox_max_seq(struct store *s, int64_t *ret);
 /* Deletes the outbox rows every named sink has delivered (at or below the smallest of their
@@ -170,6 +175,9 @@ int store_outbox_count(struct store *s, int64_t after_seq, int64_t upto_seq, int
 /* --- the stored graph --- */
 int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void *ud), void *ud);
 int store_type_counts(struct store *s, store_count_fn fn, void *userdata);
+/* The "name" property of the stored object key, malloc'd; -ENOENT when there is no such
+ * object or it has no name (for messages about an object a change only names by key). */
+int store_object_name(struct store *s, const char *key, char **ret);
 int store_type_count(struct store *s, const char *type, int64_t *ret);
 
 /* --- sync runs (the caller holds store_lock(): a "running" run of another process is then

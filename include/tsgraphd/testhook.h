@@ -13,10 +13,15 @@
  * Points: "stage" (sync.c, counted: objects staged in the run), "apply" (sync.c, inside the
  * apply's write transaction, every change and the run's record written, before the commit),
  * "deliver" (sink_file.c, counted: lines appended and fsync'd, after a batch and before the
- * sink's cursor moves past it), "inbox" (inbox.c, counted: new alerts committed by the inbox
- * writer, after a commit and before any of its requests is answered). Each logs "test hook:
- * ..." at notice before it acts, so a test can wait for the line instead of guessing the
- * moment.
+ * sink's cursor moves past it), "post" (sink_webhook.c, counted: changes a receiver accepted,
+ * after the 2xx and before the sink's cursor moves past it); in sink_jupiterone.c, for each
+ * job: "jupiterone-created" (the job created, nothing uploaded), "jupiterone-upload"
+ * (counted: upload requests of the job accepted), "jupiterone-finalize" (every upload
+ * accepted, before finalize), "jupiterone-finalized" (finalize accepted, the job not followed
+ * yet) and "jupiterone-finished" (the job FINISHED, before the sink's cursor moves); "inbox"
+ * (inbox.c, counted: new alerts committed by the inbox writer, after a commit and before any
+ * of its requests is answered). Each logs "test hook: ..." at notice before it acts, so a
+ * test can wait for the line instead of guessing the moment.
  *
  * Threads: any; the environment is read once, on the first call.
  */

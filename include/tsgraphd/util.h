@@ -48,6 +48,8 @@ void buf_init(struct buf *b, size_t max);
 int buf_append(struct buf *b, const void *data, size_t len);
 int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends each string up to the terminating NULL: a printf of "%s%s…" without the format. */
+int buf_cat(struct buf *b, ...) __attribute__((sentinel));
 char *buf_steal(struct buf *b);
 void buf_reset(struct buf *b);
 void buf_free(struct buf *b);

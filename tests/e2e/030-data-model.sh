@@ -7,9 +7,9 @@
 # hash on upgrade.
 #
 # The node packages are pinned in tests/package.json / package-lock.json and installed into
-# tests/node_modules (git-ignored) on first use. Without network access that install fails,
-# and so does this test, loudly and within about two minutes: a data-model check that
-# silently skips would be worse than none.
+# tests/node_modules (git-ignored) on first use (need_datamodel in lib.sh). Without network
+# access that install fails, and so does this test, loudly and within about two minutes: a
+# data-model check that silently skips would be worse than none.
 . "$(dirname "$0")/lib.sh"
 TESTS_DIR=${TESTS_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 ROOT=$(cd "$TESTS_DIR/.." && pwd)
@@ -19,24 +19,7 @@ dump="$BUILD/graph_dump"
 work=$WORK
 
 [ -x "$dump" ] || { echo "030: $dump not built (run make)" >&2; exit 1; }
-command -v node >/dev/null || { echo "030: node is required" >&2; exit 1; }
-
-have_pkgs() {
-	(cd "$TESTS_DIR/datamodel" && node -e 'require.resolve("@jupiterone/data-model"); require.resolve("ajv")') \
-		>/dev/null 2>&1
-}
-
-if ! have_pkgs; then
-	command -v npm >/dev/null || { echo "030: npm is required to install the data model" >&2; exit 1; }
-	echo "030: installing the pinned data-model packages into tests/node_modules"
-	if ! timeout 110 npm ci --prefix "$TESTS_DIR" --no-audit --no-fund --fetch-retries=1 \
-		--fetch-timeout=30000 >"$work/npm.log" 2>&1; then
-		echo "030: FAILED to install @jupiterone/data-model (is the package registry reachable?)" >&2
-		tail -n 20 "$work/npm.log" >&2
-		exit 1
-	fi
-	have_pkgs || { echo "030: data-model packages still missing after install" >&2; exit 1; }
-fi
+need_datamodel
 
 "$dump" >"$work/a.ndjson"
 "$dump" >"$work/b.ndjson"

@@ -88,4 +88,7 @@ only ".op == \"create\" and .key == \"$akey|identified|cve-2099-0002\"" odd-cve
 step nothing
 [ "$(count)" -eq 0 ] || fail "a sync after all that still changed $(count) objects"
 replay_equals_store "$log" "$WORK/a.db"
+# The graph's object count the apply keeps (the key index is sized from it) is the table's.
+[ "$(sqlite3 "$WORK/a.db" 'SELECT objects FROM meta')" = "$(sqlite3 "$WORK/a.db" 'SELECT count(*) FROM object')" ] ||
+	fail "meta.objects is $(sqlite3 "$WORK/a.db" 'SELECT objects FROM meta'), the graph holds $(sqlite3 "$WORK/a.db" 'SELECT count(*) FROM object')"
 echo "fleet changes ok"

@@ -1,4 +1,4 @@
-/* fake — the fake Threat Stack as a child process of a C test (see fake.h).
+/* fake — a fake server as a child process of a C test (see fake.h).
  *
  * Readiness is the port file: the fake writes it (to a temporary name, then renamed) only
  * once it listens, so a test never races the bind. The child is polled with waitpid while
@@ -41,6 +41,11 @@ void fake_sleep_ms(long ms)
 
 void fake_start(struct fake *f, const char *const *extra)
 {
+	fake_start_named(f, "fake_threatstack", extra);
+}
+
+void fake_start_named(struct fake *f, const char *name, const char *const *extra)
+{
 	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
 	char bin[512], portfile[128], *argv[ARGS_MAX];
 	size_t n = 0;
@@ -48,7 +53,7 @@ void fake_start(struct fake *f, const char *const *extra)
 	memset(f, 0, sizeof(*f));
 	snprintf(f->dir, sizeof(f->dir), "/tmp/tsgraphd-fake.XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
-	snprintf(bin, sizeof(bin), "%s/fake_threatstack", build);
+	snprintf(bin, sizeof(bin), "%s/%s", build, name);
 	snprintf(portfile, sizeof(portfile), "%s/port", f->dir);
 	argv[n++] = bin;
 	argv[n++] = "--listen";

@@ -27,6 +27,8 @@
 #include "tsgraphd/hawk.h"
 #include "tsgraphd/util.h"
 
+#include "fakesrv.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -2007,19 +2009,6 @@ static bool is_hawk_path(const char *path)
 	       strncmp(path, "/help/", 6) == 0;
 }
 
-/* A slow answer's delay, in slices, so that stopping the fake never waits for it. */
-static void sleep_ms(struct fake *f, int64_t ms)
-{
-	while (ms > 0 && !atomic_load(&f->stopping)) {
-		int64_t slice = ms < 50 ? ms : 50;
-		struct timespec ts = { .tv_sec = 0, .tv_nsec = slice * 1000000 };
-
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
-		ms -= slice;
-	}
-}
-
 static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *rp, const char *sa)
 {
 	struct MHD_Response *resp;
@@ -2117,7 +2106,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		fprintf(stderr, "fake_threatstack: %s %s -> %u%s\n", method, rq->uri, rp.status,
 			rp.slow_ms ? " (slow)" : "");
 	if (rp.slow_ms > 0)
-		sleep_ms(f, rp.slow_ms);
+		fakesrv_sleep_ms(&f->stopping, rp.slow_ms);
 	ret = send_reply(c, &rp, sa);
 	free(rp.body);
 	free(rp.www_auth);
@@ -2146,104 +2135,13 @@ static void usage(FILE *out)
 		"         [--wide-cves 1] [--servers-page-size N] [--record FILE]\n");
 }
 
-/* "127.0.0.1:0", "[::1]:8080", "localhost:0" → a loopback socket address, or -EINVAL. */
-static int parse_listen(const char *s, struct sockaddr_storage *ss, bool *ret_v6)
-{
-	const char *colon = strrchr(s, ':');
-	char host[64];
-	uint64_t port;
-	size_t n;
-
-	if (!colon || parse_u64(colon + 1, 0, 65535, &port) < 0)
-		return -EINVAL;
-	n = (size_t)(colon - s);
-	if (n >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, s, n);
-	host[n] = '\0';
-	memset(ss, 0, sizeof(*ss));
-	if (strcmp(host, "localhost") == 0)
-		snprintf(host, sizeof(host), "127.0.0.1");
-	if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-
-		host[n - 1] = '\0';
-		if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1 ||
-		    !IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
-			return -EINVAL;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		*ret_v6 = true;
-		return 0;
-	}
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-
-	if (inet_pton(AF_INET, host, &s4->sin_addr) != 1 ||
-	    (ntohl(s4->sin_addr.s_addr) >> 24) != 127)
-		return -EINVAL;
-	s4->sin_family = AF_INET;
-	s4->sin_port = htons((uint16_t)port);
-	*ret_v6 = false;
-	return 0;
-}
-
-static const char *addr_text(const struct sockaddr_storage *ss, char *out, size_t size)
-{
-	const void *a = ss->ss_family == AF_INET6
-				? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
-				: (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
-
-	return inet_ntop(ss->ss_family, a, out, (socklen_t)size) ? out : "?";
-}
-
-static int write_port_file(const char *path, unsigned port)
-{
-	_cleanup_free_ char *tmp = NULL;
-	struct buf b;
-	FILE *fp;
-	int r = 0;
-
-	buf_init(&b, 4096);
-	if (buf_printf(&b, "%s.tmp.%ld", path, (long)getpid()) < 0)
-		return -ENAMETOOLONG;
-	tmp = buf_steal(&b);
-	if (!tmp)
-		return -ENOMEM;
-	fp = fopen(tmp, "we");
-	if (!fp)
-		return -errno;
-	if (fprintf(fp, "%u\n", port) < 0)
-		r = -EIO;
-	if (fclose(fp) != 0 && r == 0)
-		r = -EIO;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0)
-		unlink(tmp);
-	return r;
-}
-
 static int load_key(const char *path, char **ret)
 {
-	char *data = NULL;
-	size_t len = 0;
-	int r;
-
 	if (!path) {
 		*ret = strdup(DEFAULT_KEY);
 		return *ret ? 0 : -ENOMEM;
 	}
-	r = read_file_bounded(path, 4096, &data, &len);
-	if (r < 0)
-		return r;
-	while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
-		data[--len] = '\0';
-	if (len == 0) {
-		free(data);
-		return -EINVAL;
-	}
-	*ret = data;
-	return 0;
+	return fakesrv_read_secret(path, ret);
 }
 
 static void fake_free(struct fake *f)
@@ -2419,7 +2317,7 @@ int main(int argc, char **argv)
 		ret = r < 0 ? 2 : 0;
 		goto out;
 	}
-	if (parse_listen(o.listen, &ss, &v6) < 0) {
+	if (fakesrv_parse_listen(o.listen, &ss, &v6) < 0) {
 		fprintf(stderr, "fake_threatstack: --listen must be a loopback HOST:PORT\n");
 		ret = 2;
 		goto out;
@@ -2483,13 +2381,13 @@ int main(int argc, char **argv)
 	}
 	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	port = info ? info->port : 0;
-	if (o.port_file && (r = write_port_file(o.port_file, port)) < 0) {
+	if (o.port_file && (r = fakesrv_write_port_file(o.port_file, port)) < 0) {
 		fprintf(stderr, "fake_threatstack: cannot write %s: %s\n", o.port_file,
 			strerror(-r));
 		goto out;
 	}
-	printf("listening on %s%s%s:%u\n", v6 ? "[" : "", addr_text(&ss, shown, sizeof(shown)),
-	       v6 ? "]" : "", port);
+	printf("listening on %s%s%s:%u\n", v6 ? "[" : "",
+	       fakesrv_addr_text(&ss, shown, sizeof(shown)), v6 ? "]" : "", port);
 	fflush(stdout);
 
 	while (sigwait(&set, &sig) != 0)

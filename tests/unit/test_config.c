@@ -253,8 +253,10 @@ static void test_sink_errors(void **state)
 	refuse(BASE "[sink.a]\ntype = file\n", "t.conf:6: [sink.a]: a file sink needs path");
 	refuse(BASE "[sink.a]\ntype = file\npath=/x\npath=/y\n",
 	       "t.conf:9: path: set twice (first at line 8)");
-	refuse(BASE "[sink.a]\ntype = jupiterone\n",
-	       "t.conf:6: [sink.a]: sink type jupiterone is not supported by this version");
+	refuse(BASE "[sink.a]\ntype = webhook\n", "t.conf:6: [sink.a]: a webhook sink needs url");
+	/* keys of another sink type */
+	refuse(BASE "[sink.a]\ntype = file\npath = /x\nurl = https://example.com\n",
+	       "t.conf:9: url: not a key of a file sink");
 	refuse(BASE "[sink.a]\nbogus = 1\n", "t.conf:7: bogus: unknown key in [sink.*]");
 
 	n = (size_t)snprintf(text, sizeof(text), "%s", BASE);
@@ -262,6 +264,127 @@ static void test_sink_errors(void **state)
 		n += (size_t)snprintf(text + n, sizeof(text) - n,
 				      "[sink.s%d]\ntype=file\npath=/x\n", i);
 	refuse(text, "t.conf:54: more than 16 sinks");
+}
+
+/* A JupiterOne sink with the fewest keys: the token inline. */
+#define J1_MIN "[sink.j1]\ntype = jupiterone\naccount = acct-1\ntoken = j1-t0ken-value\n"
+
+static void test_jupiterone_sink(void **state)
+{
+	char err[CONFIG_ERROR_MAX], text[2048], want[512];
+	struct config *c = NULL;
+	const struct config_sink *s;
+
+	(void)state;
+	assert_int_equal(parse(BASE J1_MIN, &c, err), 0);
+	s = &c->sinks[0];
+	assert_int_equal(s->type, SINK_JUPITERONE);
+	assert_string_equal(s->url, "https://api.us.jupiterone.io");
+	assert_string_equal(s->j1.account, "acct-1");
+	assert_string_equal(s->j1.token, "j1-t0ken-value");
+	assert_string_equal(s->j1.scope, "threatstack-545d0293b620cd090d000023");
+	assert_null(s->ca_file);
+	assert_int_equal(s->j1.batch_bytes, 5 * 1024 * 1024);
+	assert_int_equal(s->j1.job_changes, 50000);
+	assert_int_equal(s->timeout, 30);
+	config_free(c);
+	c = NULL;
+
+	/* every key */
+	write_file("j1.pem", "ca\n", 0644);
+	write_file("j1.token", "file-t0ken\n", 0600);
+	snprintf(text, sizeof(text),
+		 BASE "[sink.j1]\ntype = jupiterone\nurl = http://127.0.0.1:9/\naccount = acct-2\n"
+		      "token_file = %s/j1.token\nscope = my scope\nca_file = %s/j1.pem\n"
+		      "batch_bytes = 64KiB\ntimeout = 7\njob_changes = 500\n",
+		 tmpdir, tmpdir);
+	assert_int_equal(parse(text, &c, err), 0);
+	s = &c->sinks[0];
+	assert_string_equal(s->url, "http://127.0.0.1:9");
+	assert_string_equal(s->j1.token, "file-t0ken");
+	assert_string_equal(s->j1.scope, "my scope");
+	snprintf(want, sizeof(want), "%s/j1.pem", tmpdir);
+	assert_string_equal(s->ca_file, want);
+	assert_int_equal(s->j1.batch_bytes, 64 * 1024);
+	assert_int_equal(s->timeout, 7);
+	assert_int_equal(s->j1.job_changes, 500);
+	config_free(c);
+	c = NULL;
+
+	/* errors, each naming its line and key */
+	refuse(BASE "[sink.j1]\ntype = jupiterone\ntoken = j1-t0ken-value\n",
+	       "t.conf:6: [sink.j1]: a jupiterone sink needs account");
+	refuse(BASE "[sink.j1]\ntype = jupiterone\naccount = acct-1\n",
+	       "t.conf:6: [sink.j1]: a jupiterone sink needs token_file (or token, or the systemd "
+	       "credential jupiterone-token-j1 or jupiterone-token)");
+	refuse(BASE J1_MIN "token_file = /nonexistent\n",
+	       "t.conf:10: token_file: token is set too (line 9); use one");
+	refuse(BASE J1_MIN "path = /x\n", "t.conf:10: path: not a key of a jupiterone sink");
+	refuse(BASE J1_MIN "batch_bytes = 6MiB\n",
+	       "t.conf:10: batch_bytes: out of range (1KiB..5MiB)");
+	refuse(BASE J1_MIN "batch_bytes = 100\n",
+	       "t.conf:10: batch_bytes: out of range (1KiB..5MiB)");
+	refuse(BASE J1_MIN "job_changes = 0\n",
+	       "t.conf:10: job_changes: out of range (1..1000000)");
+	refuse(BASE J1_MIN "timeout = 601\n", "t.conf:10: timeout: out of range (1..600)");
+	refuse(BASE J1_MIN "url = http://j1.example.com\n",
+	       "t.conf:10: url: plain http is only allowed to loopback; use https://");
+	/* one url row for every sink type: a webhook's may have a path, JupiterOne's not */
+	refuse(BASE J1_MIN "url = https://j1.example.com/persister\n",
+	       "t.conf:10: url: must be an origin like https://api.threatstack.com (no path)");
+	refuse(BASE J1_MIN "account = acct 1\n", "t.conf:10: account: set twice (first at line 8)");
+	refuse(BASE "[sink.j1]\ntype = jupiterone\naccount = acct/1\n",
+	       "t.conf:8: account: not an id (letters, digits and '-' only)");
+	refuse(BASE J1_MIN "ca_file = /nonexistent/ca.pem\n",
+	       "t.conf:10: ca_file: cannot open /nonexistent/ca.pem: No such file or directory");
+	/* a token file must be owner-only, and its value is never echoed */
+	write_file("j1.token", "file-t0ken\n", 0644);
+	snprintf(text, sizeof(text),
+		 BASE "[sink.j1]\ntype = jupiterone\naccount = a\ntoken_file = %s/j1.token\n",
+		 tmpdir);
+	refuse(text, "t.conf:9: token_file: the file is readable or writable by group or others "
+		     "(chmod 600 it)");
+	refuse(BASE "[sink.j1]\ntype = jupiterone\naccount = a\ntoken_file = s3cr3t-t0ken\n",
+	       "t.conf:9: token_file: cannot open the file it names: No such file or directory "
+	       "(the "
+	       "value is not shown: this key takes a file name, not the secret)");
+}
+
+static void test_jupiterone_token_credential(void **state)
+{
+	char err[CONFIG_ERROR_MAX];
+	struct config *c = NULL;
+	const char *text = BASE "[sink.j1]\ntype = jupiterone\naccount = a\n"
+				"[sink.other]\ntype = jupiterone\naccount = b\n";
+
+	(void)state;
+	/* the sink's own credential first, then the shared one */
+	write_file("jupiterone-token-j1", "cred-for-j1\n", 0400);
+	write_file("jupiterone-token", "cred-shared\n", 0400);
+	setenv("CREDENTIALS_DIRECTORY", tmpdir, 1);
+	assert_int_equal(parse(text, &c, err), 0);
+	assert_string_equal(c->sinks[0].j1.token, "cred-for-j1");
+	assert_string_equal(c->sinks[1].j1.token, "cred-shared");
+	assert_int_equal(config_register_secrets(c), 0);
+	config_free(c);
+	c = NULL;
+	/* status reads no secret and needs none */
+	unsetenv("CREDENTIALS_DIRECTORY");
+	write_file("ns.conf",
+		   BASE_NOKEY "[sink.j1]\ntype = jupiterone\naccount = a\n"
+			      "token_file = /nonexistent\nca_file = /nonexistent\n",
+		   0644);
+	{
+		char path[256];
+
+		snprintf(path, sizeof(path), "%s/ns.conf", tmpdir);
+		assert_int_equal(config_load_flags(path, CONFIG_NO_SECRETS, &c, err), 0);
+		assert_null(c->sinks[0].j1.token);
+		assert_string_equal(c->sinks[0].j1.scope, "threatstack-545d0293b620cd090d000023");
+		config_free(c);
+		c = NULL;
+		assert_int_equal(config_load(path, &c, err), -EINVAL);
+	}
 }
 
 static void test_required_and_combinations(void **state)
@@ -281,7 +404,7 @@ static void test_required_and_combinations(void **state)
 	refuse(BASE "[webhook]\nsecret = short\n", "t.conf:7: secret: shorter than 16 characters");
 	refuse(BASE "[webhook]\ntls_cert = /c.pem\n",
 	       "t.conf:7: tls_cert: tls_cert and tls_key go together");
-	refuse(BASE "[webhook]\ntls = maybe\n", "t.conf:7: tls: must be on or off");
+	refuse(BASE "[webhook]\ntls = maybe\n", "t.conf:7: tls: must be yes or no");
 	refuse(BASE "[webhook]\ninbox_max = 0\n",
 	       "t.conf:7: inbox_max: out of range (1..10000000)");
 	refuse(BASE "[webhook]\nconfirm_window = 5\n",
@@ -692,6 +815,8 @@ int main(void)
 		cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_value_errors),
 		cmocka_unit_test(test_sink_errors),
+		cmocka_unit_test(test_jupiterone_sink),
+		cmocka_unit_test(test_jupiterone_token_credential),
 		cmocka_unit_test(test_required_and_combinations),
 		cmocka_unit_test(test_webhook_keys),
 		cmocka_unit_test(test_line_limits),

@@ -18,13 +18,13 @@
 #include <json-c/json.h>
 #include <sqlite3.h>
 
-#include "tsgraphd/canon.h"
-#include "tsgraphd/diff.h"
 #include "tsgraphd/sink_file.h"
 #include "tsgraphd/store.h"
 
+#include "teststore.h"
+
 struct fixture {
-	char dir[64];
+	char dir[TESTSTORE_DIR_MAX];
 	char log[128];
 	struct store *s;
 	struct config_sink cfg;
@@ -33,16 +33,10 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	struct store_options so = { .synchronous_full = true };
-	char err[STORE_ERR_MAX], db[160];
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tsgraphd-sink-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (!f || teststore_open(f->dir, &f->s) < 0)
 		return -1;
-	snprintf(db, sizeof(db), "%s/state.db", f->dir);
 	snprintf(f->log, sizeof(f->log), "%s/changes.ndjson", f->dir);
-	if (store_open(db, &so, &f->s, err) < 0)
-		return -1;
 	f->cfg = (struct config_sink){ .name = "changes", .type = SINK_FILE, .path = f->log };
 	*state = f;
 	return 0;
@@ -51,54 +45,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
+	int r = teststore_remove(f->dir, f->s);
 
-	store_close(f->s);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
 	free(f);
-	return 0;
-}
-
-/* Commits n entities e1..en (status st) as one sync. */
-static void sync_entities(struct store *s, int n, const char *st)
-{
-	struct diff_options o = {
-		.source = "poll", .run_id = 1, .now = 1589814129000LL, .max_delete_fraction = 1
-	};
-	struct diff_result res;
-
-	assert_int_equal(store_snapshot_reset(s), 0);
-	for (int i = 1; i <= n; i++) {
-		char key[32], hash[CANON_HASH_HEX + 1];
-		json_object *obj = json_object_new_object();
-		struct graph_object g = { .kind = GRAPH_ENTITY,
-					  .key = key,
-					  .type = "threatstack_agent",
-					  .class = "HostAgent" };
-		struct buf b;
-
-		snprintf(key, sizeof(key), "e%d", i);
-		json_object_object_add(obj, "_key", json_object_new_string(key));
-		json_object_object_add(obj, "status", json_object_new_string(st));
-		buf_init(&b, 4096);
-		assert_int_equal(canon_serialize(obj, &b), 0);
-		g.json = b.data;
-		g.json_len = b.len;
-		assert_int_equal(canon_hash(obj, hash), 0);
-		assert_int_equal(store_snapshot_put(s, &g, b.data, hash), 0);
-		buf_free(&b);
-		json_object_put(obj);
-	}
-	assert_int_equal(store_snapshot_complete(s, "agents",
-						 (const char *const[]){ "threatstack_agent" }, 1),
-			 0);
-	assert_int_equal(diff_plan(s, &o, &res), 0);
-	assert_int_equal(store_snapshot_end(s), 0);
-	assert_int_equal(store_begin(s), 0);
-	assert_int_equal(diff_apply(s, &o, &res), 0);
-	assert_int_equal(store_commit(s), 0);
+	return r;
 }
 
 static int count_lines(const char *path, int64_t *last_seq)
@@ -173,10 +123,10 @@ static void test_delivers_each_change_once(void **state)
 	struct fixture *f = *state;
 	int64_t last = 0, cursor = 0;
 
-	sync_entities(f->s, 5, "online");
+	teststore_sync_agents(f->s, 5, "online");
 	assert_int_equal(drain(f), 5);
 	assert_int_equal(drain(f), 0);
-	sync_entities(f->s, 5, "offline");
+	teststore_sync_agents(f->s, 5, "offline");
 	assert_int_equal(drain(f), 5);
 	assert_int_equal(count_lines(f->log, &last), 10);
 	assert_int_equal(last, 10);
@@ -189,7 +139,7 @@ static void test_crash_after_fsync_before_cursor(void **state)
 	struct fixture *f = *state;
 	int64_t last = 0;
 
-	sync_entities(f->s, 3, "online");
+	teststore_sync_agents(f->s, 3, "online");
 	assert_int_equal(drain(f), 3);
 	/* The cursor update was lost: the file must not get the lines again. */
 	assert_int_equal(store_cursor_set(f->s, "changes", 1), 0);
@@ -204,14 +154,14 @@ static void test_torn_last_line_is_cut(void **state)
 	int64_t last = 0;
 	int fd;
 
-	sync_entities(f->s, 2, "online");
+	teststore_sync_agents(f->s, 2, "online");
 	assert_int_equal(drain(f), 2);
 	assert_int_equal(store_cursor_set(f->s, "changes", 1), 0);
 	/* Line 2 half-written again after line 2 (a crash mid-append of a retry). */
 	fd = open(f->log, O_WRONLY | O_APPEND);
 	assert_int_equal(write(fd, "{\"seq\":3,\"op\":\"cre", 18), 18);
 	close(fd);
-	sync_entities(f->s, 2, "offline");
+	teststore_sync_agents(f->s, 2, "offline");
 	assert_int_equal(drain(f), 2);
 	assert_int_equal(count_lines(f->log, &last), 4);
 	assert_int_equal(last, 4);
@@ -267,14 +217,14 @@ static void test_log_ahead_of_store_refused(void **state)
 	struct sink_file *sf = NULL;
 	int64_t lines = -1;
 
-	sync_entities(f->s, 4, "online");
+	teststore_sync_agents(f->s, 4, "online");
 	assert_int_equal(drain(f), 4);
 	before = slurp(f->log);
 	/* A new store: its seq 1, 2 are other changes than the log's. */
 	store_close(f->s);
 	snprintf(db, sizeof(db), "%s/other.db", f->dir);
 	assert_int_equal(store_open(db, &so, &f->s, serr), 0);
-	sync_entities(f->s, 2, "offline");
+	teststore_sync_agents(f->s, 2, "offline");
 	assert_int_equal(sink_file_open(&f->cfg, &sf, err), 0);
 	assert_int_equal(sink_file_drain(sf, f->s, &lines, err), -ESTALE);
 	assert_non_null(strstr(err, "ahead of the store"));
@@ -356,8 +306,8 @@ static void test_lost_lines_written_again(void **state)
 	char note[SINK_ERR_MAX], *whole, *after;
 	int64_t last = 0;
 
-	sync_entities(f->s, 5, "online");
-	sync_entities(f->s, 5, "offline");
+	teststore_sync_agents(f->s, 5, "online");
+	teststore_sync_agents(f->s, 5, "offline");
 	assert_int_equal(drain(f), 10);
 	whole = slurp(f->log);
 	keep_lines(f->log, 8);
@@ -370,7 +320,7 @@ static void test_lost_lines_written_again(void **state)
 	assert_int_equal(sink_file_inspect(&f->cfg, f->s, note), 0);
 	assert_string_equal(note, "");
 	/* And new changes follow them. */
-	sync_entities(f->s, 5, "online");
+	teststore_sync_agents(f->s, 5, "online");
 	keep_lines(f->log, 3);
 	assert_int_equal(drain(f), 12);
 	assert_seqs_dense(f->log, 15);
@@ -388,10 +338,10 @@ static void test_lost_lines_refused_without_outbox(void **state)
 	struct sink_file *sf = NULL;
 	int64_t lines = -1, cursor = 0;
 
-	sync_entities(f->s, 5, "online");
-	sync_entities(f->s, 5, "offline");
+	teststore_sync_agents(f->s, 5, "online");
+	teststore_sync_agents(f->s, 5, "offline");
 	assert_int_equal(drain(f), 10);
-	sync_entities(f->s, 5, "online");
+	teststore_sync_agents(f->s, 5, "online");
 	keep_lines(f->log, 8);
 	sql(f, "DELETE FROM outbox WHERE seq = 10");
 	before = slurp(f->log);
@@ -429,12 +379,12 @@ static void test_behind_log_of_other_store_refused(void **state)
 	struct sink_file *sf = NULL;
 	int64_t lines = -1;
 
-	sync_entities(f->s, 3, "online");
+	teststore_sync_agents(f->s, 3, "online");
 	assert_int_equal(drain(f), 3);
 	/* Seq 3 in the store becomes another key: the file's seq 3 is not the store's. */
 	sql(f, "UPDATE outbox SET key = 'other' WHERE seq = 3");
 	assert_int_equal(store_cursor_set(f->s, "changes", 3), 0);
-	sync_entities(f->s, 3, "offline");
+	teststore_sync_agents(f->s, 3, "offline");
 	assert_int_equal(store_cursor_set(f->s, "changes", 5), 0);
 	assert_int_equal(sink_file_open(&f->cfg, &sf, err), 0);
 	assert_int_equal(sink_file_drain(sf, f->s, &lines, err), -ESTALE);
@@ -450,12 +400,12 @@ static void test_emptied_log_continues_after_cursor(void **state)
 	char note[SINK_ERR_MAX];
 	int64_t last = 0;
 
-	sync_entities(f->s, 4, "online");
+	teststore_sync_agents(f->s, 4, "online");
 	assert_int_equal(drain(f), 4);
 	assert_int_equal(truncate(f->log, 0), 0);
 	assert_int_equal(sink_file_inspect(&f->cfg, f->s, note), 0);
 	assert_string_equal(note, "");
-	sync_entities(f->s, 4, "offline");
+	teststore_sync_agents(f->s, 4, "offline");
 	assert_int_equal(drain(f), 4);
 	assert_int_equal(count_lines(f->log, &last), 4);
 	assert_int_equal(last, 8);
@@ -484,7 +434,7 @@ static void test_reads_only_last_line(void **state)
 	size_t rest_len;
 	int fd;
 
-	sync_entities(f->s, 3, "online");
+	teststore_sync_agents(f->s, 3, "online");
 	assert_int_equal(drain(f), 3);
 	assert_int_equal(read_file_bounded(f->log, 1 << 20, &data, NULL), 0);
 	rest = strchr(data, '\n') + 1;

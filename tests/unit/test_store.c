@@ -427,6 +427,28 @@ static void test_key_hash_collision(void **state)
 	assert_int_equal(res.created + res.updated + res.deleted, 0);
 }
 
+/* Two new keys with one 64-bit hash in the same snapshot: the staged set confirms a hit
+ * against the staged row, so both are created, and a key listed twice is still one. */
+static void test_key_hash_collision_staged(void **state)
+{
+	static const char *const a = "cf3b407479f245ff", *const b = "6109ebe5d392eff8";
+	static const char *const types[] = { "threatstack_agent_protects_server" };
+	struct fixture *f = *state;
+	struct diff_result res;
+
+	assert_int_equal(store_snapshot_reset(f->s), 0);
+	put(f->s, "acct:1", "threatstack_account", NULL, NULL, NULL, 0);
+	put(f->s, a, types[0], NULL, "acct:1", NULL, 0);
+	put(f->s, b, types[0], NULL, "acct:1", NULL, 0);
+	put(f->s, b, types[0], NULL, "acct:1", NULL, 0);
+	put(f->s, a, types[0], NULL, "acct:1", NULL, 0);
+	complete_account(f->s);
+	assert_int_equal(store_snapshot_complete(f->s, "protects", types, 1), 0);
+	res = commit(f->s, NULL, false, false);
+	assert_int_equal(res.created, 3);
+	assert_int_equal(res.updated + res.deleted, 0);
+}
+
 static void test_dry_run_changes_nothing(void **state)
 {
 	struct fixture *f = *state;
@@ -507,7 +529,7 @@ static void test_refuses_foreign_and_newer_files(void **state)
 	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(store_open(f->path, &so, &s, err), -EPROTONOSUPPORT);
-	assert_non_null(strstr(err, "schema version 99 is newer than this build's (3)"));
+	assert_non_null(strstr(err, "schema version 99 is newer than this build's (5)"));
 	assert_null(s);
 
 	so.must_exist = true;
@@ -620,6 +642,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_duplicate_key_keeps_higher_rank, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_key_hash_collision, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_hash_collision_staged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dry_run_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_properties, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_foreign_and_newer_files, setup,

@@ -71,6 +71,14 @@ static void test_buf_bounded(void **state)
 	assert_int_equal(buf_puts(&b, "a"), 0);
 	assert_int_equal(b.len, 10);
 	buf_free(&b);
+
+	/* buf_cat: every part, up to the bound */
+	buf_init(&b, 12);
+	assert_int_equal(buf_cat(&b, "a:", "b", "|", "", "cd", NULL), 0);
+	assert_string_equal(b.data, "a:b|cd");
+	assert_int_equal(buf_cat(&b, "xyz", "0123456789", NULL), -E2BIG);
+	assert_int_equal(strncmp(b.data, "a:b|cdxyz", 9), 0);
+	buf_free(&b);
 }
 
 static void test_iso8601(void **state)
@@ -182,8 +190,10 @@ static void test_read_file_refuses_non_regular(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_u64),      cmocka_unit_test(test_parse_double_size_bool),
-		cmocka_unit_test(test_buf_bounded),    cmocka_unit_test(test_iso8601),
+		cmocka_unit_test(test_parse_u64),
+		cmocka_unit_test(test_parse_double_size_bool),
+		cmocka_unit_test(test_buf_bounded),
+		cmocka_unit_test(test_iso8601),
 		cmocka_unit_test(test_ct_equal),
 		cmocka_unit_test(test_str_escape),
 		cmocka_unit_test(test_read_file_refuses_non_regular),

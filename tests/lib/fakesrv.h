@@ -1,0 +1,34 @@
+/* fakesrv — what every fake server in tests/server/ does the same way: refuse to listen
+ * anywhere but loopback, publish the bound port through a file that appears only once it is
+ * complete, read a secret from a file, and wait without holding up a stop.
+ *
+ * Ownership: fakesrv_read_secret() returns a malloc'd string the caller wipes and frees.
+ * Threads: everything here is reentrant; nothing keeps state.
+ */
+#ifndef TSGRAPHD_TESTS_FAKESRV_H
+#define TSGRAPHD_TESTS_FAKESRV_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+/* "127.0.0.1:0", "[::1]:8080", "localhost:0" → a loopback socket address; anything else,
+ * or a host that is not loopback, is -EINVAL. */
+int fakesrv_parse_listen(const char *s, struct sockaddr_storage *ss, bool *ret_v6);
+/* The address part of ss as text ("?" when it cannot be shown). */
+const char *fakesrv_addr_text(const struct sockaddr_storage *ss, char *out, size_t size);
+/* Writes "PORT\n" to path.tmp.PID and renames it to path. */
+int fakesrv_write_port_file(const char *path, unsigned port);
+/* The first line-ish of a file of at most 4 KiB, trailing CR/LF stripped; -EINVAL if empty. */
+int fakesrv_read_secret(const char *path, char **ret);
+/* Blocks SIGTERM and SIGINT (into *ret_set, for sigwait) and ignores SIGPIPE. Call it before
+ * libmicrohttpd starts its threads, so they inherit the mask and only sigwait() sees the
+ * stop signals. */
+void fakesrv_block_stop_signals(sigset_t *ret_set);
+/* Sleeps ms milliseconds in 50 ms slices, returning early once *stopping is set. */
+void fakesrv_sleep_ms(const atomic_bool *stopping, int64_t ms);
+
+#endif
