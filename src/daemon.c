@@ -403,6 +403,20 @@ static void prune_inbox(struct daemon *d)
 		log_info("inbox: pruned %zu settled alert%s", pruned, pruned == 1 ? "" : "s");
 }
 
+/* The record of each refresh run (one a webhook batch) is kept as long as settled alerts. */
+static void prune_runs(struct worker *wk)
+{
+	int64_t pruned = 0;
+
+	if (store_runs_prune(wk->s, "refresh",
+			     now_ms() - (int64_t)DAEMON_INBOX_KEEP_DAYS * 86400000, &pruned) < 0)
+		log_warning("store: cannot prune the records of refresh runs: %s",
+			    store_errmsg(wk->s));
+	else if (pruned > 0)
+		log_info("store: pruned %" PRId64 " record%s of refresh runs", pruned,
+			 pruned == 1 ? "" : "s");
+}
+
 static int worker_open(struct worker *wk)
 {
 	const struct config *c = wk->d->c;
@@ -479,9 +493,11 @@ static void *sync_main(void *arg)
 		}
 		if (wk.ib && refresh_batch(&wk))
 			continue; /* a full batch: more may be due */
-		if (wk.ib && now >= next_prune) {
+		if (now >= next_prune) {
 			next_prune = now + PRUNE_EVERY_MS;
-			prune_inbox(d);
+			if (wk.ib)
+				prune_inbox(d);
+			prune_runs(&wk);
 		}
 		wait_ms = next_full - monotonic_ms();
 		if (wk.ib && inbox_next_due(wk.ib, &next_due) == 0 && next_due - now_ms() < wait_ms)

@@ -1837,3 +1837,23 @@ int store_runs_each(struct store *s, int64_t limit, store_run_fn fn, void *userd
 	}
 	return sqldb_errno(rc);
 }
+
+int store_runs_prune(struct store *s, const char *kind, int64_t before_ms, int64_t *ret_deleted)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r;
+
+	r = prepare(s,
+		    "DELETE FROM sync_run WHERE kind = ?1 AND finished > 0 AND finished < ?2"
+		    " AND id < (SELECT max(id) FROM sync_run WHERE kind = ?1)",
+		    &st);
+	if (r == 0)
+		r = sqldb_bind_text(st, 1, kind);
+	if (r == 0)
+		r = sqldb_errno(sqlite3_bind_int64(st, 2, before_ms));
+	if (r == 0)
+		r = sqldb_step_done(st);
+	if (r == 0 && ret_deleted)
+		*ret_deleted = sqlite3_changes(s->db);
+	return r;
+}
