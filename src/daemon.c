@@ -648,9 +648,7 @@ int daemon_run(const struct config *c)
 	}
 	r = store_lock(c->store.path, &lock_fd);
 	if (r < 0) {
-		log_error("store: %s: %s", c->store.path,
-			  r == -EBUSY ? "another tsgraphd (run or sync) is using this store"
-				      : strerror(-r));
+		log_error("store: %s: %s", c->store.path, store_lock_strerror(r));
 		goto out;
 	}
 	for (size_t i = 0; i < c->n_sinks; i++)

@@ -188,13 +188,9 @@ int inbox_put(struct inbox *ib, const struct inbox_alert *a, size_t n, size_t *r
 	r = sqldb_exec(ib->db, "BEGIN IMMEDIATE");
 	if (r < 0)
 		return r;
-	r = insert(ib, a, n, &fresh);
-	if (r == 0)
-		r = sqldb_exec(ib->db, "COMMIT");
-	if (r < 0) {
-		sqldb_exec(ib->db, "ROLLBACK");
+	r = sqldb_finish(ib->db, insert(ib, a, n, &fresh));
+	if (r < 0)
 		return r;
-	}
 	if (ret_new)
 		*ret_new = fresh;
 	return 0;
@@ -326,13 +322,9 @@ int inbox_settle(struct inbox *ib, const struct inbox_settlement *s, size_t n, s
 	r = sqldb_exec(ib->db, "BEGIN IMMEDIATE");
 	if (r < 0)
 		return r;
-	r = settle_rows(ib, s, n, &final);
-	if (r == 0)
-		r = sqldb_exec(ib->db, "COMMIT");
-	if (r < 0) {
-		sqldb_exec(ib->db, "ROLLBACK");
+	r = sqldb_finish(ib->db, settle_rows(ib, s, n, &final));
+	if (r < 0)
 		return r;
-	}
 	if (ret_final)
 		*ret_final = final;
 	return 0;
@@ -511,7 +503,7 @@ static size_t write_batch(struct inbox_writer *w, struct inbox_ticket *batch)
 	}
 	if (r == 0)
 		r = sqldb_exec(w->ib->db, "COMMIT");
-	set_health(w, r);
+	set_health(w, r); /* SQLite's reason, before the ROLLBACK resets it */
 	if (r < 0) {
 		sqldb_exec(w->ib->db, "ROLLBACK");
 		for (struct inbox_ticket *t = batch; t; t = t->next)

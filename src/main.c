@@ -231,9 +231,7 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 	if (!so.dry_run) {
 		r = store_lock(c->store.path, &lock_fd);
 		if (r < 0) {
-			log_error("store: %s: %s", c->store.path,
-				  r == -EBUSY ? "another tsgraphd (run or sync) is using this store"
-					      : strerror(-r));
+			log_error("store: %s: %s", c->store.path, store_lock_strerror(r));
 			goto out;
 		}
 	}

@@ -159,6 +159,32 @@ static int header(struct buf *out, const char *name, const char *type, const cha
 	return buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* The per-sink figures: 0 backlog, 1 delivered, 2 failures. */
+static int sink_figure(struct metrics *m, struct buf *out, size_t which)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} figures[] = {
+		{ "tsgraphd_sink_backlog", "gauge",
+		  "Outbox changes a sink has not delivered yet." },
+		{ "tsgraphd_sink_delivered_total", "counter", "Changes each sink delivered." },
+		{ "tsgraphd_sink_failures_total", "counter",
+		  "Delivery attempts that failed, by sink." },
+	};
+	int r = header(out, figures[which].name, figures[which].type, figures[which].help);
+
+	for (size_t i = 0; r == 0 && i < m->n_sinks; i++) {
+		const struct sink_figures *s = &m->sinks[i];
+		int64_t v = which == 0	 ? LOAD(s->backlog)
+			    : which == 1 ? (int64_t)LOAD(s->delivered)
+					 : (int64_t)LOAD(s->failures);
+
+		r = buf_printf(out, "%s{sink=\"%s\"} %" PRId64 "\n", figures[which].name, s->name,
+			       v);
+	}
+	return r;
+}
+
 int metrics_render(struct metrics *m, struct buf *out)
 {
 	static const char *const ops[] = { "create", "update", "delete" };
@@ -253,23 +279,7 @@ int metrics_render(struct metrics *m, struct buf *out)
 		r = buf_printf(out, "tsgraphd_api_requests_total{code=\"%s\"} %" PRIu64 "\n", code,
 			       LOAD(m->api[st]));
 	}
-	if (r == 0)
-		r = header(out, "tsgraphd_sink_backlog", "gauge",
-			   "Outbox changes a sink has not delivered yet.");
-	for (size_t i = 0; r == 0 && i < m->n_sinks; i++)
-		r = buf_printf(out, "tsgraphd_sink_backlog{sink=\"%s\"} %" PRId64 "\n",
-			       m->sinks[i].name, LOAD(m->sinks[i].backlog));
-	if (r == 0)
-		r = header(out, "tsgraphd_sink_delivered_total", "counter",
-			   "Changes each sink delivered.");
-	for (size_t i = 0; r == 0 && i < m->n_sinks; i++)
-		r = buf_printf(out, "tsgraphd_sink_delivered_total{sink=\"%s\"} %" PRIu64 "\n",
-			       m->sinks[i].name, LOAD(m->sinks[i].delivered));
-	if (r == 0)
-		r = header(out, "tsgraphd_sink_failures_total", "counter",
-			   "Delivery attempts that failed, by sink.");
-	for (size_t i = 0; r == 0 && i < m->n_sinks; i++)
-		r = buf_printf(out, "tsgraphd_sink_failures_total{sink=\"%s\"} %" PRIu64 "\n",
-			       m->sinks[i].name, LOAD(m->sinks[i].failures));
+	for (size_t f = 0; r == 0 && f < 3; f++)
+		r = sink_figure(m, out, f);
 	return r;
 }

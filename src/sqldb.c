@@ -50,6 +50,15 @@ int sqldb_exec(sqlite3 *db, const char *sql)
 	return sqldb_errno(sqlite3_exec(db, sql, NULL, NULL, NULL));
 }
 
+int sqldb_finish(sqlite3 *db, int r)
+{
+	if (r == 0)
+		r = sqldb_exec(db, "COMMIT");
+	if (r < 0)
+		sqldb_exec(db, "ROLLBACK");
+	return r;
+}
+
 int sqldb_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **ret)
 {
 	return sqldb_errno(sqlite3_prepare_v2(db, sql, -1, ret, NULL));
@@ -217,6 +226,7 @@ int sqldb_migrate(sqlite3 *db, const struct sqldb_schema *sc, char err[static SQ
 		r = sqldb_exec(db, "COMMIT");
 	if (r == 0)
 		return 0;
+	/* SQLite's reason now: the ROLLBACK would reset it */
 	snprintf(err, SQLDB_ERR_MAX, "migration failed: %s", sqlite3_errmsg(db));
 fail:
 	sqldb_exec(db, "ROLLBACK");

@@ -430,6 +430,11 @@ out:
 	return r;
 }
 
+const char *store_lock_strerror(int r)
+{
+	return r == -EBUSY ? "another tsgraphd (run or sync) is using this store" : strerror(-r);
+}
+
 int store_lock(const char *path, int *ret_fd)
 {
 	_cleanup_free_ char *lock = NULL;

@@ -34,6 +34,10 @@ struct sqldb_schema {
 int sqldb_errno(int rc);
 int sqldb_exec(sqlite3 *db, const char *sql);
 int sqldb_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **ret);
+/* Ends the transaction the caller began: COMMIT when r is 0, ROLLBACK otherwise or when the
+ * commit fails. Returns r, or the commit's error. SQLite's message does not survive the
+ * ROLLBACK: a caller that wants it does not use this. */
+int sqldb_finish(sqlite3 *db, int r);
 /* Binds v, or NULL when v is NULL. */
 int sqldb_bind_text(sqlite3_stmt *st, int i, const char *v);
 /* Steps a statement that returns no rows (-EPROTO when it does). */

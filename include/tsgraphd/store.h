@@ -83,6 +83,8 @@ void store_close(struct store *s);
 /* Takes the advisory lock PATH.lock that makes one writer process per store (a sync, later
  * the daemon); -EBUSY when another holds it. The lock lives as long as *ret_fd is open. */
 int store_lock(const char *path, int *ret_fd);
+/* What a store_lock() failure means, for a message: -EBUSY is another process. */
+const char *store_lock_strerror(int r);
 /* The last SQLite error text of this connection, for messages. */
 const char *store_errmsg(struct store *s);
 
