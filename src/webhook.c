@@ -574,10 +574,11 @@ int webhook_start(const struct webhook_options *opt, struct webhook **ret,
 	r = check_socket(w, w->fd, err);
 	if (r < 0)
 		goto fail;
+	/* The logger first, so that libmicrohttpd's own messages about later options reach it. */
 	w->d = MHD_start_daemon(
-		flags, 0, NULL, NULL, on_request, w, MHD_OPTION_LISTEN_SOCKET, w->fd,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_EXTERNAL_LOGGER,
-		on_mhd_log, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->webhook.timeout,
+		flags, 0, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+		MHD_OPTION_LISTEN_SOCKET, w->fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->webhook.timeout,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->webhook.max_connections,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->webhook.max_connections_per_ip,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WEBHOOK_CONNECTION_MEMORY_MAX,
