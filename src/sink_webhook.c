@@ -49,6 +49,7 @@
 #define BODY_MAX	 (CANON_OBJECT_MAX + 64u * 1024) /* one change line and its members */
 #define TEXT_MAX	 4096u				 /* one sentence */
 #define NAME_SHOWN_MAX	 200u		/* bytes of a name or title in a sentence */
+#define LIST_SHOWN_MAX	 1024u		/* bytes of changed property names in a sentence */
 #define ANSWER_MAX	 (1024u * 1024) /* a receiver's answer, read and ignored */
 #define ANSWER_SHOWN_MAX 120u		/* bytes of a refusal's answer in the error */
 #define IDENTIFIED_INFIX "|identified|"
@@ -251,20 +252,30 @@ static int text_agent(const struct outbox_row *r, unsigned event, json_object *o
 									: " went offline");
 		return buf_puts(out, " changed status");
 	case WEBHOOK_AGENT_UPDATED: {
+		/* An update may change any number of tags: the names shown stop at
+		 * LIST_SHOWN_MAX bytes and the rest are counted, so the sentence stays within
+		 * TEXT_MAX (past it the render failed, and the drain with it, at every try). */
 		json_object *a = json_tokener_parse(r->changed ? r->changed : "");
 		const char *sep = " changed: ";
+		size_t start = out->len, more = 0;
 
 		for (size_t i = 0; rc == 0 && a && i < json_object_array_length(a); i++) {
 			const char *p = json_object_get_string(json_object_array_get_idx(a, i));
 
 			if (!p || strcmp(p, "lastReportedAt") == 0 || strcmp(p, "lastSeenOn") == 0)
 				continue;
+			if (out->len - start >= LIST_SHOWN_MAX) {
+				more++;
+				continue;
+			}
 			rc = buf_puts(out, sep);
 			if (rc == 0)
 				rc = put_name(out, p);
 			sep = ", ";
 		}
 		json_object_put(a);
+		if (rc == 0 && more > 0)
+			rc = buf_printf(out, " and %zu more", more);
 		return rc;
 	}
 	default:

@@ -65,11 +65,12 @@ struct kentry {
 };
 
 /* What the snapshot has staged, in memory: 64 bits of each staged key's hash → its row in
- * temp.stage (row -1: retracted), 16 bytes an object. A hit is confirmed against the row. */
+ * temp.stage (row -1: retracted), 12 bytes an object, at most three quarters full. A hit is
+ * confirmed against the row. */
 struct sentry {
 	uint64_t kh;
-	int64_t row; /* 0: empty slot */
-};
+	int32_t row; /* 0: empty slot */
+} __attribute__((packed));
 
 struct store {
 	sqlite3 *db;
@@ -762,7 +763,9 @@ static int staged_add(struct store *s, uint64_t kh, int64_t row)
 {
 	size_t m;
 
-	if ((s->staged_used + 1) * 2 > s->staged_cap) {
+	if (row <= 0 || row > INT32_MAX)
+		return -EOVERFLOW; /* two billion staged rows: beyond any listing's bounds */
+	if ((s->staged_used + 1) * 4 > s->staged_cap * 3) {
 		size_t cap = s->staged_cap ? s->staged_cap * 2 : 4096;
 		struct sentry *t = calloc(cap, sizeof(*t)), *old = s->staged;
 
@@ -783,7 +786,7 @@ static int staged_add(struct store *s, uint64_t kh, int64_t row)
 	}
 	for (m = kh & (s->staged_cap - 1); s->staged[m].row; m = (m + 1) & (s->staged_cap - 1))
 		;
-	s->staged[m] = (struct sentry){ .kh = kh, .row = row };
+	s->staged[m] = (struct sentry){ .kh = kh, .row = (int32_t)row };
 	s->staged_used++;
 	return 0;
 }

@@ -259,6 +259,46 @@ static void test_long_names_are_cut(void **state)
 	buf_free(&b);
 }
 
+/* An update of many tags (an AWS tagging sweep) names the first few and counts the rest: its
+ * sentence stays far below TEXT_MAX instead of failing the render, which stopped the drain at
+ * that row for good. */
+static void test_many_changed_properties(void **state)
+{
+	struct config_sink cfg = { .webhook = { .format = WEBHOOK_FORMAT_SLACK } };
+	struct buf changed, b;
+	struct outbox_row r;
+	char want[64];
+
+	(void)state;
+	buf_init(&changed, 1 << 20);
+	buf_init(&b, 1 << 20);
+	assert_int_equal(buf_puts(&changed, "[\"lastReportedAt\""), 0);
+	for (int i = 0; i < 300; i++)
+		assert_int_equal(buf_printf(&changed, ",\"tag.cost-center-%04d\"", i), 0);
+	assert_int_equal(buf_puts(&changed, "]"), 0);
+	r = row("update", "threatstack_agent", AGENT_KEY, agent_online, changed.data);
+	assert_int_equal(sink_webhook_body(&cfg, &r, WEBHOOK_AGENT_UPDATED, names, NULL, &b), 0);
+	assert_true(b.len < 2048);
+	assert_non_null(strstr(b.data, "agent api-prod-1 changed: tag.cost-center-0000, "
+				       "tag.cost-center-0001, "));
+	assert_null(strstr(b.data, "lastReportedAt"));
+	/* Every property is either named or counted. */
+	{
+		const char *more = strstr(b.data, " and ");
+		unsigned named = 0, rest = 0;
+
+		assert_non_null(more);
+		for (const char *p = b.data; (p = strstr(p, "tag.")) && p < more; p++)
+			named++;
+		assert_int_equal(sscanf(more, " and %u more", &rest), 1);
+		assert_int_equal(named + rest, 300);
+		snprintf(want, sizeof(want), " and %u more\"}", rest);
+		assert_string_equal(more, want);
+	}
+	buf_free(&changed);
+	buf_free(&b);
+}
+
 static void test_selected(void **state)
 {
 	struct config_sink cfg = { .webhook = { .events = WEBHOOK_EVENTS_ALL,
@@ -770,6 +810,7 @@ int main(void)
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_texts),
 		cmocka_unit_test(test_long_names_are_cut),
+		cmocka_unit_test(test_many_changed_properties),
 		cmocka_unit_test(test_selected),
 		cmocka_unit_test(test_bodies),
 		cmocka_unit_test(test_signature_vector),
