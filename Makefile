@@ -33,7 +33,7 @@ SERVER_PKGS := zlib
 # Debian packages `make deps` installs when missing (build, tests, lint).
 DEB_PKGS   := gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
               libjson-c-dev libsystemd-dev libsqlite3-dev libcmocka-dev zlib1g-dev sqlite3 \
-              valgrind clang-format nodejs node-hawk curl jq time bc openssl
+              valgrind clang-format nodejs node-hawk curl jq time bc openssl systemd
 
 WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
               -Wmissing-prototypes -Wvla -Wpointer-arith -Wundef $(if $(findstring clang,$(CC)),,-Wno-format-truncation)

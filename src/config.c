@@ -13,6 +13,7 @@
 #include "tsgraphd/config.h"
 #include "tsgraphd/util.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +26,7 @@
 
 #define LINE_MAX_LEN  4096
 #define ID_MAX	      128 /* a Threat Stack id (org_id, user_id) */
-#define SINK_NAME_MAX 64  /* the NAME of [sink.NAME] */
+#define SINK_NAME_MAX CONFIG_SINK_NAME_MAX
 
 enum kind {
 	K_STRING, /* any printable text */
@@ -90,6 +91,14 @@ static const struct key keys[] = {
 	{ "webhook", "secret_file", K_SECRET_FILE, false, SCRATCH_SECRET_FILE, 0, 0 },
 	{ "webhook", "max_body", K_SIZE, C(webhook.max_body), CONFIG_SIZE_KEY_MIN,
 	  CONFIG_SIZE_KEY_MAX },
+	{ "webhook", "tls", K_BOOL, C(webhook.tls), 0, 0 },
+	{ "webhook", "inbox", K_PATH, C(webhook.inbox), 0, 0 },
+	{ "webhook", "inbox_max", K_U32, C(webhook.inbox_max), 1, 10000000 },
+	{ "webhook", "confirm_window", K_U32, C(webhook.confirm_window), 10, 30u * 86400 },
+	{ "webhook", "timeout", K_U32, C(webhook.timeout), 1, 600 },
+	{ "webhook", "max_connections", K_U32, C(webhook.max_connections), 1, 100000 },
+	{ "webhook", "max_connections_per_ip", K_U32, C(webhook.max_connections_per_ip), 1,
+	  100000 },
 	{ "sink", "type", K_SINKTYPE, S(type), 0, 0 },
 	{ "sink", "path", K_PATH, S(path), 0, 0 },
 	{ "sink", "url", K_URL_PATH, S(url), 0, 0 },
@@ -209,6 +218,7 @@ void config_free(struct config *c)
 	free(c->webhook.listen);
 	free(c->webhook.tls_cert);
 	free(c->webhook.tls_key);
+	free(c->webhook.inbox);
 	wipe_free(c->webhook.secret);
 	for (size_t i = 0; i < c->n_sinks; i++) {
 		free(c->sinks[i].name);
@@ -261,7 +271,7 @@ static int check_listen(const char *v)
 		if (!colon || colon == v || memchr(v, ':', (size_t)(colon - v)))
 			return -EINVAL;
 	}
-	return parse_u64(colon + 1, 1, 65535, &port);
+	return parse_u64(colon + 1, 0, 65535, &port); /* 0: any free port (tests) */
 }
 
 static bool is_loopback_host(const char *host, size_t len)
@@ -272,6 +282,24 @@ static bool is_loopback_host(const char *host, size_t len)
 		if (len == strlen(names[i]) && strncasecmp(host, names[i], len) == 0)
 			return true;
 	return false;
+}
+
+bool config_listen_is_loopback(const char *listen)
+{
+	const char *colon = strrchr(listen, ':');
+	size_t len = colon ? (size_t)(colon - listen) : strlen(listen);
+
+	if (len > 4 && strncmp(listen, "127.", 4) == 0) {
+		struct in_addr a;
+		char host[INET_ADDRSTRLEN];
+
+		if (len >= sizeof(host))
+			return false;
+		memcpy(host, listen, len);
+		host[len] = '\0';
+		return inet_pton(AF_INET, host, &a) == 1;
+	}
+	return is_loopback_host(listen, len);
 }
 
 /* https://host[:port] with no path, or with path true a path and query after it (a
@@ -1008,6 +1036,11 @@ static int validate(struct parse *p)
 		return fail(p, key_line(p, c->webhook.tls_cert ? "tls_cert" : "tls_key"),
 			    c->webhook.tls_cert ? "tls_cert" : "tls_key",
 			    "tls_cert and tls_key go together");
+	if (!c->webhook.tls && !(c->webhook.listen && config_listen_is_loopback(c->webhook.listen)))
+		return fail(
+			p, key_line(p, "tls"), "tls",
+			"off is only allowed when listen is a loopback address (127.0.0.1:PORT, "
+			"[::1]:PORT or localhost:PORT)");
 	if (!(p->flags & CONFIG_NO_SECRETS)) {
 		if (c->ts.api_ca_file &&
 		    (r = check_file(p, key_line(p, "api_ca_file"), "api_ca_file", c->ts.api_ca_file,
@@ -1066,6 +1099,12 @@ static int set_defaults(struct config *c)
 	c->store.outbox_retention = CONFIG_OUTBOX_RETENTION_DEFAULT;
 	c->sync.max_delete_fraction = 0.5;
 	c->webhook.max_body = CONFIG_MAX_BODY_DEFAULT;
+	c->webhook.tls = true;
+	c->webhook.inbox_max = CONFIG_INBOX_MAX_DEFAULT;
+	c->webhook.confirm_window = CONFIG_CONFIRM_WINDOW_DEFAULT;
+	c->webhook.timeout = CONFIG_WEBHOOK_TIMEOUT_DEFAULT;
+	c->webhook.max_connections = CONFIG_MAX_CONNECTIONS_DEFAULT;
+	c->webhook.max_connections_per_ip = CONFIG_MAX_CONNECTIONS_PER_IP_DEFAULT;
 	return 0;
 }
 
@@ -1077,6 +1116,10 @@ static int fill_defaults(struct config *c)
 		return -ENOMEM;
 	if (!c->webhook.listen && !(c->webhook.listen = strdup("0.0.0.0:8443")))
 		return -ENOMEM;
+	if (!c->webhook.inbox && asprintf(&c->webhook.inbox, "%s-inbox", c->store.path) < 0) {
+		c->webhook.inbox = NULL;
+		return -ENOMEM;
+	}
 	return 0;
 }
 

@@ -7,6 +7,7 @@
  */
 #include "tsgraphd/cancel.h"
 #include "tsgraphd/config.h"
+#include "tsgraphd/daemon.h"
 #include "tsgraphd/log.h"
 #include "tsgraphd/sink.h"
 #include "tsgraphd/store.h"
@@ -132,54 +133,6 @@ static int print_change(const struct outbox_row *r, void *ud)
 	return 0;
 }
 
-/* Delivers the outbox to every sink, each on its own: one that fails keeps its changes in
- * the outbox for the next attempt and does not stop the others. */
-static int drain_sinks(const struct config *c, struct store *s, struct cancel *cancel)
-{
-	int failed = 0;
-
-	for (size_t i = 0; i < c->n_sinks && !cancel_fired(cancel); i++) {
-		const struct config_sink *cfg = &c->sinks[i];
-		char err[SINK_ERR_MAX];
-		struct sink *k = NULL;
-		int64_t n = 0;
-		int r;
-
-		r = sink_open(c, cfg, cancel, &k, err);
-		if (r == 0)
-			r = sink_drain(k, s, &n, err);
-		sink_close(k);
-		if (r < 0) {
-			log_error("sink %s: delivery failed, changes stay in the outbox: %s",
-				  cfg->name, err);
-			failed++;
-			continue;
-		}
-		log_info("sink %s: delivered %" PRId64 " change%s", cfg->name, n,
-			 n == 1 ? "" : "s");
-	}
-	return failed ? -EIO : 0;
-}
-
-/* Drops what every sink has delivered once its retention has passed. A failure costs only
- * space: it is logged and the sync's result stands. */
-static void prune_outbox(const struct config *c, struct store *s)
-{
-	const char *names[CONFIG_SINKS_MAX];
-	int64_t pruned = 0;
-	int r;
-
-	for (size_t i = 0; i < c->n_sinks; i++)
-		names[i] = c->sinks[i].name;
-	r = store_outbox_prune(s, names, c->n_sinks,
-			       now_ms() - (int64_t)c->store.outbox_retention * 1000, &pruned);
-	if (r < 0)
-		log_warning("store: cannot prune the outbox: %s", store_errmsg(s));
-	else if (pruned > 0)
-		log_info("store: pruned %" PRId64 " delivered change%s older than %" PRIu32 " s",
-			 pruned, pruned == 1 ? "" : "s", c->store.outbox_retention);
-}
-
 /* SIGINT and SIGTERM fire the sync's cancel handle: every wait wakes, nothing half-done is
  * applied, and the run is recorded "interrupted". A second signal ends the process. */
 static struct cancel *sync_cancel;
@@ -278,9 +231,7 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 	if (!so.dry_run) {
 		r = store_lock(c->store.path, &lock_fd);
 		if (r < 0) {
-			log_error("store: %s: %s", c->store.path,
-				  r == -EBUSY ? "another tsgraphd sync is running on this store"
-					      : strerror(-r));
+			log_error("store: %s: %s", c->store.path, store_lock_strerror(r));
 			goto out;
 		}
 	}
@@ -338,10 +289,10 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 		printf("deletions held back by the mass-delete guard for %zu type%s "
 		       "(see 'tsgraphd status')\n",
 		       rep.diff.n_held, rep.diff.n_held == 1 ? "" : "s");
-	if (!so.dry_run && drain_sinks(c, s, sync_cancel) < 0)
+	if (!so.dry_run && sink_drain_all(c, s, sync_cancel, true, NULL, NULL) < 0)
 		goto out;
 	if (!so.dry_run)
-		prune_outbox(c, s);
+		sink_prune_outbox(c, s);
 	ret = r == 0 && rep.diff.n_held == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 out:
 	sync_free(sy);
@@ -521,9 +472,8 @@ int main(int argc, char **argv)
 	else if (strcmp(command, "status") == 0)
 		ret = cmd_status(c);
 	else {
-		fprintf(stderr, "tsgraphd: 'run' (the daemon) is not available in this version "
-				"yet; use 'tsgraphd sync' from a timer\n");
-		ret = EXIT_USAGE;
+		r = daemon_run(c);
+		ret = r == 0 ? EXIT_SUCCESS : r == -EINVAL ? EXIT_USAGE : EXIT_FAILURE;
 	}
 out:
 	if (curl_ready)

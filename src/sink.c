@@ -110,3 +110,55 @@ int sink_inspect(const struct config_sink *cfg, struct store *s, char note[stati
 	note[0] = '\0';
 	return ops && ops->inspect ? ops->inspect(cfg, s, note) : 0;
 }
+
+int sink_drain_all(const struct config *c, struct store *s, struct cancel *cancel, bool log_idle,
+		   sink_report_fn fn, void *userdata)
+{
+	int failed = 0;
+
+	for (size_t i = 0; i < c->n_sinks; i++) {
+		const struct config_sink *cfg = &c->sinks[i];
+		char err[SINK_ERR_MAX];
+		struct sink *k = NULL;
+		int64_t n = 0;
+		int r;
+
+		if (cancel_fired(cancel))
+			return -ECANCELED;
+		r = sink_open(c, cfg, cancel, &k, err);
+		if (r == 0)
+			r = sink_drain(k, s, &n, err);
+		sink_close(k);
+		if (fn)
+			fn(i, n, r, userdata);
+		if (r == -ECANCELED)
+			return r;
+		if (r < 0) {
+			log_error("sink %s: delivery failed, changes stay in the outbox: %s",
+				  cfg->name, err);
+			failed++;
+			continue;
+		}
+		if (n > 0 || log_idle)
+			log_info("sink %s: delivered %" PRId64 " change%s", cfg->name, n,
+				 n == 1 ? "" : "s");
+	}
+	return failed ? -EIO : 0;
+}
+
+void sink_prune_outbox(const struct config *c, struct store *s)
+{
+	const char *names[CONFIG_SINKS_MAX];
+	int64_t pruned = 0;
+	int r;
+
+	for (size_t i = 0; i < c->n_sinks; i++)
+		names[i] = c->sinks[i].name;
+	r = store_outbox_prune(s, names, c->n_sinks,
+			       now_ms() - (int64_t)c->store.outbox_retention * 1000, &pruned);
+	if (r < 0)
+		log_warning("store: cannot prune the outbox: %s", store_errmsg(s));
+	else if (pruned > 0)
+		log_info("store: pruned %" PRId64 " delivered change%s older than %" PRIu32 " s",
+			 pruned, pruned == 1 ? "" : "s", c->store.outbox_retention);
+}

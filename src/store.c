@@ -27,6 +27,7 @@
  */
 #include "tsgraphd/store.h"
 #include "tsgraphd/canon.h"
+#include "tsgraphd/sqldb.h"
 #include "tsgraphd/util.h"
 
 #include <errno.h>
@@ -163,8 +164,10 @@ static const char *const migrations[] = {
 	"DROP INDEX object_type;",
 	/* 5: how many objects the graph holds, kept by the apply: the key index is sized from it
 	 * at once instead of counting the table or growing as it loads. */
-	"CREATE TABLE meta (objects INTEGER NOT NULL);"
-	"INSERT INTO meta SELECT count(*) FROM object;",
+	/* (in parentheses: clang's -Wstring-concatenation takes two literals beside one-literal
+	 * rows for a missing comma, and make fuzz builds with clang -Werror) */
+	("CREATE TABLE meta (objects INTEGER NOT NULL);"
+	 "INSERT INTO meta SELECT count(*) FROM object;"),
 };
 
 /* What one sync stages: only new and changed objects (old: the stored rowid it updates), in
@@ -189,39 +192,17 @@ static const char temp_schema[] =
 	"CREATE TEMP TABLE IF NOT EXISTS complete_owner (owner TEXT PRIMARY KEY) WITHOUT ROWID;"
 	"CREATE TEMP TABLE IF NOT EXISTS gone (id INTEGER PRIMARY KEY);";
 
-static int sql_errno(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_DONE:
-	case SQLITE_ROW:
-		return 0;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_READONLY:
-	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		return -EACCES;
-	case SQLITE_CANTOPEN:
-		return -ENOENT;
-	case SQLITE_NOTADB:
-	case SQLITE_CORRUPT:
-		return -EBADMSG;
-	case SQLITE_CONSTRAINT:
-		return -EEXIST;
-	default:
-		return -EIO;
-	}
-}
+static const struct sqldb_schema schema = {
+	.what = "store",
+	.application_id = STORE_APPLICATION_ID,
+	.migrations = migrations,
+	.n_migrations = ARRAY_SIZE(migrations),
+};
+_Static_assert(STORE_ERR_MAX == SQLDB_ERR_MAX, "store messages are sqldb messages");
 
 static int exec(struct store *s, const char *sql)
 {
-	return sql_errno(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+	return sqldb_exec(s->db, sql);
 }
 
 const char *store_errmsg(struct store *s)
@@ -229,56 +210,19 @@ const char *store_errmsg(struct store *s)
 	return s && s->db ? sqlite3_errmsg(s->db) : "no store";
 }
 
-static void finalizep(sqlite3_stmt **st)
-{
-	sqlite3_finalize(*st);
-}
-#define _cleanup_stmt_ __attribute__((cleanup(finalizep)))
-
 static int prepare(struct store *s, const char *sql, sqlite3_stmt **ret)
 {
-	return sql_errno(sqlite3_prepare_v2(s->db, sql, -1, ret, NULL));
+	return sqldb_prepare(s->db, sql, ret);
 }
 
-static int bind_text(sqlite3_stmt *st, int i, const char *v)
-{
-	return sql_errno(v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT)
-			   : sqlite3_bind_null(st, i));
-}
-
-/* Steps a statement that returns no rows. */
-static int step_done(sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-
-	return rc == SQLITE_DONE ? 0 : (rc == SQLITE_ROW ? -EPROTO : sql_errno(rc));
-}
-
-/* The first column of the first row (-ENOENT when there is none); ?1 is arg, when given. */
 static int query_int_arg(struct store *s, const char *sql, const char *arg, int64_t *ret)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(s, sql, &st), rc;
-
-	if (r == 0 && arg)
-		r = bind_text(st, 1, arg);
-	if (r < 0)
-		return r;
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
-	*ret = sqlite3_column_int64(st, 0);
-	return 0;
+	return sqldb_query_int(s->db, sql, arg, ret);
 }
 
 static int query_int(struct store *s, const char *sql, int64_t *ret)
 {
-	return query_int_arg(s, sql, NULL, ret);
-}
-
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-	return (const char *)sqlite3_column_text(st, i);
+	return sqldb_query_int(s->db, sql, NULL, ret);
 }
 
 static uint64_t key_hash(const char *key);
@@ -335,127 +279,14 @@ static int register_functions(struct store *s)
 	int r = 0;
 
 	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(fns); i++)
-		r = sql_errno(sqlite3_create_function(s->db, fns[i].name, fns[i].args,
-						      SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
-						      fns[i].fn, NULL, NULL));
+		r = sqldb_errno(sqlite3_create_function(s->db, fns[i].name, fns[i].args,
+							SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+							fns[i].fn, NULL, NULL));
 	/* Not deterministic: it reads the snapshot's staged set. */
 	if (r == 0)
-		r = sql_errno(sqlite3_create_function(s->db, "tsg_staged", 1, SQLITE_UTF8, s,
-						      sql_staged, NULL, NULL));
+		r = sqldb_errno(sqlite3_create_function(s->db, "tsg_staged", 1, SQLITE_UTF8, s,
+							sql_staged, NULL, NULL));
 	return r;
-}
-
-/* Checks the file is ours and brings its schema up to date. The checks run inside the
- * write transaction, so two processes opening a new store at once do not both migrate. */
-/* Reads the file's identity and refuses one that is not ours; *ret_app 0 is a new file. */
-#define NOT_A_STORE "not an SQLite database (is it tsgraphd's store?)"
-
-static int identify(struct store *s, int64_t *ret_app, int64_t *ret_version, char *err)
-{
-	int64_t app = 0, version = 0, tables = 0;
-	int r;
-
-	r = query_int(s, "PRAGMA application_id", &app);
-	if (r == 0)
-		r = query_int(s, "PRAGMA user_version", &version);
-	if (r == 0)
-		r = query_int(s, "SELECT count(*) FROM sqlite_schema", &tables);
-	if (r == -EBADMSG) {
-		snprintf(err, STORE_ERR_MAX, "%s", NOT_A_STORE);
-		return r;
-	}
-	if (r < 0) {
-		snprintf(err, STORE_ERR_MAX, "cannot read the schema: %s", sqlite3_errmsg(s->db));
-		return r;
-	}
-	if (app != STORE_APPLICATION_ID && (app != 0 || tables > 0)) {
-		snprintf(err, STORE_ERR_MAX,
-			 "an SQLite database of another program (application_id %lld)",
-			 (long long)app);
-		return -EMEDIUMTYPE;
-	}
-	if (version > (int64_t)ARRAY_SIZE(migrations)) {
-		snprintf(err, STORE_ERR_MAX,
-			 "schema version %lld is newer than this build's (%zu): upgrade tsgraphd",
-			 (long long)version, ARRAY_SIZE(migrations));
-		return -EPROTONOSUPPORT;
-	}
-	*ret_app = app;
-	*ret_version = version;
-	return 0;
-}
-
-static int migrate(struct store *s, char *err)
-{
-	int64_t app = 0, version = 0;
-	int r;
-
-	r = exec(s, "BEGIN IMMEDIATE");
-	if (r < 0) {
-		snprintf(err, STORE_ERR_MAX, "%s",
-			 r == -EBADMSG ? NOT_A_STORE : sqlite3_errmsg(s->db));
-		return r;
-	}
-	r = identify(s, &app, &version, err);
-	if (r < 0)
-		goto fail;
-	for (size_t v = (size_t)version; r == 0 && v < ARRAY_SIZE(migrations); v++) {
-		char pragma[64];
-
-		r = exec(s, migrations[v]);
-		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %zu", v + 1);
-		if (r == 0)
-			r = exec(s, pragma);
-	}
-	if (r == 0 && app == 0)
-		r = exec(s, "PRAGMA application_id = 1414743876"); /* STORE_APPLICATION_ID */
-	if (r == 0)
-		r = exec(s, "COMMIT");
-	if (r == 0)
-		return 0;
-	snprintf(err, STORE_ERR_MAX, "migration failed: %s", sqlite3_errmsg(s->db));
-fail:
-	exec(s, "ROLLBACK");
-	return r;
-}
-
-/* Creates the file 0600 if missing, and takes group and other bits off an existing one. */
-static int prepare_file(const char *path, const struct store_options *opt, bool *ret_memory,
-			char *err)
-{
-	_cleanup_close_ int fd = -1;
-	struct stat st;
-
-	*ret_memory = false;
-	if (access(path, F_OK) < 0 && errno == ENOENT) {
-		if (opt->memory_if_missing) {
-			*ret_memory = true;
-			return 0;
-		}
-		if (opt->must_exist) {
-			snprintf(err, STORE_ERR_MAX, "no store yet (run 'tsgraphd sync' first)");
-			return -ENOENT;
-		}
-	}
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-	if (fd < 0) {
-		int r = -errno;
-
-		snprintf(err, STORE_ERR_MAX, "cannot open: %s", strerror(-r));
-		return r;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, STORE_ERR_MAX, "not a regular file");
-		return -EINVAL;
-	}
-	if ((st.st_mode & 077) && fchmod(fd, st.st_mode & 0700) < 0) {
-		int r = -errno;
-
-		snprintf(err, STORE_ERR_MAX, "cannot make it private (chmod 600): %s",
-			 strerror(-r));
-		return r;
-	}
-	return 0;
 }
 
 /* Read-only opens (status, dry runs) never write beside the store either: with no -wal file
@@ -503,7 +334,7 @@ static int open_read_only(const char *path, const struct store_options *opt, sql
 	if (r == 0)
 		r = buf_puts(&uri, access(wal, F_OK) == 0 ? "?mode=ro" : "?mode=ro&immutable=1");
 	if (r == 0)
-		r = sql_errno(sqlite3_open_v2(
+		r = sqldb_errno(sqlite3_open_v2(
 			uri.data, ret_db,
 			SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL));
 	if (r < 0)
@@ -518,7 +349,7 @@ static int open_read_only(const char *path, const struct store_options *opt, sql
 static int check_schema(struct store *s, char *err)
 {
 	int64_t app = 0, version = 0;
-	int r = identify(s, &app, &version, err);
+	int r = sqldb_identify(s->db, &schema, &app, &version, err);
 
 	if (r == 0 && version != (int64_t)ARRAY_SIZE(migrations)) {
 		snprintf(err, STORE_ERR_MAX,
@@ -541,7 +372,8 @@ int store_open(const char *path, const struct store_options *opt, struct store *
 
 	err[0] = '\0';
 	r = opt->read_only ? open_read_only(path, opt, &src, &memory, msg)
-			   : prepare_file(path, opt, &memory, msg);
+			   : sqldb_prepare_file(path, opt->memory_if_missing, opt->must_exist,
+						&memory, msg);
 	if (r < 0)
 		goto out;
 	s = calloc(1, sizeof(*s));
@@ -553,7 +385,7 @@ int store_open(const char *path, const struct store_options *opt, struct store *
 		s->db = src; /* status, dry runs: read the file itself; TEMP tables stay writable */
 		src = NULL;
 	} else {
-		r = sql_errno(sqlite3_open_v2(
+		r = sqldb_errno(sqlite3_open_v2(
 			memory ? ":memory:" : path, &s->db,
 			SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL));
 		if (r < 0) {
@@ -570,25 +402,15 @@ int store_open(const char *path, const struct store_options *opt, struct store *
 		snprintf(msg, sizeof(msg), "cannot set up: %s", sqlite3_errmsg(s->db));
 		goto out;
 	}
-	r = opt->read_only && !memory ? check_schema(s, msg) : migrate(s, msg);
+	r = opt->read_only && !memory ? check_schema(s, msg) : sqldb_migrate(s->db, &schema, msg);
 	if (r < 0)
 		goto out;
+	/* WAL lets readers (status) run beside a sync's write. */
 	if (!memory && !opt->read_only) {
-		/* WAL lets readers (status, the receiver) run beside a sync's write. */
-		_cleanup_stmt_ sqlite3_stmt *st = NULL;
-
-		r = prepare(s, "PRAGMA journal_mode = WAL", &st);
-		if (r == 0 && sqlite3_step(st) == SQLITE_ROW &&
-		    sqlite3_stricmp(col_text(st, 0), "wal") != 0) {
-			snprintf(msg, sizeof(msg), "cannot use WAL journaling (got %s)",
-				 col_text(st, 0));
-			r = -EIO;
+		r = sqldb_set_journal(s->db, opt->synchronous_full, msg);
+		if (r < 0)
 			goto out;
-		}
 	}
-	if (r == 0)
-		r = exec(s, opt->synchronous_full ? "PRAGMA synchronous = FULL"
-						  : "PRAGMA synchronous = NORMAL");
 	if (r == 0)
 		r = exec(s, "PRAGMA foreign_keys = ON; PRAGMA temp_store = FILE;"
 			    " PRAGMA cache_size = -" STORE_CACHE_KIB);
@@ -606,6 +428,11 @@ out:
 	sqlite3_close(src);
 	store_close(s);
 	return r;
+}
+
+const char *store_lock_strerror(int r)
+{
+	return r == -EBUSY ? "another tsgraphd (run or sync) is using this store" : strerror(-r);
 }
 
 int store_lock(const char *path, int *ret_fd)
@@ -738,20 +565,20 @@ static int lookup_db(struct store *s, const char *key, struct stored *ret)
 			return r;
 	}
 	st = s->lookup;
-	r = bind_text(st, 1, key);
+	r = sqldb_bind_text(st, 1, key);
 	if (r < 0)
 		goto out;
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		r = rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+		r = rc == SQLITE_DONE ? -ENOENT : sqldb_errno(rc);
 		goto out;
 	}
-	hash = col_text(st, 1);
+	hash = sqldb_col_text(st, 1);
 	ret->id = sqlite3_column_int64(st, 0);
 	ret->rank = sqlite3_column_int64(st, 2);
 	ret->digest = hex_digest(hash ? hash : "");
 	ret->exact = true;
-	r = type_slot(s, col_text(st, 3), &ret->type);
+	r = type_slot(s, sqldb_col_text(st, 3), &ret->type);
 out:
 	sqlite3_reset(st);
 	return r;
@@ -811,7 +638,7 @@ static int index_load(struct store *s)
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
 		uint64_t kh = (uint64_t)sqlite3_column_int64(st, 1);
-		const char *name = col_text(st, 3);
+		const char *name = sqldb_col_text(st, 3);
 		struct kentry *e;
 
 		if (id <= 0 || id > UINT32_MAX) {
@@ -842,7 +669,7 @@ static int index_load(struct store *s)
 		used++;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = sql_errno(rc);
+		r = sqldb_errno(rc);
 	s->types_stored = r == 0;
 	/* Without the index every lookup reads the table: slower, still right. */
 	if (r == -ERANGE || r == -ENOMEM) {
@@ -982,15 +809,15 @@ static int stage_has(struct store *s, uint64_t kh, const char *kind, const char 
 	     m = (m + 1) & (s->staged_cap - 1)) {
 		if (s->staged[m].kh != kh || s->staged[m].row < 0)
 			continue;
-		r = sql_errno(sqlite3_bind_int64(st, 1, s->staged[m].row));
+		r = sqldb_errno(sqlite3_bind_int64(st, 1, s->staged[m].row));
 		rc = r == 0 ? sqlite3_step(st) : SQLITE_OK;
-		if (rc == SQLITE_ROW && strcmp(col_text(st, 0), kind) == 0 &&
-		    strcmp(col_text(st, 1), key) == 0) {
+		if (rc == SQLITE_ROW && strcmp(sqldb_col_text(st, 0), kind) == 0 &&
+		    strcmp(sqldb_col_text(st, 1), key) == 0) {
 			if (ret_rank)
 				*ret_rank = sqlite3_column_int64(st, 2);
 			r = 1;
 		} else if (r == 0 && rc != SQLITE_ROW) {
-			r = sql_errno(rc == SQLITE_DONE ? SQLITE_CORRUPT : rc);
+			r = sqldb_errno(rc == SQLITE_DONE ? SQLITE_CORRUPT : rc);
 		}
 		sqlite3_reset(st);
 		if (r != 0)
@@ -1006,7 +833,7 @@ static int staged_forget_owner(struct store *s, const char *owner)
 	int r = prepare(s, "SELECT rowid, kh FROM temp.stage WHERE owner = ?1", &st), rc;
 
 	if (r == 0)
-		r = bind_text(st, 1, owner);
+		r = sqldb_bind_text(st, 1, owner);
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t row = sqlite3_column_int64(st, 0);
 		uint64_t kh = (uint64_t)sqlite3_column_int64(st, 1);
@@ -1019,7 +846,7 @@ static int staged_forget_owner(struct store *s, const char *owner)
 			}
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = sql_errno(rc);
+		r = sqldb_errno(rc);
 	return r;
 }
 
@@ -1061,32 +888,32 @@ static int stage_insert(struct store *s, const struct graph_object *o, const cha
 	if (!s->stage_put && (r = prepare(s, sql, &s->stage_put)) < 0)
 		return r;
 	st = s->stage_put;
-	r = sql_errno(sqlite3_bind_int64(st, 1, (sqlite3_int64)kh));
+	r = sqldb_errno(sqlite3_bind_int64(st, 1, (sqlite3_int64)kh));
 	if (r == 0)
-		r = bind_text(st, 2, kind);
+		r = sqldb_bind_text(st, 2, kind);
 	if (r == 0)
-		r = bind_text(st, 3, o->key);
+		r = sqldb_bind_text(st, 3, o->key);
 	if (r == 0)
-		r = bind_text(st, 4, o->type);
+		r = sqldb_bind_text(st, 4, o->type);
 	if (r == 0)
-		r = bind_text(st, 5, o->class);
+		r = sqldb_bind_text(st, 5, o->class);
 	if (r == 0)
-		r = bind_text(st, 6, rel ? o->from_key : NULL);
+		r = sqldb_bind_text(st, 6, rel ? o->from_key : NULL);
 	if (r == 0)
-		r = bind_text(st, 7, to_key);
+		r = sqldb_bind_text(st, 7, to_key);
 	if (r == 0)
-		r = bind_text(st, 8, o->owner);
+		r = sqldb_bind_text(st, 8, o->owner);
 	if (r == 0)
-		r = bind_text(st, 9, json);
+		r = sqldb_bind_text(st, 9, json);
 	if (r == 0)
-		r = bind_text(st, 10, hash);
+		r = sqldb_bind_text(st, 10, hash);
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 11, o->rank));
+		r = sqldb_errno(sqlite3_bind_int64(st, 11, o->rank));
 	if (r == 0)
-		r = sql_errno(old_id ? sqlite3_bind_int64(st, 12, old_id)
-				     : sqlite3_bind_null(st, 12));
+		r = sqldb_errno(old_id ? sqlite3_bind_int64(st, 12, old_id)
+				       : sqlite3_bind_null(st, 12));
 	if (r == 0)
-		r = step_done(st);
+		r = sqldb_step_done(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	if (r == 0)
@@ -1146,28 +973,28 @@ static int retract(struct store *s, const char *owner)
 
 	r = prepare(s, "SELECT rowid, type FROM object WHERE owner = ?1", &st);
 	if (r == 0)
-		r = bind_text(st, 1, owner);
+		r = sqldb_bind_text(st, 1, owner);
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
 		size_t slot;
 
 		if (!seen_test(s, id))
 			continue;
-		r = type_slot(s, col_text(st, 1), &slot);
+		r = type_slot(s, sqldb_col_text(st, 1), &slot);
 		if (r == 0) {
 			seen_set(s, id, false);
 			s->types[slot].seen--;
 		}
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = sql_errno(rc);
+		r = sqldb_errno(rc);
 	if (r == 0)
 		r = staged_forget_owner(s, owner);
 	if (r == 0)
 		r = prepare(s, "DELETE FROM temp.stage WHERE owner = ?1", &del);
 	if (r == 0)
-		r = bind_text(del, 1, owner);
-	return r < 0 ? r : step_done(del);
+		r = sqldb_bind_text(del, 1, owner);
+	return r < 0 ? r : sqldb_step_done(del);
 }
 
 int store_snapshot_owner(struct store *s, const char *owner, int64_t rank, bool *ret_take)
@@ -1211,13 +1038,13 @@ int store_snapshot_complete(struct store *s, const char *group, const char *cons
 
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		sqlite3_reset(st);
-		r = bind_text(st, 1, types[i]);
+		r = sqldb_bind_text(st, 1, types[i]);
 		if (r == 0)
-			r = bind_text(st, 2, group);
+			r = sqldb_bind_text(st, 2, group);
 		if (r == 0)
-			r = sql_errno(sqlite3_bind_int(st, 3, i == 0));
+			r = sqldb_errno(sqlite3_bind_int(st, 3, i == 0));
 		if (r == 0)
-			r = step_done(st);
+			r = sqldb_step_done(st);
 	}
 	return r;
 }
@@ -1228,8 +1055,8 @@ int store_snapshot_complete_owner(struct store *s, const char *owner)
 	int r = prepare(s, "INSERT OR IGNORE INTO temp.complete_owner (owner) VALUES (?1)", &st);
 
 	if (r == 0)
-		r = bind_text(st, 1, owner);
-	return r < 0 ? r : step_done(st);
+		r = sqldb_bind_text(st, 1, owner);
+	return r < 0 ? r : sqldb_step_done(st);
 }
 
 int store_snapshot_incomplete(struct store *s, const char *group)
@@ -1238,8 +1065,8 @@ int store_snapshot_incomplete(struct store *s, const char *group)
 	int r = prepare(s, "DELETE FROM temp.complete WHERE grp = ?1", &st);
 
 	if (r == 0)
-		r = bind_text(st, 1, group);
-	return r < 0 ? r : step_done(st);
+		r = sqldb_bind_text(st, 1, group);
+	return r < 0 ? r : sqldb_step_done(st);
 }
 
 int store_snapshot_count(struct store *s, int64_t *ret)
@@ -1269,16 +1096,17 @@ int store_missing_counts(struct store *s, store_missing_fn fn, void *ud)
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *type = col_text(st, 1);
+		const char *type = sqldb_col_text(st, 1);
 		int64_t stored = 0;
 
 		r = store_type_count(s, type, &stored);
 		if (r == 0)
-			r = fn(col_text(st, 0), type, stored, stored - type_seen(s, type), ud);
+			r = fn(sqldb_col_text(st, 0), type, stored, stored - type_seen(s, type),
+			       ud);
 		if (r != 0)
 			return r;
 	}
-	return sql_errno(rc);
+	return sqldb_errno(rc);
 }
 
 /* Marks for deletion the stored objects that the select (?1 bound to arg) lists and the
@@ -1291,7 +1119,7 @@ static int mark_unseen(struct store *s, const char *select, const char *arg)
 
 	r = prepare(s, select, &st);
 	if (r == 0)
-		r = bind_text(st, 1, arg);
+		r = sqldb_bind_text(st, 1, arg);
 	if (r == 0)
 		r = prepare(s, "INSERT OR IGNORE INTO temp.gone (id) VALUES (?1)", &ins);
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1300,12 +1128,12 @@ static int mark_unseen(struct store *s, const char *select, const char *arg)
 		if (seen_test(s, id))
 			continue;
 		sqlite3_reset(ins);
-		r = sql_errno(sqlite3_bind_int64(ins, 1, id));
+		r = sqldb_errno(sqlite3_bind_int64(ins, 1, id));
 		if (r == 0)
-			r = step_done(ins);
+			r = sqldb_step_done(ins);
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = sql_errno(rc);
+		r = sqldb_errno(rc);
 	return r;
 }
 
@@ -1325,7 +1153,7 @@ static int each_text(struct store *s, const char *sql, int (*fn)(struct store *,
 	if (r == 0 && max > 0 && !v)
 		r = -ENOMEM;
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW && n < (size_t)max)
-		if (!(v[n++] = strdup(col_text(st, 0))))
+		if (!(v[n++] = strdup(sqldb_col_text(st, 0))))
 			r = -ENOMEM;
 	for (size_t i = 0; r == 0 && i < n; i++)
 		r = fn(s, v[i]);
@@ -1433,28 +1261,28 @@ static const struct {
 static struct outbox_row change_at(sqlite3_stmt *st, int first)
 {
 	return (struct outbox_row){
-		.op = col_text(st, first),
-		.kind = col_text(st, first + 1),
-		.key = col_text(st, first + 2),
-		.type = col_text(st, first + 3),
-		.class = col_text(st, first + 4),
-		.json = col_text(st, first + 5),
-		.changed = col_text(st, first + 6),
-		.source = col_text(st, first + 7),
+		.op = sqldb_col_text(st, first),
+		.kind = sqldb_col_text(st, first + 1),
+		.key = sqldb_col_text(st, first + 2),
+		.type = sqldb_col_text(st, first + 3),
+		.class = sqldb_col_text(st, first + 4),
+		.json = sqldb_col_text(st, first + 5),
+		.changed = sqldb_col_text(st, first + 6),
+		.source = sqldb_col_text(st, first + 7),
 	};
 }
 
 static int plan_bind(sqlite3_stmt *st, const char *source, int64_t now, int64_t run_id,
 		     const char *kind)
 {
-	int r = bind_text(st, 1, source);
+	int r = sqldb_bind_text(st, 1, source);
 
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 2, now));
+		r = sqldb_errno(sqlite3_bind_int64(st, 2, now));
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 3, run_id));
+		r = sqldb_errno(sqlite3_bind_int64(st, 3, run_id));
 	if (r == 0)
-		r = bind_text(st, 4, kind);
+		r = sqldb_bind_text(st, 4, kind);
 	return r;
 }
 
@@ -1474,7 +1302,7 @@ int store_plan_each(struct store *s, const char *source, store_outbox_fn fn, voi
 			r = fn(&row, userdata);
 		}
 		if (r == 0 && rc != SQLITE_DONE)
-			r = sql_errno(rc);
+			r = sqldb_errno(rc);
 	}
 	return r;
 }
@@ -1505,8 +1333,8 @@ static int meta_add(struct store *s, int64_t objects)
 	int r = prepare(s, "UPDATE meta SET objects = max(0, objects + ?1)", &st);
 
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 1, objects));
-	return r < 0 ? r : step_done(st);
+		r = sqldb_errno(sqlite3_bind_int64(st, 1, objects));
+	return r < 0 ? r : sqldb_step_done(st);
 }
 
 /* The created objects of one kind, in one read of the plan: each row becomes its object,
@@ -1544,63 +1372,64 @@ static int apply_creates(struct store *s, const char *kind, const char *source, 
 			    " VALUES ('create', ?1, ?2, ?3, ?4, NULL, NULL, ?5, ?6, ?7, ?8)",
 			    &out);
 	if (r == 0)
-		r = bind_text(sel, 1, kind);
+		r = sqldb_bind_text(sel, 1, kind);
 	while (r == 0 && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
-		const char *key = col_text(sel, 0), *type = col_text(sel, 1);
+		const char *key = sqldb_col_text(sel, 0), *type = sqldb_col_text(sel, 1);
 		int64_t id;
 
 		/* Columns 0..8 of the plan row are the object's values 1, 3..10. */
-		r = sql_errno(sqlite3_bind_value(obj, 1, sqlite3_column_value(sel, 0)));
+		r = sqldb_errno(sqlite3_bind_value(obj, 1, sqlite3_column_value(sel, 0)));
 		if (r == 0)
-			r = bind_text(obj, 2, kind);
+			r = sqldb_bind_text(obj, 2, kind);
 		for (int i = 1; r == 0 && i <= 8; i++)
-			r = sql_errno(sqlite3_bind_value(obj, i + 2, sqlite3_column_value(sel, i)));
+			r = sqldb_errno(
+				sqlite3_bind_value(obj, i + 2, sqlite3_column_value(sel, i)));
 		if (r == 0)
-			r = sql_errno(sqlite3_bind_int64(obj, 11, now));
+			r = sqldb_errno(sqlite3_bind_int64(obj, 11, now));
 		if (r == 0)
-			r = step_done(obj);
+			r = sqldb_step_done(obj);
 		if (r < 0)
 			break;
 		sqlite3_reset(obj);
 		id = sqlite3_last_insert_rowid(s->db);
-		r = sql_errno(sqlite3_bind_int64(dig, 1, id));
+		r = sqldb_errno(sqlite3_bind_int64(dig, 1, id));
 		if (r == 0)
-			r = sql_errno(sqlite3_bind_int64(dig, 2, (sqlite3_int64)key_hash(key)));
+			r = sqldb_errno(sqlite3_bind_int64(dig, 2, (sqlite3_int64)key_hash(key)));
 		if (r == 0)
-			r = sql_errno(sqlite3_bind_int64(
-				dig, 3, (sqlite3_int64)hex_digest(col_text(sel, 7))));
+			r = sqldb_errno(sqlite3_bind_int64(
+				dig, 3, (sqlite3_int64)hex_digest(sqldb_col_text(sel, 7))));
 		if (r == 0)
-			r = bind_text(dig, 4, type);
+			r = sqldb_bind_text(dig, 4, type);
 		if (r == 0)
-			r = step_done(dig);
+			r = sqldb_step_done(dig);
 		if (r < 0)
 			break;
 		sqlite3_reset(dig);
 		if (r == 0)
-			r = bind_text(out, 1, kind);
+			r = sqldb_bind_text(out, 1, kind);
 		if (r == 0)
-			r = bind_text(out, 2, key);
+			r = sqldb_bind_text(out, 2, key);
 		if (r == 0)
-			r = bind_text(out, 3, type);
+			r = sqldb_bind_text(out, 3, type);
 		if (r == 0)
-			r = bind_text(out, 4, col_text(sel, 2));
+			r = sqldb_bind_text(out, 4, sqldb_col_text(sel, 2));
 		if (r == 0)
-			r = bind_text(out, 5, source);
+			r = sqldb_bind_text(out, 5, source);
 		if (r == 0)
-			r = sql_errno(sqlite3_bind_int64(out, 6, now));
+			r = sqldb_errno(sqlite3_bind_int64(out, 6, now));
 		if (r == 0)
-			r = sql_errno(sqlite3_bind_int64(out, 7, run_id));
+			r = sqldb_errno(sqlite3_bind_int64(out, 7, run_id));
 		if (r == 0)
-			r = sql_errno(sqlite3_bind_int64(out, 8, id));
+			r = sqldb_errno(sqlite3_bind_int64(out, 8, id));
 		if (r == 0)
-			r = step_done(out);
+			r = sqldb_step_done(out);
 		if (r < 0)
 			break;
 		sqlite3_reset(out);
 		n++;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = sql_errno(rc);
+		r = sqldb_errno(rc);
 	*ret_count = n;
 	return r;
 }
@@ -1640,9 +1469,9 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 
 		r = prepare(s, update, &st);
 		if (r == 0)
-			r = sql_errno(sqlite3_bind_int64(st, 1, now));
+			r = sqldb_errno(sqlite3_bind_int64(st, 1, now));
 		if (r == 0)
-			r = step_done(st);
+			r = sqldb_step_done(st);
 	}
 	if (r == 0)
 		r = exec(s, digests);
@@ -1663,7 +1492,7 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 		if (r == 0)
 			r = plan_bind(st, source, now, run_id, plan_order[i].kind);
 		if (r == 0)
-			r = step_done(st);
+			r = sqldb_step_done(st);
 		if (r == 0)
 			counts[plan_order[i].op] += sqlite3_changes64(s->db);
 	}
@@ -1693,7 +1522,7 @@ static int outbox_rows(struct store *s, const char *sql, const int64_t args[stat
 	int r = prepare(s, sql, &st), rc;
 
 	for (int i = 0; r == 0 && i < sqlite3_bind_parameter_count(st) && i < 3; i++)
-		r = sql_errno(sqlite3_bind_int64(st, i + 1, args[i]));
+		r = sqldb_errno(sqlite3_bind_int64(st, i + 1, args[i]));
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1705,7 +1534,7 @@ static int outbox_rows(struct store *s, const char *sql, const int64_t args[stat
 		if (r != 0)
 			return r;
 	}
-	return sql_errno(rc);
+	return sqldb_errno(rc);
 }
 
 int store_outbox_each(struct store *s, int64_t after_seq, int64_t limit, store_outbox_fn fn,
@@ -1756,11 +1585,11 @@ int store_outbox_prune(struct store *s, const char *const *sinks, size_t n, int6
 			    "  WHERE seq <= ?1 AND created_at >= ?2 ORDER BY seq LIMIT 1), ?1 + 1)",
 			    &st);
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 1, keep_after));
+		r = sqldb_errno(sqlite3_bind_int64(st, 1, keep_after));
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 2, before_ms));
+		r = sqldb_errno(sqlite3_bind_int64(st, 2, before_ms));
 	if (r == 0)
-		r = step_done(st);
+		r = sqldb_step_done(st);
 	if (r < 0)
 		return r;
 	*ret_deleted = sqlite3_changes64(s->db);
@@ -1798,10 +1627,10 @@ int store_cursor_set(struct store *s, const char *sink, int64_t seq)
 			&st);
 
 	if (r == 0)
-		r = bind_text(st, 1, sink);
+		r = sqldb_bind_text(st, 1, sink);
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 2, seq));
-	return r < 0 ? r : step_done(st);
+		r = sqldb_errno(sqlite3_bind_int64(st, 2, seq));
+	return r < 0 ? r : sqldb_step_done(st);
 }
 
 int store_sink_report(struct store *s, const char *sink, int64_t now, const char *error)
@@ -1819,12 +1648,12 @@ int store_sink_report(struct store *s, const char *sink, int64_t now, const char
 			&st);
 
 	if (r == 0)
-		r = bind_text(st, 1, sink);
+		r = sqldb_bind_text(st, 1, sink);
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 2, now));
+		r = sqldb_errno(sqlite3_bind_int64(st, 2, now));
 	if (r == 0)
-		r = bind_text(st, 3, error);
-	return r < 0 ? r : step_done(st);
+		r = sqldb_bind_text(st, 3, error);
+	return r < 0 ? r : sqldb_step_done(st);
 }
 
 int store_sink_state_get(struct store *s, const char *sink, struct store_sink_state *ret)
@@ -1838,18 +1667,18 @@ int store_sink_state_get(struct store *s, const char *sink, struct store_sink_st
 
 	*ret = (struct store_sink_state){ 0 };
 	if (r == 0)
-		r = bind_text(st, 1, sink);
+		r = sqldb_bind_text(st, 1, sink);
 	if (r < 0)
 		return r;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) /* a sink that never ran */
 		return 0;
 	if (rc != SQLITE_ROW)
-		return sql_errno(rc);
+		return sqldb_errno(rc);
 	ret->cursor = sqlite3_column_int64(st, 0);
 	ret->last_ok = sqlite3_column_int64(st, 1);
-	if (col_text(st, 2))
-		snprintf(ret->last_error, sizeof(ret->last_error), "%s", col_text(st, 2));
+	if (sqldb_col_text(st, 2))
+		snprintf(ret->last_error, sizeof(ret->last_error), "%s", sqldb_col_text(st, 2));
 	ret->last_error_at = sqlite3_column_int64(st, 3);
 	ret->failures = sqlite3_column_int64(st, 4);
 	return 0;
@@ -1863,14 +1692,14 @@ int store_outbox_count(struct store *s, int64_t after_seq, int64_t upto_seq, int
 	int r = prepare(s, "SELECT count(*) FROM outbox WHERE seq > ?1 AND seq <= ?2", &st), rc;
 
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 1, after_seq));
+		r = sqldb_errno(sqlite3_bind_int64(st, 1, after_seq));
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 2, upto_seq));
+		r = sqldb_errno(sqlite3_bind_int64(st, 2, upto_seq));
 	if (r < 0)
 		return r;
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+		return rc == SQLITE_DONE ? -ENOENT : sqldb_errno(rc);
 	*ret = sqlite3_column_int64(st, 0);
 	return 0;
 }
@@ -1889,12 +1718,12 @@ int store_outbox_gap(struct store *s, int64_t after_seq, int64_t *ret_first, int
 		    " coalesce((SELECT max(seq) FROM outbox), 0)) + 1)",
 		    &st);
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 1, after_seq));
+		r = sqldb_errno(sqlite3_bind_int64(st, 1, after_seq));
 	if (r < 0)
 		return r;
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+		return rc == SQLITE_DONE ? -ENOENT : sqldb_errno(rc);
 	next = sqlite3_column_int64(st, 0);
 	*ret_first = next > after_seq + 1 ? after_seq + 1 : 0;
 	*ret_last = next > after_seq + 1 ? next - 1 : 0;
@@ -1910,18 +1739,18 @@ int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct store_row row = {
-			.kind = col_text(st, 0),
-			.key = col_text(st, 1),
-			.type = col_text(st, 2),
-			.class = col_text(st, 3),
-			.json = col_text(st, 4),
+			.kind = sqldb_col_text(st, 0),
+			.key = sqldb_col_text(st, 1),
+			.type = sqldb_col_text(st, 2),
+			.class = sqldb_col_text(st, 3),
+			.json = sqldb_col_text(st, 4),
 		};
 
 		r = fn(&row, ud);
 		if (r != 0)
 			return r;
 	}
-	return sql_errno(rc);
+	return sqldb_errno(rc);
 }
 
 int store_object_name(struct store *s, const char *key, char **ret)
@@ -1932,13 +1761,13 @@ int store_object_name(struct store *s, const char *key, char **ret)
 	const char *name;
 
 	if (r == 0)
-		r = bind_text(st, 1, key);
+		r = sqldb_bind_text(st, 1, key);
 	if (r < 0)
 		return r;
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
-	if (sqlite3_column_type(st, 0) != SQLITE_TEXT || !(name = col_text(st, 0)))
+		return rc == SQLITE_DONE ? -ENOENT : sqldb_errno(rc);
+	if (sqlite3_column_type(st, 0) != SQLITE_TEXT || !(name = sqldb_col_text(st, 0)))
 		return -ENOENT;
 	*ret = strdup(name);
 	return *ret ? 0 : -ENOMEM;
@@ -1954,11 +1783,11 @@ int store_type_counts(struct store *s, store_count_fn fn, void *userdata)
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		r = fn(col_text(st, 0), sqlite3_column_int64(st, 1), userdata);
+		r = fn(sqldb_col_text(st, 0), sqlite3_column_int64(st, 1), userdata);
 		if (r != 0)
 			return r;
 	}
-	return sql_errno(rc);
+	return sqldb_errno(rc);
 }
 
 int store_run_begin(struct store *s, const char *kind, int64_t now, int64_t *ret_id)
@@ -1974,11 +1803,11 @@ int store_run_begin(struct store *s, const char *kind, int64_t now, int64_t *ret
 			"INSERT INTO sync_run (kind, result, started) VALUES (?1, 'running', ?2)",
 			&st);
 	if (r == 0)
-		r = bind_text(st, 1, kind);
+		r = sqldb_bind_text(st, 1, kind);
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 2, now));
+		r = sqldb_errno(sqlite3_bind_int64(st, 2, now));
 	if (r == 0)
-		r = step_done(st);
+		r = sqldb_step_done(st);
 	if (r == 0)
 		*ret_id = sqlite3_last_insert_rowid(s->db);
 	return r;
@@ -1993,22 +1822,22 @@ int store_run_finish(struct store *s, const struct store_run *run)
 	int r = prepare(s, sql, &st);
 
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 1, run->id));
+		r = sqldb_errno(sqlite3_bind_int64(st, 1, run->id));
 	if (r == 0)
-		r = bind_text(st, 2, run->result);
+		r = sqldb_bind_text(st, 2, run->result);
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 3, run->finished));
+		r = sqldb_errno(sqlite3_bind_int64(st, 3, run->finished));
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 4, run->created));
+		r = sqldb_errno(sqlite3_bind_int64(st, 4, run->created));
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 5, run->updated));
+		r = sqldb_errno(sqlite3_bind_int64(st, 5, run->updated));
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 6, run->deleted));
+		r = sqldb_errno(sqlite3_bind_int64(st, 6, run->deleted));
 	if (r == 0)
-		r = bind_text(st, 7, run->held_back);
+		r = sqldb_bind_text(st, 7, run->held_back);
 	if (r == 0)
-		r = bind_text(st, 8, run->message);
-	return r < 0 ? r : step_done(st);
+		r = sqldb_bind_text(st, 8, run->message);
+	return r < 0 ? r : sqldb_step_done(st);
 }
 
 int store_runs_each(struct store *s, int64_t limit, store_run_fn fn, void *userdata)
@@ -2020,26 +1849,46 @@ int store_runs_each(struct store *s, int64_t limit, store_run_fn fn, void *userd
 	int r = prepare(s, sql, &st), rc;
 
 	if (r == 0)
-		r = sql_errno(sqlite3_bind_int64(st, 1, limit));
+		r = sqldb_errno(sqlite3_bind_int64(st, 1, limit));
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct store_run run = {
 			.id = sqlite3_column_int64(st, 0),
-			.kind = col_text(st, 1),
-			.result = col_text(st, 2),
+			.kind = sqldb_col_text(st, 1),
+			.result = sqldb_col_text(st, 2),
 			.started = sqlite3_column_int64(st, 3),
 			.finished = sqlite3_column_int64(st, 4),
 			.created = sqlite3_column_int64(st, 5),
 			.updated = sqlite3_column_int64(st, 6),
 			.deleted = sqlite3_column_int64(st, 7),
-			.held_back = col_text(st, 8),
-			.message = col_text(st, 9),
+			.held_back = sqldb_col_text(st, 8),
+			.message = sqldb_col_text(st, 9),
 		};
 
 		r = fn(&run, userdata);
 		if (r != 0)
 			return r;
 	}
-	return sql_errno(rc);
+	return sqldb_errno(rc);
+}
+
+int store_runs_prune(struct store *s, const char *kind, int64_t before_ms, int64_t *ret_deleted)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r;
+
+	r = prepare(s,
+		    "DELETE FROM sync_run WHERE kind = ?1 AND finished > 0 AND finished < ?2"
+		    " AND id < (SELECT max(id) FROM sync_run WHERE kind = ?1)",
+		    &st);
+	if (r == 0)
+		r = sqldb_bind_text(st, 1, kind);
+	if (r == 0)
+		r = sqldb_errno(sqlite3_bind_int64(st, 2, before_ms));
+	if (r == 0)
+		r = sqldb_step_done(st);
+	if (r == 0 && ret_deleted)
+		*ret_deleted = sqlite3_changes(s->db);
+	return r;
 }

@@ -416,7 +416,21 @@ static void fetch_full(struct sync *sy, const void *arg)
 struct refresh_args {
 	const char *const *alerts, *const *agents;
 	size_t n_alerts, n_agents;
+	char **done; /* agents refreshed in this run (copies), at most one per id named */
+	size_t n_done;
 };
+
+/* Whether the agent was already refreshed in this run; if not, it is noted as being so
+ * (when there is no memory for the note, it is simply refreshed again later). */
+static bool agent_seen(struct refresh_args *ra, const char *id)
+{
+	for (size_t i = 0; i < ra->n_done; i++)
+		if (strcmp(ra->done[i], id) == 0)
+			return true;
+	if (ra->done && (ra->done[ra->n_done] = strdup(id)) != NULL)
+		ra->n_done++;
+	return false;
+}
 
 /* One single-object GET made into its owner's objects, which it then replaces whole. */
 static int refresh_done(struct sync *sy, int r)
@@ -456,30 +470,45 @@ static void refresh_agent(struct sync *sy, const char *id)
 	ts_agent_free(&a);
 }
 
+static void alert_outcome(struct sync *sy, const char *id, int result)
+{
+	if (sy->opt->on_alert)
+		sy->opt->on_alert(id, result, sy->opt->userdata);
+}
+
 static void fetch_refresh(struct sync *sy, const void *arg)
 {
-	const struct refresh_args *ra = arg;
+	struct refresh_args *ra = (struct refresh_args *)arg;
+	size_t i;
 
 	progress_listing(sy, "alerts", NULL);
-	for (size_t i = 0; i < ra->n_alerts && !run_over(sy); i++) {
+	for (i = 0; i < ra->n_alerts && !run_over(sy); i++) {
 		struct tsapi_error err = { 0 };
 		struct ts_alert al = { 0 };
+		int r;
 
-		if (tsapi_get_alert(sy->api, ra->alerts[i], &al, &err) < 0) {
+		r = tsapi_get_alert(sy->api, ra->alerts[i], &al, &err);
+		if (r < 0) {
 			if (!run_over(sy))
 				refresh_failed(sy, "alert", ra->alerts[i], &err);
+			alert_outcome(sy, ra->alerts[i], run_over(sy) ? -ECANCELED : r);
 			continue;
 		}
 		progress_object(sy);
 		begin_owner(sy);
-		refresh_done(sy, built(sy, graph_alert(&sy->gopt, &al, stage, sy), "alert", al.id));
-		if (al.agent_id && !run_over(sy))
+		r = refresh_done(sy,
+				 built(sy, graph_alert(&sy->gopt, &al, stage, sy), "alert", al.id));
+		alert_outcome(sy, ra->alerts[i], r);
+		if (al.agent_id && !run_over(sy) && !agent_seen(ra, al.agent_id))
 			refresh_agent(sy, al.agent_id);
 		ts_alert_free(&al);
 	}
+	for (; i < ra->n_alerts; i++)
+		alert_outcome(sy, ra->alerts[i], -ECANCELED);
 	progress_listing(sy, "agents", NULL);
-	for (size_t i = 0; i < ra->n_agents && !run_over(sy); i++)
-		refresh_agent(sy, ra->agents[i]);
+	for (i = 0; i < ra->n_agents && !run_over(sy); i++)
+		if (!agent_seen(ra, ra->agents[i]))
+			refresh_agent(sy, ra->agents[i]);
 }
 
 /* The pause point of test builds (testhook.h); nothing in others. */
@@ -697,6 +726,13 @@ int sync_refresh(struct sync *sy, const char *const *alert_ids, size_t n_alerts,
 	struct refresh_args ra = {
 		.alerts = alert_ids, .n_alerts = n_alerts, .agents = agent_ids, .n_agents = n_agents
 	};
+	int r;
 
-	return run(sy, "refresh", fetch_refresh, &ra, opt, report);
+	/* Without room to remember them, agents are simply refreshed once per alert. */
+	ra.done = calloc(n_alerts + n_agents + 1, sizeof(*ra.done));
+	r = run(sy, "refresh", fetch_refresh, &ra, opt, report);
+	for (size_t i = 0; i < ra.n_done; i++)
+		free(ra.done[i]);
+	free(ra.done);
+	return r;
 }

@@ -914,6 +914,9 @@ static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *
 			r = -ECANCELED;
 		if (r < 0)
 			break;
+		if (api->opt.on_response)
+			api->opt.on_response(cc == CURLE_OK ? api->resp.status : 0,
+					     api->opt.response_userdata);
 		o = (struct outcome){ .code = TSAPI_OK };
 		said[0] = '\0';
 		if (cc != CURLE_OK)

@@ -13,6 +13,11 @@
  * A time that is a string but not ISO-8601 (or integer milliseconds) is kept as
  * TSJSON_TIME_UNKNOWN rather than failing: it is content, not structure.
  *
+ * tsjson_webhook() reads the alert webhook's body, the one input that comes from anyone who
+ * can reach the receiver: the same getters, an id restricted to the characters Threat
+ * Stack's ids use (so it is safe in a URL path and a log line as it is), the organization
+ * checked, each alert kept as its own JSON for the inbox.
+ *
  * tsjson_page() splits one listing page into its items and its continuation token; it is
  * the piece tsapi hands untrusted bytes to, and what the fuzz target exercises. A page must
  * carry its collection as an array of objects and no "errors": anything else is a failed
@@ -26,8 +31,10 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <string.h>
+#include <strings.h>
 
 #define EXCERPT_MAX   40
 #define SIZE_TEXT_MAX 32 /* format_size()'s "1.5 MiB" */
@@ -559,6 +566,207 @@ int tsjson_alert(json_object *o, struct ts_alert *ret, char err[static TSJSON_ER
 	}
 	*ret = a;
 	return 0;
+}
+
+/* A webhook alert's id: a string, or an integer as webhooks sometimes send numbers; at most
+ * TSJSON_WEBHOOK_ID_MAX bytes of [A-Za-z0-9._:-]. */
+static int get_webhook_id(json_object *o, char **ret, char *err)
+{
+	json_object *v = member(o, "id");
+	char num[32];
+	const char *s;
+	size_t len;
+
+	if (!v) {
+		seterr(err, "missing id");
+		return -EBADMSG;
+	}
+	if (json_object_is_type(v, json_type_int)) {
+		snprintf(num, sizeof(num), "%" PRId64, json_object_get_int64(v));
+		s = num;
+	} else if (json_object_is_type(v, json_type_string)) {
+		s = json_object_get_string(v);
+	} else {
+		seterr(err, "id: not a string");
+		return -EBADMSG;
+	}
+	len = strlen(s);
+	if (len == 0) {
+		seterr(err, "id: empty");
+		return -EBADMSG;
+	}
+	if (len > TSJSON_WEBHOOK_ID_MAX || (json_object_is_type(v, json_type_string) &&
+					    (size_t)json_object_get_string_len(v) != len)) {
+		seterr(err, "id: longer than %d bytes or with a NUL byte", TSJSON_WEBHOOK_ID_MAX);
+		return -EBADMSG;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (!isalnum(c) && c != '.' && c != '_' && c != ':' && c != '-') {
+			seterr(err, "id: not an alert id (letters, digits, '.', '_', ':', '-')");
+			return -EBADMSG;
+		}
+	}
+	*ret = strdup(s);
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* organization_Name is spelled so in the vendor's page; any case is taken. */
+static json_object *member_any_case(json_object *o, const char *name)
+{
+	json_object_object_foreach(o, key, val)
+	{
+		if (strcasecmp(key, name) == 0)
+			return val;
+	}
+	return NULL;
+}
+
+static void webhook_alert_free(struct ts_webhook_alert *a)
+{
+	free(a->id);
+	free(a->title);
+	free(a->organization_id);
+	free(a->organization_name);
+	free(a->server_or_region);
+	free(a->source);
+	free(a->json);
+	memset(a, 0, sizeof(*a));
+}
+
+static int webhook_alert(json_object *o, const char *org_id, struct ts_webhook_alert *a, char *err)
+{
+	json_object *name;
+	const char *json;
+	size_t len;
+	int r;
+
+	*a = (struct ts_webhook_alert){ .created_at = TSJSON_TIME_UNKNOWN };
+	r = need_object(o, "alert", err);
+	if (r == 0)
+		r = get_webhook_id(o, &a->id, err);
+	if (r == 0)
+		r = get_str(o, "title", &a->title, err);
+	if (r == 0)
+		r = get_str(o, "organization_id", &a->organization_id, err);
+	if (r == 0)
+		r = get_str(o, "server_or_region", &a->server_or_region, err);
+	if (r == 0)
+		r = get_str(o, "source", &a->source, err);
+	if (r == 0)
+		r = get_time(o, "created_at", &a->created_at, err);
+	if (r == 0)
+		r = get_severity(o, &a->severity, err);
+	if (r == 0 && (name = member_any_case(o, "organization_name")) != NULL) {
+		if (!json_object_is_type(name, json_type_string)) {
+			seterr(err, "organization_Name: not a string");
+			r = -EBADMSG;
+		} else {
+			r = check_string(name, "organization_Name", err);
+			if (r == 0 &&
+			    !(a->organization_name = strdup(json_object_get_string(name))))
+				r = -ENOMEM;
+		}
+	}
+	if (r == 0 && org_id && a->organization_id && strcmp(a->organization_id, org_id) != 0) {
+		seterr(err, "organization_id: not this organization's");
+		r = -EPERM;
+	}
+	if (r == 0) {
+		json = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								 JSON_C_TO_STRING_NOSLASHESCAPE);
+		len = json ? strlen(json) : 0;
+		if (len > TSJSON_WEBHOOK_ALERT_MAX) {
+			seterr(err, "larger than %u KiB", TSJSON_WEBHOOK_ALERT_MAX / 1024);
+			r = -E2BIG;
+		} else if (!json || !(a->json = strdup(json))) {
+			r = -ENOMEM;
+		}
+	}
+	if (r < 0)
+		webhook_alert_free(a);
+	return r;
+}
+
+void ts_webhook_free(struct ts_webhook *w)
+{
+	if (!w)
+		return;
+	for (size_t i = 0; i < w->n; i++)
+		webhook_alert_free(&w->alerts[i]);
+	free(w->alerts);
+	w->alerts = NULL;
+	w->n = 0;
+}
+
+/* Prefixes err with where the alert sits: "alerts[3]: " in a wrapped body. */
+static void where_err(char *err, bool wrapped, size_t i)
+{
+	char tmp[TSJSON_ERR_MAX];
+
+	if (!wrapped)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s", err);
+	seterr(err, "alerts[%zu]: %s", i, tmp);
+}
+
+int tsjson_webhook(const char *body, size_t len, const char *org_id, struct ts_webhook *ret,
+		   char err[static TSJSON_ERR_MAX])
+{
+	struct ts_webhook w = { 0 };
+	json_object *root = NULL, *list = NULL;
+	bool wrapped;
+	size_t n = 1;
+	int r;
+
+	err[0] = '\0';
+	r = tsjson_document(body, len, TSJSON_WEBHOOK_PARSE_MAX, &root, err);
+	if (r < 0)
+		return r;
+	wrapped = json_object_object_get_ex(root, "alerts", &list);
+	if (wrapped) {
+		if (!list || !json_object_is_type(list, json_type_array)) {
+			seterr(err, "alerts: not an array");
+			r = -EBADMSG;
+			goto out;
+		}
+		n = json_object_array_length(list);
+		if (n == 0) {
+			seterr(err, "alerts: empty");
+			r = -EBADMSG;
+			goto out;
+		}
+		if (n > TSJSON_WEBHOOK_ALERTS_MAX) {
+			seterr(err, "alerts: more than %d in one request",
+			       TSJSON_WEBHOOK_ALERTS_MAX);
+			r = -E2BIG;
+			goto out;
+		}
+	}
+	w.alerts = calloc(n, sizeof(*w.alerts));
+	if (!w.alerts) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		r = webhook_alert(wrapped ? json_object_array_get_idx(list, i) : root, org_id,
+				  &w.alerts[i], err);
+		if (r < 0) {
+			if (r == -ENOMEM)
+				seterr(err, "out of memory");
+			else
+				where_err(err, wrapped, i);
+			goto out;
+		}
+		w.n++;
+	}
+	*ret = w;
+	w = (struct ts_webhook){ 0 };
+out:
+	ts_webhook_free(&w);
+	json_object_put(root);
+	return r;
 }
 
 /* What json-c will spend on a document, estimated before parsing, from figures measured on

@@ -18,12 +18,13 @@
 
 #include "tsgraphd/log.h"
 
-#define CONFIG_DEFAULT_PATH "/etc/tsgraphd/tsgraphd.conf"
-#define CONFIG_ERROR_MAX    512
-#define CONFIG_SINKS_MAX    16
-#define CONFIG_FILE_MAX	    (1024 * 1024)
-#define CONFIG_SECRET_MAX   4096
-#define CONFIG_PEM_MAX	    (4 * 1024 * 1024) /* api_ca_file, tls_cert, tls_key */
+#define CONFIG_DEFAULT_PATH  "/etc/tsgraphd/tsgraphd.conf"
+#define CONFIG_ERROR_MAX     512
+#define CONFIG_SINKS_MAX     16
+#define CONFIG_SINK_NAME_MAX 64 /* the NAME of [sink.NAME] */
+#define CONFIG_FILE_MAX	     (1024 * 1024)
+#define CONFIG_SECRET_MAX    4096
+#define CONFIG_PEM_MAX	     (4 * 1024 * 1024) /* api_ca_file, tls_cert, tls_key */
 
 enum config_flags {
 	/* Load only what reading the store needs (status): secret files, credentials and the
@@ -96,12 +97,17 @@ struct config_sink {
 #define CONFIG_J1_JOB_CHANGES_DEFAULT 50000u
 #define CONFIG_SINK_TIMEOUT_DEFAULT   30u
 
-#define CONFIG_OUTBOX_RETENTION_DEFAULT (7u * 86400)
-#define CONFIG_MAX_RESPONSE_DEFAULT	(8u * 1024 * 1024) /* [threatstack] max_response */
-#define CONFIG_MAX_PAGES_DEFAULT	2000u		   /* [threatstack] max_pages */
-#define CONFIG_MAX_BODY_DEFAULT		(1024u * 1024)	   /* [webhook] max_body */
-#define CONFIG_SIZE_KEY_MIN		1024u		   /* bounds of every size key */
-#define CONFIG_SIZE_KEY_MAX		(64u * 1024 * 1024)
+#define CONFIG_OUTBOX_RETENTION_DEFAULT	      (7u * 86400)
+#define CONFIG_MAX_RESPONSE_DEFAULT	      (8u * 1024 * 1024) /* [threatstack] max_response */
+#define CONFIG_MAX_PAGES_DEFAULT	      2000u		 /* [threatstack] max_pages */
+#define CONFIG_MAX_BODY_DEFAULT		      (1024u * 1024)	 /* [webhook] max_body */
+#define CONFIG_INBOX_MAX_DEFAULT	      100000u		 /* [webhook] inbox_max */
+#define CONFIG_CONFIRM_WINDOW_DEFAULT	      86400u		 /* [webhook] confirm_window, s */
+#define CONFIG_WEBHOOK_TIMEOUT_DEFAULT	      10u		 /* [webhook] timeout, s */
+#define CONFIG_MAX_CONNECTIONS_DEFAULT	      256u		 /* [webhook] max_connections */
+#define CONFIG_MAX_CONNECTIONS_PER_IP_DEFAULT 16u   /* [webhook] max_connections_per_ip */
+#define CONFIG_SIZE_KEY_MIN		      1024u /* bounds of every size key */
+#define CONFIG_SIZE_KEY_MAX		      (64u * 1024 * 1024)
 
 struct config {
 	char *file; /* the path it was loaded from */
@@ -140,6 +146,13 @@ struct config {
 		char *tls_key;
 		char *secret; /* secret */
 		uint64_t max_body;
+		bool tls;		 /* off: plain HTTP, only with a loopback listen */
+		char *inbox;		 /* the inbox file; default "<store path>-inbox" */
+		uint32_t inbox_max;	 /* alerts waiting to be settled before 503 */
+		uint32_t confirm_window; /* s an alert Threat Stack does not know is retried */
+		uint32_t timeout;	 /* s a connection may stay idle */
+		uint32_t max_connections;
+		uint32_t max_connections_per_ip;
 	} webhook;
 
 	struct config_sink sinks[CONFIG_SINKS_MAX];
@@ -162,6 +175,9 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 		 char ret_error[static CONFIG_ERROR_MAX]);
 void config_free(struct config *c);
 const char *config_sink_type_to_string(enum config_sink_type t);
+/* Whether a listen value ("host:port") names a loopback address: 127.0.0.0/8, [::1] or
+ * localhost. */
+bool config_listen_is_loopback(const char *listen);
 /* "agent.status" for WEBHOOK_AGENT_STATUS...; NULL for anything but one known bit. */
 const char *config_webhook_event_to_string(unsigned event);
 /* Registers every secret of c with the logger's redaction list. */

@@ -14,6 +14,8 @@
 #ifndef TSGRAPHD_SINK_H
 #define TSGRAPHD_SINK_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tsgraphd/cancel.h"
@@ -51,6 +53,19 @@ int sink_drain(struct sink *k, struct store *s, int64_t *ret_delivered,
  * untouched. */
 int sink_check_gap(struct store *s, int64_t cursor, const char *then,
 		   char err[static SINK_ERR_MAX]);
+/* After each sink of sink_drain_all(): its index in c->sinks, what it delivered, and 0, or
+ * its negative errno. */
+typedef void (*sink_report_fn)(size_t index, int64_t delivered, int result, void *userdata);
+/* Delivers the outbox to every configured sink in turn, each on its own: one that fails
+ * keeps its changes in the outbox for the next attempt and does not stop the others. Logs
+ * one line per sink that failed (error) or delivered something (info; with log_idle, also
+ * when it had nothing to deliver). -EIO when any failed, -ECANCELED when the cancel handle
+ * fired first. fn may be NULL. */
+int sink_drain_all(const struct config *c, struct store *s, struct cancel *cancel, bool log_idle,
+		   sink_report_fn fn, void *userdata);
+/* Drops the outbox rows every configured sink has delivered once outbox_retention has
+ * passed. A failure costs only space: it is logged, nothing else. */
+void sink_prune_outbox(const struct config *c, struct store *s);
 /* note is empty when there is nothing to add to the recorded state. */
 int sink_inspect(const struct config_sink *cfg, struct store *s, char note[static SINK_ERR_MAX]);
 

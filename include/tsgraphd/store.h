@@ -85,6 +85,8 @@ void store_close(struct store *s);
 /* Takes the advisory lock PATH.lock that makes one writer process per store (a sync, later
  * the daemon); -EBUSY when another holds it. The lock lives as long as *ret_fd is open. */
 int store_lock(const char *path, int *ret_fd);
+/* What a store_lock() failure means, for a message: -EBUSY is another process. */
+const char *store_lock_strerror(int r);
 /* The last SQLite error text of this connection, for messages. */
 const char *store_errmsg(struct store *s);
 
@@ -191,5 +193,8 @@ int store_type_count(struct store *s, const char *type, int64_t *ret);
 int store_run_begin(struct store *s, const char *kind, int64_t now, int64_t *ret_id);
 int store_run_finish(struct store *s, const struct store_run *r);
 int store_runs_each(struct store *s, int64_t limit, store_run_fn fn, void *userdata);
+/* Deletes the records of finished runs of kind (the daemon's "refresh", one per webhook
+ * batch) that ended before before_ms, the latest one of that kind always kept. */
+int store_runs_prune(struct store *s, const char *kind, int64_t before_ms, int64_t *ret_deleted);
 
 #endif

@@ -56,6 +56,10 @@ struct sync_options {
 	void *userdata;
 	sync_progress_fn on_progress; /* now and then during a run (say, a terminal line) */
 	void *progress_userdata;
+	/* A refresh: each named alert once its GET is done: 0 fetched and staged (committed if
+	 * the run commits), -ENOENT unknown to the API, another negative errno when the fetch
+	 * failed (after the client's retries) or the run was cancelled. userdata as above. */
+	void (*on_alert)(const char *id, int result, void *userdata);
 };
 
 struct sync_report {
@@ -79,8 +83,10 @@ void sync_free(struct sync *sy);
  * when nothing committed. *report is filled in every case. */
 int sync_full(struct sync *sy, const struct sync_options *opt, struct sync_report *report);
 /* Only the named alerts (GET /v2/alerts/{id}; each alert's agent is refreshed too) and
- * agents (GET /v2/agents/{id}): each one fetched replaces what it owns. An id the API does
- * not know is left alone (the next full sync decides). Returns as sync_full(). */
+ * agents (GET /v2/agents/{id}): each one fetched replaces what it owns. An agent is fetched
+ * once per run however many alerts name it (a linear search: callers pass batches of tens).
+ * An id the API does not know is left alone (the next full sync decides). Returns as
+ * sync_full(). */
 int sync_refresh(struct sync *sy, const char *const *alert_ids, size_t n_alerts,
 		 const char *const *agent_ids, size_t n_agents, const struct sync_options *opt,
 		 struct sync_report *report);

@@ -18,9 +18,10 @@
  * job: "jupiterone-created" (the job created, nothing uploaded), "jupiterone-upload"
  * (counted: upload requests of the job accepted), "jupiterone-finalize" (every upload
  * accepted, before finalize), "jupiterone-finalized" (finalize accepted, the job not followed
- * yet) and "jupiterone-finished" (the job FINISHED, before the sink's cursor moves). Each
- * logs "test hook: ..." at notice before it acts, so a test
- * can wait for the line instead of guessing the moment.
+ * yet) and "jupiterone-finished" (the job FINISHED, before the sink's cursor moves); "inbox"
+ * (inbox.c, counted: new alerts committed by the inbox writer, after a commit and before any
+ * of its requests is answered). Each logs "test hook: ..." at notice before it acts, so a
+ * test can wait for the line instead of guessing the moment.
  *
  * Threads: any; the environment is read once, on the first call.
  */

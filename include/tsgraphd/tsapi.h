@@ -88,6 +88,10 @@ struct tsapi_options {
 	size_t max_response;	       /* [config max_response] bytes of one answer's body */
 	unsigned max_pages;	       /* [config max_pages] pages of one listing */
 	bool verify_responses;	       /* [false] require a valid Server-Authorization on all */
+	/* [none] after every try that got an answer (its HTTP status) or none (0: timeout,
+	 * refused, TLS...), from the thread using the client: the daemon's metrics. */
+	void (*on_response)(long http_status, void *userdata);
+	void *response_userdata;
 };
 
 const char *tsapi_strerror(enum tsapi_errc code);

@@ -89,6 +89,30 @@ struct ts_alert {
 	int dismissed;	      /* isDismissed: 1, 0, -1 when absent */
 };
 
+/* One alert of a webhook body (reference: Alert webhooks). */
+struct ts_webhook_alert {
+	char *id;
+	char *title;
+	char *organization_id;	 /* NULL when absent */
+	char *organization_name; /* organization_Name, in any case */
+	char *server_or_region;
+	char *source;	    /* "Host" | "CloudTrail" as sent */
+	int64_t created_at; /* ms, TSJSON_TIME_UNKNOWN when absent */
+	int severity;	    /* 1..3, 0 when absent or out of range */
+	char *json;	    /* the alert object as received, re-serialized without whitespace */
+};
+
+/* The alerts of one webhook request. */
+struct ts_webhook {
+	struct ts_webhook_alert *alerts;
+	size_t n;
+};
+
+#define TSJSON_WEBHOOK_ID_MAX	  128		     /* bytes of an alert id */
+#define TSJSON_WEBHOOK_ALERTS_MAX 1000		     /* alerts in one request */
+#define TSJSON_WEBHOOK_ALERT_MAX  (64u * 1024)	     /* one alert's JSON */
+#define TSJSON_WEBHOOK_PARSE_MAX  (4u * 1024 * 1024) /* parse budget of one body */
+
 int tsjson_agent(json_object *o, struct ts_agent *ret, char err[static TSJSON_ERR_MAX]);
 int tsjson_vuln(json_object *o, struct ts_vuln *ret, char err[static TSJSON_ERR_MAX]);
 int tsjson_server(json_object *o, struct ts_server *ret, char err[static TSJSON_ERR_MAX]);
@@ -114,6 +138,19 @@ int tsjson_errors(json_object *root, char err[static TSJSON_ERR_MAX]);
 int tsjson_page(const char *body, size_t len, size_t max_parse, const char *collection,
 		json_object **ret_root, json_object **ret_items, const char **ret_token,
 		char err[static TSJSON_ERR_MAX]);
+
+/* Parses an alert webhook's body: {"alerts":[{...},...]} (1 to TSJSON_WEBHOOK_ALERTS_MAX
+ * alerts) or one bare alert object. Numbers may come as numeric strings, organization_Name
+ * in any case, unknown members are ignored. Each alert needs an id (a string, or an integer)
+ * of at most TSJSON_WEBHOOK_ID_MAX bytes of [A-Za-z0-9._:-], so it can name the alert in a
+ * URL and a log line as it is. Errors, each with one line in err naming the member:
+ * -EBADMSG not JSON, not an object, a member of the wrong type, a missing or bad id;
+ * -EPERM an organization_id other than org_id (org_id NULL checks nothing); -E2BIG more
+ * alerts than allowed, an alert's JSON over TSJSON_WEBHOOK_ALERT_MAX, or a body that would
+ * take over TSJSON_WEBHOOK_PARSE_MAX to parse. ret is filled only on success. */
+int tsjson_webhook(const char *body, size_t len, const char *org_id, struct ts_webhook *ret,
+		   char err[static TSJSON_ERR_MAX]);
+void ts_webhook_free(struct ts_webhook *w);
 
 void ts_agent_free(struct ts_agent *a);
 void ts_vuln_free(struct ts_vuln *v);

@@ -16,7 +16,7 @@ first_running() {
 }
 wait_until 10 "the first sync's first request" first_running
 expect_status 1 "$TSGRAPHD" -c "$WORK/a.conf" sync
-expect_output "another tsgraphd sync is running on this store"
+expect_output "another tsgraphd (run or sync) is using this store"
 wait "$first" || fail "the first sync failed: $(cat "$WORK/first.out")"
 expect_status 0 "$TSGRAPHD" -c "$WORK/a.conf" sync
 [ "$(jq -s '[.[].seq] | length == (unique | length)' "$WORK/a.ndjson")" = true ] ||

@@ -103,6 +103,13 @@ static void test_defaults(void **state)
 	assert_string_equal(c->webhook.listen, "0.0.0.0:8443");
 	assert_int_equal(c->webhook.max_body, 1024 * 1024);
 	assert_null(c->webhook.secret);
+	assert_true(c->webhook.tls);
+	assert_string_equal(c->webhook.inbox, "/var/lib/tsgraphd/state.db-inbox");
+	assert_int_equal(c->webhook.inbox_max, 100000);
+	assert_int_equal(c->webhook.confirm_window, 86400);
+	assert_int_equal(c->webhook.timeout, 10);
+	assert_int_equal(c->webhook.max_connections, 256);
+	assert_int_equal(c->webhook.max_connections_per_ip, 16);
 	assert_int_equal(c->n_sinks, 0);
 	assert_int_equal(c->log_level, LOG_LEVEL_INFO);
 	config_free(c);
@@ -397,6 +404,53 @@ static void test_required_and_combinations(void **state)
 	refuse(BASE "[webhook]\nsecret = short\n", "t.conf:7: secret: shorter than 16 characters");
 	refuse(BASE "[webhook]\ntls_cert = /c.pem\n",
 	       "t.conf:7: tls_cert: tls_cert and tls_key go together");
+	refuse(BASE "[webhook]\ntls = maybe\n", "t.conf:7: tls: must be yes or no");
+	refuse(BASE "[webhook]\ninbox_max = 0\n",
+	       "t.conf:7: inbox_max: out of range (1..10000000)");
+	refuse(BASE "[webhook]\nconfirm_window = 5\n",
+	       "t.conf:7: confirm_window: out of range (10..2592000)");
+	/* plain HTTP only on loopback */
+	refuse(BASE "[webhook]\ntls = off\n",
+	       "t.conf:7: tls: off is only allowed when listen is a loopback address "
+	       "(127.0.0.1:PORT, [::1]:PORT or localhost:PORT)");
+	refuse(BASE "[webhook]\ntls = off\nlisten = 127.0.0.1.example.com:80\n",
+	       "t.conf:7: tls: off is only allowed when listen is a loopback address "
+	       "(127.0.0.1:PORT, [::1]:PORT or localhost:PORT)");
+	refuse(BASE "[webhook]\ntls = off\nlisten = [::]:80\n",
+	       "t.conf:7: tls: off is only allowed when listen is a loopback address "
+	       "(127.0.0.1:PORT, [::1]:PORT or localhost:PORT)");
+}
+
+static void test_webhook_keys(void **state)
+{
+	static const char *const loopback[] = { "127.0.0.1:8080", "127.3.2.1:1", "[::1]:443",
+						"localhost:9000" };
+	char err[CONFIG_ERROR_MAX], text[1024];
+	struct config *c = NULL;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+		snprintf(text, sizeof(text), BASE "[webhook]\ntls = off\nlisten = %s\n",
+			 loopback[i]);
+		assert_int_equal(parse(text, &c, err), 0);
+		assert_false(c->webhook.tls);
+		config_free(c);
+	}
+	assert_int_equal(parse(BASE "[store]\npath = /s/x.db\n[webhook]\ninbox_max = 7\n"
+				    "confirm_window = 3600\ntimeout = 3\nmax_connections = 9\n"
+				    "max_connections_per_ip = 2\n",
+			       &c, err),
+			 0);
+	assert_string_equal(c->webhook.inbox, "/s/x.db-inbox");
+	assert_int_equal(c->webhook.inbox_max, 7);
+	assert_int_equal(c->webhook.confirm_window, 3600);
+	assert_int_equal(c->webhook.timeout, 3);
+	assert_int_equal(c->webhook.max_connections, 9);
+	assert_int_equal(c->webhook.max_connections_per_ip, 2);
+	config_free(c);
+	assert_int_equal(parse(BASE "[webhook]\ninbox = /elsewhere/inbox.db\n", &c, err), 0);
+	assert_string_equal(c->webhook.inbox, "/elsewhere/inbox.db");
+	config_free(c);
 }
 
 static void test_line_limits(void **state)
@@ -806,6 +860,7 @@ int main(void)
 		cmocka_unit_test(test_jupiterone_sink),
 		cmocka_unit_test(test_jupiterone_token_credential),
 		cmocka_unit_test(test_required_and_combinations),
+		cmocka_unit_test(test_webhook_keys),
 		cmocka_unit_test(test_line_limits),
 		cmocka_unit_test(test_secret_files),
 		cmocka_unit_test(test_credentials_directory),

@@ -623,6 +623,40 @@ static void test_sink_report(void **state)
 	assert_int_equal(st.last_error_at, 2000);
 }
 
+static int count_runs(const struct store_run *r, void *ud)
+{
+	(void)r;
+	(*(int64_t *)ud)++;
+	return 0;
+}
+
+/* Refresh records older than the cut go, the latest of the kind and other kinds stay. */
+static void test_runs_prune(void **state)
+{
+	struct fixture *f = *state;
+	int64_t id, deleted = -1, n = 0;
+
+	for (int i = 1; i <= 3; i++) {
+		struct store_run r = { .result = "ok", .finished = i * 1000 };
+
+		assert_int_equal(store_run_begin(f->s, "refresh", i * 1000 - 10, &id), 0);
+		r.id = id;
+		assert_int_equal(store_run_finish(f->s, &r), 0);
+	}
+	assert_int_equal(store_run_begin(f->s, "full", 10, &id), 0);
+	{
+		struct store_run r = { .id = id, .result = "ok", .finished = 20 };
+
+		assert_int_equal(store_run_finish(f->s, &r), 0);
+	}
+	assert_int_equal(store_runs_prune(f->s, "refresh", 2500, &deleted), 0);
+	assert_int_equal(deleted, 2);
+	assert_int_equal(store_runs_prune(f->s, "refresh", 999999, &deleted), 0);
+	assert_int_equal(deleted, 0); /* the latest refresh stays */
+	assert_int_equal(store_runs_each(f->s, 10, count_runs, &n), 0);
+	assert_int_equal(n, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -650,6 +684,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runs_and_cursors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sink_report, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_runs_prune, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

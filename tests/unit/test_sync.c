@@ -894,6 +894,71 @@ static void test_refresh_unknown(void **state)
 	fx_close(x);
 }
 
+struct outcomes {
+	char id[8][64];
+	int result[8];
+	size_t n;
+};
+
+static void note_outcome(const char *id, int result, void *ud)
+{
+	struct outcomes *o = ud;
+
+	if (o->n < 8) {
+		snprintf(o->id[o->n], sizeof(o->id[0]), "%s", id);
+		o->result[o->n++] = result;
+	}
+}
+
+/* Each named alert's outcome is reported (fetched, unknown, failed), and an agent that
+ * several alerts of the run name is fetched once. */
+static void test_refresh_outcomes(void **state)
+{
+	struct fx *x = fx_open(NULL, 0);
+	struct outcomes out = { 0 };
+	struct sync_options o = { .source = "webhook", .on_alert = note_outcome, .userdata = &out };
+	struct sync_report rep;
+	struct listed l;
+	json_object *truth, *a1, *a2, *a3;
+	const char *agent, *ids[4];
+	char body[256], fault[256];
+	int64_t gets;
+
+	(void)state;
+	assert_int_equal(full(x, &rep), 0);
+	truth = fake_control(&x->fake, "/_fake/fleet", NULL);
+	list_api(x, &l);
+	agent = pick_agent(truth, &l, "online", true, NULL);
+	snprintf(body, sizeof(body), "{\"op\":\"alert_add\",\"agent\":\"%s\"}", agent);
+	a1 = fake_control(&x->fake, "/_fake/fleet", body);
+	a2 = fake_control(&x->fake, "/_fake/fleet", body);
+	a3 = fake_control(&x->fake, "/_fake/fleet", body);
+	ids[0] = jstr(a1, "id");
+	ids[1] = "no-such-alert";
+	ids[2] = jstr(a2, "id");
+	ids[3] = jstr(a3, "id");
+	snprintf(fault, sizeof(fault), "{\"kind\":\"500\",\"count\":2,\"path\":\"/v2/alerts/%s\"}",
+		 ids[3]);
+	fake_fault(&x->fake, fault);
+	gets = fake_stat(&x->fake, "by_path", "/v2/agents/{id}");
+	assert_int_equal(sync_refresh(x->sy, ids, 4, &agent, 1, &o, &rep), -EAGAIN);
+	assert_int_equal(fake_stat(&x->fake, "by_path", "/v2/agents/{id}"), gets + 1);
+	assert_int_equal(out.n, 4);
+	for (size_t i = 0; i < 4; i++)
+		assert_string_equal(out.id[i], ids[i]);
+	assert_int_equal(out.result[0], 0);
+	assert_int_equal(out.result[1], -ENOENT);
+	assert_int_equal(out.result[2], 0);
+	assert_int_equal(out.result[3], -EIO);
+	assert_int_equal(rep.diff.created, 4); /* two alerts, two IDENTIFIED */
+	json_object_put(a1);
+	json_object_put(a2);
+	json_object_put(a3);
+	json_object_put(truth);
+	json_object_put(l.seen);
+	fx_close(x);
+}
+
 /* Nothing applied and the run "interrupted": the store as `objects` and `seq` say. */
 static void expect_interrupted(struct fx *x, int r, const struct sync_report *rep, size_t objects,
 			       int64_t seq)
@@ -1120,6 +1185,7 @@ int main(void)
 		cmocka_unit_test(test_refresh_agent_moved),
 		cmocka_unit_test(test_refresh_alert),
 		cmocka_unit_test(test_refresh_unknown),
+		cmocka_unit_test(test_refresh_outcomes),
 		cmocka_unit_test(test_cancel_before),
 		cmocka_unit_test(test_cancel_while_listing),
 		cmocka_unit_test(test_cancel_in_stalled_answer),

@@ -565,6 +565,159 @@ static void test_document_budget_holds(void **state)
 	}
 }
 
+/* --- the alert webhook's body ----------------------------------------------------------- */
+
+#define ORG "545d0293b620cd090d000023"
+
+static int webhook(const char *body, struct ts_webhook *w, char *err)
+{
+	return tsjson_webhook(body, strlen(body), ORG, w, err);
+}
+
+static void webhook_refused(const char *body, int want, const char *want_err)
+{
+	struct ts_webhook w = { 0 };
+	char err[TSJSON_ERR_MAX];
+
+	assert_int_equal(webhook(body, &w, err), want);
+	assert_string_equal(err, want_err);
+	assert_null(strchr(err, '\n'));
+	assert_int_equal(w.n, 0);
+}
+
+static void test_webhook_shapes(void **state)
+{
+	struct ts_webhook w = { 0 };
+	char err[TSJSON_ERR_MAX];
+
+	(void)state;
+	/* the reference's example, wrapped */
+	assert_int_equal(
+		webhook("{\"alerts\":[{\"id\":\"5ec2a7e1c9f3b200015a1b2c\","
+			"\"title\":\"Threat Intelligence Activity: Communication to openbl by "
+			"185.110.132.54\",\"created_at\":1589814129000,\"severity\":1,"
+			"\"organization_id\":\"" ORG "\",\"organization_Name\":\"Prod\","
+			"\"server_or_region\":\"ip-10-20-3-41\",\"source\":\"Host\"}]}",
+			&w, err),
+		0);
+	assert_int_equal(w.n, 1);
+	assert_string_equal(w.alerts[0].id, "5ec2a7e1c9f3b200015a1b2c");
+	assert_int_equal(w.alerts[0].created_at, 1589814129000);
+	assert_int_equal(w.alerts[0].severity, 1);
+	assert_string_equal(w.alerts[0].organization_name, "Prod");
+	assert_string_equal(w.alerts[0].server_or_region, "ip-10-20-3-41");
+	assert_string_equal(w.alerts[0].source, "Host");
+	assert_non_null(strstr(w.alerts[0].json, "\"id\":\"5ec2a7e1c9f3b200015a1b2c\""));
+	assert_null(strchr(w.alerts[0].json, '\n'));
+	ts_webhook_free(&w);
+
+	/* bare, numbers as strings, the name in another case, unknown members, no org id */
+	assert_int_equal(webhook(" {\"id\":\"a-1\",\"created_at\":\"1459447024000\",\"severity\":"
+				 "\"3\",\"ORGANIZATION_NAME\":\"x\",\"extra\":{\"deep\":[1,2]}}\n",
+				 &w, err),
+			 0);
+	assert_int_equal(w.n, 1);
+	assert_int_equal(w.alerts[0].created_at, 1459447024000);
+	assert_int_equal(w.alerts[0].severity, 3);
+	assert_string_equal(w.alerts[0].organization_name, "x");
+	assert_null(w.alerts[0].organization_id);
+	ts_webhook_free(&w);
+
+	/* several alerts in one call; an integer id; out-of-range severity is unknown */
+	assert_int_equal(webhook("{\"alerts\":[{\"id\":\"a\"},{\"id\":12345,\"severity\":9},"
+				 "{\"id\":\"a\"}]}",
+				 &w, err),
+			 0);
+	assert_int_equal(w.n, 3);
+	assert_string_equal(w.alerts[1].id, "12345");
+	assert_int_equal(w.alerts[1].severity, 0);
+	ts_webhook_free(&w);
+}
+
+static void test_webhook_refusals(void **state)
+{
+	char big[300];
+
+	(void)state;
+	webhook_refused("", -EBADMSG, "empty body");
+	webhook_refused("{\"id\":", -EBADMSG, "not JSON (truncated)");
+	webhook_refused("[{\"id\":\"a\"}]", -EBADMSG, "not a JSON object");
+	webhook_refused("{\"id\":\"a\"} x", -EBADMSG, "trailing bytes after the JSON document");
+	webhook_refused("{\"title\":\"no id\"}", -EBADMSG, "missing id");
+	webhook_refused("{\"id\":null}", -EBADMSG, "missing id");
+	webhook_refused("{\"id\":\"\"}", -EBADMSG, "id: empty");
+	webhook_refused("{\"id\":true}", -EBADMSG, "id: not a string");
+	webhook_refused("{\"id\":\"a/../b\"}", -EBADMSG,
+			"id: not an alert id (letters, digits, '.', '_', ':', '-')");
+	webhook_refused("{\"id\":\"a\\u0000b\"}", -EBADMSG,
+			"id: longer than 128 bytes or with a NUL byte");
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "{\"id\":\"", 7);
+	memcpy(big + sizeof(big) - 3, "\"}", 3);
+	webhook_refused(big, -EBADMSG, "id: longer than 128 bytes or with a NUL byte");
+	webhook_refused("{\"id\":\"a\",\"severity\":[1]}", -EBADMSG, "severity: not a number");
+	webhook_refused("{\"id\":\"a\",\"created_at\":{}}", -EBADMSG, "created_at: not a time");
+	webhook_refused("{\"id\":\"a\",\"title\":7}", -EBADMSG, "title: not a string");
+	webhook_refused("{\"id\":\"a\",\"organization_name\":7}", -EBADMSG,
+			"organization_Name: not a string");
+	webhook_refused("{\"alerts\":{}}", -EBADMSG, "alerts: not an array");
+	webhook_refused("{\"alerts\":null}", -EBADMSG, "alerts: not an array");
+	webhook_refused("{\"alerts\":[]}", -EBADMSG, "alerts: empty");
+	webhook_refused("{\"alerts\":[{\"id\":\"a\"},3]}", -EBADMSG,
+			"alerts[1]: alert: not an object");
+	webhook_refused("{\"alerts\":[{\"id\":\"a\"},{\"severity\":1}]}", -EBADMSG,
+			"alerts[1]: missing id");
+	/* another organization's alert: 403, even beside ours */
+	webhook_refused("{\"alerts\":[{\"id\":\"a\",\"organization_id\":\"" ORG "\"},"
+			"{\"id\":\"b\",\"organization_id\":\"someone-else\"}]}",
+			-EPERM, "alerts[1]: organization_id: not this organization's");
+	webhook_refused("{\"id\":\"a\",\"organization_id\":7}", -EBADMSG,
+			"organization_id: not a string");
+}
+
+static void test_webhook_bounds(void **state)
+{
+	struct ts_webhook w = { 0 };
+	char err[TSJSON_ERR_MAX];
+	struct buf b;
+
+	(void)state;
+	/* the most alerts one request may carry, and one more */
+	buf_init(&b, 64 * 1024);
+	assert_int_equal(buf_puts(&b, "{\"alerts\":["), 0);
+	for (int i = 0; i < TSJSON_WEBHOOK_ALERTS_MAX; i++)
+		assert_int_equal(buf_printf(&b, "%s{\"id\":\"%d\"}", i ? "," : "", i), 0);
+	assert_int_equal(buf_puts(&b, "]}"), 0);
+	assert_int_equal(tsjson_webhook(b.data, b.len, ORG, &w, err), 0);
+	assert_int_equal(w.n, TSJSON_WEBHOOK_ALERTS_MAX);
+	ts_webhook_free(&w);
+	b.len -= 2;
+	assert_int_equal(buf_puts(&b, ",{\"id\":\"x\"}]}"), 0);
+	assert_int_equal(tsjson_webhook(b.data, b.len, ORG, &w, err), -E2BIG);
+	assert_string_equal(err, "alerts: more than 1000 in one request");
+	buf_free(&b);
+
+	/* one alert's JSON over its cap */
+	buf_init(&b, 128 * 1024);
+	assert_int_equal(buf_puts(&b, "{\"id\":\"a\",\"x\":["), 0);
+	for (int i = 0; i < 20000; i++)
+		assert_int_equal(buf_puts(&b, i ? ",\"abc\"" : "\"abc\""), 0);
+	assert_int_equal(buf_puts(&b, "]}"), 0);
+	assert_int_equal(tsjson_webhook(b.data, b.len, ORG, &w, err), -E2BIG);
+	assert_string_equal(err, "larger than 64 KiB");
+	buf_free(&b);
+
+	/* dense: refused before json-c allocates for it */
+	buf_init(&b, 2 * 1024 * 1024);
+	assert_int_equal(buf_puts(&b, "{\"id\":\"a\",\"x\":["), 0);
+	for (int i = 0; i < 300000; i++)
+		assert_int_equal(buf_puts(&b, i ? ",{}" : "{}"), 0);
+	assert_int_equal(buf_puts(&b, "]}"), 0);
+	assert_int_equal(tsjson_webhook(b.data, b.len, ORG, &w, err), -E2BIG);
+	assert_non_null(strstr(err, "too dense"));
+	buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -579,6 +732,9 @@ int main(void)
 		cmocka_unit_test(test_server),
 		cmocka_unit_test(test_alert),
 		cmocka_unit_test(test_page),
+		cmocka_unit_test(test_webhook_shapes),
+		cmocka_unit_test(test_webhook_refusals),
+		cmocka_unit_test(test_webhook_bounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

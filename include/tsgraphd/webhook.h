@@ -1,0 +1,69 @@
+/* webhook — the HTTPS receiver of Threat Stack's alert webhooks, and the daemon's /healthz and
+ * /metrics (docs/receiver.md).
+ *
+ *   POST /v1/webhooks/threatstack/<secret>   (or .../threatstack with Authorization: Bearer)
+ *        401 wrong or no secret (compared in constant time), 405 another method, 413 a body
+ *        over max_body (before reading more of it), 400 no body / not an alert (one line of
+ *        JSON error), 403 another organization's alert, 503 (Retry-After) when the inbox is
+ *        full, stopping or cannot commit; 200 only once every alert of the body is committed
+ *        to the inbox (a repeated alert id included: stored once, still 200).
+ *   GET  /healthz   200, or 503 with the reason the health callback gives
+ *   GET  /metrics   Prometheus text (metrics.h)
+ *
+ * libmicrohttpd with GnuTLS: TLS 1.2 and 1.3 only, AEAD ciphers only; plain HTTP only when
+ * the config says tls = off and the socket is bound to a loopback address. The listen
+ * socket is the receiver's own (bound from [webhook] listen) or one handed over by systemd
+ * socket activation. One thread per connection; connection timeout, total and per-IP
+ * connection limits and a per-connection memory limit are libmicrohttpd's.
+ *
+ * Ownership: webhook_start() returns a receiver the caller stops with webhook_stop(), which
+ * frees it. The config, inbox writer, metrics and health callback are borrowed and must
+ * outlive it. Threads: start and stop from one thread; the health callback is called from
+ * the receiver's threads. This module logs (it orchestrates requests).
+ */
+#ifndef TSGRAPHD_WEBHOOK_H
+#define TSGRAPHD_WEBHOOK_H
+
+#include <stdint.h>
+
+#include "tsgraphd/config.h"
+#include "tsgraphd/inbox.h"
+#include "tsgraphd/metrics.h"
+
+#define WEBHOOK_ERR_MAX		      512
+#define WEBHOOK_PATH		      "/v1/webhooks/threatstack"
+#define WEBHOOK_COMMIT_TIMEOUT_MS     10000 /* a request's wait for the inbox commit: 503 after */
+#define WEBHOOK_CONNECTION_MEMORY_MAX (64u * 1024) /* libmicrohttpd's pool per connection */
+/* GnuTLS priorities: TLS 1.3 and 1.2, AEAD ciphers with forward secrecy, nothing else. */
+#define WEBHOOK_TLS_PRIORITIES                                                              \
+	"SECURE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:" \
+	"+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-RSA:+ECDHE-ECDSA:%SERVER_PRECEDENCE"
+
+/* 0 when healthy; a negative errno and one line for a person in reason otherwise. */
+typedef int (*webhook_health_fn)(char *reason, size_t size, void *userdata);
+
+struct webhook_options {
+	const struct config *c;
+	struct inbox_writer *inbox;
+	struct metrics *metrics;
+	int listen_fd; /* a listening socket handed over (socket activation), or -1 to bind */
+	webhook_health_fn health;
+	void *userdata;
+};
+
+struct webhook;
+
+/* Reads the certificate and key, makes (or checks) the listen socket and starts serving.
+ * Failures are one line in err: -EINVAL for what the configuration must fix (no
+ * certificate with tls on, plain HTTP off loopback, a socket that is not a listening TCP
+ * socket), another negative errno otherwise. */
+int webhook_start(const struct webhook_options *opt, struct webhook **ret,
+		  char err[static WEBHOOK_ERR_MAX]);
+/* The port it listens on (the one picked when listen asked for port 0). */
+unsigned webhook_port(const struct webhook *w);
+/* The orderly stop: stops accepting connections, answers new requests on open connections
+ * 503 (Connection: close), lets the requests in flight finish (each is either stored and
+ * answered, or not stored) for at most drain_ms, then closes everything and frees w. */
+void webhook_stop(struct webhook *w, int64_t drain_ms);
+
+#endif

@@ -1,0 +1,711 @@
+/* daemon — `tsgraphd run`.
+ *
+ * Bring-up, in dependency order: signals (SIGINT/SIGTERM blocked and read from a signalfd,
+ * SIGPIPE ignored), the store's writer lock (one writer process per store: a `tsgraphd sync`
+ * beside the daemon is refused), metrics, the cancel handle, the inbox writer, the sync
+ * thread, then the receiver, on its own socket or on the one systemd passed (LISTEN_FDS).
+ * The main thread then waits for a signal, or for the sync thread to give up. Take-down, in
+ * reverse: the cancel handle fires (every wait of the sync thread ends within a second, a
+ * run in progress applies nothing), the receiver stops accepting and lets its requests in
+ * flight finish, the sync thread is joined, the inbox writer commits what it still holds.
+ *
+ * The sync thread owns the store, the API client and an inbox connection of its own. Its
+ * loop: a full sync when one is due; the inbox's due alerts in batches of
+ * DAEMON_REFRESH_BATCH, each one sync_refresh() whose per-alert outcome settles the alerts
+ * (confirmed; unconfirmed and retried with a doubling delay; given up as done once
+ * confirm_window has passed since it came); delivery to every sink after every run that
+ * changed something; then it sleeps until the next full sync, the next retry, the inbox
+ * writer's wake-up (an eventfd written after each commit with new alerts) or the cancel
+ * handle. A refresh waits while a full sync runs (one engine, one store connection).
+ *
+ * The alert's state is settled after the store committed its refresh: a crash in between
+ * leaves it new, and it is refreshed again (the second time changes nothing). An alert is
+ * acknowledged by the receiver only once in the inbox, so nothing acknowledged is lost.
+ *
+ * Seams for the systemd service issue: where READY=1 belongs (after the receiver is up) and
+ * where STOPPING=1 belongs (the first line of the stop) are marked; SIGHUP is not handled.
+ */
+#include "tsgraphd/daemon.h"
+#include "tsgraphd/cancel.h"
+#include "tsgraphd/inbox.h"
+#include "tsgraphd/log.h"
+#include "tsgraphd/metrics.h"
+#include "tsgraphd/sink.h"
+#include "tsgraphd/store.h"
+#include "tsgraphd/sync.h"
+#include "tsgraphd/tsapi.h"
+#include "tsgraphd/util.h"
+#include "tsgraphd/webhook.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+/* A request may wait for the batch being written and then its own: both must fail on a locked
+ * inbox before the receiver stops waiting, so the answer says why. */
+_Static_assert(2 * DAEMON_INBOX_BUSY_MS < WEBHOOK_COMMIT_TIMEOUT_MS,
+	       "a locked inbox must fail the commit before the receiver stops waiting for it");
+
+#define HEALTH_POLL_FACTOR 3 /* /healthz: a full sync older than this many poll_intervals */
+#define PRUNE_EVERY_MS	   (3600 * 1000)
+#define NOTE_MAX	   256
+#define INBOX_WAIT_MS	   60000 /* the sync thread's wait for a settlement's commit */
+
+struct daemon {
+	const struct config *c;
+	struct metrics *metrics;
+	struct cancel *cancel;
+	struct inbox_writer *writer;
+	struct webhook *webhook;
+	int wake_fd;	    /* eventfd: new alerts in the inbox */
+	int sync_end_fd;    /* eventfd: the sync thread ended on its own */
+	int64_t started_ms; /* wall clock */
+	pthread_t sync_thread;
+	bool sync_started;
+	atomic_int sync_result; /* the sync thread's end: 0, or why it gave up */
+
+	pthread_mutex_t lock; /* guards store_error */
+	char store_error[SYNC_MSG_MAX];
+};
+
+/* The sync thread's own state. */
+struct worker {
+	struct daemon *d;
+	struct store *s;
+	struct tsapi_limiter *limiter;
+	struct tsapi *api;
+	struct sync *sy;
+	struct inbox *ib;
+};
+
+static void wake(int fd)
+{
+	uint64_t one = 1;
+
+	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_debug("daemon: cannot write a wake-up: %s", strerror(errno));
+}
+
+static void drain_fd(int fd)
+{
+	uint64_t n;
+
+	while (fd >= 0 && read(fd, &n, sizeof(n)) > 0)
+		;
+}
+
+static void on_inbox_commit(size_t n_new, void *ud)
+{
+	struct daemon *d = ud;
+
+	metrics_inbox_depth(d->metrics, inbox_writer_depth(d->writer));
+	(void)n_new;
+	wake(d->wake_fd);
+}
+
+static void on_api_response(long status, void *ud)
+{
+	metrics_api_response(ud, status);
+}
+
+/* /healthz, from the receiver's threads. */
+static int health(char *reason, size_t size, void *ud)
+{
+	struct daemon *d = ud;
+	const struct config *c = d->c;
+	char msg[INBOX_ERR_MAX];
+	int64_t last, since, limit = (int64_t)c->ts.poll_interval * HEALTH_POLL_FACTOR * 1000;
+	int r;
+
+	if (d->writer && (r = inbox_writer_health(d->writer, msg)) < 0) {
+		snprintf(reason, size, "inbox not writable: %s", msg);
+		return r;
+	}
+	pthread_mutex_lock(&d->lock);
+	if (d->store_error[0]) {
+		snprintf(reason, size, "store not writable: %s", d->store_error);
+		pthread_mutex_unlock(&d->lock);
+		return -EIO;
+	}
+	pthread_mutex_unlock(&d->lock);
+	last = metrics_last_sync_ok(d->metrics, "full");
+	since = last ? last : d->started_ms;
+	if (now_ms() - since > limit) {
+		if (last)
+			snprintf(reason, size,
+				 "the last successful full sync was %" PRId64
+				 " s ago (more than %d x poll_interval)",
+				 (now_ms() - last) / 1000, HEALTH_POLL_FACTOR);
+		else
+			snprintf(reason, size,
+				 "no successful full sync in the %" PRId64
+				 " s since start (more than %d x poll_interval)",
+				 (now_ms() - d->started_ms) / 1000, HEALTH_POLL_FACTOR);
+		return -ETIME;
+	}
+	return 0;
+}
+
+/* A run's end: metrics, and the store's health (a run that could not commit). */
+static void note_run(struct worker *wk, const char *kind, int r, const struct sync_report *rep,
+		     int64_t duration_ms)
+{
+	struct daemon *d = wk->d;
+	const char *result = r == -ECANCELED		  ? "interrupted"
+			     : r == 0 && rep->diff.n_held ? "held"
+			     : r == 0			  ? "ok"
+			     : r == -EAGAIN		  ? "partial"
+							  : "failed";
+
+	metrics_sync_run(d->metrics, kind, result, duration_ms, rep->diff.created,
+			 rep->diff.updated, rep->diff.deleted, now_ms());
+	if (r == -ECANCELED)
+		return;
+	pthread_mutex_lock(&d->lock);
+	if (r == 0 || r == -EAGAIN)
+		d->store_error[0] = '\0';
+	else
+		snprintf(d->store_error, sizeof(d->store_error), "%s",
+			 rep->message[0] ? rep->message : strerror(-r));
+	pthread_mutex_unlock(&d->lock);
+}
+
+struct backlog_ctx {
+	struct worker *wk;
+	int64_t max_seq;
+};
+
+static void on_sink(size_t index, int64_t delivered, int result, void *ud)
+{
+	struct backlog_ctx *b = ud;
+	int64_t cursor = 0;
+
+	if (store_cursor_get(b->wk->s, b->wk->d->c->sinks[index].name, &cursor) < 0)
+		cursor = 0;
+	metrics_sink(b->wk->d->metrics, index, delivered, result < 0 && result != -ECANCELED,
+		     b->max_seq - cursor);
+}
+
+static void deliver(struct worker *wk)
+{
+	struct backlog_ctx b = { .wk = wk };
+
+	if (store_outbox_max_seq(wk->s, &b.max_seq) < 0)
+		b.max_seq = 0;
+	(void)sink_drain_all(wk->d->c, wk->s, wk->d->cancel, false, on_sink, &b);
+}
+
+static void full_sync(struct worker *wk)
+{
+	struct sync_options so = { .source = "poll" };
+	struct sync_report rep = { 0 };
+	int64_t t0 = monotonic_ms();
+	int r;
+
+	r = sync_full(wk->sy, &so, &rep);
+	note_run(wk, "full", r, &rep, monotonic_ms() - t0);
+	if (r == -ECANCELED)
+		return;
+	if (r < 0 && r != -EAGAIN)
+		log_error("daemon: full sync failed, retried at the next poll: %s", rep.message);
+	deliver(wk);
+	sink_prune_outbox(wk->d->c, wk->s);
+}
+
+/* --- the inbox's alerts ------------------------------------------------------------------ */
+
+struct pending {
+	char id[INBOX_ID_MAX + 1];
+	int64_t received_at, attempts;
+	enum inbox_state state;
+	int result; /* the refresh's outcome; 1 while none came */
+};
+
+struct batch {
+	struct pending items[DAEMON_REFRESH_BATCH];
+	size_t n;
+};
+
+static int take_due(const struct inbox_item *it, void *ud)
+{
+	struct batch *b = ud;
+	struct pending *p;
+
+	if (b->n == DAEMON_REFRESH_BATCH)
+		return 0;
+	p = &b->items[b->n++];
+	snprintf(p->id, sizeof(p->id), "%s", it->id);
+	p->received_at = it->received_at;
+	p->attempts = it->attempts;
+	p->state = it->state;
+	p->result = 1;
+	return 0;
+}
+
+static void on_alert(const char *id, int result, void *ud)
+{
+	struct batch *b = ud;
+
+	for (size_t i = 0; i < b->n; i++)
+		if (b->items[i].result == 1 && strcmp(b->items[i].id, id) == 0) {
+			b->items[i].result = result;
+			return;
+		}
+}
+
+static int64_t retry_delay(int64_t attempts)
+{
+	int64_t ms = DAEMON_RETRY_MIN_MS;
+
+	for (int64_t i = 0; i < attempts && ms < DAEMON_RETRY_MAX_MS; i++)
+		ms *= 2;
+	return ms < DAEMON_RETRY_MAX_MS ? ms : DAEMON_RETRY_MAX_MS;
+}
+
+/* How a batch's alerts are settled once their refresh ran (r: its result). */
+static void settle(struct worker *wk, struct batch *b, const bool *expired, int r,
+		   const struct sync_report *rep)
+{
+	struct daemon *d = wk->d;
+	struct inbox_settlement st[DAEMON_REFRESH_BATCH];
+	char notes[DAEMON_REFRESH_BATCH][NOTE_MAX];
+	uint64_t confirmed = 0, done = 0, unconfirmed = 0;
+	struct inbox_ticket *ticket = NULL;
+	bool committed = r == 0 || r == -EAGAIN;
+	int64_t now = now_ms();
+	size_t final = 0, n = 0;
+	int rr;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct pending *p = &b->items[i];
+		struct inbox_settlement *s = &st[n++];
+
+		*s = (struct inbox_settlement){ .id = p->id, .note = notes[i] };
+		if (expired[i]) {
+			s->state = INBOX_DONE;
+			snprintf(notes[i], NOTE_MAX,
+				 "not confirmed by Threat Stack within confirm_window (%" PRIu32
+				 " s): given up",
+				 d->c->webhook.confirm_window);
+			log_warning("daemon: alert %s %s", p->id, notes[i]);
+			done++;
+		} else if (committed && p->result == 0) {
+			s->state = INBOX_CONFIRMED;
+			s->note = NULL;
+			confirmed++;
+		} else if (committed && p->result == -ENOENT) {
+			s->state = INBOX_UNCONFIRMED;
+			s->next_try = now + retry_delay(p->attempts);
+			snprintf(notes[i], NOTE_MAX, "not known to Threat Stack (yet)");
+			unconfirmed++;
+		} else {
+			/* The fetch or the store failed: the same state, tried again later. */
+			s->state = p->state;
+			s->next_try = now + retry_delay(p->attempts);
+			snprintf(notes[i], NOTE_MAX, "%s",
+				 !committed && rep->message[0] ? rep->message
+				 : p->result < 0	       ? strerror(-p->result)
+							       : "not refreshed");
+		}
+	}
+	rr = inbox_writer_settle(d->writer, st, n, &ticket);
+	if (rr == 0)
+		rr = inbox_ticket_wait(ticket, INBOX_WAIT_MS, &final);
+	if (rr < 0) {
+		log_error("daemon: cannot settle %zu inbox alert%s (they will be refreshed again): "
+			  "%s",
+			  n, n == 1 ? "" : "s", strerror(-rr));
+		return;
+	}
+	metrics_inbox_settled(d->metrics, confirmed, done, unconfirmed);
+	metrics_inbox_depth(d->metrics, inbox_writer_depth(d->writer));
+}
+
+/* One batch of due alerts; false when there was none. */
+static bool refresh_batch(struct worker *wk)
+{
+	struct daemon *d = wk->d;
+	struct batch b = { 0 };
+	struct sync_options so = { .source = "webhook", .on_alert = on_alert, .userdata = &b };
+	struct sync_report rep = { 0 };
+	const char *ids[DAEMON_REFRESH_BATCH];
+	bool expired[DAEMON_REFRESH_BATCH] = { false };
+	int64_t now = now_ms(), window = (int64_t)d->c->webhook.confirm_window * 1000, t0;
+	size_t n_ids = 0;
+	int r = 0;
+
+	r = inbox_due(wk->ib, now, DAEMON_REFRESH_BATCH, take_due, &b);
+	if (r < 0) {
+		log_error("daemon: cannot read the inbox: %s", inbox_errmsg(wk->ib));
+		return false;
+	}
+	if (b.n == 0)
+		return false;
+	for (size_t i = 0; i < b.n; i++) {
+		expired[i] = b.items[i].attempts > 0 && now - b.items[i].received_at >= window;
+		if (!expired[i])
+			ids[n_ids++] = b.items[i].id;
+	}
+	t0 = monotonic_ms();
+	if (n_ids > 0) {
+		r = sync_refresh(wk->sy, ids, n_ids, NULL, 0, &so, &rep);
+		note_run(wk, "refresh", r, &rep, monotonic_ms() - t0);
+		if (r == -ECANCELED)
+			return false;
+	}
+	settle(wk, &b, expired, r, &rep);
+	if ((r == 0 || r == -EAGAIN) && rep.diff.created + rep.diff.updated + rep.diff.deleted > 0)
+		deliver(wk);
+	return b.n == DAEMON_REFRESH_BATCH;
+}
+
+/* Sleeps until timeout_ms, a wake-up or the cancel handle. */
+static void wait_for_work(struct daemon *d, int64_t timeout_ms)
+{
+	struct pollfd p[2] = {
+		{ .fd = cancel_fd(d->cancel), .events = POLLIN },
+		{ .fd = d->wake_fd, .events = POLLIN },
+	};
+
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	if (timeout_ms > INT32_MAX)
+		timeout_ms = INT32_MAX;
+	if (poll(p, d->wake_fd >= 0 ? 2 : 1, (int)timeout_ms) > 0 && (p[1].revents & POLLIN))
+		drain_fd(d->wake_fd);
+}
+
+/* Settled alerts older than DAEMON_INBOX_KEEP_DAYS no longer need to recognise a resend. */
+static void prune_inbox(struct daemon *d)
+{
+	struct inbox_ticket *ticket = NULL;
+	size_t pruned = 0;
+	int r;
+
+	r = inbox_writer_prune(d->writer, now_ms() - (int64_t)DAEMON_INBOX_KEEP_DAYS * 86400000,
+			       &ticket);
+	if (r == 0)
+		r = inbox_ticket_wait(ticket, INBOX_WAIT_MS, &pruned);
+	if (r < 0)
+		log_warning("inbox: cannot prune settled alerts: %s", strerror(-r));
+	else if (pruned > 0)
+		log_info("inbox: pruned %zu settled alert%s", pruned, pruned == 1 ? "" : "s");
+}
+
+/* The record of each refresh run (one a webhook batch) is kept as long as settled alerts. */
+static void prune_runs(struct worker *wk)
+{
+	int64_t pruned = 0;
+
+	if (store_runs_prune(wk->s, "refresh",
+			     now_ms() - (int64_t)DAEMON_INBOX_KEEP_DAYS * 86400000, &pruned) < 0)
+		log_warning("store: cannot prune the records of refresh runs: %s",
+			    store_errmsg(wk->s));
+	else if (pruned > 0)
+		log_info("store: pruned %" PRId64 " record%s of refresh runs", pruned,
+			 pruned == 1 ? "" : "s");
+}
+
+static int worker_open(struct worker *wk)
+{
+	const struct config *c = wk->d->c;
+	struct store_options so = { .synchronous_full = c->store.synchronous_full };
+	struct tsapi_options ao = { .cancel = wk->d->cancel,
+				    .on_response = on_api_response,
+				    .response_userdata = wk->d->metrics };
+	struct inbox_options io = { .synchronous_full = c->store.synchronous_full };
+	struct tsapi_error err = { 0 };
+	char msg[STORE_ERR_MAX];
+	int r;
+
+	r = store_open(c->store.path, &so, &wk->s, msg);
+	if (r < 0) {
+		log_error("store: %s", msg);
+		return r;
+	}
+	r = tsapi_limiter_new(c->ts.rate_limit, 0, &wk->limiter);
+	if (r < 0) {
+		log_error("daemon: cannot make the rate limiter: %s", strerror(-r));
+		return r;
+	}
+	ao.limiter = wk->limiter;
+	r = tsapi_new(c, &ao, &wk->api, &err);
+	if (r < 0) {
+		log_error("threatstack client: %s", err.message);
+		return r;
+	}
+	r = sync_new(c, wk->s, wk->api, wk->d->cancel, &wk->sy);
+	if (r < 0) {
+		log_error("sync: %s", strerror(-r));
+		return r;
+	}
+	if (wk->d->writer) {
+		char ierr[INBOX_ERR_MAX];
+
+		r = inbox_open(c->webhook.inbox, &io, &wk->ib, ierr);
+		if (r < 0) {
+			log_error("inbox: %s", ierr);
+			return r;
+		}
+	}
+	return 0;
+}
+
+static void worker_close(struct worker *wk)
+{
+	inbox_close(wk->ib);
+	sync_free(wk->sy);
+	tsapi_free(wk->api);
+	tsapi_limiter_free(wk->limiter);
+	store_close(wk->s);
+}
+
+static void *sync_main(void *arg)
+{
+	struct daemon *d = arg;
+	const struct config *c = d->c;
+	struct worker wk = { .d = d };
+	int64_t next_full, next_prune = 0;
+	int r;
+
+	r = worker_open(&wk);
+	if (r < 0)
+		goto out;
+	next_full = monotonic_ms();
+	while (!cancel_fired(d->cancel)) {
+		int64_t now = monotonic_ms(), next_due = -1, wait_ms;
+
+		if (now >= next_full) {
+			next_full = now + (int64_t)c->ts.poll_interval * 1000;
+			full_sync(&wk);
+			continue;
+		}
+		if (wk.ib && refresh_batch(&wk))
+			continue; /* a full batch: more may be due */
+		if (now >= next_prune) {
+			next_prune = now + PRUNE_EVERY_MS;
+			if (wk.ib)
+				prune_inbox(d);
+			prune_runs(&wk);
+		}
+		wait_ms = next_full - monotonic_ms();
+		if (wk.ib && inbox_next_due(wk.ib, &next_due) == 0 && next_due - now_ms() < wait_ms)
+			wait_ms = next_due - now_ms();
+		wait_for_work(d, wait_ms);
+	}
+out:
+	worker_close(&wk);
+	atomic_store(&d->sync_result, r);
+	wake(d->sync_end_fd);
+	return NULL;
+}
+
+/* --- bring-up and take-down ------------------------------------------------------------- */
+
+/* The socket systemd passed, or -1; more than one is a configuration error. */
+static int activated_socket(int *ret_fd)
+{
+	int n = sd_listen_fds(1);
+
+	*ret_fd = -1;
+	if (n < 0) {
+		log_error("daemon: socket activation: %s", strerror(-n));
+		return n;
+	}
+	if (n == 0)
+		return 0;
+	if (n > 1) {
+		log_error("daemon: socket activation passed %d sockets; tsgraphd listens on one",
+			  n);
+		return -EINVAL;
+	}
+	if (sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+		log_error("daemon: socket activation: fd %d is not a listening stream socket",
+			  SD_LISTEN_FDS_START);
+		return -EINVAL;
+	}
+	*ret_fd = SD_LISTEN_FDS_START;
+	return 0;
+}
+
+static int start_receiver(struct daemon *d, int listen_fd)
+{
+	const struct config *c = d->c;
+	struct webhook_options wo = { .c = c,
+				      .inbox = d->writer,
+				      .metrics = d->metrics,
+				      .listen_fd = listen_fd,
+				      .health = health,
+				      .userdata = d };
+	char err[WEBHOOK_ERR_MAX];
+	int r;
+
+	r = webhook_start(&wo, &d->webhook, err);
+	if (r < 0) {
+		log_error("webhook: %s", err);
+		if (listen_fd >= 0)
+			close(listen_fd);
+		return r;
+	}
+	if (listen_fd >= 0)
+		log_info("webhook: listening on the socket systemd passed, port %u (%s)",
+			 webhook_port(d->webhook),
+			 c->webhook.tls ? "TLS 1.2 and 1.3" : "plain HTTP");
+	else
+		log_info("webhook: listening on %s://%.*s:%u (%s)",
+			 c->webhook.tls ? "https" : "http",
+			 (int)(strrchr(c->webhook.listen, ':') - c->webhook.listen),
+			 c->webhook.listen, webhook_port(d->webhook),
+			 c->webhook.tls ? "TLS 1.2 and 1.3" : "plain HTTP on loopback");
+	return 0;
+}
+
+static int start_writer(struct daemon *d)
+{
+	const struct config *c = d->c;
+	struct inbox_writer_options wo = {
+		/* Shorter than the receiver's wait for a commit: a locked inbox is a 503 that
+		 * says why, not a timeout. */
+		.inbox = { .synchronous_full = c->store.synchronous_full,
+			   .busy_timeout_ms = DAEMON_INBOX_BUSY_MS },
+		.max_depth = c->webhook.inbox_max,
+		.on_commit = on_inbox_commit,
+		.userdata = d,
+	};
+	char err[INBOX_ERR_MAX];
+	int r = inbox_writer_new(c->webhook.inbox, &wo, &d->writer, err);
+
+	if (r < 0)
+		log_error("inbox: %s", err);
+	else
+		metrics_inbox_depth(d->metrics, inbox_writer_depth(d->writer));
+	return r;
+}
+
+/* Waits for SIGINT/SIGTERM, or for the sync thread to end on its own. */
+static int wait_for_stop(struct daemon *d, int sfd)
+{
+	for (;;) {
+		struct pollfd p[2] = { { .fd = sfd, .events = POLLIN },
+				       { .fd = d->sync_end_fd, .events = POLLIN } };
+		struct signalfd_siginfo si;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (p[1].revents & POLLIN) {
+			log_error("daemon: the sync thread stopped; stopping");
+			return atomic_load(&d->sync_result) < 0 ? atomic_load(&d->sync_result)
+								: -EIO;
+		}
+		if ((p[0].revents & POLLIN) && read(sfd, &si, sizeof(si)) == sizeof(si)) {
+			log_info("daemon: %s: stopping", strsignal((int)si.ssi_signo));
+			return 0;
+		}
+	}
+}
+
+int daemon_run(const struct config *c)
+{
+	struct daemon d = { .c = c, .wake_fd = -1, .sync_end_fd = -1, .started_ms = now_ms() };
+	const char *names[CONFIG_SINKS_MAX];
+	sigset_t mask;
+	int r, sfd = -1, lock_fd = -1, listen_fd = -1;
+	bool receiver = c->webhook.secret != NULL;
+
+	pthread_mutex_init(&d.lock, NULL);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	signal(SIGPIPE, SIG_IGN);
+	r = -pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	if (r == 0 && (sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
+		r = -errno;
+	if (r < 0) {
+		log_error("daemon: cannot set up signal handling: %s", strerror(-r));
+		goto out;
+	}
+	r = activated_socket(&listen_fd);
+	if (r < 0)
+		goto out;
+	if (listen_fd >= 0 && !receiver) {
+		log_error("daemon: systemd passed a socket, but [webhook] secret is not set");
+		r = -EINVAL;
+		goto out;
+	}
+	r = store_lock(c->store.path, &lock_fd);
+	if (r < 0) {
+		log_error("store: %s: %s", c->store.path, store_lock_strerror(r));
+		goto out;
+	}
+	for (size_t i = 0; i < c->n_sinks; i++)
+		names[i] = c->sinks[i].name;
+	r = metrics_new(names, c->n_sinks, &d.metrics);
+	if (r == 0)
+		r = cancel_new(&d.cancel);
+	if (r == 0 && ((d.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+		       (d.sync_end_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0))
+		r = -errno;
+	if (r < 0) {
+		log_error("daemon: cannot start: %s", strerror(-r));
+		goto out;
+	}
+	if (receiver && (r = start_writer(&d)) < 0)
+		goto out;
+	r = -pthread_create(&d.sync_thread, NULL, sync_main, &d);
+	if (r < 0) {
+		log_error("daemon: cannot start the sync thread: %s", strerror(-r));
+		goto out;
+	}
+	d.sync_started = true;
+	if (receiver) {
+		r = start_receiver(&d, listen_fd);
+		listen_fd = -1; /* the receiver's now, or closed */
+		if (r < 0)
+			goto out;
+	} else {
+		log_notice("webhook: receiver off ([webhook] secret not set): polling only");
+	}
+	log_info("daemon: running: full sync every %" PRIu32 " s, %zu sink%s", c->ts.poll_interval,
+		 c->n_sinks, c->n_sinks == 1 ? "" : "s");
+	/* The systemd service issue: READY=1 goes here. */
+	r = wait_for_stop(&d, sfd);
+out:
+	/* The systemd service issue: STOPPING=1 goes here. */
+	cancel_fire(d.cancel);
+	if (d.webhook)
+		webhook_stop(d.webhook, DAEMON_DRAIN_MS);
+	if (d.sync_started)
+		pthread_join(d.sync_thread, NULL);
+	inbox_writer_free(d.writer);
+	if (r == 0)
+		log_info("daemon: stopped");
+	cancel_free(d.cancel);
+	metrics_free(d.metrics);
+	if (listen_fd >= 0)
+		close(listen_fd);
+	if (d.wake_fd >= 0)
+		close(d.wake_fd);
+	if (d.sync_end_fd >= 0)
+		close(d.sync_end_fd);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	if (sfd >= 0)
+		close(sfd);
+	pthread_sigmask(SIG_UNBLOCK, &mask, NULL);
+	pthread_mutex_destroy(&d.lock);
+	return r;
+}
