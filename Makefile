@@ -146,12 +146,18 @@ asan: deps
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run-tests.sh
 
 # Benchmarks (not tests): figures go into docs/benchmarks.md by hand, with the command.
+# The receiver's benchmark compares it with wrk against the Debian `webhook` package and
+# nginx: installed when missing, by `bench` only (`check` does not need them).
+BENCH_DEB_PKGS := wrk webhook nginx-light iproute2
 bench: deps
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_DEB_PKGS)"
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	@BUILD=$(BUILD) TSGRAPHD=$(CURDIR)/$(BUILD)/tsgraphd tests/bench/bench-sync.sh
 	@echo
 	@BUILD=$(BUILD) TSGRAPHD=$(CURDIR)/$(BUILD)/tsgraphd tests/bench/bench-push.sh
+	@echo
+	@BUILD=$(BUILD) TSGRAPHD=$(CURDIR)/$(BUILD)/tsgraphd tests/bench/bench-receiver.sh
 
 valgrind: all $(UNIT_BIN)
 	@VALGRIND=1 tests/run-tests.sh unit/
