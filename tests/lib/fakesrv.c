@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <signal.h>
 #include <netinet/in.h>
@@ -131,4 +132,69 @@ void fakesrv_block_stop_signals(sigset_t *ret_set)
 	sigaddset(ret_set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, ret_set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+int fakesrv_serve(const struct fakesrv_serve *c, atomic_bool *stopping)
+{
+	static const struct MHD_OptionItem none[] = { { MHD_OPTION_END, 0, NULL } };
+	struct MHD_OptionItem tls[4] = { { MHD_OPTION_END, 0, NULL } };
+	char *cert = NULL, *key = NULL, shown[INET6_ADDRSTRLEN];
+	const union MHD_DaemonInfo *info;
+	struct MHD_Daemon *d = NULL;
+	struct sockaddr_storage ss;
+	bool v6 = false;
+	int sig, ret = 1, r;
+	unsigned port;
+	sigset_t set;
+
+	if (fakesrv_parse_listen(c->listen, &ss, &v6) < 0) {
+		fprintf(stderr, "%s: --listen must be a loopback HOST:PORT\n", c->name);
+		return 2;
+	}
+	if (c->tls_cert) {
+		if (!c->tls_key || read_file_bounded(c->tls_cert, 1 << 20, &cert, NULL) < 0 ||
+		    read_file_bounded(c->tls_key, 1 << 20, &key, NULL) < 0) {
+			fprintf(stderr, "%s: cannot read --tls-cert/--tls-key\n", c->name);
+			ret = 2;
+			goto out;
+		}
+		tls[0] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, cert };
+		tls[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, key };
+		tls[2] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_PRIORITIES, 0,
+						  (void *)"NORMAL:-VERS-TLS1.0:-VERS-TLS1.1" };
+	}
+	/* Before MHD starts its threads, so they inherit the mask and only sigwait() below
+	 * sees the stop signals. */
+	fakesrv_block_stop_signals(&set);
+	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+				     (v6 ? MHD_USE_IPv6 : 0) |
+				     (c->verbose ? MHD_USE_ERROR_LOG : 0) |
+				     (cert ? MHD_USE_TLS : 0),
+			     0, NULL, NULL, c->handler, c->cls, MHD_OPTION_SOCK_ADDR, &ss,
+			     MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_ARRAY, tls,
+			     MHD_OPTION_ARRAY, c->extra ? c->extra : none, MHD_OPTION_END);
+	if (!d) {
+		fprintf(stderr, "%s: cannot listen on %s\n", c->name, c->listen);
+		goto out;
+	}
+	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	port = info ? info->port : 0;
+	if (c->port_file && (r = fakesrv_write_port_file(c->port_file, port)) < 0) {
+		fprintf(stderr, "%s: cannot write %s: %s\n", c->name, c->port_file, strerror(-r));
+		goto out;
+	}
+	printf("listening on %s%s%s:%u\n", v6 ? "[" : "",
+	       fakesrv_addr_text(&ss, shown, sizeof(shown)), v6 ? "]" : "", port);
+	fflush(stdout);
+	while (sigwait(&set, &sig) != 0)
+		;
+	if (stopping)
+		atomic_store(stopping, true);
+	ret = 0;
+out:
+	if (d)
+		MHD_stop_daemon(d);
+	free(cert);
+	free(key);
+	return ret;
 }

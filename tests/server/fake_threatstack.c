@@ -2293,17 +2293,13 @@ int main(int argc, char **argv)
 			     .alerts = 30,
 			     .seed = 1,
 			     .page_size = 100 };
-	const union MHD_DaemonInfo *info;
-	struct MHD_Daemon *d = NULL;
-	char *tls_cert = NULL, *tls_key = NULL;
-	struct MHD_OptionItem tls_opts[4] = { { MHD_OPTION_END, 0, NULL } };
-	struct sockaddr_storage ss;
 	struct fake *f = NULL;
-	sigset_t set;
-	bool v6 = false;
-	int sig, ret = 1, r;
-	unsigned port;
-	char shown[INET6_ADDRSTRLEN];
+	int ret = 1, r;
+	struct MHD_OptionItem extra[] = {
+		{ MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, NULL },
+		{ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL },
+		{ MHD_OPTION_END, 0, NULL },
+	};
 
 	f = calloc(1, sizeof(*f));
 	if (!f || pthread_mutex_init(&f->lock, NULL) != 0) {
@@ -2315,11 +2311,6 @@ int main(int argc, char **argv)
 		if (r < 0)
 			usage(stderr);
 		ret = r < 0 ? 2 : 0;
-		goto out;
-	}
-	if (fakesrv_parse_listen(o.listen, &ss, &v6) < 0) {
-		fprintf(stderr, "fake_threatstack: --listen must be a loopback HOST:PORT\n");
-		ret = 2;
 		goto out;
 	}
 	r = load_key(o.key_file, &f->key);
@@ -2346,61 +2337,21 @@ int main(int argc, char **argv)
 
 	/* HTTPS (TLS 1.2 and newer only) when a certificate is given: tests of the client's
 	 * certificate checks and api_ca_file. */
-	if (o.tls_cert) {
-		if (read_file_bounded(o.tls_cert, 1 << 20, &tls_cert, NULL) < 0 ||
-		    read_file_bounded(o.tls_key, 1 << 20, &tls_key, NULL) < 0) {
-			fprintf(stderr, "fake_threatstack: cannot read --tls-cert/--tls-key\n");
-			ret = 2;
-			goto out;
-		}
-		tls_opts[0] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, tls_cert };
-		tls_opts[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, tls_key };
-		tls_opts[2] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_PRIORITIES, 0,
-						       (void *)"NORMAL:-VERS-TLS1.0:-VERS-TLS1.1" };
-		tls_opts[3] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
-	}
-
-	/* Block the stop signals before MHD starts its threads, so they inherit the mask and
-	 * only sigwait() below sees them. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-				     (v6 ? MHD_USE_IPv6 : 0) | (o.verbose ? MHD_USE_ERROR_LOG : 0) |
-				     (o.tls_cert ? MHD_USE_TLS : 0),
-			     0, NULL, NULL, on_request, f, MHD_OPTION_SOCK_ADDR, &ss,
-			     MHD_OPTION_URI_LOG_CALLBACK, on_uri, f, MHD_OPTION_NOTIFY_COMPLETED,
-			     on_completed, f, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_ARRAY,
-			     tls_opts, MHD_OPTION_END);
-	if (!d) {
-		fprintf(stderr, "fake_threatstack: cannot listen on %s\n", o.listen);
-		goto out;
-	}
-	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-	port = info ? info->port : 0;
-	if (o.port_file && (r = fakesrv_write_port_file(o.port_file, port)) < 0) {
-		fprintf(stderr, "fake_threatstack: cannot write %s: %s\n", o.port_file,
-			strerror(-r));
-		goto out;
-	}
-	printf("listening on %s%s%s:%u\n", v6 ? "[" : "",
-	       fakesrv_addr_text(&ss, shown, sizeof(shown)), v6 ? "]" : "", port);
-	fflush(stdout);
-
-	while (sigwait(&set, &sig) != 0)
-		;
-	atomic_store(&f->stopping, true);
-	ret = 0;
+	extra[0].ptr_value = f;
+	extra[1].ptr_value = f;
+	ret = fakesrv_serve(&(struct fakesrv_serve){ .name = "fake_threatstack",
+						     .listen = o.listen,
+						     .port_file = o.port_file,
+						     .tls_cert = o.tls_cert,
+						     .tls_key = o.tls_key,
+						     .verbose = o.verbose,
+						     .handler = on_request,
+						     .cls = f,
+						     .extra = extra },
+			    &f->stopping);
 out:
-	if (d)
-		MHD_stop_daemon(d);
 	if (f && f->record)
 		fclose(f->record);
 	fake_free(f);
-	free(tls_cert);
-	free(tls_key);
 	return ret;
 }

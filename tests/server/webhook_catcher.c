@@ -357,14 +357,14 @@ int main(int argc, char **argv)
 	};
 	const char *listen_at = "127.0.0.1:0", *port_file = NULL;
 	struct catcher k = { .fault_status = 0 };
-	const union MHD_DaemonInfo *info;
-	struct MHD_Daemon *d = NULL;
-	struct sockaddr_storage ss;
-	char shown[64];
-	bool v6 = false;
-	int c, sig, r, ret = 1;
-	unsigned port;
-	sigset_t set;
+	int c, ret;
+	/* room for /_catcher/answer's header lines */
+	struct MHD_OptionItem extra[] = {
+		{ MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, NULL },
+		{ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL },
+		{ MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(2 * ANSWER_HEADER_MAX), NULL },
+		{ MHD_OPTION_END, 0, NULL },
+	};
 
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
@@ -389,42 +389,18 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (fakesrv_parse_listen(listen_at, &ss, &v6) < 0) {
-		fprintf(stderr, "webhook_catcher: --listen must be a loopback HOST:PORT\n");
-		return 2;
-	}
 	if (pthread_mutex_init(&k.lock, NULL) != 0 || !(k.requests = json_object_new_array()))
 		return 1;
-
-	fakesrv_block_stop_signals(&set);
-
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-				     (v6 ? MHD_USE_IPv6 : 0) | (k.verbose ? MHD_USE_ERROR_LOG : 0),
-			     0, NULL, NULL, on_request, &k, MHD_OPTION_SOCK_ADDR, &ss,
-			     MHD_OPTION_URI_LOG_CALLBACK, on_uri, &k, MHD_OPTION_NOTIFY_COMPLETED,
-			     on_completed, &k, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-			     /* room for /_catcher/answer's header lines */
-			     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(2 * ANSWER_HEADER_MAX),
-			     MHD_OPTION_END);
-	if (!d) {
-		fprintf(stderr, "webhook_catcher: cannot listen on %s\n", listen_at);
-		goto out;
-	}
-	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-	port = info ? info->port : 0;
-	if (port_file && (r = fakesrv_write_port_file(port_file, port)) < 0) {
-		fprintf(stderr, "webhook_catcher: cannot write %s: %s\n", port_file, strerror(-r));
-		goto out;
-	}
-	printf("listening on %s%s%s:%u\n", v6 ? "[" : "",
-	       fakesrv_addr_text(&ss, shown, sizeof(shown)), v6 ? "]" : "", port);
-	fflush(stdout);
-	while (sigwait(&set, &sig) != 0)
-		;
-	ret = 0;
-out:
-	if (d)
-		MHD_stop_daemon(d);
+	extra[0].ptr_value = &k;
+	extra[1].ptr_value = &k;
+	ret = fakesrv_serve(&(struct fakesrv_serve){ .name = "webhook_catcher",
+						     .listen = listen_at,
+						     .port_file = port_file,
+						     .verbose = k.verbose,
+						     .handler = on_request,
+						     .cls = &k,
+						     .extra = extra },
+			    NULL);
 	json_object_put(k.requests);
 	pthread_mutex_destroy(&k.lock);
 	return ret;
