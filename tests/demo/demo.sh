@@ -46,7 +46,7 @@ FAKE_PID='' DAEMON_PID='' TAIL_PID='' JQ_PID=''
 # log, the fake, and the directory goes.
 cleanup() {
 	local status=$?
-	trap '' INT TERM
+	trap '' INT TERM HUP
 	trap - EXIT
 	if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
 		kill -TERM "$DAEMON_PID" 2>/dev/null || true
@@ -81,6 +81,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 die() {
 	echo "demo: $*" >&2
@@ -109,7 +110,10 @@ chmod 600 "$DIR/key.pem"
 
 printf '%s\n' "$FAKE_KEY" >"$DIR/api.key"
 chmod 600 "$DIR/api.key"
-"$FAKE" --listen 127.0.0.1:0 --port-file "$DIR/fake.port" --key-file "$DIR/api.key" \
+# The fake and the daemon run in their own sessions (setsid): Ctrl-C reaches this script, not
+# them, and the cleanup stops them in order (tail and jq, started in the background by a
+# non-interactive shell, ignore SIGINT).
+setsid "$FAKE" --listen 127.0.0.1:0 --port-file "$DIR/fake.port" --key-file "$DIR/api.key" \
 	--agents "$DEMO_AGENTS" --cves 4 --alerts 6 --seed "$((RANDOM % 1000 + 1))" \
 	>"$DIR/fake.out" 2>"$DIR/fake.err" &
 FAKE_PID=$!
@@ -145,7 +149,7 @@ CONF
 chmod 600 "$DIR/tsgraphd.conf"
 
 # --- the daemon -------------------------------------------------------------------------------
-"$TSGRAPHD" -c "$DIR/tsgraphd.conf" run >"$DIR/tsgraphd.log" 2>&1 &
+setsid "$TSGRAPHD" -c "$DIR/tsgraphd.conf" run >"$DIR/tsgraphd.log" 2>&1 &
 DAEMON_PID=$!
 listening() { grep -q 'webhook: listening on' "$DIR/tsgraphd.log" || ! kill -0 "$DAEMON_PID" 2>/dev/null; }
 wait_for 20 listening && kill -0 "$DAEMON_PID" 2>/dev/null ||
