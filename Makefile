@@ -69,13 +69,16 @@ BENCH_BIN  := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 HEADERS    := $(wildcard include/tsgraphd/*.h tests/lib/*.h)
 
-.PHONY: all check test asan valgrind bench install uninstall clean deps lint fuzz help
+.PHONY: all check test demo asan valgrind bench install uninstall clean deps lint fuzz help
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/tsgraphd $(SERVER_BIN)
 
 help:
-	@echo "targets: all check asan valgrind bench install uninstall clean deps lint fuzz"
+	@echo "targets: all demo check asan valgrind bench install uninstall clean deps lint fuzz"
+	@echo "  make demo           install missing packages, build, run the daemon against a"
+	@echo "                      changing fake fleet and show its changes (Ctrl-C stops;"
+	@echo "                      DEMO_SECONDS=N ends it after N seconds)"
 	@echo "  make check          install missing packages, build, run every test"
 	@echo "  make asan           every test under AddressSanitizer + UBSan"
 	@echo "  make install PREFIX=/usr DESTDIR=/tmp/root"
@@ -135,6 +138,17 @@ $(BUILD)/obj $(BUILD)/obj-hooks $(BUILD)/tests $(BUILD)/bench:
 check: deps
 	@$(MAKE) --no-print-directory test
 
+# `demo` likewise: its packages, then the build in a sub-make, then tests/demo/demo.sh (the
+# daemon and the fake Threat Stack on loopback, everything in a private temporary directory,
+# all stopped and removed on Ctrl-C or after DEMO_SECONDS). Its packages are only what the
+# build (the fake servers' helpers include cmocka.h) and the demo need, not the test tools.
+DEMO_DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
+              libjson-c-dev libsystemd-dev libsqlite3-dev libcmocka-dev zlib1g-dev curl jq openssl
+demo:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEMO_DEB_PKGS)"
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) tests/demo/demo.sh
+
 test: all $(BUILD)/tsgraphd-test $(UNIT_BIN) lint
 	@BUILD=$(BUILD) tests/run-tests.sh
 
@@ -193,7 +207,7 @@ deps:
 	for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
 	done; \
-	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	case " $(DEB_PKGS) " in *" nodejs "*) command -v npm >/dev/null 2>&1 || missing="$$missing npm" ;; esac; \
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
 		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
