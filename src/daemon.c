@@ -83,8 +83,8 @@ struct daemon {
 	int64_t started_ms; /* wall clock */
 	pthread_t sync_thread;
 	bool sync_started;
-	atomic_int sync_result; /* the sync thread's end: 0, or why it gave up */
-	int64_t watchdog_ms;	/* WATCHDOG_USEC in ms; 0 without a watchdog */
+	atomic_int sync_result;	 /* the sync thread's end: 0, or why it gave up */
+	int64_t watchdog_ms;	 /* WATCHDOG_USEC in ms; 0 without a watchdog */
 	_Atomic int64_t beat_ms; /* monotonic: the sync thread's last sign of progress; 0 before */
 
 	pthread_mutex_t lock; /* guards store_error */
@@ -127,11 +127,10 @@ static void notify_status(struct worker *wk)
 	}
 	if (gmtime_r(&t, &tm))
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	(void)sd_notifyf(0,
-			 "STATUS=last %s sync %s at %s; %" PRId64 " agents; backlog %" PRId64
-			 " change%s",
-			 wk->last_kind, wk->last_result, when, agents, wk->backlog,
-			 wk->backlog == 1 ? "" : "s");
+	(void)sd_notifyf(
+		0, "STATUS=last %s sync %s at %s; %" PRId64 " agents; backlog %" PRId64 " change%s",
+		wk->last_kind, wk->last_result, when, agents, wk->backlog,
+		wk->backlog == 1 ? "" : "s");
 }
 
 static void wake(int fd)
@@ -729,7 +728,8 @@ int daemon_run(const struct config *c)
 
 	pthread_mutex_init(&d.lock, NULL);
 	if (sd_watchdog_enabled(0, &watchdog_usec) > 0)
-		d.watchdog_ms = (int64_t)(watchdog_usec / 1000) > 0 ? (int64_t)(watchdog_usec / 1000) : 1;
+		d.watchdog_ms =
+			(int64_t)(watchdog_usec / 1000) > 0 ? (int64_t)(watchdog_usec / 1000) : 1;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
