@@ -219,12 +219,19 @@ install: $(BUILD)/tsgraphd
 	install -Dm0755 $(BUILD)/tsgraphd $(DESTDIR)$(BINDIR)/tsgraphd
 	install -Dm0640 conf/tsgraphd.conf.example $(DESTDIR)$(SYSCONFDIR)/tsgraphd/tsgraphd.conf.example
 	install -Dm0644 docs/tsgraphd.8 $(DESTDIR)$(MANDIR)/man8/tsgraphd.8
+	install -d $(DESTDIR)$(UNITDIR)
+	for f in tsgraphd.service tsgraphd@.service; do \
+		sed 's|^ExecStart=/usr/local/bin/tsgraphd |ExecStart=$(BINDIR)/tsgraphd |' systemd/$$f \
+			>$(DESTDIR)$(UNITDIR)/$$f && chmod 0644 $(DESTDIR)$(UNITDIR)/$$f || exit 1; \
+	done
+	install -m0644 systemd/tsgraphd.socket $(DESTDIR)$(UNITDIR)/tsgraphd.socket
 	install -Dm0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	for f in docs/*.md; do install -Dm0644 $$f $(DESTDIR)$(DOCDIR)/$$(basename $$f); done
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/tsgraphd $(DESTDIR)$(SYSCONFDIR)/tsgraphd/tsgraphd.conf.example \
-		$(DESTDIR)$(MANDIR)/man8/tsgraphd.8
+		$(DESTDIR)$(MANDIR)/man8/tsgraphd.8 $(DESTDIR)$(UNITDIR)/tsgraphd.service \
+		$(DESTDIR)$(UNITDIR)/tsgraphd@.service $(DESTDIR)$(UNITDIR)/tsgraphd.socket
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:

@@ -22,8 +22,15 @@
  * leaves it new, and it is refreshed again (the second time changes nothing). An alert is
  * acknowledged by the receiver only once in the inbox, so nothing acknowledged is lost.
  *
- * Seams for the systemd service issue: where READY=1 belongs (after the receiver is up) and
- * where STOPPING=1 belongs (the first line of the stop) are marked; SIGHUP is not handled.
+ * systemd (sd_notify; every call is a no-op without NOTIFY_SOCKET): READY=1 once the receiver
+ * listens and the sync thread has begun its first full sync; STATUS= one line (the last run,
+ * the stored agents, the sinks' total backlog), sent by the sync thread after each step;
+ * STOPPING=1 as the first line of the stop. The watchdog (WATCHDOG_USEC) is pinged by the
+ * main thread at half its interval, but only while the sync thread's heartbeat (beat_ms,
+ * bumped at each turn of its loop, after each API answer and sink delivery, and at least
+ * every quarter interval while it sleeps) is younger than the interval: a sync thread stuck
+ * in a call that never returns stops the pings, and systemd restarts the service. SIGHUP is
+ * not handled.
  */
 #include "tsgraphd/daemon.h"
 #include "tsgraphd/cancel.h"
@@ -46,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -61,6 +69,8 @@ _Static_assert(2 * DAEMON_INBOX_BUSY_MS < WEBHOOK_COMMIT_TIMEOUT_MS,
 #define PRUNE_EVERY_MS	   (3600 * 1000)
 #define NOTE_MAX	   256
 #define INBOX_WAIT_MS	   60000 /* the sync thread's wait for a settlement's commit */
+#define READY_POLL_MS	   20	 /* the main thread's look for the sync thread's first beat */
+#define AGENT_TYPE	   "threatstack_agent"
 
 struct daemon {
 	const struct config *c;
@@ -73,7 +83,9 @@ struct daemon {
 	int64_t started_ms; /* wall clock */
 	pthread_t sync_thread;
 	bool sync_started;
-	atomic_int sync_result; /* the sync thread's end: 0, or why it gave up */
+	atomic_int sync_result;	 /* the sync thread's end: 0, or why it gave up */
+	int64_t watchdog_ms;	 /* WATCHDOG_USEC in ms; 0 without a watchdog */
+	_Atomic int64_t beat_ms; /* monotonic: the sync thread's last sign of progress; 0 before */
 
 	pthread_mutex_t lock; /* guards store_error */
 	char store_error[SYNC_MSG_MAX];
@@ -87,7 +99,39 @@ struct worker {
 	struct tsapi *api;
 	struct sync *sy;
 	struct inbox *ib;
+	/* for STATUS= */
+	const char *last_kind, *last_result; /* NULL before the first run ended */
+	int64_t last_at;		     /* wall clock */
+	int64_t backlog;		     /* changes not yet delivered, all sinks */
 };
+
+static void beat(struct daemon *d)
+{
+	atomic_store(&d->beat_ms, monotonic_ms());
+}
+
+/* STATUS=: one line for `systemctl status`. */
+static void notify_status(struct worker *wk)
+{
+	char when[32] = "";
+	int64_t agents = -1;
+	time_t t = (time_t)(wk->last_at / 1000);
+	struct tm tm;
+
+	if (wk->s && store_type_count(wk->s, AGENT_TYPE, &agents) < 0)
+		agents = -1;
+	if (!wk->last_kind) {
+		(void)sd_notifyf(0, "STATUS=first full sync running; %" PRId64 " agents stored",
+				 agents);
+		return;
+	}
+	if (gmtime_r(&t, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	(void)sd_notifyf(
+		0, "STATUS=last %s sync %s at %s; %" PRId64 " agents; backlog %" PRId64 " change%s",
+		wk->last_kind, wk->last_result, when, agents, wk->backlog,
+		wk->backlog == 1 ? "" : "s");
+}
 
 static void wake(int fd)
 {
@@ -116,7 +160,10 @@ static void on_inbox_commit(size_t n_new, void *ud)
 
 static void on_api_response(long status, void *ud)
 {
-	metrics_api_response(ud, status);
+	struct daemon *d = ud;
+
+	beat(d);
+	metrics_api_response(d->metrics, status);
 }
 
 /* /healthz, from the receiver's threads. */
@@ -172,6 +219,9 @@ static void note_run(struct worker *wk, const char *kind, int r, const struct sy
 			 rep->diff.updated, rep->diff.deleted, now_ms());
 	if (r == -ECANCELED)
 		return;
+	wk->last_kind = kind;
+	wk->last_result = result;
+	wk->last_at = now_ms();
 	pthread_mutex_lock(&d->lock);
 	if (r == 0 || r == -EAGAIN)
 		d->store_error[0] = '\0';
@@ -184,6 +234,7 @@ static void note_run(struct worker *wk, const char *kind, int r, const struct sy
 struct backlog_ctx {
 	struct worker *wk;
 	int64_t max_seq;
+	int64_t total; /* the backlog summed over the sinks */
 };
 
 static void on_sink(size_t index, int64_t delivered, int result, void *ud)
@@ -191,8 +242,10 @@ static void on_sink(size_t index, int64_t delivered, int result, void *ud)
 	struct backlog_ctx *b = ud;
 	int64_t cursor = 0;
 
+	beat(b->wk->d);
 	if (store_cursor_get(b->wk->s, b->wk->d->c->sinks[index].name, &cursor) < 0)
 		cursor = 0;
+	b->total += b->max_seq - cursor;
 	metrics_sink(b->wk->d->metrics, index, delivered, result < 0 && result != -ECANCELED,
 		     b->max_seq - cursor);
 }
@@ -204,6 +257,7 @@ static void deliver(struct worker *wk)
 	if (store_outbox_max_seq(wk->s, &b.max_seq) < 0)
 		b.max_seq = 0;
 	(void)sink_drain_all(wk->d->c, wk->s, wk->d->cancel, false, on_sink, &b);
+	wk->backlog = b.total;
 }
 
 static void full_sync(struct worker *wk)
@@ -221,6 +275,7 @@ static void full_sync(struct worker *wk)
 		log_error("daemon: full sync failed, retried at the next poll: %s", rep.message);
 	deliver(wk);
 	sink_prune_outbox(wk->d->c, wk->s);
+	notify_status(wk);
 }
 
 /* --- the inbox's alerts ------------------------------------------------------------------ */
@@ -367,6 +422,8 @@ static bool refresh_batch(struct worker *wk)
 	settle(wk, &b, expired, r, &rep);
 	if ((r == 0 || r == -EAGAIN) && rep.diff.created + rep.diff.updated + rep.diff.deleted > 0)
 		deliver(wk);
+	if (n_ids > 0)
+		notify_status(wk);
 	return b.n == DAEMON_REFRESH_BATCH;
 }
 
@@ -423,7 +480,7 @@ static int worker_open(struct worker *wk)
 	struct store_options so = { .synchronous_full = c->store.synchronous_full };
 	struct tsapi_options ao = { .cancel = wk->d->cancel,
 				    .on_response = on_api_response,
-				    .response_userdata = wk->d->metrics };
+				    .response_userdata = wk->d };
 	struct inbox_options io = { .synchronous_full = c->store.synchronous_full };
 	struct tsapi_error err = { 0 };
 	char msg[STORE_ERR_MAX];
@@ -482,10 +539,12 @@ static void *sync_main(void *arg)
 	r = worker_open(&wk);
 	if (r < 0)
 		goto out;
+	notify_status(&wk);
 	next_full = monotonic_ms();
 	while (!cancel_fired(d->cancel)) {
 		int64_t now = monotonic_ms(), next_due = -1, wait_ms;
 
+		beat(d); /* the first one tells the main thread that the first sync begins */
 		if (now >= next_full) {
 			next_full = now + (int64_t)c->ts.poll_interval * 1000;
 			full_sync(&wk);
@@ -502,6 +561,8 @@ static void *sync_main(void *arg)
 		wait_ms = next_full - monotonic_ms();
 		if (wk.ib && inbox_next_due(wk.ib, &next_due) == 0 && next_due - now_ms() < wait_ms)
 			wait_ms = next_due - now_ms();
+		if (d->watchdog_ms > 0 && wait_ms > d->watchdog_ms / 4)
+			wait_ms = d->watchdog_ms / 4; /* a beat while idle */
 		wait_for_work(d, wait_ms);
 	}
 out:
@@ -593,15 +654,53 @@ static int start_writer(struct daemon *d)
 	return r;
 }
 
-/* Waits for SIGINT/SIGTERM, or for the sync thread to end on its own. */
+/* The watchdog's ping, only while the sync thread's heartbeat is fresh. */
+static void watchdog(struct daemon *d, int64_t *last_ping, bool *stale)
+{
+	int64_t now = monotonic_ms(), age = now - atomic_load(&d->beat_ms);
+
+	if (d->watchdog_ms == 0 || now - *last_ping < d->watchdog_ms / 2)
+		return;
+	if (age > d->watchdog_ms) {
+		if (!*stale)
+			log_warning("daemon: the sync thread shows no progress for %" PRId64
+				    " s: the watchdog is no longer pinged",
+				    age / 1000);
+		*stale = true;
+		return;
+	}
+	if (*stale)
+		log_info("daemon: the sync thread makes progress again: the watchdog is pinged");
+	*stale = false;
+	*last_ping = now;
+	(void)sd_notify(0, "WATCHDOG=1");
+}
+
+/* Waits for SIGINT/SIGTERM, or for the sync thread to end on its own. Sends READY=1 once
+ * the sync thread began (its first beat), and pings the watchdog. */
 static int wait_for_stop(struct daemon *d, int sfd)
 {
+	int64_t last_ping = 0;
+	bool ready = false, stale = false;
+
 	for (;;) {
 		struct pollfd p[2] = { { .fd = sfd, .events = POLLIN },
 				       { .fd = d->sync_end_fd, .events = POLLIN } };
 		struct signalfd_siginfo si;
+		int timeout = -1;
 
-		if (poll(p, 2, -1) < 0) {
+		if (!ready && atomic_load(&d->beat_ms) != 0) {
+			(void)sd_notify(0, "READY=1");
+			log_debug("daemon: READY=1 sent");
+			ready = true;
+		}
+		if (ready)
+			watchdog(d, &last_ping, &stale);
+		if (!ready)
+			timeout = READY_POLL_MS;
+		else if (d->watchdog_ms > 0)
+			timeout = (int)(d->watchdog_ms / 4 > 0 ? d->watchdog_ms / 4 : 1);
+		if (poll(p, 2, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
@@ -625,8 +724,12 @@ int daemon_run(const struct config *c)
 	sigset_t mask;
 	int r, sfd = -1, lock_fd = -1, listen_fd = -1;
 	bool receiver = c->webhook.secret != NULL;
+	uint64_t watchdog_usec = 0;
 
 	pthread_mutex_init(&d.lock, NULL);
+	if (sd_watchdog_enabled(0, &watchdog_usec) > 0)
+		d.watchdog_ms =
+			(int64_t)(watchdog_usec / 1000) > 0 ? (int64_t)(watchdog_usec / 1000) : 1;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
@@ -681,10 +784,9 @@ int daemon_run(const struct config *c)
 	}
 	log_info("daemon: running: full sync every %" PRIu32 " s, %zu sink%s", c->ts.poll_interval,
 		 c->n_sinks, c->n_sinks == 1 ? "" : "s");
-	/* The systemd service issue: READY=1 goes here. */
 	r = wait_for_stop(&d, sfd);
 out:
-	/* The systemd service issue: STOPPING=1 goes here. */
+	(void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 	cancel_fire(d.cancel);
 	if (d.webhook)
 		webhook_stop(d.webhook, DAEMON_DRAIN_MS);

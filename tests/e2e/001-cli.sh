@@ -48,8 +48,9 @@ expect_status 2 "$TSGRAPHD" -c "$WORK/dup.conf" check
 expect_output "dup.conf:6: api_key: set twice (first at line 5)"
 expect_no_output "sup3r-s3cret"
 
-# The shipped example is valid once its secret file exists (its API is not reachable here).
-sed "s#^api_key_file = .*#api_key_file = $WORK/api.key#; s#^path = /var/lib.*#path = $WORK/state.db#; s#^api_url = .*#api_url = http://127.0.0.1:1#" \
+# The shipped example is valid once its secret file is named and exists (its API is not
+# reachable here); under the unit the credential stands in for api_key_file.
+sed "s|^#api_key_file = .*|api_key_file = $WORK/api.key|; s#^path = /var/lib.*#path = $WORK/state.db#; s#^api_url = .*#api_url = http://127.0.0.1:1#" \
 	"$TESTS_DIR/../conf/tsgraphd.conf.example" >"$WORK/example.conf"
 expect_status 1 "$TSGRAPHD" -c "$WORK/example.conf" check
 expect_output "configuration OK"

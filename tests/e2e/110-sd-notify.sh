@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# `tsgraphd run` under systemd's notify protocol, with a fake NOTIFY_SOCKET (a unix datagram
+# socket this test binds; python3 records each datagram on one line, newlines as " | "):
+# READY=1 once the receiver listens and the first sync began, STATUS= after the sync, the
+# watchdog pinged (WATCHDOG_USEC=2 s) while the sync thread makes progress, STOPPING=1 on
+# SIGTERM and exit 0. Then a full sync stalled in a slow API answer: the pings stop.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-receiver.sh"
+
+command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 is missing (it plays systemd's notify socket)"; exit 0; }
+
+# listen_notify: binds $WORK/notify.sock and appends each datagram to $WORK/notify.log.
+listen_notify() {
+	rm -f "$WORK/notify.sock"
+	: >"$WORK/notify.log"
+	python3 -u -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a") as f:
+    while True:
+        m = s.recv(4096).decode("utf-8", "replace")
+        f.write("%d %s\n" % (__import__("time").monotonic_ns() // 1000000, m.replace("\n", " | ")))
+        f.flush()
+' "$WORK/notify.sock" "$WORK/notify.log" &
+	NOTIFY_PID=$!
+	on_exit "kill $NOTIFY_PID 2>/dev/null; wait $NOTIFY_PID 2>/dev/null"
+	wait_until 5 "the notify socket" test -S "$WORK/notify.sock"
+}
+has() { grep -q -- "$1" "$WORK/notify.log"; }
+
+start_fake --agents 5 --cves 2 --alerts 2
+make_cert
+write_receiver_config a
+
+listen_notify
+start_daemon a NOTIFY_SOCKET="$WORK/notify.sock" WATCHDOG_USEC=2000000
+wait_until 20 "READY=1" has 'READY=1'
+wait_until 20 "the first full sync" grep -q 'sync: done run=1' "$WORK/a.log"
+wait_until 10 "STATUS= after the full sync" has 'STATUS=last full sync ok at .*; 5 agents; backlog 0 changes'
+# READY=1 comes after the receiver listens
+ready_line=$(grep -n 'READY=1' "$WORK/notify.log" | head -n 1 | cut -d: -f1)
+[ "$ready_line" -ge 1 ] || fail "no READY=1"
+grep -q 'webhook: listening on' "$WORK/a.log" || fail "READY=1 before the receiver listened"
+# the watchdog: about one ping a second with WATCHDOG_USEC=2 s
+t0=$(now_ms)
+three_pings() { [ "$(grep -c 'WATCHDOG=1' "$WORK/notify.log")" -ge 3 ]; }
+wait_until 5 "three WATCHDOG=1" three_pings
+n=$(grep -c 'WATCHDOG=1' "$WORK/notify.log")
+# a webhook's refresh updates STATUS= too
+expect_post 200 "$(alert_json notify-1)"
+wait_until 20 "STATUS= after a refresh" has 'STATUS=last refresh sync'
+stop_daemon a
+wait_until 5 "STOPPING=1" has 'STOPPING=1'
+echo "notify: READY=1, STATUS= ($(grep -o 'STATUS=last full[^|]*' "$WORK/notify.log" | tail -n 1)), $n WATCHDOG=1 within $(($(now_ms) - t0)) ms, STOPPING=1, exit 0"
+
+# a stalled full sync: no heartbeat, the pings stop (systemd would restart the service)
+fault '{"kind":"slow","count":1,"ms":60000,"path":"/v2/agents"}'
+listen_notify
+start_daemon a NOTIFY_SOCKET="$WORK/notify.sock" WATCHDOG_USEC=2000000
+wait_until 10 "the full sync in its listing" grep -q 'sync: full sync started run=' "$WORK/a.log"
+wait_until 10 "the watchdog to give up" grep -q 'the watchdog is no longer pinged' "$WORK/a.log"
+n1=$(grep -c 'WATCHDOG=1' "$WORK/notify.log")
+sleep 2.5
+n2=$(grep -c 'WATCHDOG=1' "$WORK/notify.log")
+[ "$n1" = "$n2" ] || fail "the watchdog is still pinged while the sync thread is stuck ($n1 then $n2)"
+stop_daemon a
+has 'STOPPING=1' || wait_until 5 "STOPPING=1" has 'STOPPING=1'
+echo "notify: a full sync stuck for more than WATCHDOG_USEC stops the pings ($n1 sent before), STOPPING=1, exit 0"
