@@ -48,6 +48,9 @@ struct fakesrv_serve {
  * every request in flight has ended when it returns. 0 after a stop, 2 for a bad --listen or
  * unreadable TLS files, 1 when it cannot listen. */
 int fakesrv_serve(const struct fakesrv_serve *c, atomic_bool *stopping);
+/* Makes room in *arr (*cap elements of elem bytes) for element n: doubled, 16 at first;
+ * -ENOMEM leaves *arr as it was. */
+int fakesrv_grow(void **arr, size_t *cap, size_t n, size_t elem);
 /* Sleeps ms milliseconds in 50 ms slices, returning early once *stopping is set. */
 void fakesrv_sleep_ms(const atomic_bool *stopping, int64_t ms);
 

@@ -208,22 +208,6 @@ struct reply {
  * Small helpers
  */
 
-static int grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-	void *p;
-	size_t c;
-
-	if (n < *cap)
-		return 0;
-	c = *cap ? *cap * 2 : 16;
-	p = realloc(*arr, c * elem);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	*cap = c;
-	return 0;
-}
-
 static void set(json_object *o, const char *k, json_object *v)
 {
 	json_object_object_add(o, k, v);
@@ -565,7 +549,7 @@ static struct scope *scope_get(struct fake *f, const char *name)
 
 	if (s)
 		return s;
-	if (grow((void **)&f->scopes, &f->cap_scopes, f->nscopes, sizeof(*f->scopes)) < 0)
+	if (fakesrv_grow((void **)&f->scopes, &f->cap_scopes, f->nscopes, sizeof(*f->scopes)) < 0)
 		return NULL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -623,7 +607,7 @@ static int job_new(struct fake *f, struct scope *s, bool diff, struct job **ret)
 {
 	struct job *j;
 
-	if (grow((void **)&f->jobs, &f->cap_jobs, f->njobs, sizeof(*f->jobs)) < 0)
+	if (fakesrv_grow((void **)&f->jobs, &f->cap_jobs, f->njobs, sizeof(*f->jobs)) < 0)
 		return -ENOMEM;
 	j = calloc(1, sizeof(*j));
 	if (!j)
@@ -720,7 +704,7 @@ static int keys_add(struct keys *k, const char *key)
 {
 	char *c;
 
-	if (grow((void **)&k->v, &k->cap, k->n, sizeof(*k->v)) < 0 || !(c = strdup(key)))
+	if (fakesrv_grow((void **)&k->v, &k->cap, k->n, sizeof(*k->v)) < 0 || !(c = strdup(key)))
 		return -ENOMEM;
 	k->v[k->n++] = c;
 	return 0;

@@ -368,22 +368,6 @@ static const char *query_get(const struct request *rq, const char *key)
  * fixed residues of the index so that every fleet of a few dozen agents has all of them.
  */
 
-static int grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-	void *p;
-	size_t c;
-
-	if (n < *cap)
-		return 0;
-	c = *cap ? *cap * 2 : 64;
-	p = realloc(*arr, c * elem);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	*cap = c;
-	return 0;
-}
-
 static void gen_uuid(uint64_t *s, char out[static ID_MAX])
 {
 	uint64_t a = splitmix64(s), b = splitmix64(s);
@@ -509,7 +493,7 @@ static int fleet_add_agent(struct fleet *fl, int64_t now, bool initial, struct a
 	uint64_t idx = fl->next_agent, s = rng_for(fl->seed, 1, idx);
 	struct agent *ag;
 
-	if (grow((void **)&fl->agents, &fl->cap_agents, fl->nagents, sizeof(*ag)) < 0)
+	if (fakesrv_grow((void **)&fl->agents, &fl->cap_agents, fl->nagents, sizeof(*ag)) < 0)
 		return -ENOMEM;
 	ag = &fl->agents[fl->nagents];
 	memset(ag, 0, sizeof(*ag));
@@ -539,7 +523,7 @@ static struct cve *fleet_new_cve(struct fleet *fl, const char *id, bool carries,
 	uint64_t r = splitmix64(s);
 	char sys[96];
 
-	if (grow((void **)&fl->cves, &fl->cap_cves, fl->ncves, sizeof(*cv)) < 0)
+	if (fakesrv_grow((void **)&fl->cves, &fl->cap_cves, fl->ncves, sizeof(*cv)) < 0)
 		return NULL;
 	cv = &fl->cves[fl->ncves];
 	memset(cv, 0, sizeof(*cv));
@@ -632,7 +616,7 @@ static int fleet_add_alert(struct fleet *fl, const char *agent_id, bool cloudtra
 	json_object *o;
 	char c[32], d[32], rule[ID_MAX], rs[ID_MAX];
 
-	if (grow((void **)&fl->alerts, &fl->cap_alerts, fl->nalerts, sizeof(*al)) < 0)
+	if (fakesrv_grow((void **)&fl->alerts, &fl->cap_alerts, fl->nalerts, sizeof(*al)) < 0)
 		return -ENOMEM;
 	al = &fl->alerts[fl->nalerts];
 	memset(al, 0, sizeof(*al));
@@ -1092,7 +1076,7 @@ static int nonce_remember(struct fake *f, const char *nonce)
 			return -EEXIST;
 	if (f->nnonces >= NONCE_MAX)
 		return -ENOSPC;
-	if (grow((void **)&f->nonces, &f->cap_nonces, f->nnonces, sizeof(f->nonces[0])) < 0)
+	if (fakesrv_grow((void **)&f->nonces, &f->cap_nonces, f->nnonces, sizeof(f->nonces[0])) < 0)
 		return -ENOMEM;
 	f->nonces[f->nnonces].nonce = strdup(nonce);
 	if (!f->nonces[f->nnonces].nonce)
