@@ -10,7 +10,9 @@
  * back alone) and commits: one fsync for the whole batch, however many requests it holds.
  * Only then are the tickets answered, so a handler that answers 2xx after its ticket says 0
  * never acknowledges what a crash could lose. While the writer commits, new tickets queue
- * up for the next batch: the busier the receiver, the bigger the batches.
+ * up for the next batch: the busier the receiver, the bigger the batches. Each ticket has a
+ * semaphore of its own: a commit wakes exactly the threads whose tickets it answered (a
+ * broadcast would wake every waiting handler for every batch, most of them to sleep again).
  *
  * The writer is the inbox's only writer: the sync thread's settlements and prunes are tickets
  * too, committed in the same batches, so the receiver never waits on SQLite's lock (whose
@@ -28,6 +30,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,7 +230,7 @@ int inbox_due(struct inbox *ib, int64_t now, size_t max, inbox_item_fn fn, void 
 
 	r = sqldb_prepare(ib->db,
 			  ITEM_COLUMNS " WHERE state IN ('new','unconfirmed') AND next_try <= ?1"
-				       " ORDER BY received_at, id LIMIT ?2",
+				       " ORDER BY next_try, received_at LIMIT ?2",
 			  &st);
 	if (r == 0)
 		r = sqldb_errno(sqlite3_bind_int64(st, 1, now));
@@ -385,8 +388,9 @@ enum ticket_kind {
 struct inbox_ticket {
 	struct inbox_ticket *next;
 	struct inbox_writer *w;
-	unsigned refs; /* the writer's and the waiter's; under w->lock */
-	bool answered;
+	_Atomic unsigned refs;	/* the writer's and the waiter's */
+	sem_t done;		/* posted once, when the ticket is answered */
+	_Atomic bool answered;	/* result and count are set (release/acquire) */
 	int result;
 	size_t count; /* alerts newly stored, settled to a final state, or pruned */
 	enum ticket_kind kind;
@@ -403,8 +407,7 @@ struct inbox_writer {
 	bool started;
 
 	pthread_mutex_t lock;
-	pthread_cond_t work;	 /* tickets queued, or stopping */
-	pthread_cond_t answered; /* a batch was answered */
+	pthread_cond_t work; /* tickets queued, or stopping */
 	struct inbox_ticket *head, *tail;
 	size_t queued; /* alerts in the queue */
 	bool stopping;
@@ -414,10 +417,12 @@ struct inbox_writer {
 	_Atomic int64_t depth;
 };
 
-static void ticket_unref_locked(struct inbox_ticket *t)
+static void ticket_unref(struct inbox_ticket *t)
 {
-	if (--t->refs == 0)
+	if (atomic_fetch_sub(&t->refs, 1) == 1) {
+		sem_destroy(&t->done);
 		free(t);
+	}
 }
 
 /* One ticket inside the batch's transaction, in a savepoint of its own. */
@@ -538,14 +543,12 @@ static void *writer_main(void *arg)
 		/* Test builds: killed here, the batch is committed and no ticket answered. */
 		if (fresh > 0)
 			testhook_crash("inbox", committed);
-		pthread_mutex_lock(&w->lock);
 		for (struct inbox_ticket *t = batch; t; t = next) {
 			next = t->next;
-			t->answered = true;
-			ticket_unref_locked(t);
+			atomic_store_explicit(&t->answered, true, memory_order_release);
+			sem_post(&t->done);
+			ticket_unref(t);
 		}
-		pthread_cond_broadcast(&w->answered);
-		pthread_mutex_unlock(&w->lock);
 		if (fresh > 0 && w->opt.on_commit)
 			w->opt.on_commit(fresh, w->opt.userdata);
 	}
@@ -568,7 +571,6 @@ int inbox_writer_new(const char *path, const struct inbox_writer_options *opt,
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&w->work, &ca);
-	pthread_cond_init(&w->answered, &ca);
 	pthread_condattr_destroy(&ca);
 	r = inbox_open(path, &opt->inbox, &w->ib, err);
 	if (r == 0) {
@@ -606,7 +608,6 @@ void inbox_writer_free(struct inbox_writer *w)
 	}
 	inbox_close(w->ib);
 	pthread_cond_destroy(&w->work);
-	pthread_cond_destroy(&w->answered);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
 }
@@ -617,7 +618,12 @@ static int enqueue(struct inbox_writer *w, struct inbox_ticket *t, struct inbox_
 	int r = 0;
 
 	t->w = w;
-	t->refs = 2;
+	atomic_init(&t->refs, 2);
+	atomic_init(&t->answered, false);
+	if (sem_init(&t->done, 0, 0) < 0) {
+		free(t);
+		return -errno;
+	}
 	pthread_mutex_lock(&w->lock);
 	if (w->stopping)
 		r = -ESHUTDOWN;
@@ -635,6 +641,7 @@ static int enqueue(struct inbox_writer *w, struct inbox_ticket *t, struct inbox_
 	}
 	pthread_mutex_unlock(&w->lock);
 	if (r < 0) {
+		sem_destroy(&t->done);
 		free(t);
 		return r;
 	}
@@ -724,9 +731,8 @@ int inbox_writer_prune(struct inbox_writer *w, int64_t before_ms, struct inbox_t
 
 int inbox_ticket_wait(struct inbox_ticket *t, int64_t timeout_ms, size_t *ret_count)
 {
-	struct inbox_writer *w = t->w;
 	struct timespec until;
-	int r = 0;
+	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_sec += timeout_ms / 1000;
@@ -735,18 +741,17 @@ int inbox_ticket_wait(struct inbox_ticket *t, int64_t timeout_ms, size_t *ret_co
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000;
 	}
-	pthread_mutex_lock(&w->lock);
-	while (!t->answered && r != ETIMEDOUT)
-		r = pthread_cond_timedwait(&w->answered, &w->lock, &until);
-	if (!t->answered)
+	while (sem_clockwait(&t->done, CLOCK_MONOTONIC, &until) < 0 && errno == EINTR)
+		;
+	/* Answered even if the wait timed out just as the writer posted. */
+	if (!atomic_load_explicit(&t->answered, memory_order_acquire))
 		r = -ETIMEDOUT;
 	else {
 		r = t->result;
 		if (r == 0 && ret_count)
 			*ret_count = t->count;
 	}
-	ticket_unref_locked(t);
-	pthread_mutex_unlock(&w->lock);
+	ticket_unref(t);
 	return r;
 }
 

@@ -91,7 +91,9 @@ const char *inbox_errmsg(struct inbox *ib);
 /* Stores the alerts in one transaction; an id already stored (or repeated in a) is left as
  * it is. ret_new (may be NULL) gets how many were new. */
 int inbox_put(struct inbox *ib, const struct inbox_alert *a, size_t n, size_t *ret_new);
-/* The alerts due at now (new or unconfirmed, next_try <= now), oldest first, at most max. */
+/* The alerts due at now (new or unconfirmed, next_try <= now), at most max: new alerts
+ * first (next_try 0), oldest first, then the retries by the time they fell due. The order
+ * is the pending index's, so the query reads max rows however many are due. */
 int inbox_due(struct inbox *ib, int64_t now, size_t max, inbox_item_fn fn, void *userdata);
 /* Every stored alert, oldest first (tests, status). */
 int inbox_each(struct inbox *ib, inbox_item_fn fn, void *userdata);

@@ -296,6 +296,38 @@ static void *submit_many(void *arg)
 	return NULL;
 }
 
+/* New alerts come first, oldest first; then the retries, by the time they fell due. */
+static void test_due_order(void **state)
+{
+	struct fixture *f = *state;
+	struct inbox *ib = open_inbox(f->path);
+	const struct inbox_alert a[] = {
+		{ .id = "r1", .body = "{}", .received_at = 1000 },
+		{ .id = "r2", .body = "{}", .received_at = 1100 },
+		{ .id = "n2", .body = "{}", .received_at = 3000 },
+		{ .id = "n1", .body = "{}", .received_at = 2000 },
+	};
+	const struct inbox_settlement st[] = {
+		{ .id = "r1", .state = INBOX_UNCONFIRMED, .next_try = 400 },
+		{ .id = "r2", .state = INBOX_UNCONFIRMED, .next_try = 300 },
+	};
+	struct seen s = { 0 };
+
+	assert_int_equal(inbox_put(ib, a, 4, NULL), 0);
+	assert_int_equal(inbox_settle(ib, st, 2, NULL), 0);
+	assert_int_equal(inbox_due(ib, 5000, 10, collect, &s), 0);
+	assert_int_equal(s.n, 4);
+	assert_string_equal(s.ids[0], "n1");
+	assert_string_equal(s.ids[1], "n2");
+	assert_string_equal(s.ids[2], "r2");
+	assert_string_equal(s.ids[3], "r1");
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(inbox_due(ib, 5000, 3, collect, &s), 0);
+	assert_int_equal(s.n, 3);
+	assert_string_equal(s.ids[2], "r2");
+	inbox_close(ib);
+}
+
 static void test_writer_concurrent(void **state)
 {
 	struct fixture *f = *state;
@@ -524,6 +556,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_file_private_and_ours, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_once_due_settle_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_due_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_batches_while_it_waits, setup,
 						teardown),
