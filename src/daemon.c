@@ -60,11 +60,6 @@
 
 #include <systemd/sd-daemon.h>
 
-/* A request may wait for the batch being written and then its own: both must fail on a locked
- * inbox before the receiver stops waiting, so the answer says why. */
-_Static_assert(2 * DAEMON_INBOX_BUSY_MS < WEBHOOK_COMMIT_TIMEOUT_MS,
-	       "a locked inbox must fail the commit before the receiver stops waiting for it");
-
 #define HEALTH_POLL_FACTOR 3 /* /healthz: a full sync older than this many poll_intervals */
 #define PRUNE_EVERY_MS	   (3600 * 1000)
 #define NOTE_MAX	   256

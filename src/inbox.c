@@ -391,6 +391,8 @@ struct inbox_ticket {
 	_Atomic unsigned refs;	/* the writer's and the waiter's */
 	sem_t done;		/* posted once, when the ticket is answered */
 	_Atomic bool answered;	/* result and count are set (release/acquire) */
+	inbox_answered_fn notify; /* under w->lock: called once answered, unless released */
+	void *notify_ud;
 	int result;
 	size_t count; /* alerts newly stored, settled to a final state, or pruned */
 	enum ticket_kind kind;
@@ -543,12 +545,17 @@ static void *writer_main(void *arg)
 		/* Test builds: killed here, the batch is committed and no ticket answered. */
 		if (fresh > 0)
 			testhook_crash("inbox", committed);
+		/* Under the lock: a ticket's notification and its release never cross. */
+		pthread_mutex_lock(&w->lock);
 		for (struct inbox_ticket *t = batch; t; t = next) {
 			next = t->next;
 			atomic_store_explicit(&t->answered, true, memory_order_release);
 			sem_post(&t->done);
+			if (t->notify)
+				t->notify(t->notify_ud);
 			ticket_unref(t);
 		}
+		pthread_mutex_unlock(&w->lock);
 		if (fresh > 0 && w->opt.on_commit)
 			w->opt.on_commit(fresh, w->opt.userdata);
 	}
@@ -753,6 +760,34 @@ int inbox_ticket_wait(struct inbox_ticket *t, int64_t timeout_ms, size_t *ret_co
 	}
 	ticket_unref(t);
 	return r;
+}
+
+int inbox_ticket_notify(struct inbox_ticket *t, inbox_answered_fn fn, void *userdata)
+{
+	struct inbox_writer *w = t->w;
+	bool answered;
+
+	pthread_mutex_lock(&w->lock);
+	answered = atomic_load_explicit(&t->answered, memory_order_acquire);
+	if (!answered) {
+		t->notify = fn;
+		t->notify_ud = userdata;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return answered ? 1 : 0;
+}
+
+void inbox_ticket_release(struct inbox_ticket *t)
+{
+	struct inbox_writer *w;
+
+	if (!t)
+		return;
+	w = t->w;
+	pthread_mutex_lock(&w->lock);
+	t->notify = NULL;
+	pthread_mutex_unlock(&w->lock);
+	ticket_unref(t);
 }
 
 int64_t inbox_writer_depth(struct inbox_writer *w)

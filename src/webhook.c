@@ -1,8 +1,10 @@
 /* webhook — the receiver: routes, authentication, limits, and the inbox before the answer.
  *
- * libmicrohttpd runs one thread per connection, so a request's handler may simply wait for
- * its inbox ticket: the inbox writer commits whatever every handler submitted meanwhile in
- * one transaction (inbox.h), and the handler answers 200 only once that commit is done.
+ * libmicrohttpd runs a small pool of event-loop threads (epoll), each serving many
+ * connections. A request whose alerts are submitted to the inbox is suspended: the inbox
+ * writer commits whatever every request submitted meanwhile in one transaction (inbox.h)
+ * and, once that commit is done, resumes the request (inbox_ticket_notify), which is then
+ * answered 200. No thread waits for a commit, and a slow client holds no thread.
  * Everything that can be refused is refused as early as it can be: the route, the method and
  * the secret when the headers are in (nothing of the body is read), a Content-Length over
  * max_body then too, a body that grows past max_body as soon as it does.
@@ -42,6 +44,7 @@
 
 #define LISTEN_BACKLOG	  128
 #define THREAD_STACK_SIZE (512u * 1024)
+#define POOL_THREADS_MAX  4 /* the event loops: one per CPU, at most this many */
 #define RETRY_FULL_S	  60 /* Retry-After when the inbox is full */
 #define RETRY_BUSY_S	  5  /* ... when it is busy, stopping or failing */
 #define ADDRESS_MAX	  64 /* a peer's address in a log line */
@@ -69,6 +72,9 @@ struct request {
 	bool body_allowed; /* an authorized POST to the webhook */
 	bool too_big;
 	int64_t started_ms;
+	struct MHD_Connection *conn;
+	struct inbox_ticket *ticket; /* submitted, the connection suspended until its commit */
+	size_t alerts;		     /* in the body */
 };
 
 static bool is_webhook_path(const char *url, const char **ret_token)
@@ -276,24 +282,63 @@ static enum MHD_Result on_headers(struct webhook *w, struct MHD_Connection *conn
 	return MHD_YES;
 }
 
+/* The writer answered the request's ticket (its thread, the inbox's lock held). */
+static void resume_request(void *userdata)
+{
+	struct request *rq = userdata;
+
+	MHD_resume_connection(rq->conn);
+}
+
+/* The answer to alerts handed to the inbox: r and fresh as inbox_ticket_wait() says. */
+static enum MHD_Result answer_stored(struct webhook *w, struct MHD_Connection *conn,
+				     struct request *rq, int r, size_t fresh)
+{
+	char msg[MESSAGE_MAX], from[ADDRESS_MAX];
+
+	if (r < 0) {
+		const char *why = r == -EDQUOT	    ? "inbox full (inbox_max)"
+				  : r == -EAGAIN    ? "inbox busy"
+				  : r == -ESHUTDOWN ? "stopping"
+				  : r == -ETIMEDOUT ? "inbox commit timed out"
+						    : "inbox not writable";
+		bool plain = r == -EDQUOT || r == -EAGAIN || r == -ESHUTDOWN;
+
+		peer(conn, from);
+		log_warning("webhook: 503 from=%s alerts=%zu: %s%s%s", from, rq->alerts, why,
+			    plain ? "" : ": ", plain ? "" : strerror(-r));
+		return answer_error(w, conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, why,
+				    r == -EDQUOT ? RETRY_FULL_S : RETRY_BUSY_S);
+	}
+	metrics_alerts(w->metrics, fresh, rq->alerts - fresh);
+	if (log_get_level() >= LOG_LEVEL_DEBUG) {
+		peer(conn, from);
+		log_debug("webhook: 200 from=%s alerts=%zu new=%zu ms=%" PRId64, from, rq->alerts,
+			  fresh, monotonic_ms() - rq->started_ms);
+	}
+	snprintf(msg, sizeof(msg),
+		 "{\"status\":\"ok\",\"alerts\":%zu,\"new\":%zu,\"duplicates\":%zu}\n",
+		 rq->alerts, fresh, rq->alerts - fresh);
+	return answer(w, conn, rq, MHD_HTTP_OK, "application/json", strdup(msg), 0, false);
+}
+
 /* The body is in: parse, store, answer. */
 static enum MHD_Result on_body(struct webhook *w, struct MHD_Connection *conn, struct request *rq)
 {
 	struct inbox_alert alerts[TSJSON_WEBHOOK_ALERTS_MAX];
 	struct inbox_ticket *ticket = NULL;
 	struct ts_webhook wh = { 0 };
-	char err[TSJSON_ERR_MAX], msg[MESSAGE_MAX], from[ADDRESS_MAX], *body = NULL;
+	char err[TSJSON_ERR_MAX], from[ADDRESS_MAX];
 	int64_t received = now_ms();
-	size_t fresh = 0;
 	unsigned status;
 	int r;
 
-	peer(conn, from);
 	if (rq->body.len == 0)
 		return answer_error(w, conn, rq, MHD_HTTP_BAD_REQUEST, "no body", 0);
 	r = tsjson_webhook(rq->body.data, rq->body.len, w->c->ts.org_id, &wh, err);
 	buf_free(&rq->body);
 	if (r < 0) {
+		peer(conn, from);
 		status = r == -EPERM	? MHD_HTTP_FORBIDDEN
 			 : r == -E2BIG	? MHD_HTTP_CONTENT_TOO_LARGE
 			 : r == -ENOMEM ? MHD_HTTP_SERVICE_UNAVAILABLE
@@ -306,34 +351,32 @@ static enum MHD_Result on_body(struct webhook *w, struct MHD_Connection *conn, s
 		alerts[i] = (struct inbox_alert){ .id = wh.alerts[i].id,
 						  .body = wh.alerts[i].json,
 						  .received_at = received };
+	rq->alerts = wh.n;
 	r = w->inbox ? inbox_writer_submit(w->inbox, alerts, wh.n, &ticket) : -ENODEV;
-	if (r == 0)
-		r = inbox_ticket_wait(ticket, WEBHOOK_COMMIT_TIMEOUT_MS, &fresh);
-	if (r < 0) {
-		const char *why = r == -EDQUOT	    ? "inbox full (inbox_max)"
-				  : r == -EAGAIN    ? "inbox busy"
-				  : r == -ESHUTDOWN ? "stopping"
-				  : r == -ETIMEDOUT ? "inbox commit timed out"
-						    : "inbox not writable";
-
-		log_warning("webhook: 503 from=%s alerts=%zu: %s%s%s", from, wh.n, why,
-			    r == -EDQUOT || r == -EAGAIN || r == -ESHUTDOWN ? "" : ": ",
-			    r == -EDQUOT || r == -EAGAIN || r == -ESHUTDOWN ? "" : strerror(-r));
-		ts_webhook_free(&wh);
-		return answer_error(w, conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, why,
-				    r == -EDQUOT ? RETRY_FULL_S : RETRY_BUSY_S);
-	}
-	metrics_alerts(w->metrics, fresh, wh.n - fresh);
-	log_debug("webhook: 200 from=%s alerts=%zu new=%zu ms=%" PRId64, from, wh.n, fresh,
-		  monotonic_ms() - rq->started_ms);
-	snprintf(msg, sizeof(msg),
-		 "{\"status\":\"ok\",\"alerts\":%zu,\"new\":%zu,\"duplicates\":%zu}\n", wh.n, fresh,
-		 wh.n - fresh);
 	ts_webhook_free(&wh);
-	body = strdup(msg);
-	return answer(w, conn, rq, MHD_HTTP_OK, "application/json", body, 0, false);
+	if (r < 0)
+		return answer_stored(w, conn, rq, r, 0);
+	/* Suspended first: the writer may answer the ticket at any moment from now on. */
+	rq->ticket = ticket;
+	rq->conn = conn;
+	MHD_suspend_connection(conn);
+	if (inbox_ticket_notify(ticket, resume_request, rq) > 0)
+		MHD_resume_connection(conn);
+	return MHD_YES;
 }
 
+/* The request's commit is done (resumed): answer it. */
+static enum MHD_Result on_committed(struct webhook *w, struct MHD_Connection *conn,
+				    struct request *rq)
+{
+	struct inbox_ticket *ticket = rq->ticket;
+	size_t fresh = 0;
+	int r;
+
+	rq->ticket = NULL;
+	r = inbox_ticket_wait(ticket, 0, &fresh); /* answered: at once */
+	return answer_stored(w, conn, rq, r, fresh);
+}
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **req_cls)
@@ -342,6 +385,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct request *rq = *req_cls;
 
 	(void)version;
+	if (rq && rq->ticket)
+		return on_committed(w, conn, rq);
 	if (!rq) {
 		rq = calloc(1, sizeof(*rq));
 		if (!rq)
@@ -384,6 +429,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	(void)conn, (void)toe;
 	if (!rq)
 		return;
+	inbox_ticket_release(rq->ticket); /* closed while suspended (a stop) */
 	buf_free(&rq->body);
 	free(rq);
 	*req_cls = NULL;
@@ -527,8 +573,10 @@ int webhook_start(const struct webhook_options *opt, struct webhook **ret,
 {
 	const struct config *c = opt->c;
 	struct webhook *w;
-	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+			 MHD_USE_ERROR_LOG;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned pool = cpus < 1 ? 1 : cpus > POOL_THREADS_MAX ? POOL_THREADS_MAX : (unsigned)cpus;
 	int r;
 
 	err[0] = '\0';
@@ -583,6 +631,7 @@ int webhook_start(const struct webhook_options *opt, struct webhook **ret,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->webhook.max_connections_per_ip,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WEBHOOK_CONNECTION_MEMORY_MAX,
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)THREAD_STACK_SIZE,
+		MHD_OPTION_THREAD_POOL_SIZE, pool,
 		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
 		c->webhook.tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, w->cert,
 		MHD_OPTION_HTTPS_MEM_KEY, w->key, MHD_OPTION_HTTPS_PRIORITIES,

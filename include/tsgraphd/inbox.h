@@ -127,7 +127,7 @@ int inbox_writer_new(const char *path, const struct inbox_writer_options *opt,
 /* Commits everything submitted so far, answers every ticket, stops the thread, closes. */
 void inbox_writer_free(struct inbox_writer *w);
 /* Queues a request's alerts (copied) for the next commit; *ret is the ticket to wait on, which
- * must be waited on (that frees it) before the writer is freed. -EAGAIN at once when the
+ * must be waited on or released (either frees it) before the writer is freed. -EAGAIN at once when the
  * queue holds INBOX_QUEUE_MAX alerts; -ESHUTDOWN once stopping. */
 int inbox_writer_submit(struct inbox_writer *w, const struct inbox_alert *a, size_t n,
 			struct inbox_ticket **ret);
@@ -142,6 +142,16 @@ int inbox_writer_prune(struct inbox_writer *w, int64_t before_ms, struct inbox_t
  * stored); -ETIMEDOUT after timeout_ms (it may still be committed); another negative errno
  * when the commit failed (nothing of it stored). */
 int inbox_ticket_wait(struct inbox_ticket *t, int64_t timeout_ms, size_t *ret_count);
+/* Called by the writer thread, with the writer's lock held, once the ticket is answered (so
+ * inbox_ticket_wait() returns at once): it must be quick and must not call into the writer
+ * (an event loop's wake-up, say). */
+typedef void (*inbox_answered_fn)(void *userdata);
+/* Asks for fn(userdata) when the ticket is answered; 1 when it is answered already (fn is
+ * not called), else 0. The ticket is still the caller's, to wait on or to release. */
+int inbox_ticket_notify(struct inbox_ticket *t, inbox_answered_fn fn, void *userdata);
+/* Gives the ticket up without waiting (its commit goes on): no notification reaches the
+ * caller after this returns. NULL is a no-op. */
+void inbox_ticket_release(struct inbox_ticket *t);
 /* Alerts still to settle, as the writer counts them. */
 int64_t inbox_writer_depth(struct inbox_writer *w);
 /* 0 when the last commit succeeded (or none was tried), else its negative errno with

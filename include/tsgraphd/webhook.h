@@ -32,7 +32,6 @@
 
 #define WEBHOOK_ERR_MAX		      512
 #define WEBHOOK_PATH		      "/v1/webhooks/threatstack"
-#define WEBHOOK_COMMIT_TIMEOUT_MS     10000 /* a request's wait for the inbox commit: 503 after */
 #define WEBHOOK_CONNECTION_MEMORY_MAX (64u * 1024) /* libmicrohttpd's pool per connection */
 /* GnuTLS priorities: TLS 1.3 and 1.2, AEAD ciphers with forward secrecy, nothing else. */
 #define WEBHOOK_TLS_PRIORITIES                                                              \

@@ -400,6 +400,50 @@ static void test_writer_batches_while_it_waits(void **state)
 	assert_true(atomic_load(&c.calls) <= 2);
 }
 
+static void on_answered(void *ud)
+{
+	atomic_fetch_add((_Atomic int *)ud, 1);
+}
+
+/* Bounded: until *n is at least want, or 10 s. */
+static void wait_for(_Atomic int *n, int want)
+{
+	for (int i = 0; i < 10000 && atomic_load(n) < want; i++)
+		usleep(1000);
+	assert_true(atomic_load(n) >= want);
+}
+
+/* A notification once the ticket is answered (the receiver's resume), none after release. */
+static void test_writer_notify_and_release(void **state)
+{
+	struct fixture *f = *state;
+	struct inbox_writer *w = new_writer(f->path, 0, 0, NULL, NULL);
+	struct inbox_alert a1 = { .id = "n1", .body = "{}", .received_at = 1 };
+	struct inbox_alert a2 = { .id = "n2", .body = "{}", .received_at = 2 };
+	struct inbox_ticket *t1, *t2;
+	_Atomic int n1 = 0, n2 = 0;
+	sqlite3 *lock = hold_lock(f->path);
+	size_t fresh = 0;
+	struct inbox *ib;
+
+	assert_int_equal(inbox_writer_submit(w, &a1, 1, &t1), 0);
+	assert_int_equal(inbox_writer_submit(w, &a2, 1, &t2), 0);
+	assert_int_equal(inbox_ticket_notify(t1, on_answered, &n1), 0);
+	assert_int_equal(inbox_ticket_notify(t2, on_answered, &n2), 0);
+	inbox_ticket_release(t2); /* given up: its commit goes on, unseen */
+	release_lock(lock);
+	wait_for(&n1, 1);
+	assert_int_equal(inbox_ticket_notify(t1, on_answered, &n1), 1); /* answered already */
+	assert_int_equal(inbox_ticket_wait(t1, 0, &fresh), 0);
+	assert_int_equal(fresh, 1);
+	inbox_writer_free(w);
+	assert_int_equal(atomic_load(&n1), 1);
+	assert_int_equal(atomic_load(&n2), 0);
+	ib = open_inbox(f->path);
+	assert_int_equal(depth(ib), 2);
+	inbox_close(ib);
+}
+
 static void test_writer_max_depth(void **state)
 {
 	struct fixture *f = *state;
@@ -560,6 +604,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_writer_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_batches_while_it_waits, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_writer_notify_and_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_max_depth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_failed_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_stop_commits_the_queue, setup,
