@@ -149,7 +149,7 @@ static void on_inbox_commit(size_t n_new, void *ud)
 	struct daemon *d = ud;
 
 	metrics_inbox_depth(d->metrics, inbox_writer_depth(d->writer));
-	(void)n_new;
+	metrics_inbox_commit(d->metrics, n_new);
 	wake(d->wake_fd);
 }
 

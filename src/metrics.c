@@ -39,6 +39,7 @@ struct metrics {
 	_Atomic int64_t in_flight;
 	_Atomic uint64_t alerts_accepted, alerts_duplicated;
 	_Atomic int64_t inbox_depth;
+	_Atomic uint64_t inbox_commits, inbox_committed;
 	_Atomic uint64_t settled_confirmed, settled_done, settled_unconfirmed;
 	_Atomic uint64_t runs[KINDS][RESULTS];
 	_Atomic uint64_t run_ms[KINDS], run_count[KINDS];
@@ -98,6 +99,12 @@ void metrics_alerts(struct metrics *m, uint64_t accepted, uint64_t duplicated)
 void metrics_inbox_depth(struct metrics *m, int64_t depth)
 {
 	atomic_store_explicit(&m->inbox_depth, depth, memory_order_relaxed);
+}
+
+void metrics_inbox_commit(struct metrics *m, uint64_t n)
+{
+	atomic_fetch_add_explicit(&m->inbox_commits, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->inbox_committed, n, memory_order_relaxed);
 }
 
 void metrics_inbox_settled(struct metrics *m, uint64_t confirmed, uint64_t done,
@@ -220,6 +227,19 @@ int metrics_render(struct metrics *m, struct buf *out)
 			   "Webhook alerts in the inbox still to settle (new or unconfirmed).");
 	if (r == 0)
 		r = buf_printf(out, "tsgraphd_inbox_depth %" PRId64 "\n", LOAD(m->inbox_depth));
+	if (r == 0)
+		r = header(out, "tsgraphd_inbox_commits_total", "counter",
+			   "Group commits of the inbox that stored new alerts (alerts stored per "
+			   "commit: tsgraphd_inbox_alerts_committed_total over this).");
+	if (r == 0)
+		r = buf_printf(out, "tsgraphd_inbox_commits_total %" PRIu64 "\n",
+			       LOAD(m->inbox_commits));
+	if (r == 0)
+		r = header(out, "tsgraphd_inbox_alerts_committed_total", "counter",
+			   "New alerts stored by those commits.");
+	if (r == 0)
+		r = buf_printf(out, "tsgraphd_inbox_alerts_committed_total %" PRIu64 "\n",
+			       LOAD(m->inbox_committed));
 	if (r == 0)
 		r = header(out, "tsgraphd_inbox_settled_total", "counter",
 			   "Inbox alerts looked up: confirmed, given up, or left unconfirmed.");

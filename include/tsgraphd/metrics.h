@@ -41,6 +41,8 @@ void metrics_in_flight(struct metrics *m, int delta);
 /* Alerts of accepted requests: stored for the first time, and already stored. */
 void metrics_alerts(struct metrics *m, uint64_t accepted, uint64_t duplicated);
 void metrics_inbox_depth(struct metrics *m, int64_t depth);
+/* One group commit of the inbox that stored n new alerts. */
+void metrics_inbox_commit(struct metrics *m, uint64_t n);
 /* Alerts the sync thread settled: confirmed, given up (done), left unconfirmed. */
 void metrics_inbox_settled(struct metrics *m, uint64_t confirmed, uint64_t done,
 			   uint64_t unconfirmed);

@@ -47,6 +47,8 @@ static void test_render(void **state)
 	metrics_in_flight(m, 1);
 	metrics_alerts(m, 3, 1);
 	metrics_inbox_depth(m, 7);
+	metrics_inbox_commit(m, 5);
+	metrics_inbox_commit(m, 3);
 	metrics_inbox_settled(m, 2, 1, 4);
 	metrics_sync_run(m, "full", "ok", 1500, 10, 2, 1, 1000000);
 	metrics_sync_run(m, "full", "partial", 500, 0, 1, 0, 2000000);
@@ -67,6 +69,8 @@ static void test_render(void **state)
 	has_line(t, "tsgraphd_webhook_alerts_total{result=\"accepted\"} 3");
 	has_line(t, "tsgraphd_webhook_alerts_total{result=\"duplicate\"} 1");
 	has_line(t, "tsgraphd_inbox_depth 7");
+	has_line(t, "tsgraphd_inbox_commits_total 2");
+	has_line(t, "tsgraphd_inbox_alerts_committed_total 8");
 	has_line(t, "tsgraphd_inbox_settled_total{state=\"unconfirmed\"} 4");
 	has_line(t, "tsgraphd_sync_runs_total{kind=\"full\",result=\"ok\"} 1");
 	has_line(t, "tsgraphd_sync_runs_total{kind=\"full\",result=\"partial\"} 1");
