@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drill 2 — JupiterOne down for a long spell, then back.
 #
-# The fake JupiterOne goes down (every request 503) for DRILL_J1_OUTAGE_SYNCS syncs (12), each
+# The fake JupiterOne goes down (every request 503) for DRILL_J1_OUTAGE_SYNCS syncs (8), each
 # after random fleet changes (3 to 8). Each of those syncs commits its changes, the file sink
 # delivers them, the JupiterOne sink fails (exit 1, "delivery failed ... HTTP 503 after 5
 # tries"), its cursor stays put and the backlog grows; no job is created while it is down;
