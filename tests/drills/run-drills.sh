@@ -24,7 +24,7 @@ for t in tests/drills/[0-9][0-9]-*.sh; do
 	bound=${!var:-${DRILL_SECONDS:-300}}
 	log=$(mktemp)
 	echo "=== $name (bound ${bound}s: $var)"
-	timeout -k 10 "$bound" bash "$t" 2>&1 | tee "$log" | sed 's/^/  | /'
+	timeout -k 10 "$bound" bash "$t" 2>&1 | tee "$log" | sed -u 's/^/  | /'
 	status=${PIPESTATUS[0]}
 	line=$(grep "^DRILL $name: \(PASS\|FAIL\)" "$log" | tail -n 1)
 	if [ "$status" -eq 0 ] && [[ $line == *": PASS "* ]]; then
