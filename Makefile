@@ -69,18 +69,20 @@ BENCH_BIN  := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 HEADERS    := $(wildcard include/tsgraphd/*.h tests/lib/*.h)
 
-.PHONY: all check test demo asan valgrind bench install uninstall clean deps lint fuzz help
+.PHONY: all check test demo asan valgrind bench install uninstall clean deps lint fuzz help drills
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/tsgraphd $(SERVER_BIN)
 
 help:
-	@echo "targets: all demo check asan valgrind bench install uninstall clean deps lint fuzz"
+	@echo "targets: all demo check asan valgrind bench install uninstall clean deps lint fuzz drills"
 	@echo "  make demo           install missing packages, build, run the daemon against a"
 	@echo "                      changing fake fleet and show its changes (Ctrl-C stops;"
 	@echo "                      DEMO_SECONDS=N ends it after N seconds)"
 	@echo "  make check          install missing packages, build, run every test"
 	@echo "  make asan           every test under AddressSanitizer + UBSan"
+	@echo "  make drills         the fault drills (kill -9 rounds, outages, storms, disk full,"
+	@echo "                      a locked store; about 6 minutes; DRILLS=PATTERN picks some)"
 	@echo "  make install PREFIX=/usr DESTDIR=/tmp/root"
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
@@ -172,6 +174,15 @@ bench: deps
 	@BUILD=$(BUILD) TSGRAPHD=$(CURDIR)/$(BUILD)/tsgraphd tests/bench/bench-push.sh
 	@echo
 	@BUILD=$(BUILD) TSGRAPHD=$(CURDIR)/$(BUILD)/tsgraphd tests/bench/bench-receiver.sh
+
+# The fault drills (tests/drills/NN-*.sh, docs/testing.md): minutes long, so not part of
+# `check`. Like `check`: the packages, then the build in a sub-make, then the drills, each
+# under its time bound; DRILLS=PATTERN runs the drills whose name holds it, DRILL_SEED=N
+# replays a run's random choices.
+DRILLS ?=
+drills: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/tsgraphd-test
+	@BUILD=$(BUILD) tests/drills/run-drills.sh $(DRILLS)
 
 valgrind: all $(UNIT_BIN)
 	@VALGRIND=1 tests/run-tests.sh unit/
