@@ -2,12 +2,14 @@
  * brings modules up in dependency order and takes them down in reverse. Each command is a
  * short function here; the work lives in the modules.
  *
- * Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 3 a sync
- * interrupted by SIGINT or SIGTERM (nothing applied).
+ * Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 3 a sync or an
+ * export interrupted by SIGINT or SIGTERM (nothing applied; an export to -o FILE wrote
+ * nothing).
  */
 #include "tsgraphd/cancel.h"
 #include "tsgraphd/config.h"
 #include "tsgraphd/daemon.h"
+#include "tsgraphd/export.h"
 #include "tsgraphd/log.h"
 #include "tsgraphd/sink.h"
 #include "tsgraphd/store.h"
@@ -25,7 +27,7 @@
 #include <unistd.h>
 
 #define EXIT_USAGE	 2
-#define EXIT_INTERRUPTED 3 /* a sync stopped by SIGINT or SIGTERM; nothing applied */
+#define EXIT_INTERRUPTED 3 /* a sync or export stopped by SIGINT or SIGTERM */
 
 /* Bytes that came from outside (API answers, stored messages, arguments) go to the terminal
  * through str_escape(); E(buf, s) is the escaped, cut copy of s. */
@@ -47,6 +49,8 @@ static void usage(FILE *out)
 		     "guard once\n"
 		     "  check               validate the configuration and test the credentials\n"
 		     "  status              last syncs, counts per type, backlog per sink\n"
+		     "  export [--format json|ndjson|dot] [-o FILE]\n"
+		     "                      the stored graph, read-only (see 'export --help')\n"
 		     "\n"
 		     "Options:\n"
 		     "  -c, --config FILE  configuration file (default " CONFIG_DEFAULT_PATH ")\n"
@@ -54,7 +58,8 @@ static void usage(FILE *out)
 		     "  -V, --version      show the version and exit\n"
 		     "\n"
 		     "Exit status: 0 success, 1 runtime failure, 2 usage or configuration error,\n"
-		     "3 sync interrupted by SIGINT or SIGTERM (nothing applied).\n"
+		     "3 sync or export interrupted by SIGINT or SIGTERM (nothing applied or "
+		     "written).\n"
 		     "Secrets are read from files or systemd credentials, never from the command "
 		     "line.\n");
 }
@@ -397,6 +402,131 @@ out:
 	return ret;
 }
 
+/* export: its options are read before the configuration, so -c may follow the command. */
+struct export_args {
+	struct export_options opt;
+	const char *output; /* NULL: stdout */
+};
+
+static void export_usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: tsgraphd [-c FILE] export [--format json|ndjson|dot] [-c FILE] [-o FILE]\n"
+		"\n"
+		"Writes the stored graph, read from the store read-only (no lock; works while\n"
+		"'tsgraphd run' or a sync writes it), as one consistent snapshot:\n"
+		"  json    {\"entities\":[...],\"relationships\":[...]}, as JupiterOne's\n"
+		"          synchronization API receives them (the default)\n"
+		"  ndjson  one change-log line per object (op \"create\"), every line with the\n"
+		"          outbox seq N of the snapshot: follow the change log after seq N\n"
+		"  dot     Graphviz DOT: the account, its agents, what they protect and found\n"
+		"\n"
+		"Options:\n"
+		"  -f, --format FORMAT  json, ndjson or dot\n"
+		"  -o, --output FILE    write FILE (a temporary file renamed into place, mode\n"
+		"                       0640 less the umask) instead of stdout ('-': stdout)\n"
+		"  -c, --config FILE    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+		"  -h, --help           show this help and exit\n");
+}
+
+/* -1 to go on, else the exit status (--help, or a usage error). */
+static int export_parse(int argc, char **argv, struct export_args *ret, const char **config_path)
+{
+	static const struct option opts[] = {
+		{ "format", required_argument, NULL, 'f' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char e[ESCAPE_SHORT];
+	int opt;
+
+	*ret = (struct export_args){ .opt.format = EXPORT_JSON };
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "f:o:c:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'f':
+			if (export_format_from_string(optarg, &ret->opt.format) < 0) {
+				fprintf(stderr,
+					"tsgraphd export: unknown format '%s' (json, ndjson or "
+					"dot)\n",
+					E(e, optarg));
+				return EXIT_USAGE;
+			}
+			break;
+		case 'o':
+			ret->output = strcmp(optarg, "-") == 0 ? NULL : optarg;
+			break;
+		case 'c':
+			*config_path = optarg;
+			break;
+		case 'h':
+			export_usage(stdout);
+			return EXIT_SUCCESS;
+		default:
+			export_usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "tsgraphd export: unexpected argument '%s'\n", E(e, argv[optind]));
+		return EXIT_USAGE;
+	}
+	return -1;
+}
+
+static volatile sig_atomic_t export_stop;
+
+static void on_export_signal(int sig)
+{
+	export_stop = sig;
+}
+
+static int cmd_export(const struct config *c, struct export_args *a)
+{
+	struct sigaction sa = { .sa_handler = on_export_signal };
+	struct export_counts n = { 0 };
+	char err[EXPORT_ERR_MAX];
+	struct store *s = NULL;
+	int r, ret = EXIT_FAILURE;
+
+	/* Read-only, as status: no lock, no migration, nothing written beside the store. */
+	if (open_store(c, (struct store_options){ .must_exist = true, .read_only = true }, &s) < 0)
+		goto out;
+	/* SIGINT and SIGTERM end the export between two objects: -o leaves FILE as it was. */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0) {
+		log_error("export: cannot set up signal handling: %s", strerror(errno));
+		goto out;
+	}
+	a->opt.now = now_ms();
+	a->opt.stop = &export_stop;
+	r = a->output ? export_to_file(s, &a->opt, a->output, &n, err)
+		      : export_write(s, &a->opt, stdout, &n, err);
+	if (r == -ECANCELED) {
+		log_error("export interrupted by %s: %s", strsignal(export_stop),
+			  a->output ? "nothing written" : "the output is incomplete");
+		ret = EXIT_INTERRUPTED;
+		goto out;
+	}
+	if (r < 0) {
+		log_error("export: %s", err);
+		goto out;
+	}
+	if (a->output)
+		log_info("export: %s: %" PRId64 " entities, %" PRId64 " relationships (%s, "
+			 "outbox seq %" PRId64 ")",
+			 a->output, n.entities, n.relationships,
+			 export_format_to_string(a->opt.format), n.seq);
+	ret = EXIT_SUCCESS;
+out:
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	store_close(s);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -409,6 +539,7 @@ int main(int argc, char **argv)
 	bool curl_ready = false;
 	char error[CONFIG_ERROR_MAX], e[ESCAPE_SHORT];
 	struct config *c = NULL;
+	struct export_args export_args = { 0 };
 	int opt, r, ret = EXIT_FAILURE, cmd_argc;
 	char **cmd_argv;
 
@@ -435,18 +566,27 @@ int main(int argc, char **argv)
 	cmd_argc = optind < argc ? argc - optind : 1;
 	cmd_argv = optind < argc ? argv + optind : (char *[]){ (char *)command, NULL };
 	if (strcmp(command, "run") != 0 && strcmp(command, "sync") != 0 &&
-	    strcmp(command, "check") != 0 && strcmp(command, "status") != 0) {
+	    strcmp(command, "check") != 0 && strcmp(command, "status") != 0 &&
+	    strcmp(command, "export") != 0) {
 		fprintf(stderr, "tsgraphd: unknown command '%s' (try --help)\n", E(e, command));
 		return EXIT_USAGE;
 	}
-	if (strcmp(command, "sync") != 0 && cmd_argc > 1) {
+	if (strcmp(command, "export") == 0) {
+		r = export_parse(cmd_argc, cmd_argv, &export_args, &config_path);
+		if (r >= 0)
+			return r;
+	} else if (strcmp(command, "sync") != 0 && cmd_argc > 1) {
 		fprintf(stderr, "tsgraphd %s: unexpected argument '%s'\n", command,
 			E(e, cmd_argv[1]));
 		return EXIT_USAGE;
 	}
 
-	/* status reads the store only: it never opens the API key or any other secret. */
-	r = config_load_flags(config_path, strcmp(command, "status") == 0 ? CONFIG_NO_SECRETS : 0,
+	/* status and export read the store only: they never open the API key or any other
+	 * secret. */
+	r = config_load_flags(config_path,
+			      strcmp(command, "status") == 0 || strcmp(command, "export") == 0
+				      ? CONFIG_NO_SECRETS
+				      : 0,
 			      &c, error);
 	if (r < 0) {
 		fprintf(stderr, "tsgraphd: %s\n", error);
@@ -471,6 +611,8 @@ int main(int argc, char **argv)
 		ret = cmd_sync(c, cmd_argc, cmd_argv);
 	else if (strcmp(command, "status") == 0)
 		ret = cmd_status(c);
+	else if (strcmp(command, "export") == 0)
+		ret = cmd_export(c, &export_args);
 	else {
 		r = daemon_run(c);
 		ret = r == 0 ? EXIT_SUCCESS : r == -EINVAL ? EXIT_USAGE : EXIT_FAILURE;

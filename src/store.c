@@ -1730,11 +1730,36 @@ int store_outbox_gap(struct store *s, int64_t after_seq, int64_t *ret_first, int
 	return 0;
 }
 
-int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void *ud), void *ud)
+int store_read_begin(struct store *s)
+{
+	/* A deferred BEGIN takes its snapshot at the first read: read something at once, so
+	 * the snapshot is the one of this call. */
+	int r = exec(s, "BEGIN DEFERRED");
+
+	if (r == 0) {
+		r = exec(s, "SELECT count(*) FROM meta");
+		if (r < 0)
+			exec(s, "ROLLBACK");
+	}
+	return r;
+}
+
+static int object_rows(struct store *s, const char *kind,
+		       int (*fn)(const struct store_row *r, void *ud), void *ud)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(s, "SELECT kind, key, type, class, json FROM object ORDER BY key", &st), rc;
+	/* INDEXED BY: the primary key's own index gives key order as the rows are read, so a
+	 * graph of any size streams without a sort (the planner could otherwise pick a scan of
+	 * the table and a sort for the kind filter). */
+	int r = prepare(s,
+			kind ? "SELECT kind, key, type, class, json FROM object"
+			       " INDEXED BY sqlite_autoindex_object_1 WHERE kind = ?1 ORDER BY key"
+			     : "SELECT kind, key, type, class, json FROM object ORDER BY key",
+			&st),
+	    rc;
 
+	if (r == 0 && kind)
+		r = sqldb_bind_text(st, 1, kind);
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1747,6 +1772,39 @@ int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void
 		};
 
 		r = fn(&row, ud);
+		if (r != 0)
+			return r;
+	}
+	return sqldb_errno(rc);
+}
+
+int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void *ud), void *ud)
+{
+	return object_rows(s, NULL, fn, ud);
+}
+
+int store_object_kind_each(struct store *s, const char *kind,
+			   int (*fn)(const struct store_row *r, void *ud), void *ud)
+{
+	return object_rows(s, kind, fn, ud);
+}
+
+int store_mapped_targets_each(struct store *s, store_target_fn fn, void *ud)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	/* The distinct set is built in SQLite's temp store, not in our memory. */
+	int r = prepare(s,
+			"SELECT DISTINCT json_extract(json, '$._mapping.targetFilterKeys'),"
+			" json_extract(json, '$._mapping.targetEntity') FROM object"
+			" WHERE kind = 'relationship'"
+			" AND json_type(json, '$._mapping.targetEntity') = 'object' ORDER BY 2, 1",
+			&st),
+	    rc;
+
+	if (r < 0)
+		return r;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r = fn(sqldb_col_text(st, 0), sqldb_col_text(st, 1), ud);
 		if (r != 0)
 			return r;
 	}

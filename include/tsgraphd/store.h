@@ -181,7 +181,20 @@ int store_outbox_count(struct store *s, int64_t after_seq, int64_t upto_seq, int
 int store_outbox_gap(struct store *s, int64_t after_seq, int64_t *ret_first, int64_t *ret_last);
 
 /* --- the stored graph --- */
+/* Opens a read transaction (BEGIN DEFERRED) and takes its snapshot at once: every read
+ * until store_rollback() sees the store as it was at this call, whatever a writer commits
+ * meanwhile. Takes no write lock; works on a read-only store. */
+int store_read_begin(struct store *s);
+/* Every stored object, by key. */
 int store_object_each(struct store *s, int (*fn)(const struct store_row *r, void *ud), void *ud);
+/* The stored objects of one kind ("entity" or "relationship"), by key, streamed (no sort). */
+int store_object_kind_each(struct store *s, const char *kind,
+			   int (*fn)(const struct store_row *r, void *ud), void *ud);
+/* The targets of the stored mapped relationships, each distinct pair once, ordered by
+ * target: _mapping.targetFilterKeys and _mapping.targetEntity as JSON text (filter_keys
+ * NULL when the mapping has none). */
+typedef int (*store_target_fn)(const char *filter_keys, const char *target, void *userdata);
+int store_mapped_targets_each(struct store *s, store_target_fn fn, void *userdata);
 int store_type_counts(struct store *s, store_count_fn fn, void *userdata);
 /* The "name" property of the stored object key, malloc'd; -ENOENT when there is no such
  * object or it has no name (for messages about an object a change only names by key). */
