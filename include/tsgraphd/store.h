@@ -20,7 +20,6 @@
 #include "tsgraphd/graph.h"
 
 #define STORE_ERR_MAX	     512
-#define STORE_SCHEMA_VERSION 2
 #define STORE_TYPES_MAX	     32		/* graph types one snapshot can count */
 #define STORE_APPLICATION_ID 0x54534744 /* "TSGD" */
 /* An update's changed list (outbox_row.changed): a JSON array of property names, bytes. */
