@@ -14,8 +14,8 @@
  * Listings run list_pages(): one page in memory, each item parsed by tsjson and lent to
  * the caller's callback before the next page is fetched. The continuation token is sent
  * URL-encoded; a token seen before in the same listing (64-bit hashes kept in a small open
- * addressing set) or more than max_pages pages end the listing with BAD_RESPONSE instead
- * of looping forever.
+ * addressing set) ends the listing with BAD_RESPONSE, more than max_pages pages with
+ * TOO_LONG, instead of looping forever.
  *
  * The rate limiter is GCRA, i.e. a token bucket expressed as a "theoretical arrival time":
  * with burst B and interval T, n sends within less than W of each other need
@@ -148,6 +148,8 @@ const char *tsapi_strerror(enum tsapi_errc code)
 		return "internal error";
 	case TSAPI_E_CANCELED:
 		return "cancelled";
+	case TSAPI_E_TOO_LONG:
+		return "listing longer than max_pages";
 	}
 	return "unknown error";
 }
@@ -185,6 +187,8 @@ static int errc_to_errno(enum tsapi_errc code)
 		return -ENOMEM;
 	case TSAPI_E_CANCELED:
 		return -ECANCELED;
+	case TSAPI_E_TOO_LONG:
+		return -E2BIG;
 	}
 	return -EIO;
 }
@@ -1112,11 +1116,11 @@ static int list_pages(struct tsapi *api, const struct listing *ls, struct tsapi_
 		const char *next = NULL;
 
 		if (page > api->opt.max_pages) {
-			seterr(err, TSAPI_E_BAD_RESPONSE,
+			seterr(err, TSAPI_E_TOO_LONG,
 			       "GET %s: still more pages after %u (max_pages); listing stopped, "
 			       "incomplete",
 			       ls->path_query, api->opt.max_pages);
-			r = -EBADMSG;
+			r = -E2BIG;
 			goto out;
 		}
 		if (!(uri = page_uri(api, ls, token))) {

@@ -99,7 +99,7 @@ struct config_sink {
 
 #define CONFIG_OUTBOX_RETENTION_DEFAULT	      (7u * 86400)
 #define CONFIG_MAX_RESPONSE_DEFAULT	      (8u * 1024 * 1024) /* [threatstack] max_response */
-#define CONFIG_MAX_PAGES_DEFAULT	      2000u		 /* [threatstack] max_pages */
+#define CONFIG_MAX_PAGES_DEFAULT	      10000u		 /* [threatstack] max_pages */
 #define CONFIG_MAX_BODY_DEFAULT		      (1024u * 1024)	 /* [webhook] max_body */
 #define CONFIG_INBOX_MAX_DEFAULT	      100000u		 /* [webhook] inbox_max */
 #define CONFIG_CONFIRM_WINDOW_DEFAULT	      86400u		 /* [webhook] confirm_window, s */

@@ -63,6 +63,7 @@ enum tsapi_errc {
 	TSAPI_E_ABORTED,      /* the callback stopped the listing */
 	TSAPI_E_INTERNAL,     /* out of memory, bad arguments */
 	TSAPI_E_CANCELED,     /* the cancel handle fired */
+	TSAPI_E_TOO_LONG,     /* a listing still paging after max_pages pages */
 };
 
 struct tsapi_error {

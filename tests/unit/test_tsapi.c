@@ -573,7 +573,8 @@ static void test_faults_classified(void **state)
 		strstr(last_err.message, "response body larger than max_response (2000 bytes)"));
 	tsapi_free(api);
 	api = client(f.url, FAKE_API_KEY, &(struct tsapi_options){ .max_pages = 1 });
-	expect_fail(&f, api, NULL, TSAPI_E_BAD_RESPONSE, -EBADMSG, 0);
+	expect_fail(&f, api, NULL, TSAPI_E_TOO_LONG, -E2BIG, 0);
+	assert_string_equal(tsapi_strerror(TSAPI_E_TOO_LONG), "listing longer than max_pages");
 	assert_non_null(strstr(last_err.message,
 			       "GET /v2/agents?status=online: still more pages "
 			       "after 1 (max_pages); listing stopped, incomplete"));
