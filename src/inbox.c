@@ -389,9 +389,9 @@ enum ticket_kind {
 struct inbox_ticket {
 	struct inbox_ticket *next;
 	struct inbox_writer *w;
-	_Atomic unsigned refs;	/* the writer's and the waiter's */
-	sem_t done;		/* posted once, when the ticket is answered */
-	_Atomic bool answered;	/* result and count are set (release/acquire) */
+	_Atomic unsigned refs;	  /* the writer's and the waiter's */
+	sem_t done;		  /* posted once, when the ticket is answered */
+	_Atomic bool answered;	  /* result and count are set (release/acquire) */
 	inbox_answered_fn notify; /* under w->lock: called once answered, unless released */
 	void *notify_ud;
 	int result;
@@ -412,9 +412,9 @@ struct inbox_writer {
 	pthread_mutex_t lock;
 	pthread_cond_t work; /* tickets queued, or stopping */
 	struct inbox_ticket *head, *tail;
-	size_t queued;	    /* alerts in the queue */
-	size_t requests;    /* request tickets in the queue */
-	size_t last_batch;  /* request tickets in the last batch */
+	size_t queued;	   /* alerts in the queue */
+	size_t requests;   /* request tickets in the queue */
+	size_t last_batch; /* request tickets in the last batch */
 	bool stopping;
 	int health;
 	char health_msg[INBOX_ERR_MAX];

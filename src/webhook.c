@@ -44,7 +44,7 @@
 
 #define LISTEN_BACKLOG	  128
 #define THREAD_STACK_SIZE (512u * 1024)
-#define POOL_THREADS_MAX  4 /* the event loops: one per CPU, at most this many */
+#define POOL_THREADS_MAX  4  /* the event loops: one per CPU, at most this many */
 #define RETRY_FULL_S	  60 /* Retry-After when the inbox is full */
 #define RETRY_BUSY_S	  5  /* ... when it is busy, stopping or failing */
 #define ADDRESS_MAX	  64 /* a peer's address in a log line */
@@ -317,8 +317,8 @@ static enum MHD_Result answer_stored(struct webhook *w, struct MHD_Connection *c
 			  fresh, monotonic_ms() - rq->started_ms);
 	}
 	snprintf(msg, sizeof(msg),
-		 "{\"status\":\"ok\",\"alerts\":%zu,\"new\":%zu,\"duplicates\":%zu}\n",
-		 rq->alerts, fresh, rq->alerts - fresh);
+		 "{\"status\":\"ok\",\"alerts\":%zu,\"new\":%zu,\"duplicates\":%zu}\n", rq->alerts,
+		 fresh, rq->alerts - fresh);
 	return answer(w, conn, rq, MHD_HTTP_OK, "application/json", strdup(msg), 0, false);
 }
 
@@ -573,8 +573,8 @@ int webhook_start(const struct webhook_options *opt, struct webhook **ret,
 {
 	const struct config *c = opt->c;
 	struct webhook *w;
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-			 MHD_USE_ERROR_LOG;
+	unsigned flags =
+		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned pool = cpus < 1 ? 1 : cpus > POOL_THREADS_MAX ? POOL_THREADS_MAX : (unsigned)cpus;
 	int r;
@@ -631,8 +631,7 @@ int webhook_start(const struct webhook_options *opt, struct webhook **ret,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->webhook.max_connections_per_ip,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WEBHOOK_CONNECTION_MEMORY_MAX,
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)THREAD_STACK_SIZE,
-		MHD_OPTION_THREAD_POOL_SIZE, pool,
-		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+		MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
 		c->webhook.tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, w->cert,
 		MHD_OPTION_HTTPS_MEM_KEY, w->key, MHD_OPTION_HTTPS_PRIORITIES,
 		WEBHOOK_TLS_PRIORITIES, MHD_OPTION_END);
