@@ -181,8 +181,9 @@ static const char *const path_names[P__COUNT] = {
 
 struct stats {
 	uint64_t requests, api_requests, auth_failures, max_per_minute;
-	uint64_t rate_limited; /* 429s of --rate-limit */
-	uint64_t status_429;   /* every 429 answered, injected ones included */
+	uint64_t rate_limited;	   /* 429s of --rate-limit */
+	uint64_t status_429;	   /* every 429 answered, injected ones included */
+	int64_t first_ms, last_ms; /* monotonic ms of the first and last API request, 0: none */
 	uint64_t by_path[P__COUNT];
 	int64_t *ring; /* monotonic ms of recent API requests, oldest at head */
 	size_t head, len, cap;
@@ -1019,6 +1020,9 @@ static void stats_api_request(struct stats *st, enum path_kind pk)
 
 	st->api_requests++;
 	st->by_path[pk]++;
+	if (!st->first_ms)
+		st->first_ms = now;
+	st->last_ms = now;
 	while (st->len > 0 && st->ring[st->head] <= now - 60000) {
 		st->head = (st->head + 1) % st->cap;
 		st->len--;
@@ -1064,6 +1068,7 @@ static json_object *stats_json(const struct stats *st)
 	set(o, "max_per_minute", json_object_new_int64((int64_t)st->max_per_minute));
 	set(o, "rate_limited", json_object_new_int64((int64_t)st->rate_limited));
 	set(o, "status_429", json_object_new_int64((int64_t)st->status_429));
+	set(o, "span_ms", json_object_new_int64(st->last_ms - st->first_ms));
 	for (size_t i = 0; i < P__COUNT; i++)
 		set(bp, path_names[i], json_object_new_int64((int64_t)st->by_path[i]));
 	set(o, "by_path", bp);

@@ -488,6 +488,8 @@ static void test_rate_limit(void **state)
 	assert_int_equal(json_object_get_int64(v), 2);
 	assert_true(json_object_object_get_ex(o, "api_requests", &v));
 	assert_int_equal(json_object_get_int64(v), 6);
+	assert_true(json_object_object_get_ex(o, "span_ms", &v));
+	assert_true(json_object_get_int64(v) >= 0 && json_object_get_int64(v) < 30000);
 	json_object_put(o);
 	buf_free(&a.body);
 	fake_stop(&fk);
