@@ -14,9 +14,12 @@
 # within the API rate limit, as it would in production. After the run the inbox must hold
 # every alert answered 2xx, and at most one more per connection (a request wrk cut off at
 # the end may be stored without its answer being counted); a non-2xx answer fails the run.
+# With BENCH_OUT set, the figures also go there (tests/bench/lib-bench.sh): receiver.SERVER.
+# FIELD (SERVER: tsgraphd, tsgraphd_dups, webhook, nginx) and latency.FIELD lines.
 TESTS_DIR=${TESTS_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$TESTS_DIR/e2e/lib.sh"
 . "$TESTS_DIR/e2e/lib-receiver.sh"
+. "$TESTS_DIR/bench/lib-bench.sh"
 LATENCY=${LATENCY:-$PWD/$BUILD/bench/receiver_latency}
 read -r -a wrk_args <<<"${WRK_ARGS:--t2 -c16 -d10s}"
 alerts=${LATENCY_ALERTS:-100}
@@ -25,6 +28,8 @@ for tool in wrk nginx webhook; do
 done
 conns=16
 for a in "${wrk_args[@]}"; do case $a in -c*) conns=${a#-c} ;; esac; done
+bench_out receiver.command "WRK_ARGS=\"${wrk_args[*]}\" LATENCY_ALERTS=$alerts tests/bench/bench-receiver.sh"
+bench_out receiver.wrk_args "${wrk_args[*]}"
 
 # a free loopback port for nginx and webhook (tsgraphd takes an ephemeral one itself)
 free_port() {
@@ -76,7 +81,7 @@ EOF
 # load NAME URL RUN [MODE]: wrk against URL; one table row; sets REQS and NON2XX, RPS.
 rows=()
 load() {
-	local name=$1 url=$2 run=$3 mode=${4:-unique} reqs dur non2xx conn rd wr to p50 p99
+	local name=$1 url=$2 run=$3 mode=${4:-unique} reqs dur non2xx conn rd wr to p50 p99 key
 	wrk "${wrk_args[@]}" --latency -s "$WORK/post.lua" "$url" -- "$run" "$FAKE_ORG" "$mode" \
 		>"$WORK/wrk-$run.out" 2>&1 || fail "wrk against $name: $(tail -n 5 "$WORK/wrk-$run.out")"
 	read -r reqs dur non2xx conn rd wr to p50 p99 < <(sed -n 's/^RESULT //p' "$WORK/wrk-$run.out")
@@ -86,6 +91,19 @@ load() {
 	rows+=("$(printf '| %s | %d | %.0f | %.2f | %.2f | %d | %d |' "$name" "$reqs" "$RPS" \
 		"$(echo "$p50 / 1000" | bc -l)" "$(echo "$p99 / 1000" | bc -l)" "$non2xx" \
 		$((conn + rd + wr + to)))")
+	case $run in
+	u) key=receiver.tsgraphd ;;
+	d) key=receiver.tsgraphd_dups ;;
+	w) key=receiver.webhook ;;
+	*) key=receiver.nginx ;;
+	esac
+	bench_out "$key.name" "$name"
+	bench_out "$key.requests" "$reqs"
+	bench_out "$key.rps" "$(printf '%.0f' "$RPS")"
+	bench_out "$key.p50_ms" "$(printf '%.2f' "$(echo "$p50 / 1000" | bc -l)")"
+	bench_out "$key.p99_ms" "$(printf '%.2f' "$(echo "$p99 / 1000" | bc -l)")"
+	bench_out "$key.non2xx" "$non2xx"
+	bench_out "$key.socket_errors" $((conn + rd + wr + to))
 }
 
 make_cert
@@ -102,6 +120,7 @@ stored=$(inbox t "SELECT count(*) FROM alert WHERE id LIKE 'u-%'")
 [ "$stored" -ge "$REQS" ] && [ "$stored" -le $((REQS + conns)) ] ||
 	fail "wrk counted $REQS answers (all 2xx), the inbox holds $stored of its alerts"
 durable="the inbox holds $stored alerts of the run for $REQS 2xx answers counted by wrk"
+bench_out receiver.tsgraphd.stored "$stored"
 load "tsgraphd (one alert again and again: duplicates)" "$URL$WEBHOOK_PATH/$SECRET" d dup
 [ "$NON2XX" -eq 0 ] || fail "tsgraphd answered $NON2XX non-2xx to duplicates"
 [ "$(inbox t "SELECT count(*) FROM alert WHERE id LIKE 'd-%'")" = 1 ] || fail "a duplicate stored twice"
@@ -181,3 +200,4 @@ for _ in $(seq "$alerts"); do fleet "{\"op\":\"alert_add\",\"agent\":\"$agent\"}
 stop_daemon l
 echo
 sed 's/^/webhook 2xx → change line in the file sink, one alert at a time: /' "$WORK/latency"
+for kv in $(cat "$WORK/latency"); do bench_out "latency.${kv%%=*}" "${kv#*=}"; done

@@ -6,17 +6,22 @@
 # Fleet per size N: N agents, 60 CVEs of which 3 affect every agent through their paged
 # servers listings (500 a page), N/5 alerts, 100 agents a page. The client's rate limit is
 # set to its maximum (6000/min) so the figures measure tsgraphd, not the API budget.
+# With BENCH_OUT set, the figures also go there as sync.N.RUN.FIELD=VALUE lines
+# (tests/bench/lib-bench.sh; RUN is first or nochange).
 TESTS_DIR=${TESTS_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$TESTS_DIR/e2e/lib.sh"
+. "$TESTS_DIR/bench/lib-bench.sh"
 FLOOR=${FLOOR:-$PWD/$BUILD/bench/parse_floor}
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000 10000 100000)
+bench_out sync.command "tests/bench/bench-sync.sh ${sizes[*]}"
+bench_out sync.sizes "${sizes[*]}"
 
 echo "| agents | run | API requests | API objects | wall s | CPU s | µs/object | floor µs/object | × floor | peak RSS MiB |"
 echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 
-measure() { # label conf
-	local label=$1 conf=$2 secs user sys kib floor objects fus cpu
+measure() { # label key conf
+	local label=$1 key=sync.$agents.$2 conf=$3 secs user sys kib floor objects fus cpu requests
 	: >"$WORK/record"
 	/usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$TSGRAPHD" -c "$conf" sync >"$WORK/out" 2>&1 ||
 		fail "$label failed: $(tail -n 5 "$WORK/out")"
@@ -25,10 +30,19 @@ measure() { # label conf
 	objects=$(sed -n 's/.*objects=\([0-9]*\) .*/\1/p' <<<"$floor")
 	fus=$(sed -n 's/.*us_per_object=\([0-9.]*\).*/\1/p' <<<"$floor")
 	cpu=$(echo "$user + $sys" | bc -l)
+	requests=$(curl -sS "$FAKE_URL/_fake/stats" | jq .api_requests)
 	printf '| %s | %s | %s | %s | %.1f | %.2f | %.1f | %.2f | %.1f | %.1f |\n' "$agents" "$label" \
-		"$(curl -sS "$FAKE_URL/_fake/stats" | jq .api_requests)" "$objects" "$secs" "$cpu" \
+		"$requests" "$objects" "$secs" "$cpu" \
 		"$(echo "$cpu * 1000000 / $objects" | bc -l)" "$fus" \
 		"$(echo "$cpu * 1000000 / $objects / $fus" | bc -l)" "$(echo "$kib / 1024" | bc -l)"
+	bench_out "$key.requests" "$requests"
+	bench_out "$key.objects" "$objects"
+	bench_out "$key.wall_s" "$secs"
+	bench_out "$key.cpu_s" "$(printf '%.2f' "$cpu")"
+	bench_out "$key.us_per_object" "$(printf '%.2f' "$(echo "$cpu * 1000000 / $objects" | bc -l)")"
+	bench_out "$key.floor_us_per_object" "$fus"
+	bench_out "$key.x_floor" "$(printf '%.2f' "$(echo "$cpu * 1000000 / $objects / $fus" | bc -l)")"
+	bench_out "$key.rss_mib" "$(printf '%.1f' "$(echo "$kib / 1024" | bc -l)")"
 	curl -sS -X POST "$FAKE_URL/_fake/reset-stats" >/dev/null
 }
 
@@ -36,10 +50,11 @@ for agents in "${sizes[@]}"; do
 	start_fake --agents "$agents" --cves 60 --wide-cves 3 --alerts $((agents / 5)) --seed 1 \
 		--page-size 100 --servers-page-size 500 --record "$WORK/record"
 	write_config "b$agents" '[log]' 'level = warning'
-	measure "first sync" "$WORK/b$agents.conf"
-	measure "no-change sync" "$WORK/b$agents.conf"
+	measure "first sync" first "$WORK/b$agents.conf"
+	measure "no-change sync" nochange "$WORK/b$agents.conf"
 	db="$WORK/b$agents.db"
 	sqlite3 "$db" 'PRAGMA wal_checkpoint(TRUNCATE)' >/dev/null
+	bench_out "sync.$agents.store_bytes_per_agent" $(($(stat -c %s "$db") / agents))
 	stored+=("$agents agents: $(sqlite3 "$db" 'SELECT count(*) FROM object') objects, store $(($(stat -c %s "$db") / 1024 / 1024)) MiB, $(($(stat -c %s "$db") / agents)) bytes per agent")
 	kill "$FAKE_PID" 2>/dev/null; wait "$FAKE_PID" 2>/dev/null || true
 	rm -f "$db" "$db-wal" "$db-shm" "$WORK/b$agents.ndjson"

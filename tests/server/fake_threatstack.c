@@ -22,6 +22,10 @@
  * CVE (agents inline) that affects every agent. Control endpoints under /_fake/ need no Hawk.
  * Per-CVE servers pages hold page-size/5 entries, so that with the default fleet (50 agents,
  * 100 a page) the CVE that affects every agent still spans several servers pages.
+ * --rate-limit N enforces the organization's budget as the strictest reading of the
+ * reference allows: at most N accepted API requests in any sliding 60-second window (a ring
+ * of their arrival times), the rest answered 429; with it on, every authenticated answer
+ * carries x-rate-limit-remaining and x-rate-limit-reset (ms until a slot frees).
  * docs/testing.md is the user's guide; this file's sections follow the same order.
  */
 #include "tsgraphd/hawk.h"
@@ -59,6 +63,8 @@
 #define DENSE_MAX	   (256LL * 1024 * 1024)
 #define RESET_MAX_MS	   3600000 /* x-rate-limit-reset of an injected 429 */
 #define RATE_RING_MAX	   (1u << 20)
+#define RATE_LIMIT_MAX	   100000 /* --rate-limit, requests a minute */
+#define RATE_WINDOW_MS	   60000
 #define ID_MAX		   48
 #define DAY_MS		   (24LL * 3600 * 1000)
 #define TOKEN_RAW_LEN	   11
@@ -175,6 +181,9 @@ static const char *const path_names[P__COUNT] = {
 
 struct stats {
 	uint64_t requests, api_requests, auth_failures, max_per_minute;
+	uint64_t rate_limited;	   /* 429s of --rate-limit */
+	uint64_t status_429;	   /* every 429 answered, injected ones included */
+	int64_t first_ms, last_ms; /* monotonic ms of the first and last API request, 0: none */
 	uint64_t by_path[P__COUNT];
 	int64_t *ring; /* monotonic ms of recent API requests, oldest at head */
 	size_t head, len, cap;
@@ -188,6 +197,12 @@ struct fake {
 	struct nonce_entry *nonces;
 	size_t nnonces, cap_nonces;
 	struct stats stats;
+	/* --rate-limit: not statistics, so /_fake/reset-stats leaves it alone */
+	struct {
+		uint32_t per_minute; /* 0: off */
+		int64_t *ring;	     /* monotonic ms of the accepted requests, oldest at head */
+		size_t head, len;    /* the ring holds per_minute entries */
+	} rate;
 	int64_t skew_s;
 	unsigned page_size;
 	unsigned servers_page_size; /* 0: page_size / SERVERS_PAGE_RATIO */
@@ -221,6 +236,7 @@ struct reply {
 	const char *ctype;
 	char *www_auth;
 	int64_t reset_ms;
+	int64_t remaining; /* x-rate-limit-remaining, -1: none */
 	int64_t slow_ms;
 };
 
@@ -1004,6 +1020,9 @@ static void stats_api_request(struct stats *st, enum path_kind pk)
 
 	st->api_requests++;
 	st->by_path[pk]++;
+	if (!st->first_ms)
+		st->first_ms = now;
+	st->last_ms = now;
 	while (st->len > 0 && st->ring[st->head] <= now - 60000) {
 		st->head = (st->head + 1) % st->cap;
 		st->len--;
@@ -1047,10 +1066,37 @@ static json_object *stats_json(const struct stats *st)
 	set(o, "api_requests", json_object_new_int64((int64_t)st->api_requests));
 	set(o, "auth_failures", json_object_new_int64((int64_t)st->auth_failures));
 	set(o, "max_per_minute", json_object_new_int64((int64_t)st->max_per_minute));
+	set(o, "rate_limited", json_object_new_int64((int64_t)st->rate_limited));
+	set(o, "status_429", json_object_new_int64((int64_t)st->status_429));
+	set(o, "span_ms", json_object_new_int64(st->last_ms - st->first_ms));
 	for (size_t i = 0; i < P__COUNT; i++)
 		set(bp, path_names[i], json_object_new_int64((int64_t)st->by_path[i]));
 	set(o, "by_path", bp);
 	return o;
+}
+
+/* Whether an authenticated API request fits the --rate-limit budget; it is counted when it
+ * does (a refused one is not). Sets the answer's x-rate-limit-remaining and
+ * x-rate-limit-reset: the ms until the oldest request of the window leaves it. Called
+ * locked; always true when the limit is off. */
+static bool rate_admit(struct fake *f, struct reply *rp)
+{
+	int64_t now = monotonic_ms();
+	size_t cap = f->rate.per_minute;
+	bool ok;
+
+	if (!cap)
+		return true;
+	while (f->rate.len > 0 && f->rate.ring[f->rate.head] <= now - RATE_WINDOW_MS) {
+		f->rate.head = (f->rate.head + 1) % cap;
+		f->rate.len--;
+	}
+	ok = f->rate.len < cap;
+	if (ok)
+		f->rate.ring[(f->rate.head + f->rate.len++) % cap] = now;
+	rp->remaining = (int64_t)(cap - f->rate.len);
+	rp->reset_ms = f->rate.ring[f->rate.head] + RATE_WINDOW_MS - now;
+	return ok;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1568,7 +1614,18 @@ static int reply_error(struct reply *rp, unsigned status, const char *msg)
 	return reply_take_json(rp, status, ans.json);
 }
 
-/* An authenticated-API request: Hawk, stats, faults, route, serialize. Called locked. */
+/* The 429 body is not JSON, as the reference warns. */
+static int reply_429(struct reply *rp)
+{
+	rp->status = 429;
+	rp->ctype = "text/plain";
+	rp->body = strdup("Too Many Requests\n");
+	rp->len = rp->body ? strlen(rp->body) : 0;
+	return rp->body ? 0 : -ENOMEM;
+}
+
+/* An authenticated-API request: Hawk, stats, rate limit, faults, route, serialize. Called
+ * locked. */
 static int handle_api(struct fake *f, const struct request *rq, const char *method,
 		      const char *auth, const struct hawk_request *hreq, const struct hawk_attrs *a,
 		      bool parsed, struct reply *rp)
@@ -1599,16 +1656,18 @@ static int handle_api(struct fake *f, const struct request *rq, const char *meth
 		}
 		return reply_error(rp, 401, why);
 	}
+	if (!rate_admit(f, rp)) {
+		f->stats.rate_limited++;
+		f->stats.status_429++;
+		return reply_429(rp);
+	}
 	faults_take(f, rq->path, rq->uri, &hit);
 	rp->slow_ms = hit.slow_ms;
 	switch (hit.answer) {
 	case FAULT_429:
-		rp->status = 429;
-		rp->ctype = "text/plain";
-		rp->body = strdup("Too Many Requests\n");
-		rp->len = rp->body ? strlen(rp->body) : 0;
+		f->stats.status_429++;
 		rp->reset_ms = hit.reset_ms;
-		return rp->body ? 0 : -ENOMEM;
+		return reply_429(rp);
 	case FAULT_500:
 		return reply_error(rp, 500, "injected internal server error");
 	case FAULT_401:
@@ -2011,6 +2070,10 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *rp, co
 		snprintf(num, sizeof(num), "%" PRId64, rp->reset_ms);
 		MHD_add_response_header(resp, "x-rate-limit-reset", num);
 	}
+	if (rp->remaining >= 0) {
+		snprintf(num, sizeof(num), "%" PRId64, rp->remaining);
+		MHD_add_response_header(resp, "x-rate-limit-remaining", num);
+	}
 	ret = MHD_queue_response(c, rp->status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -2022,7 +2085,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
 	struct fake *f = cls;
 	struct request *rq = *con_cls;
-	struct reply rp = { .reset_ms = -1, .ctype = "application/json" };
+	struct reply rp = { .reset_ms = -1, .remaining = -1, .ctype = "application/json" };
 	struct hawk_attrs attrs;
 	struct hawk_request hreq = { .method = method };
 	const char *auth, *host_hdr;
@@ -2080,7 +2143,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (r < 0) {
 		free(rp.body);
 		free(rp.www_auth);
-		rp = (struct reply){ .reset_ms = -1, .ctype = "application/json" };
+		rp = (struct reply){ .reset_ms = -1, .remaining = -1, .ctype = "application/json" };
 		if (reply_error(&rp, 500, "fake: out of memory") < 0)
 			return MHD_NO;
 	}
@@ -2103,7 +2166,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 struct options {
 	const char *listen, *port_file, *org_id, *user_id, *key_file, *tls_cert, *tls_key, *record;
-	uint64_t agents, cves, alerts, seed, page_size, wide_cves, servers_page_size;
+	uint64_t agents, cves, alerts, seed, page_size, wide_cves, servers_page_size, rate_limit;
 	int64_t skew;
 	bool verbose;
 };
@@ -2116,7 +2179,8 @@ static void usage(FILE *out)
 		"         [--agents 50] [--cves 20] [--alerts 30] [--seed 1] [--page-size 100]\n"
 		"         [--skew-seconds N] [--fault KIND:N[:MS][@PATH]]... [--verbose]\n"
 		"         [--tls-cert PEM --tls-key PEM]   (serve HTTPS instead of HTTP)\n"
-		"         [--wide-cves 1] [--servers-page-size N] [--record FILE]\n");
+		"         [--wide-cves 1] [--servers-page-size N] [--record FILE]\n"
+		"         [--rate-limit N]   (N API requests in any 60 s, then 429; 0: off)\n");
 }
 
 static int load_key(const char *path, char **ret)
@@ -2138,6 +2202,7 @@ static void fake_free(struct fake *f)
 		free(f->nonces[i].nonce);
 	free(f->nonces);
 	stats_reset(&f->stats);
+	free(f->rate.ring);
 	if (f->key) {
 		explicit_bzero(f->key, strlen(f->key));
 		free(f->key);
@@ -2167,7 +2232,8 @@ static int parse_args(int argc, char **argv, struct options *o, struct fake *f)
 		O_TLS_KEY,
 		O_WIDE,
 		O_SERVERS_PAGE,
-		O_RECORD
+		O_RECORD,
+		O_RATE_LIMIT
 	};
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, O_LISTEN },
@@ -2189,6 +2255,7 @@ static int parse_args(int argc, char **argv, struct options *o, struct fake *f)
 		{ "wide-cves", required_argument, NULL, O_WIDE },
 		{ "servers-page-size", required_argument, NULL, O_SERVERS_PAGE },
 		{ "record", required_argument, NULL, O_RECORD },
+		{ "rate-limit", required_argument, NULL, O_RATE_LIMIT },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, r = 0;
@@ -2247,6 +2314,9 @@ static int parse_args(int argc, char **argv, struct options *o, struct fake *f)
 			break;
 		case O_RECORD:
 			o->record = optarg;
+			break;
+		case O_RATE_LIMIT:
+			r = parse_u64(optarg, 0, RATE_LIMIT_MAX, &o->rate_limit);
 			break;
 		case O_TLS_KEY:
 			o->tls_key = optarg;
@@ -2312,6 +2382,14 @@ int main(int argc, char **argv)
 	if (o.record && !(f->record = fopen(o.record, "ae"))) {
 		fprintf(stderr, "fake_threatstack: --record %s: %s\n", o.record, strerror(errno));
 		goto out;
+	}
+	if (o.rate_limit) {
+		f->rate.ring = calloc(o.rate_limit, sizeof(*f->rate.ring));
+		if (!f->rate.ring) {
+			fprintf(stderr, "fake_threatstack: out of memory for --rate-limit\n");
+			goto out;
+		}
+		f->rate.per_minute = (uint32_t)o.rate_limit;
 	}
 	if (fleet_generate(&f->fleet, o.seed, (unsigned)o.agents, (unsigned)o.cves,
 			   (unsigned)o.wide_cves, (unsigned)o.alerts, fake_now_ms(f)) < 0) {

@@ -27,10 +27,11 @@
 struct answer {
 	long status;
 	struct buf body;
-	char sa[1024];	 /* Server-Authorization */
-	char www[1024];	 /* WWW-Authenticate */
-	char reset[64];	 /* x-rate-limit-reset */
-	char ctype[128]; /* Content-Type */
+	char sa[1024];	    /* Server-Authorization */
+	char www[1024];	    /* WWW-Authenticate */
+	char reset[64];	    /* x-rate-limit-reset */
+	char remaining[64]; /* x-rate-limit-remaining */
+	char ctype[128];    /* Content-Type */
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *userdata)
@@ -62,6 +63,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *userdata)
 	keep_header(p, size * n, "Server-Authorization", a->sa, sizeof(a->sa));
 	keep_header(p, size * n, "WWW-Authenticate", a->www, sizeof(a->www));
 	keep_header(p, size * n, "x-rate-limit-reset", a->reset, sizeof(a->reset));
+	keep_header(p, size * n, "x-rate-limit-remaining", a->remaining, sizeof(a->remaining));
 	keep_header(p, size * n, "Content-Type", a->ctype, sizeof(a->ctype));
 	return size * n;
 }
@@ -438,6 +440,61 @@ static void test_fleet_ops(void **state)
 	buf_free(&a.body);
 }
 
+/* --rate-limit 3: three answers counting down x-rate-limit-remaining, then 429s with the
+ * time until the first request leaves the window; a Hawk failure is a 401, not a 429; the
+ * stats count the 429s. Without the option no answer carries the headers (the group's
+ * fake). */
+static void test_rate_limit(void **state)
+{
+	struct fake fk;
+	struct answer a;
+	json_object *o, *v;
+	int64_t reset;
+
+	api_get(*state, "/v2/alerts?status=active", 0, NULL, &a);
+	assert_int_equal(a.status, 200);
+	assert_string_equal(a.remaining, "");
+	assert_string_equal(a.reset, "");
+	buf_free(&a.body);
+
+	fake_start(&fk, (const char *const[]){ "--agents", "5", "--rate-limit", "3", NULL });
+	for (int i = 0; i < 3; i++) {
+		char want[8];
+
+		api_get(&fk, "/v2/alerts?status=active", 0, NULL, &a);
+		assert_int_equal(a.status, 200);
+		snprintf(want, sizeof(want), "%d", 2 - i);
+		assert_string_equal(a.remaining, want);
+		assert_int_equal(parse_i64(a.reset, 1, 60000, &reset), 0);
+		buf_free(&a.body);
+	}
+	for (int i = 0; i < 2; i++) {
+		api_get(&fk, "/v2/agents?status=online", 0, NULL, &a);
+		assert_int_equal(a.status, 429);
+		assert_string_equal(a.ctype, "text/plain");
+		assert_string_equal(a.remaining, "0");
+		assert_int_equal(parse_i64(a.reset, 1, 60000, &reset), 0);
+		buf_free(&a.body);
+	}
+	api_get(&fk, "/v2/alerts?status=active", -3600, NULL, &a); /* stale: 401 first */
+	assert_int_equal(a.status, 401);
+	buf_free(&a.body);
+
+	assert_int_equal(control(&fk, "/_fake/stats", NULL, &a), 200);
+	o = answer_json(&a);
+	assert_true(json_object_object_get_ex(o, "rate_limited", &v));
+	assert_int_equal(json_object_get_int64(v), 2);
+	assert_true(json_object_object_get_ex(o, "status_429", &v));
+	assert_int_equal(json_object_get_int64(v), 2);
+	assert_true(json_object_object_get_ex(o, "api_requests", &v));
+	assert_int_equal(json_object_get_int64(v), 6);
+	assert_true(json_object_object_get_ex(o, "span_ms", &v));
+	assert_true(json_object_get_int64(v) >= 0 && json_object_get_int64(v) < 30000);
+	json_object_put(o);
+	buf_free(&a.body);
+	fake_stop(&fk);
+}
+
 static int group_setup(void **state)
 {
 	static struct fake fk;
@@ -462,6 +519,7 @@ int main(void)
 		cmocka_unit_test(test_tokens),		 cmocka_unit_test(test_servers_span_pages),
 		cmocka_unit_test(test_stale_and_replay), cmocka_unit_test(test_faults),
 		cmocka_unit_test(test_fleet_ops),	 cmocka_unit_test(test_ten_thousand_agents),
+		cmocka_unit_test(test_rate_limit),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
