@@ -81,13 +81,10 @@ help:
 	@echo "                      DEMO_SECONDS=N ends it after N seconds)"
 	@echo "  make check          install missing packages, build, run every test"
 	@echo "  make asan           every test under AddressSanitizer + UBSan"
-<<<<<<< HEAD
 	@echo "  make drills         the fault drills (kill -9 rounds, outages, storms, disk full,"
 	@echo "                      a locked store; about 6 minutes; DRILLS=PATTERN picks some)"
-=======
 	@echo "  make bench          the benchmarks (about 25 minutes): one summary table, also"
 	@echo "                      written into docs/benchmarks.md"
->>>>>>> benchtable
 	@echo "  make install PREFIX=/usr DESTDIR=/tmp/root"
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
