@@ -16,7 +16,7 @@ expect_status 2 timeout 5 "$FAKE_J1" --fault 418:1
 expect_status 2 timeout 5 "$FAKE_J1" --fault 429:1@nowhere
 
 printf 'token-from-file\n' >"$WORK/token"
-start_fake_j1 --token-file "$WORK/token" --account acme --finalize-ms 400 \
+start_fake_j1 --token-file "$WORK/token" --account acme --finalize-ms 3000 \
 	--fault 429:1@create_job --verbose
 [ "$J1_TOKEN" = token-from-file ] && [ "$J1_ACCOUNT" = acme ] || fail "lib.sh: $J1_TOKEN $J1_ACCOUNT"
 port=$(cat "$WORK/j1.port")

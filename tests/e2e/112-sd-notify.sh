@@ -25,7 +25,7 @@ with open(sys.argv[2], "a") as f:
 ' "$WORK/notify.sock" "$WORK/notify.log" &
 	NOTIFY_PID=$!
 	on_exit "kill $NOTIFY_PID 2>/dev/null; wait $NOTIFY_PID 2>/dev/null"
-	wait_until 5 "the notify socket" test -S "$WORK/notify.sock"
+	wait_until 20 "the notify socket" test -S "$WORK/notify.sock"
 }
 has() { grep -q -- "$1" "$WORK/notify.log"; }
 
