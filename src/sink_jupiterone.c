@@ -423,7 +423,9 @@ int sink_jupiterone_parse_job(const char *body, size_t len, char *ret_id, char *
 		    !json_object_is_type(v, json_type_string))
 			goto out;
 		id = json_object_get_string(v);
-		if (!*id || strlen(id) > SINK_J1_JOB_ID_MAX || strspn(id, id_chars) != strlen(id))
+		/* the JSON string's own length: "a\u0000b" is not the job "a" */
+		if (!*id || (size_t)json_object_get_string_len(v) > SINK_J1_JOB_ID_MAX ||
+		    strspn(id, id_chars) != (size_t)json_object_get_string_len(v))
 			goto out;
 	}
 	if (ret_status) {
@@ -431,6 +433,8 @@ int sink_jupiterone_parse_job(const char *body, size_t len, char *ret_id, char *
 		    !json_object_is_type(v, json_type_string))
 			goto out;
 		status = json_object_get_string(v);
+		if (strlen(status) != (size_t)json_object_get_string_len(v))
+			goto out;
 	}
 	if (id)
 		snprintf(ret_id, SINK_J1_JOB_ID_MAX + 1, "%s", id);
