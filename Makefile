@@ -81,6 +81,8 @@ help:
 	@echo "                      DEMO_SECONDS=N ends it after N seconds)"
 	@echo "  make check          install missing packages, build, run every test"
 	@echo "  make asan           every test under AddressSanitizer + UBSan"
+	@echo "  make fuzz           every libFuzzer target for FUZZ_SECONDS (60) each; FUZZ_TARGETS,"
+	@echo "                      FUZZ_RUNS, FUZZ_MERGE=1 (docs/testing.md)"
 	@echo "  make install PREFIX=/usr DESTDIR=/tmp/root"
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
@@ -216,7 +218,7 @@ fuzz: deps
 		speed=$$(sed -n 's/^stat::average_exec_per_sec: *//p' build/fuzz/$$n.log | tail -n 1); \
 		cov=$$(grep -o 'cov: [0-9]*' build/fuzz/$$n.log | tail -n 1 | cut -d' ' -f2); \
 		crashes=0; [ $$rc -eq 0 ] || { crashes=1; status=1; \
-			grep -m1 -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error)' build/fuzz/$$n.log; }; \
+			grep -E '^==[0-9]+== ?ERROR|^SUMMARY|runtime error|Test unit written to' build/fuzz/$$n.log | head -n 4; }; \
 		if [ $$rc -eq 0 ] && [ -n "$(FUZZ_MERGE)" ]; then \
 			build/fuzz/fuzz_$$n -merge=1 -use_counters=0 -max_len=8192 $$dict tests/fuzz/corpus/$$n \
 				build/fuzz/corpus-$$n >build/fuzz/$$n.merge.log 2>&1 || exit 1; \
