@@ -85,6 +85,8 @@ help:
 	@echo "                      a locked store; about 6 minutes; DRILLS=PATTERN picks some)"
 	@echo "  make bench          the benchmarks (about 25 minutes): one summary table, also"
 	@echo "                      written into docs/benchmarks.md"
+	@echo "  make fuzz           every libFuzzer target for FUZZ_SECONDS (60) each; FUZZ_TARGETS,"
+	@echo "                      FUZZ_RUNS, FUZZ_MERGE=1 (docs/testing.md)"
 	@echo "  make install PREFIX=/usr DESTDIR=/tmp/root"
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
@@ -203,27 +205,57 @@ valgrind: all $(UNIT_BIN)
 	@VALGRIND=1 tests/run-tests.sh unit/
 
 # Coverage-guided fuzzing with clang's libFuzzer: each tests/fuzz/fuzz_NAME.c runs for
-# FUZZ_SECONDS from tests/fuzz/corpus/NAME/. Not part of `check` (it is open-ended).
+# FUZZ_SECONDS (and at most FUZZ_RUNS executions when set) from tests/fuzz/corpus/NAME/, with
+# tests/fuzz/NAME.dict when there is one. Not part of `check` (it is open-ended).
 # FUZZ_TARGETS picks some (`make fuzz FUZZ_TARGETS=config`); clang and its runtime are
-# installed when missing.
+# installed when missing. New inputs go to build/fuzz/corpus-NAME; FUZZ_MERGE=1 then merges
+# those that add coverage into tests/fuzz/corpus/NAME (libFuzzer's -merge=1). The end prints
+# one line per target (executions, exec/s, cov, crashes); any crash, leak, sanitizer report
+# or timeout fails `make fuzz` and leaves its input in build/fuzz/crash-* (leak-*, timeout-*).
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS    ?=
+FUZZ_MERGE   ?=
 FUZZ_TARGETS ?= $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 FUZZ_DEB_PKGS := clang libclang-rt-14-dev
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 fuzz: deps
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(FUZZ_DEB_PKGS)"
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang OPT="-O1 -g" HARDEN= \
-		SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
-		build/fuzz/libtsgraphd.a
-	@for f in $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%.c); do \
-		n=$$(basename $$f .c); n=$${n#fuzz_}; \
-		clang -std=c11 -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -g -O1 \
-			-fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz_$$n $$f \
-			build/fuzz/libtsgraphd.a $(PKG_LIBS) || exit 1; \
+		SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" build/fuzz/libtsgraphd.a
+	@rm -f build/fuzz/summary; status=0; \
+	for n in $(FUZZ_TARGETS); do \
+		f=tests/fuzz/fuzz_$$n.c; \
+		[ -f $$f ] || { echo "fuzz: no $$f" >&2; exit 1; }; \
+		clang -std=c11 -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer \
+			$(FUZZ_SAN) -o build/fuzz/fuzz_$$n $$f build/fuzz/libtsgraphd.a \
+			$(PKG_LIBS) || exit 1; \
 		mkdir -p build/fuzz/corpus-$$n; \
-		echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
-		build/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -artifact_prefix=build/fuzz/ \
-			build/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | tail -n 3 || exit 1; \
-	done
+		dict=; [ -f tests/fuzz/$$n.dict ] && dict=-dict=tests/fuzz/$$n.dict; \
+		runs=; [ -n "$(FUZZ_RUNS)" ] && runs=-runs=$(FUZZ_RUNS); \
+		echo "fuzz: $$n for $(FUZZ_SECONDS)s$${runs:+ or $(FUZZ_RUNS) runs}"; \
+		build/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) $$runs -max_len=8192 \
+			-timeout=25 -rss_limit_mb=2048 -print_final_stats=1 $$dict \
+			-artifact_prefix=build/fuzz/ build/fuzz/corpus-$$n tests/fuzz/corpus/$$n \
+			>build/fuzz/$$n.log 2>&1; \
+		rc=$$?; \
+		grep -E '^#[0-9]+[[:space:]]+DONE|^Done ' build/fuzz/$$n.log; \
+		runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' build/fuzz/$$n.log | tail -n 1); \
+		secs=$$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' build/fuzz/$$n.log | tail -n 1); \
+		speed=$$(sed -n 's/^stat::average_exec_per_sec: *//p' build/fuzz/$$n.log | tail -n 1); \
+		cov=$$(grep -o 'cov: [0-9]*' build/fuzz/$$n.log | tail -n 1 | cut -d' ' -f2); \
+		crashes=0; [ $$rc -eq 0 ] || { crashes=1; status=1; \
+			grep -E '^==[0-9]+== ?ERROR|^SUMMARY|runtime error|Test unit written to' build/fuzz/$$n.log | head -n 4; }; \
+		if [ $$rc -eq 0 ] && [ -n "$(FUZZ_MERGE)" ]; then \
+			build/fuzz/fuzz_$$n -merge=1 -use_counters=0 -max_len=8192 $$dict tests/fuzz/corpus/$$n \
+				build/fuzz/corpus-$$n >build/fuzz/$$n.merge.log 2>&1 || exit 1; \
+			echo "fuzz: $$n merged: $$(grep -o 'MERGE-OUTER: [0-9]* new files.*' build/fuzz/$$n.merge.log)"; \
+		fi; \
+		printf 'fuzz %-14s %10s executions in %4ss (%s/s), cov %s, crashes %s%s\n' $$n \
+			"$${runs:-?}" "$${secs:-?}" "$${speed:-?}" "$${cov:-?}" $$crashes \
+			"$$( [ $$rc -eq 0 ] || echo " (exit $$rc, see build/fuzz/$$n.log)")" \
+			>>build/fuzz/summary; \
+	done; \
+	echo; cat build/fuzz/summary; exit $$status
 
 lint:
 	@tests/lint.sh

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -51,13 +52,36 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
 	return len;
 }
 
-static size_t on_header(char *line, size_t size, size_t n, void *ud)
+int http_retry_after(const char *line, size_t len, int64_t *ret_ms)
 {
 	static const char name[] = "retry-after:";
-	struct http *h = ud;
-	size_t len = size * n;
+	size_t vlen, i = 0;
+	const char *v;
 	char tmp[32];
 	uint64_t u;
+
+	if (len < sizeof(name) - 1 || strncasecmp(line, name, sizeof(name) - 1) != 0)
+		return -ENOENT;
+	vlen = len - (sizeof(name) - 1);
+	v = line + sizeof(name) - 1;
+	while (vlen > 0 && (*v == ' ' || *v == '\t'))
+		v++, vlen--;
+	while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+		vlen--;
+	for (; i < vlen && i < sizeof(tmp) - 1; i++)
+		tmp[i] = v[i];
+	tmp[i] = '\0';
+	if (vlen >= sizeof(tmp) || parse_u64(tmp, 0, 86400, &u) < 0)
+		return -EBADMSG;
+	*ret_ms = (int64_t)u * 1000;
+	return 0;
+}
+
+static size_t on_header(char *line, size_t size, size_t n, void *ud)
+{
+	struct http *h = ud;
+	size_t len = size * n;
+	int64_t ms;
 
 	h->header_bytes += len;
 	if (h->header_bytes > HTTP_HEADERS_MAX) {
@@ -66,23 +90,10 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud)
 		h->headers_too_large = true;
 		return 0;
 	}
-	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) { /* a new answer (e.g. after 100) */
+	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) /* a new answer (e.g. after 100) */
 		h->retry_after_ms = -1;
-	} else if (len > sizeof(name) - 1 && strncasecmp(line, name, sizeof(name) - 1) == 0) {
-		size_t vlen = len - (sizeof(name) - 1), i = 0;
-		const char *v = line + sizeof(name) - 1;
-
-		while (vlen > 0 && (*v == ' ' || *v == '\t'))
-			v++, vlen--;
-		while (vlen > 0 &&
-		       (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
-			vlen--;
-		for (; i < vlen && i < sizeof(tmp) - 1; i++)
-			tmp[i] = v[i];
-		tmp[i] = '\0';
-		if (vlen < sizeof(tmp) && parse_u64(tmp, 0, 86400, &u) == 0)
-			h->retry_after_ms = (int64_t)u * 1000;
-	}
+	else if (http_retry_after(line, len, &ms) == 0)
+		h->retry_after_ms = ms;
 	return len;
 }
 

@@ -39,6 +39,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,6 @@
 #define JOB_WAIT_MAX_MS	   (30 * 60 * 1000)	/* a finalizing job may take this long */
 #define ANSWER_MAX	   (1024u * 1024)	/* one JupiterOne answer */
 #define ANSWER_DEPTH	   16			/* JSON nesting of an answer */
-#define JOB_ID_MAX	   128			/* characters of a job id */
 #define URL_MAX		   1024			/* origin, path and job id */
 #define KEY_ITEM_MAX	   (64u * 1024)		/* {"_key":...} of one delete */
 #define SNIPPET_MAX	   200			/* bytes of an answer quoted in an error */
@@ -71,7 +71,7 @@ struct sink_jupiterone {
 	char *auth;    /* "Authorization: Bearer <token>", wiped on close */
 	char *account; /* "JupiterOne-Account: <account>" */
 	const char *headers[5];
-	char job[JOB_ID_MAX + 1];
+	char job[SINK_J1_JOB_ID_MAX + 1];
 	int64_t requests, bytes; /* of the current job, for its log line */
 	int64_t uploads;	 /* upload requests of the current job */
 };
@@ -398,42 +398,48 @@ static int refused(struct sink_jupiterone *j, const char *what, const struct htt
 	return resp->status == 413 ? -EMSGSIZE : -EPROTO;
 }
 
-/* The job object of an answer: {"job":{"id":...,"status":...}}; id and status copied when
- * the caller asks for them. */
-static int parse_job(const struct http_response *resp, char *ret_id, char *ret_status,
-		     size_t status_size)
+int sink_jupiterone_parse_job(const char *body, size_t len, char *ret_id, char *ret_status,
+			      size_t status_size)
 {
-	json_tokener *tok = json_tokener_new_ex(ANSWER_DEPTH);
+	static const char id_chars[] =
+		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
+	json_tokener *tok = NULL;
 	json_object *root = NULL, *job, *v;
+	const char *id = NULL, *status = NULL;
 	int r = -EBADMSG;
 
+	if (len > INT_MAX)
+		return -EBADMSG;
+	tok = json_tokener_new_ex(ANSWER_DEPTH);
 	if (!tok)
 		return -ENOMEM;
-	root = json_tokener_parse_ex(tok, resp->body, (int)resp->body_len);
+	root = json_tokener_parse_ex(tok, body, (int)len);
 	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
 	    !json_object_object_get_ex(root, "job", &job) ||
 	    !json_object_is_type(job, json_type_object))
 		goto out;
 	if (ret_id) {
-		const char *id;
-
 		if (!json_object_object_get_ex(job, "id", &v) ||
 		    !json_object_is_type(v, json_type_string))
 			goto out;
 		id = json_object_get_string(v);
-		if (!*id || strlen(id) > JOB_ID_MAX ||
-		    strspn(id,
-			   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
-			    strlen(id))
+		/* the JSON string's own length: "a\u0000b" is not the job "a" */
+		if (!*id || (size_t)json_object_get_string_len(v) > SINK_J1_JOB_ID_MAX ||
+		    strspn(id, id_chars) != (size_t)json_object_get_string_len(v))
 			goto out;
-		snprintf(ret_id, JOB_ID_MAX + 1, "%s", id);
 	}
 	if (ret_status) {
 		if (!json_object_object_get_ex(job, "status", &v) ||
 		    !json_object_is_type(v, json_type_string))
 			goto out;
-		snprintf(ret_status, status_size, "%s", json_object_get_string(v));
+		status = json_object_get_string(v);
+		if (strlen(status) != (size_t)json_object_get_string_len(v))
+			goto out;
 	}
+	if (id)
+		snprintf(ret_id, SINK_J1_JOB_ID_MAX + 1, "%s", id);
+	if (status)
+		snprintf(ret_status, status_size, "%s", status);
 	r = 0;
 out:
 	json_object_put(root);
@@ -466,7 +472,7 @@ static int create_job(struct sink_jupiterone *j, char err[static SINK_ERR_MAX])
 		return r;
 	if (resp.status / 100 != 2)
 		return refused(j, "creating a synchronization job", &resp, err);
-	if (parse_job(&resp, j->job, NULL, 0) < 0)
+	if (sink_jupiterone_parse_job(resp.body, resp.body_len, j->job, NULL, 0) < 0)
 		return bad_answer("creating a synchronization job", &resp, err);
 	return 0;
 }
@@ -476,7 +482,7 @@ static int job_status(struct sink_jupiterone *j, char *status, size_t size,
 		      char err[static SINK_ERR_MAX])
 {
 	struct http_response resp;
-	char path[JOB_ID_MAX + 2];
+	char path[SINK_J1_JOB_ID_MAX + 2];
 	int r;
 
 	snprintf(path, sizeof(path), "/%s", j->job);
@@ -485,7 +491,7 @@ static int job_status(struct sink_jupiterone *j, char *status, size_t size,
 		return r;
 	if (resp.status / 100 != 2)
 		return refused(j, "reading the job", &resp, err);
-	if (parse_job(&resp, NULL, status, size) < 0)
+	if (sink_jupiterone_parse_job(resp.body, resp.body_len, NULL, status, size) < 0)
 		return bad_answer("reading the job", &resp, err);
 	return 0;
 }
@@ -499,7 +505,7 @@ static bool status_failed(const char *status)
 static int post_job(struct sink_jupiterone *j, const char *what, const char *body, size_t len,
 		    struct http_response *resp, char err[static SINK_ERR_MAX])
 {
-	char path[JOB_ID_MAX + 32];
+	char path[SINK_J1_JOB_ID_MAX + 32];
 
 	snprintf(path, sizeof(path), "/%s/%s", j->job, what);
 	return call(j, path, body, len, resp, err);
@@ -606,7 +612,7 @@ static int await_job(struct sink_jupiterone *j, bool *ret_over, char err[static 
 static void abort_job(struct sink_jupiterone *j, const char *why)
 {
 	struct http_response resp;
-	char err[SINK_ERR_MAX], path[JOB_ID_MAX + 16], herr[HTTP_ERR_MAX], url[URL_MAX];
+	char err[SINK_ERR_MAX], path[SINK_J1_JOB_ID_MAX + 16], herr[HTTP_ERR_MAX], url[URL_MAX];
 	struct buf body;
 	int r;
 

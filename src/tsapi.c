@@ -40,10 +40,8 @@
 
 #include <curl/curl.h>
 
-#define HEADER_VALUE_MAX     1024
 #define TOKEN_MAX	     TSJSON_STR_MAX
 #define LABEL_MAX	     200
-#define SERVER_SAID_MAX	     120
 #define SERVER_SAID_BODY_MAX (64 * 1024) /* an error body parsed for its message */
 #define SIZE_TEXT_MAX	     32		 /* format_size()'s "8 MiB" */
 #define LIMITER_RING	     6000	 /* the most requests a minute rate_limit allows */
@@ -66,10 +64,7 @@ struct tsapi_limiter {
 
 struct response {
 	long status;
-	int64_t reset_ms; /* x-rate-limit-reset or Retry-After in ms, -1 when absent */
-	char www_authenticate[HEADER_VALUE_MAX];
-	char server_authorization[HEADER_VALUE_MAX];
-	char content_type[HAWK_MEDIA_TYPE_MAX]; /* what hawk_payload_hash() reads */
+	struct tsapi_headers h;
 	bool too_large;
 	bool headers_too_large;
 	size_t header_bytes;
@@ -386,38 +381,50 @@ static bool header_is(const char *line, size_t len, const char *name, const char
 	return true;
 }
 
-static size_t on_header(char *line, size_t size, size_t n, void *ud)
+void tsapi_headers_reset(struct tsapi_headers *h)
 {
-	struct response *resp = ud;
-	size_t len = size * n, vlen;
+	h->reset_ms = -1;
+	h->www_authenticate[0] = h->server_authorization[0] = '\0';
+	h->content_type[0] = '\0';
+}
+
+void tsapi_header_line(struct tsapi_headers *h, const char *line, size_t len)
+{
+	size_t vlen;
 	const char *v;
 	char tmp[64];
 	uint64_t u;
+
+	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) { /* a new response (e.g. after 100) */
+		tsapi_headers_reset(h);
+	} else if (header_is(line, len, "WWW-Authenticate", &v, &vlen)) {
+		copy_value(h->www_authenticate, sizeof(h->www_authenticate), v, vlen);
+	} else if (header_is(line, len, "Server-Authorization", &v, &vlen)) {
+		copy_value(h->server_authorization, sizeof(h->server_authorization), v, vlen);
+	} else if (header_is(line, len, "Content-Type", &v, &vlen)) {
+		copy_value(h->content_type, sizeof(h->content_type), v, vlen);
+	} else if (header_is(line, len, "x-rate-limit-reset", &v, &vlen)) {
+		copy_value(tmp, sizeof(tmp), v, vlen);
+		if (parse_u64(tmp, 0, INT32_MAX, &u) == 0)
+			h->reset_ms = (int64_t)u;
+	} else if (header_is(line, len, "Retry-After", &v, &vlen) && h->reset_ms < 0) {
+		copy_value(tmp, sizeof(tmp), v, vlen);
+		if (parse_u64(tmp, 0, 86400, &u) == 0)
+			h->reset_ms = (int64_t)u * 1000;
+	}
+}
+
+static size_t on_header(char *line, size_t size, size_t n, void *ud)
+{
+	struct response *resp = ud;
+	size_t len = size * n;
 
 	resp->header_bytes += len;
 	if (resp->header_bytes > TSAPI_HEADERS_MAX) {
 		resp->headers_too_large = true;
 		return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
 	}
-	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) { /* a new response (e.g. after 100) */
-		resp->reset_ms = -1;
-		resp->www_authenticate[0] = resp->server_authorization[0] = '\0';
-		resp->content_type[0] = '\0';
-	} else if (header_is(line, len, "WWW-Authenticate", &v, &vlen)) {
-		copy_value(resp->www_authenticate, sizeof(resp->www_authenticate), v, vlen);
-	} else if (header_is(line, len, "Server-Authorization", &v, &vlen)) {
-		copy_value(resp->server_authorization, sizeof(resp->server_authorization), v, vlen);
-	} else if (header_is(line, len, "Content-Type", &v, &vlen)) {
-		copy_value(resp->content_type, sizeof(resp->content_type), v, vlen);
-	} else if (header_is(line, len, "x-rate-limit-reset", &v, &vlen)) {
-		copy_value(tmp, sizeof(tmp), v, vlen);
-		if (parse_u64(tmp, 0, INT32_MAX, &u) == 0)
-			resp->reset_ms = (int64_t)u;
-	} else if (header_is(line, len, "Retry-After", &v, &vlen) && resp->reset_ms < 0) {
-		copy_value(tmp, sizeof(tmp), v, vlen);
-		if (parse_u64(tmp, 0, 86400, &u) == 0)
-			resp->reset_ms = (int64_t)u * 1000;
-	}
+	tsapi_header_line(&resp->h, line, len);
 	return len;
 }
 
@@ -601,25 +608,27 @@ int64_t tsapi_clock_offset(const struct tsapi *api)
 	return limiter_clock_offset(api->limiter);
 }
 
-/* The first string of an {"errors":[...]} body, sanitised, for the error message. */
-static void server_said(const struct response *resp, char out[static SERVER_SAID_MAX + 1])
+void tsapi_server_said(const char *body, size_t len, char out[static TSAPI_SAID_MAX + 1])
 {
+	json_tokener *tok = NULL;
 	json_object *root = NULL, *errors, *first;
 	const char *s = NULL;
 	size_t i;
 
 	out[0] = '\0';
-	if (resp->body.len > 0 && resp->body.len < SERVER_SAID_BODY_MAX)
-		root = json_tokener_parse(resp->body.data);
+	if (len > 0 && len < SERVER_SAID_BODY_MAX && (tok = json_tokener_new()))
+		root = json_tokener_parse_ex(tok, body, (int)len);
 	if (root && json_object_object_get_ex(root, "errors", &errors) &&
 	    json_object_is_type(errors, json_type_array) &&
 	    (first = json_object_array_get_idx(errors, 0)) &&
 	    json_object_is_type(first, json_type_string))
 		s = json_object_get_string(first);
-	for (i = 0; s && s[i] && i < SERVER_SAID_MAX; i++)
+	for (i = 0; s && s[i] && i < TSAPI_SAID_MAX; i++)
 		out[i] = isprint((unsigned char)s[i]) && s[i] != '"' ? s[i] : '?';
 	out[i] = '\0';
 	json_object_put(root);
+	if (tok)
+		json_tokener_free(tok);
 }
 
 /* "8 MiB", "512 KiB" or "1000 bytes": a limit as the configuration would spell it. */
@@ -761,13 +770,11 @@ static int perform(struct tsapi *api, const struct req *rq, const struct hawk_cr
 
 	buf_reset(&api->resp.body);
 	api->resp.status = 0;
-	api->resp.reset_ms = -1;
 	api->resp.too_large = false;
 	api->resp.headers_too_large = false;
 	api->resp.header_bytes = 0;
 	api->curl_error[0] = '\0';
-	api->resp.www_authenticate[0] = api->resp.server_authorization[0] = '\0';
-	api->resp.content_type[0] = '\0';
+	tsapi_headers_reset(&api->resp.h);
 	if (curl_easy_setopt(api->curl, CURLOPT_URL, url) != CURLE_OK ||
 	    curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, headers) != CURLE_OK) {
 		r = -EINVAL;
@@ -808,9 +815,9 @@ static void classify_status(struct tsapi *api, long st, unsigned attempt, struct
 		o->code = TSAPI_E_RATE_LIMITED;
 		o->v = V_RETRY;
 		/* The budget is the organization's: every client waits, not only us. */
-		o->delay = api->resp.reset_ms < 0			? backoff(api, attempt)
-			   : api->resp.reset_ms < api->opt.reset_max_ms ? api->resp.reset_ms
-									: api->opt.reset_max_ms;
+		o->delay = api->resp.h.reset_ms < 0			  ? backoff(api, attempt)
+			   : api->resp.h.reset_ms < api->opt.reset_max_ms ? api->resp.h.reset_ms
+									  : api->opt.reset_max_ms;
 		tsapi_limiter_hold(api->limiter, monotonic_ms(), o->delay);
 	} else if (st >= 500 && st < 600) {
 		o->code = TSAPI_E_SERVER;
@@ -840,12 +847,12 @@ static void verify_answer(struct tsapi *api, const struct req *rq,
 		return;
 	o->code = TSAPI_E_VERIFY;
 	o->v = V_FAIL;
-	if (!api->resp.server_authorization[0]) {
+	if (!api->resp.h.server_authorization[0]) {
 		o->why = "the answer carries no Server-Authorization header";
 		return;
 	}
-	r = hawk_verify_response(cred, &hr, art, api->resp.server_authorization,
-				 api->resp.content_type, api->resp.body.data, api->resp.body.len);
+	r = hawk_verify_response(cred, &hr, art, api->resp.h.server_authorization,
+				 api->resp.h.content_type, api->resp.body.data, api->resp.body.len);
 	if (r == 0) {
 		o->code = TSAPI_OK;
 		o->v = V_DONE;
@@ -886,8 +893,8 @@ static bool learn_clock(struct tsapi *api)
 {
 	int64_t offset;
 
-	if (api->resp.status != 401 || !api->resp.www_authenticate[0] ||
-	    hawk_verify_tsm(api->key, api->resp.www_authenticate, now_ms() / 1000, &offset) < 0)
+	if (api->resp.status != 401 || !api->resp.h.www_authenticate[0] ||
+	    hawk_verify_tsm(api->key, api->resp.h.www_authenticate, now_ms() / 1000, &offset) < 0)
 		return false;
 	limiter_set_clock_offset(api->limiter, offset);
 	return true;
@@ -900,7 +907,7 @@ static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *
 	struct hawk_credentials cred = { .id = api->user_id, .key = api->key, .ext = api->org_id };
 	int64_t start = monotonic_ms();
 	bool skew_retried = false;
-	char said[SERVER_SAID_MAX + 1] = "";
+	char said[TSAPI_SAID_MAX + 1] = "";
 	unsigned attempt = 0, tries = 0;
 	struct outcome o;
 	int r;
@@ -928,7 +935,7 @@ static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *
 		else
 			classify_status(api, api->resp.status, attempt, &o);
 		if (cc == CURLE_OK && api->resp.status >= 400)
-			server_said(&api->resp, said);
+			tsapi_server_said(api->resp.body.data, api->resp.body.len, said);
 		if (o.code == TSAPI_E_AUTH && !skew_retried && learn_clock(api)) {
 			skew_retried = true;
 			attempt--; /* a free retry: it does not count against the budget */

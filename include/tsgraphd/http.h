@@ -65,6 +65,11 @@ bool http_retryable(long status);
  * a random point in [d/2, d]; or Retry-After when the server gave one, at least d/2 and at
  * most HTTP_BACKOFF_CAP. */
 int64_t http_backoff_ms(struct http *h, unsigned attempt, int64_t retry_after_ms);
+/* Reads one answer header line as libcurl hands it over (len bytes of anything, not
+ * NUL-terminated, CRLF included): a "Retry-After:" (any case) of 0 to 86400 seconds is 0 with
+ * *ret_ms its milliseconds; one without such a value (an HTTP-date included) -EBADMSG; any
+ * other line -ENOENT. Never reads past line + len. */
+int http_retry_after(const char *line, size_t len, int64_t *ret_ms);
 /* cancel_sleep on the handle's cancel: 0, or -ECANCELED. */
 int http_wait(struct http *h, int64_t ms);
 

@@ -75,4 +75,16 @@ int sink_jupiterone_bodies(struct store *s, const struct sink_j1_window *w, size
 /* The body that creates a job for scope, appended to out. */
 int sink_jupiterone_job_body(const char *scope, struct buf *out);
 
+#define SINK_J1_JOB_ID_MAX 128 /* characters of a job id */
+
+/* Reads JupiterOne's answer about a job, {"job":{"id":"...","status":"...",...},...}: len
+ * bytes of anything (untrusted; need not be NUL-terminated), JSON nested at most 16 deep.
+ * When ret_id is non-NULL, the job's id (1 to SINK_J1_JOB_ID_MAX of [A-Za-z0-9_-]) goes
+ * there (SINK_J1_JOB_ID_MAX + 1 bytes); when ret_status is non-NULL, its status, cut to
+ * status_size - 1 bytes (status_size > 0). A NUL byte (\u0000) in either is refused, so
+ * neither can be read as a shorter one. Both are written only on success. -EBADMSG when the
+ * answer is not that shape, -ENOMEM. */
+int sink_jupiterone_parse_job(const char *body, size_t len, char *ret_id, char *ret_status,
+			      size_t status_size);
+
 #endif

@@ -40,6 +40,7 @@
 
 #include "tsgraphd/cancel.h"
 #include "tsgraphd/config.h"
+#include "tsgraphd/hawk.h"
 #include "tsgraphd/tsjson.h"
 
 #define TSAPI_ERR_MAX	   512
@@ -152,5 +153,32 @@ int tsapi_get_agent(struct tsapi *api, const char *id, struct ts_agent *ret,
 		    struct tsapi_error *err);
 int tsapi_get_alert(struct tsapi *api, const char *id, struct ts_alert *ret,
 		    struct tsapi_error *err);
+
+/* --- one answer's headers and error body, without HTTP (the client uses these; so do the
+ * unit tests and tests/fuzz/fuzz_tsapi_answer.c). Both read untrusted bytes. --- */
+
+#define TSAPI_HEADER_VALUE_MAX 1024 /* a kept header value, its NUL included */
+#define TSAPI_SAID_MAX	       120  /* characters of an error message quoted from a body */
+
+/* What the client keeps of an answer's headers: what Hawk checks, and when to retry. */
+struct tsapi_headers {
+	int64_t reset_ms; /* x-rate-limit-reset (ms), else Retry-After (s, in ms); -1: absent */
+	char www_authenticate[TSAPI_HEADER_VALUE_MAX];	   /* "" when absent */
+	char server_authorization[TSAPI_HEADER_VALUE_MAX]; /* "" when absent */
+	char content_type[HAWK_MEDIA_TYPE_MAX];		   /* what hawk_payload_hash() reads */
+};
+
+/* No header seen yet. */
+void tsapi_headers_reset(struct tsapi_headers *h);
+/* Reads one header line as libcurl hands it over: len bytes of anything, not NUL-terminated,
+ * CRLF included. A status line ("HTTP/...") starts a new answer (h reset); the headers of
+ * struct tsapi_headers are kept, their values trimmed of blanks and CRLF and cut to fit (a
+ * cut Hawk header does not verify); a number that does not parse (an HTTP-date Retry-After
+ * included) is ignored; any other line is ignored. Never reads past line + len. */
+void tsapi_header_line(struct tsapi_headers *h, const char *line, size_t len);
+/* The first string of an {"errors":["...",...]} body of 1 byte to 64 KiB, for an error
+ * message: at most TSAPI_SAID_MAX characters, each printable ASCII other than '"' (anything
+ * else is '?'); "" when the body is not that shape. body need not be NUL-terminated. */
+void tsapi_server_said(const char *body, size_t len, char out[static TSAPI_SAID_MAX + 1]);
 
 #endif

@@ -3,19 +3,31 @@
  * The input is treated as one listing page (tsjson_page, for each collection name the
  * client uses); every item of the page goes through the matching object parser, and the
  * whole document through all four parsers, so each parser sees objects, arrays and scalars
- * of any shape. Parsed structs are freed; ASan/UBSan and the leak checker do the judging.
+ * of any shape. A refusal must come with one non-empty line of printable bytes in err (it
+ * goes into a log line). Parsed structs are freed; ASan/UBSan and the leak checker judge
+ * the rest. Single-object answers are fuzz_tsjson_object's.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude \
- *       $(pkg-config --cflags json-c) tests/fuzz/fuzz_tsjson.c src/tsjson.c src/util.c \
- *       $(pkg-config --libs json-c) -o build/fuzz_tsjson
- *   build/fuzz_tsjson -max_total_time=60 -max_len=65536
+ * Run with `make fuzz FUZZ_TARGETS=tsjson`.
  */
 #include "tsgraphd/tsjson.h"
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_err(int r, const char *err)
+{
+	if (r >= 0)
+		return;
+	if (!err[0] || strnlen(err, TSJSON_ERR_MAX) >= TSJSON_ERR_MAX)
+		abort();
+	for (const char *p = err; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			abort();
+}
 
 static void all_parsers(json_object *o)
 {
@@ -24,15 +36,20 @@ static void all_parsers(json_object *o)
 	struct ts_vuln v;
 	struct ts_server s;
 	struct ts_alert al;
+	int r;
 
-	if (tsjson_agent(o, &ag, err) == 0)
+	if ((r = tsjson_agent(o, &ag, err)) == 0)
 		ts_agent_free(&ag);
-	if (tsjson_vuln(o, &v, err) == 0)
+	check_err(r, err);
+	if ((r = tsjson_vuln(o, &v, err)) == 0)
 		ts_vuln_free(&v);
-	if (tsjson_server(o, &s, err) == 0)
+	check_err(r, err);
+	if ((r = tsjson_server(o, &s, err)) == 0)
 		ts_server_free(&s);
-	if (tsjson_alert(o, &al, err) == 0)
+	check_err(r, err);
+	if ((r = tsjson_alert(o, &al, err)) == 0)
 		ts_alert_free(&al);
+	check_err(r, err);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -43,11 +60,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t c = 0; c < sizeof(collections) / sizeof(collections[0]); c++) {
 		json_object *root = NULL, *items = NULL;
 		const char *token = NULL;
+		int r;
 
 		/* a small budget, so that the fuzzer reaches the refusal as well as the parse */
-		if (tsjson_page((const char *)data, size, 64 * 1024, collections[c], &root, &items,
-				&token, err) < 0)
+		r = tsjson_page((const char *)data, size, 64 * 1024, collections[c], &root, &items,
+				&token, err);
+		check_err(r, err);
+		if (r < 0)
 			continue;
+		if (!items || !json_object_is_type(items, json_type_array) || (token && !*token))
+			abort(); /* the contract: the items, and a token only when non-empty */
 		if (c == 0)
 			all_parsers(root);
 		for (size_t i = 0; items && i < json_object_array_length(items); i++)

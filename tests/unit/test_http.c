@@ -190,6 +190,42 @@ static void test_retry_policy(void **state)
 	http_free(h);
 }
 
+static int retry_after(const char *line, int64_t *ret_ms)
+{
+	return http_retry_after(line, strlen(line), ret_ms);
+}
+
+/* The Retry-After line parser the header callback uses: exact bytes, any case, seconds only. */
+static void test_retry_after_lines(void **state)
+{
+	static const char cut[] = "Retry-After: 12345"; /* no NUL within the length given */
+	int64_t ms = -7;
+
+	(void)state;
+	assert_int_equal(retry_after("Retry-After: 120\r\n", &ms), 0);
+	assert_int_equal(ms, 120000);
+	assert_int_equal(retry_after("retry-after:0", &ms), 0);
+	assert_int_equal(ms, 0);
+	assert_int_equal(retry_after("RETRY-AFTER: \t 86400 \r\n", &ms), 0);
+	assert_int_equal(ms, 86400000);
+	assert_int_equal(http_retry_after(cut, 15, &ms), 0); /* "Retry-After: 12" */
+	assert_int_equal(ms, 12000);
+	ms = -7;
+	assert_int_equal(retry_after("Retry-After: 86401\r\n", &ms), -EBADMSG);
+	assert_int_equal(retry_after("Retry-After: -1\r\n", &ms), -EBADMSG);
+	assert_int_equal(retry_after("Retry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n", &ms),
+			 -EBADMSG);
+	assert_int_equal(retry_after("Retry-After:\r\n", &ms), -EBADMSG);
+	assert_int_equal(retry_after("Retry-After:", &ms), -EBADMSG);
+	assert_int_equal(retry_after("Retry-After: 0000000000000000000000000000000001\r\n", &ms),
+			 -EBADMSG); /* longer than any number we take */
+	assert_int_equal(retry_after("Retry-After", &ms), -ENOENT);
+	assert_int_equal(retry_after("Retry-Afterx: 1\r\n", &ms), -ENOENT);
+	assert_int_equal(retry_after("Content-Type: text/plain\r\n", &ms), -ENOENT);
+	assert_int_equal(retry_after("", &ms), -ENOENT);
+	assert_int_equal(ms, -7); /* untouched by every refusal */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -199,6 +235,7 @@ int main(void)
 		cmocka_unit_test(test_refused_connection),
 		cmocka_unit_test(test_cancel_stops_requests),
 		cmocka_unit_test(test_retry_policy),
+		cmocka_unit_test(test_retry_after_lines),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -697,6 +697,49 @@ static void test_job_body(void **state)
 	buf_free(&out);
 }
 
+/* JupiterOne's answer about a job: the id must be safe in a URL, outputs only on success. */
+static void test_parse_job(void **state)
+{
+	static const char created[] =
+		"{\"job\":{\"id\":\"f1ee4c3a-0a6b_4e4c\",\"status\":\"AWAITING_UPLOADS\"}}";
+	char id[SINK_J1_JOB_ID_MAX + 1], status[8], long_id[SINK_J1_JOB_ID_MAX + 40];
+	int n;
+
+	(void)state;
+	assert_int_equal(sink_jupiterone_parse_job(created, strlen(created), id, NULL, 0), 0);
+	assert_string_equal(id, "f1ee4c3a-0a6b_4e4c");
+	assert_int_equal(
+		sink_jupiterone_parse_job(created, strlen(created), NULL, status, sizeof(status)),
+		0);
+	assert_string_equal(status, "AWAITIN"); /* cut to the buffer */
+	/* only len bytes are read: the same answer cut short is not JSON */
+	snprintf(id, sizeof(id), "kept");
+	assert_int_equal(sink_jupiterone_parse_job(created, 30, id, NULL, 0), -EBADMSG);
+	assert_string_equal(id, "kept");
+#define REFUSED(json)                                                                      \
+	assert_int_equal(                                                                  \
+		sink_jupiterone_parse_job(json, strlen(json), id, status, sizeof(status)), \
+		-EBADMSG)
+	REFUSED("{\"job\":{\"id\":\"a/b\",\"status\":\"FINISHED\"}}");
+	REFUSED("{\"job\":{\"id\":\"a\\u0000b\",\"status\":\"FINISHED\"}}"); /* not job "a" */
+	REFUSED("{\"job\":{\"id\":\"ok\",\"status\":\"FINISHED\\u0000x\"}}");
+	REFUSED("{\"job\":{\"id\":\"\",\"status\":\"FINISHED\"}}");
+	REFUSED("{\"job\":{\"id\":7,\"status\":\"FINISHED\"}}");
+	REFUSED("{\"job\":{\"id\":\"ok\",\"status\":null}}");
+	REFUSED("{\"job\":[]}");
+	REFUSED("{\"error\":\"unauthorized\"}");
+	REFUSED("[[[[[[[[[[[[[[[[[[[[{\"job\":{}}]]]]]]]]]]]]]]]]]]]]"); /* deeper than 16 */
+	REFUSED("");
+#undef REFUSED
+	assert_string_equal(id, "kept"); /* nothing written by a refusal */
+	n = snprintf(long_id, sizeof(long_id), "{\"job\":{\"id\":\"");
+	memset(long_id + n, 'a', SINK_J1_JOB_ID_MAX + 1);
+	snprintf(long_id + n + SINK_J1_JOB_ID_MAX + 1,
+		 sizeof(long_id) - (size_t)n - SINK_J1_JOB_ID_MAX - 1, "\"}}");
+	assert_int_equal(sink_jupiterone_parse_job(long_id, strlen(long_id), id, NULL, 0),
+			 -EBADMSG);
+}
+
 /* --- the drain against the stand-in ------------------------------------------------------- */
 
 static int drain_with(struct fixture *f, struct cancel *c, int64_t *ret_n, char *err)
@@ -1055,6 +1098,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_object_larger_than_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_boundary, setup, teardown),
 		cmocka_unit_test(test_job_body),
+		cmocka_unit_test(test_parse_job),
 		cmocka_unit_test_setup_teardown(test_drain_one_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drain_several_jobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pruned_changes_refused, setup, teardown),

@@ -984,6 +984,99 @@ static int teardown(void **state)
 	return 0;
 }
 
+static void feed(struct tsapi_headers *h, const char *line)
+{
+	tsapi_header_line(h, line, strlen(line));
+}
+
+static void said_of(const char *body, char said[static TSAPI_SAID_MAX + 1])
+{
+	tsapi_server_said(body, strlen(body), said);
+}
+
+/* What the client keeps of an answer's header lines, fed as libcurl feeds them. */
+static void test_header_lines(void **state)
+{
+	static const char *const lines[] = {
+		"HTTP/1.1 100 Continue\r\n",
+		"Retry-After: 5\r\n",
+		"HTTP/1.1 429 Too Many Requests\r\n", /* a new answer: the 100's are gone */
+		"Retry-After: 3\r\n",
+		"x-rate-limit-reset: 15000\r\n", /* takes precedence over Retry-After */
+		"Retry-After: 9\r\n",
+		"content-type:  application/json; charset=utf-8 \r\n",
+		"Server-Authorization: Hawk mac=\"abc\"\r\n",
+		"WWW-Authenticate: Hawk ts=\"1\", tsm=\"x\"\r\n",
+		"WWW-Authenticate-Extra: nope\r\n",
+		"X-Server-Authorization: nope\r\n",
+		"\r\n",
+	};
+	struct tsapi_headers h;
+	char big[TSAPI_HEADER_VALUE_MAX + 64];
+	size_t n;
+
+	(void)state;
+	tsapi_headers_reset(&h);
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+		feed(&h, lines[i]);
+	assert_int_equal(h.reset_ms, 15000);
+	assert_string_equal(h.content_type, "application/json; charset=utf-8");
+	assert_string_equal(h.server_authorization, "Hawk mac=\"abc\"");
+	assert_string_equal(h.www_authenticate, "Hawk ts=\"1\", tsm=\"x\"");
+
+	/* Retry-After alone, in seconds; an HTTP-date or an out-of-range number is not taken */
+	feed(&h, "HTTP/2 503\r\n");
+	assert_int_equal(h.reset_ms, -1);
+	assert_string_equal(h.server_authorization, "");
+	feed(&h, "retry-after: Wed, 21 Oct 2015 07:28:00 GMT\r\n");
+	feed(&h, "x-rate-limit-reset: 2147483648\r\n");
+	assert_int_equal(h.reset_ms, -1);
+	feed(&h, "Retry-After: 7\r\n");
+	assert_int_equal(h.reset_ms, 7000);
+
+	/* only len bytes are read; a value too long to keep is cut (it will not verify) */
+	tsapi_header_line(&h, "Content-Type: text/htmlXXXX", 23); /* text/html */
+	assert_string_equal(h.content_type, "text/html");
+	n = (size_t)snprintf(big, sizeof(big), "Server-Authorization: ");
+	memset(big + n, 'a', sizeof(big) - n);
+	tsapi_header_line(&h, big, sizeof(big));
+	assert_int_equal(strlen(h.server_authorization), TSAPI_HEADER_VALUE_MAX - 1);
+	feed(&h, "Server-Authorization:");
+	assert_string_equal(h.server_authorization, "");
+}
+
+/* The message quoted from an error body: printable, no quotes, bounded, never past len. */
+static void test_server_said(void **state)
+{
+	static const char body[] = "{\"errors\":[\"Rate limit exceeded\"]}trailing";
+	char said[TSAPI_SAID_MAX + 1], big[400];
+	size_t n;
+
+	(void)state;
+	said_of(body, said);
+	assert_string_equal(said, "Rate limit exceeded");
+	tsapi_server_said(body, 20, said); /* cut short: not JSON */
+	assert_string_equal(said, "");
+	said_of("{\"errors\":[\"a\\\"b\\nc\\u0001d\"]}", said);
+	assert_string_equal(said, "a?b?c?d");
+	said_of("{\"errors\":[\"x\\u0000y\"]}", said);
+	assert_string_equal(said, "x");
+	said_of("{\"errors\":[{\"message\":\"x\"}]}", said);
+	assert_string_equal(said, "");
+	said_of("{\"errors\":\"x\"}", said);
+	assert_string_equal(said, "");
+	said_of("{\"errors\":[]}", said);
+	assert_string_equal(said, "");
+	tsapi_server_said("", 0, said);
+	assert_string_equal(said, "");
+	n = (size_t)snprintf(big, sizeof(big), "{\"errors\":[\"");
+	memset(big + n, 'z', 300);
+	n += 300;
+	n += (size_t)snprintf(big + n, sizeof(big) - n, "\"]}");
+	tsapi_server_said(big, n, said);
+	assert_int_equal(strlen(said), TSAPI_SAID_MAX);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1001,6 +1094,8 @@ int main(void)
 		cmocka_unit_test(test_scripted_server),
 		cmocka_unit_test(test_200_without_collection),
 		cmocka_unit_test(test_huge_headers),
+		cmocka_unit_test(test_header_lines),
+		cmocka_unit_test(test_server_said),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, setup, teardown);
