@@ -141,6 +141,7 @@ while b"\r\n\r\n" not in answer:
 print(answer.split(b"\r\n")[0].decode(), "close" if b"Connection: close" in answer else "keep-alive")
 ' "$PORT" "$SECRET2" "$body" "$WORK/pki/cert.pem" "$WORK/go" >"$WORK/inflight.out" 2>&1 &
 INFLIGHT_PID=$!
+on_exit "kill $INFLIGHT_PID 2>/dev/null; wait $INFLIGHT_PID 2>/dev/null"
 _sent() { [ -e "$WORK/go.sent" ] || ! kill -0 "$INFLIGHT_PID" 2>/dev/null; }
 wait_until 30 "the first half of the request" _sent
 [ -e "$WORK/go.sent" ] || fail "the request in flight: $(cat "$WORK/inflight.out")"
