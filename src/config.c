@@ -203,9 +203,21 @@ const char *config_webhook_event_to_string(unsigned event)
 	return NULL;
 }
 
-void config_free(struct config *c)
+const struct config *config_ref(const struct config *c)
 {
-	if (!c)
+	struct config *m = (struct config *)c; /* the count is the one mutable field */
+
+	/* 0 is a config built by hand (a test): it counts as the one reference it has. */
+	if (atomic_fetch_add(&m->refs, 1) == 0)
+		atomic_fetch_add(&m->refs, 1);
+	return c;
+}
+
+void config_free(const struct config *cc)
+{
+	struct config *c = (struct config *)cc;
+
+	if (!c || atomic_fetch_sub(&c->refs, 1) > 1)
 		return;
 	free(c->file);
 	free(c->ts.org_name);
@@ -1157,6 +1169,7 @@ static int parse_common(struct parse *p, const char *text, size_t len, struct co
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	atomic_init(&c->refs, 1);
 	p->c = c;
 	set_defaults(c);
 	r = parse_text(p, text, len);
@@ -1279,4 +1292,72 @@ int config_register_secrets(const struct config *c)
 		secrets[n++] = c->sinks[i].j1.token;
 	}
 	return log_set_secrets(secrets, n);
+}
+
+static bool same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* *field = a copy of old (wiped first when secret); 0 or -ENOMEM. */
+static int restore(char **field, const char *old, bool secret)
+{
+	char *copy = NULL;
+
+	if (old && !(copy = strdup(old)))
+		return -ENOMEM;
+	if (secret)
+		wipe_free(*field);
+	else
+		free(*field);
+	*field = copy;
+	return 0;
+}
+
+int config_keep_restart_only(struct config *next, const struct config *cur, config_restart_fn fn,
+			     void *userdata)
+{
+	const struct {
+		const char *key;
+		size_t off;
+	} strings[] = {
+		{ "[threatstack] org_id", offsetof(struct config, ts.org_id) },
+		{ "[threatstack] org_name", offsetof(struct config, ts.org_name) },
+		{ "[store] path", offsetof(struct config, store.path) },
+		{ "[webhook] listen", offsetof(struct config, webhook.listen) },
+		{ "[webhook] inbox", offsetof(struct config, webhook.inbox) },
+	};
+	bool was_on = cur->webhook.secret != NULL, on = next->webhook.secret != NULL;
+
+	for (size_t i = 0; i < ARRAY_SIZE(strings); i++) {
+		char **f = (char **)((char *)next + strings[i].off);
+		const char *old = *(char *const *)((const char *)cur + strings[i].off);
+
+		if (same(*f, old))
+			continue;
+		if (restore(f, old, false) < 0)
+			return -ENOMEM;
+		fn(strings[i].key, userdata);
+	}
+	if (next->store.synchronous_full != cur->store.synchronous_full) {
+		next->store.synchronous_full = cur->store.synchronous_full;
+		fn("[store] synchronous", userdata);
+	}
+	if (next->webhook.tls != cur->webhook.tls) {
+		next->webhook.tls = cur->webhook.tls;
+		fn("[webhook] tls", userdata);
+	}
+	if (next->webhook.inbox_max != cur->webhook.inbox_max) {
+		next->webhook.inbox_max = cur->webhook.inbox_max;
+		fn("[webhook] inbox_max", userdata);
+	}
+	/* The receiver is on exactly when a secret is set: turning it on or off is a restart. */
+	if (was_on != on) {
+		if (restore(&next->webhook.secret, cur->webhook.secret, true) < 0)
+			return -ENOMEM;
+		fn(was_on ? "[webhook] secret (removed: the receiver would stop)"
+			  : "[webhook] secret (added: the receiver would start)",
+		   userdata);
+	}
+	return 0;
 }

@@ -1,6 +1,6 @@
 /* daemon — `tsgraphd run`.
  *
- * Bring-up, in dependency order: signals (SIGINT/SIGTERM blocked and read from a signalfd,
+ * Bring-up, in dependency order: signals (SIGINT/SIGTERM/SIGHUP blocked and read from a signalfd,
  * SIGPIPE ignored), the store's writer lock (one writer process per store: a `tsgraphd sync`
  * beside the daemon is refused), metrics, the cancel handle, the inbox writer, the sync
  * thread, then the receiver, on its own socket or on the one systemd passed (LISTEN_FDS).
@@ -25,12 +25,35 @@
  * systemd (sd_notify; every call is a no-op without NOTIFY_SOCKET): READY=1 once the receiver
  * listens and the sync thread has begun its first full sync; STATUS= one line (the last run,
  * the stored agents, the sinks' total backlog), sent by the sync thread after each step;
- * STOPPING=1 as the first line of the stop. The watchdog (WATCHDOG_USEC) is pinged by the
- * main thread at half its interval, but only while the sync thread's heartbeat (beat_ms,
- * bumped at each turn of its loop, after each API answer and sink delivery, and at least
- * every quarter interval while it sleeps) is younger than the interval: a sync thread stuck
- * in a call that never returns stops the pings, and systemd restarts the service. SIGHUP is
- * not handled.
+ * STOPPING=1 as the first line of the stop; RELOADING=1 (with MONOTONIC_USEC=) and then
+ * READY=1 around a reload.
+ *
+ * The watchdog (WATCHDOG_USEC) is pinged by the main thread at half its interval, but only
+ * while every thread shows progress: the sync thread's heartbeat (beat_ms, bumped at each
+ * turn of its loop, after each API answer and sink delivery, and at least every quarter
+ * interval while it sleeps; it delivers to the sinks itself, so a stuck sink is a stuck sync
+ * thread) younger than the interval; the inbox writer's (each turn of its loop, and every
+ * quarter interval while idle) too, though never before WRITER_STUCK_MIN_MS (it may wait
+ * that long for a locked inbox by design); and no receiver event-loop thread inside one
+ * call of a request's handling for longer than the interval. One stuck thread stops the
+ * pings, with one line naming it (and the sync thread's step), and
+ * systemd restarts the service.
+ *
+ * Reload (SIGHUP, docs/configuration.md). The main thread reads the configuration file
+ * again, with its secrets, into a new snapshot; keys that need a restart (the organization,
+ * the store, the inbox, the receiver's listen address and tls, the receiver on or off) keep
+ * their running values, with a warning each; the receiver starts serving the new snapshot
+ * (the certificate and key read again) on the same socket; only then is the snapshot
+ * swapped in, under the lock, with the log's redaction set replaced by its secrets and its
+ * log level. Anything that fails before the swap (a parse error, an unreadable secret, a
+ * certificate or key that is refused) leaves the running configuration whole, with one
+ * line why.
+ * Ownership: the snapshot is reference-counted (config_ref); the daemon holds the current
+ * one, the sync thread a reference of its own that it trades for the current one at the
+ * top of its loop, between two steps (a new API client and engine, the rate limiter told
+ * the new budget, the sinks opened from it at their next delivery), and each receiver
+ * listener one for the requests it serves. The old snapshot is freed, its secrets wiped,
+ * with its last reference.
  */
 #include "tsgraphd/daemon.h"
 #include "tsgraphd/cancel.h"
@@ -66,9 +89,11 @@
 #define INBOX_WAIT_MS	   60000 /* the sync thread's wait for a settlement's commit */
 #define READY_POLL_MS	   20	 /* the main thread's look for the sync thread's first beat */
 #define AGENT_TYPE	   "threatstack_agent"
+/* The inbox writer may wait this long for a locked inbox by design (twice its busy wait). */
+#define WRITER_STUCK_MIN_MS (2 * DAEMON_INBOX_BUSY_MS)
 
 struct daemon {
-	const struct config *c;
+	const struct config *c; /* the current snapshot: the main thread swaps it under lock */
 	struct metrics *metrics;
 	struct cancel *cancel;
 	struct inbox_writer *writer;
@@ -81,14 +106,16 @@ struct daemon {
 	atomic_int sync_result;	 /* the sync thread's end: 0, or why it gave up */
 	int64_t watchdog_ms;	 /* WATCHDOG_USEC in ms; 0 without a watchdog */
 	_Atomic int64_t beat_ms; /* monotonic: the sync thread's last sign of progress; 0 before */
+	_Atomic(const char *) doing; /* the sync thread's step, for the watchdog's line */
 
-	pthread_mutex_t lock; /* guards store_error */
+	pthread_mutex_t lock; /* guards c and store_error */
 	char store_error[SYNC_MSG_MAX];
 };
 
 /* The sync thread's own state. */
 struct worker {
 	struct daemon *d;
+	const struct config *c; /* its reference: the current snapshot when its turn began */
 	struct store *s;
 	struct tsapi_limiter *limiter;
 	struct tsapi *api;
@@ -103,6 +130,24 @@ struct worker {
 static void beat(struct daemon *d)
 {
 	atomic_store(&d->beat_ms, monotonic_ms());
+}
+
+/* The sync thread's step, for the watchdog's line; and a beat. */
+static void step(struct daemon *d, const char *doing)
+{
+	atomic_store(&d->doing, doing);
+	beat(d);
+}
+
+/* A reference to the current snapshot, dropped with config_free(). Any thread. */
+static const struct config *config_get(struct daemon *d)
+{
+	const struct config *c;
+
+	pthread_mutex_lock(&d->lock);
+	c = config_ref(d->c);
+	pthread_mutex_unlock(&d->lock);
+	return c;
 }
 
 /* STATUS=: one line for `systemctl status`. */
@@ -165,11 +210,12 @@ static void on_api_response(long status, void *ud)
 static int health(char *reason, size_t size, void *ud)
 {
 	struct daemon *d = ud;
-	const struct config *c = d->c;
+	const struct config *c = config_get(d);
 	char msg[INBOX_ERR_MAX];
 	int64_t last, since, limit = (int64_t)c->ts.poll_interval * HEALTH_POLL_FACTOR * 1000;
 	int r;
 
+	config_free(c);
 	if (d->writer && (r = inbox_writer_health(d->writer, msg)) < 0) {
 		snprintf(reason, size, "inbox not writable: %s", msg);
 		return r;
@@ -237,11 +283,13 @@ static void on_sink(size_t index, int64_t delivered, int result, void *ud)
 	struct backlog_ctx *b = ud;
 	int64_t cursor = 0;
 
+	const char *name = b->wk->c->sinks[index].name;
+
 	beat(b->wk->d);
-	if (store_cursor_get(b->wk->s, b->wk->d->c->sinks[index].name, &cursor) < 0)
+	if (store_cursor_get(b->wk->s, name, &cursor) < 0)
 		cursor = 0;
 	b->total += b->max_seq - cursor;
-	metrics_sink(b->wk->d->metrics, index, delivered, result < 0 && result != -ECANCELED,
+	metrics_sink(b->wk->d->metrics, name, delivered, result < 0 && result != -ECANCELED,
 		     b->max_seq - cursor);
 }
 
@@ -249,9 +297,10 @@ static void deliver(struct worker *wk)
 {
 	struct backlog_ctx b = { .wk = wk };
 
+	step(wk->d, "delivering to the sinks");
 	if (store_outbox_max_seq(wk->s, &b.max_seq) < 0)
 		b.max_seq = 0;
-	(void)sink_drain_all(wk->d->c, wk->s, wk->d->cancel, false, on_sink, &b);
+	(void)sink_drain_all(wk->c, wk->s, wk->d->cancel, false, on_sink, &b);
 	wk->backlog = b.total;
 }
 
@@ -262,6 +311,7 @@ static void full_sync(struct worker *wk)
 	int64_t t0 = monotonic_ms();
 	int r;
 
+	step(wk->d, "in a full sync");
 	r = sync_full(wk->sy, &so, &rep);
 	note_run(wk, "full", r, &rep, monotonic_ms() - t0);
 	if (r == -ECANCELED)
@@ -269,7 +319,7 @@ static void full_sync(struct worker *wk)
 	if (r < 0 && r != -EAGAIN)
 		log_error("daemon: full sync failed, retried at the next poll: %s", rep.message);
 	deliver(wk);
-	sink_prune_outbox(wk->d->c, wk->s);
+	sink_prune_outbox(wk->c, wk->s);
 	notify_status(wk);
 }
 
@@ -347,7 +397,7 @@ static void settle(struct worker *wk, struct batch *b, const bool *expired, int 
 			snprintf(notes[i], NOTE_MAX,
 				 "not confirmed by Threat Stack within confirm_window (%" PRIu32
 				 " s): given up",
-				 d->c->webhook.confirm_window);
+				 wk->c->webhook.confirm_window);
 			log_warning("daemon: alert %s %s", p->id, notes[i]);
 			done++;
 		} else if (committed && p->result == 0) {
@@ -391,7 +441,7 @@ static bool refresh_batch(struct worker *wk)
 	struct sync_report rep = { 0 };
 	const char *ids[DAEMON_REFRESH_BATCH];
 	bool expired[DAEMON_REFRESH_BATCH] = { false };
-	int64_t now = now_ms(), window = (int64_t)d->c->webhook.confirm_window * 1000, t0;
+	int64_t now = now_ms(), window = (int64_t)wk->c->webhook.confirm_window * 1000, t0;
 	size_t n_ids = 0;
 	int r = 0;
 
@@ -409,6 +459,7 @@ static bool refresh_batch(struct worker *wk)
 	}
 	t0 = monotonic_ms();
 	if (n_ids > 0) {
+		step(d, "in a refresh");
 		r = sync_refresh(wk->sy, ids, n_ids, NULL, 0, &so, &rep);
 		note_run(wk, "refresh", r, &rep, monotonic_ms() - t0);
 		if (r == -ECANCELED)
@@ -471,7 +522,7 @@ static void prune_runs(struct worker *wk)
 
 static int worker_open(struct worker *wk)
 {
-	const struct config *c = wk->d->c;
+	const struct config *c = wk->c;
 	struct store_options so = { .synchronous_full = c->store.synchronous_full };
 	struct tsapi_options ao = { .cancel = wk->d->cancel,
 				    .on_response = on_api_response,
@@ -521,27 +572,72 @@ static void worker_close(struct worker *wk)
 	tsapi_free(wk->api);
 	tsapi_limiter_free(wk->limiter);
 	store_close(wk->s);
+	config_free(wk->c);
+}
+
+/* Between two steps: moves to the current snapshot when a reload swapped one in. The API
+ * client and the engine are made again from it (the key, the URL, the bounds), the limiter
+ * keeps its state and takes the new budget; the sinks read it at their next delivery. */
+static void worker_take_config(struct worker *wk)
+{
+	struct daemon *d = wk->d;
+	const struct config *c = config_get(d);
+	struct tsapi_options ao = { .cancel = d->cancel,
+				    .limiter = wk->limiter,
+				    .on_response = on_api_response,
+				    .response_userdata = d };
+	struct tsapi_error err = { 0 };
+	struct tsapi *api = NULL;
+	struct sync *sy = NULL;
+	int r;
+
+	if (c == wk->c) {
+		config_free(c);
+		return;
+	}
+	r = tsapi_new(c, &ao, &api, &err);
+	if (r == 0 && (r = sync_new(c, wk->s, api, d->cancel, &sy)) < 0)
+		snprintf(err.message, sizeof(err.message), "sync: %s", strerror(-r));
+	if (r < 0) {
+		log_error("daemon: the sync thread goes on with the previous configuration: %s",
+			  err.message);
+		tsapi_free(api);
+		config_free(c);
+		return;
+	}
+	(void)tsapi_limiter_configure(wk->limiter, c->ts.rate_limit, 0);
+	sync_free(wk->sy);
+	tsapi_free(wk->api);
+	config_free(wk->c);
+	wk->sy = sy;
+	wk->api = api;
+	wk->c = c;
+	log_info("daemon: the sync thread runs with the reloaded configuration: rate_limit %" PRIu32
+		 "/min, poll_interval %" PRIu32 " s, %zu sink%s",
+		 c->ts.rate_limit, c->ts.poll_interval, c->n_sinks, c->n_sinks == 1 ? "" : "s");
 }
 
 static void *sync_main(void *arg)
 {
 	struct daemon *d = arg;
-	const struct config *c = d->c;
-	struct worker wk = { .d = d };
-	int64_t next_full, next_prune = 0;
+	struct worker wk = { .d = d, .c = config_get(d) };
+	int64_t last_full = 0, next_prune = 0;
+	bool first = true;
 	int r;
 
 	r = worker_open(&wk);
 	if (r < 0)
 		goto out;
 	notify_status(&wk);
-	next_full = monotonic_ms();
 	while (!cancel_fired(d->cancel)) {
-		int64_t now = monotonic_ms(), next_due = -1, wait_ms;
+		int64_t now = monotonic_ms(), next_due = -1, wait_ms, next_full;
 
-		beat(d); /* the first one tells the main thread that the first sync begins */
-		if (now >= next_full) {
-			next_full = now + (int64_t)c->ts.poll_interval * 1000;
+		step(d, "between steps"); /* the first beat tells the main thread the sync begins */
+		worker_take_config(&wk);
+		next_full = last_full + (int64_t)wk.c->ts.poll_interval * 1000;
+		if (first || now >= next_full) {
+			first = false;
+			last_full = now;
 			full_sync(&wk);
 			continue;
 		}
@@ -549,6 +645,7 @@ static void *sync_main(void *arg)
 			continue; /* a full batch: more may be due */
 		if (now >= next_prune) {
 			next_prune = now + PRUNE_EVERY_MS;
+			step(d, "pruning");
 			if (wk.ib)
 				prune_inbox(d);
 			prune_runs(&wk);
@@ -558,6 +655,7 @@ static void *sync_main(void *arg)
 			wait_ms = next_due - now_ms();
 		if (d->watchdog_ms > 0 && wait_ms > d->watchdog_ms / 4)
 			wait_ms = d->watchdog_ms / 4; /* a beat while idle */
+		step(d, "waiting for work");
 		wait_for_work(d, wait_ms);
 	}
 out:
@@ -597,7 +695,7 @@ static int activated_socket(int *ret_fd)
 
 static int start_receiver(struct daemon *d, int listen_fd)
 {
-	const struct config *c = d->c;
+	const struct config *c = d->c; /* the main thread's: no swap meanwhile */
 	struct webhook_options wo = { .c = c,
 				      .inbox = d->writer,
 				      .metrics = d->metrics,
@@ -638,6 +736,7 @@ static int start_writer(struct daemon *d)
 		.max_depth = c->webhook.inbox_max,
 		.on_commit = on_inbox_commit,
 		.userdata = d,
+		.beat_ms = d->watchdog_ms / 4,
 	};
 	char err[INBOX_ERR_MAX];
 	int r = inbox_writer_new(c->webhook.inbox, &wo, &d->writer, err);
@@ -649,30 +748,117 @@ static int start_writer(struct daemon *d)
 	return r;
 }
 
-/* The watchdog's ping, only while the sync thread's heartbeat is fresh. */
+/* The first thread that shows no progress for too long, named in what; false when none. */
+static bool find_stuck(struct daemon *d, int64_t now, char *what, size_t size, int64_t *ret_age)
+{
+	int64_t age = now - atomic_load(&d->beat_ms);
+	int64_t limit = d->watchdog_ms > WRITER_STUCK_MIN_MS ? d->watchdog_ms : WRITER_STUCK_MIN_MS;
+
+	if (age > d->watchdog_ms) {
+		const char *doing = atomic_load(&d->doing);
+
+		snprintf(what, size, "the sync thread (%s)", doing ? doing : "starting");
+		*ret_age = age;
+		return true;
+	}
+	if (d->writer && (age = now - inbox_writer_beat(d->writer)) > limit) {
+		snprintf(what, size, "the inbox writer thread (in a commit to %s)",
+			 d->c->webhook.inbox);
+		*ret_age = age;
+		return true;
+	}
+	if (d->webhook && (age = webhook_stuck_ms(d->webhook, now)) > d->watchdog_ms) {
+		snprintf(what, size, "a receiver thread (in a request's handling)");
+		*ret_age = age;
+		return true;
+	}
+	return false;
+}
+
+/* The watchdog's ping, only while every thread shows progress. */
 static void watchdog(struct daemon *d, int64_t *last_ping, bool *stale)
 {
-	int64_t now = monotonic_ms(), age = now - atomic_load(&d->beat_ms);
+	int64_t now = monotonic_ms(), age = 0;
+	char what[256];
 
 	if (d->watchdog_ms == 0 || now - *last_ping < d->watchdog_ms / 2)
 		return;
-	if (age > d->watchdog_ms) {
+	if (find_stuck(d, now, what, sizeof(what), &age)) {
 		if (!*stale)
-			log_warning("daemon: the sync thread shows no progress for %" PRId64
+			log_warning("daemon: %s shows no progress for %" PRId64
 				    " s: the watchdog is no longer pinged",
-				    age / 1000);
+				    what, age / 1000);
 		*stale = true;
 		return;
 	}
 	if (*stale)
-		log_info("daemon: the sync thread makes progress again: the watchdog is pinged");
+		log_info("daemon: every thread makes progress again: the watchdog is pinged");
 	*stale = false;
 	*last_ping = now;
 	(void)sd_notify(0, "WATCHDOG=1");
 }
 
-/* Waits for SIGINT/SIGTERM, or for the sync thread to end on its own. Sends READY=1 once
- * the sync thread began (its first beat), and pings the watchdog. */
+static void warn_restart(const char *key, void *ud)
+{
+	(void)ud;
+	log_warning("daemon: reload: %s changed, which needs a restart: it keeps its running value "
+		    "until then",
+		    key);
+}
+
+/* SIGHUP: the configuration file again, all of it or nothing (see the top of this file). */
+static void reload(struct daemon *d)
+{
+	const struct config *cur = d->c, *old; /* the main thread is the only one to swap it */
+	struct config *next = NULL;
+	const char *names[CONFIG_SINKS_MAX];
+	char err[CONFIG_ERROR_MAX], werr[WEBHOOK_ERR_MAX];
+	struct timespec ts;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	(void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=reloading %s",
+			 (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000, cur->file);
+	log_info("daemon: SIGHUP: reloading %s", cur->file);
+	r = config_load(cur->file, &next, err);
+	if (r == 0) {
+		r = config_keep_restart_only(next, cur, warn_restart, NULL);
+		if (r < 0)
+			snprintf(err, sizeof(err), "%s", strerror(-r));
+	}
+	if (r == 0 && (r = config_register_secrets(next)) < 0)
+		snprintf(err, sizeof(err), "cannot register its secrets for redaction: %s",
+			 strerror(-r));
+	if (r == 0 && d->webhook && (r = webhook_reload(d->webhook, next, werr)) < 0) {
+		snprintf(err, sizeof(err), "webhook: %s", werr);
+		(void)config_register_secrets(cur);
+	}
+	if (r < 0) {
+		log_error("daemon: reload refused, the running configuration stays: %s", err);
+		(void)sd_notify(0,
+				"READY=1\nSTATUS=reload refused: the running configuration stays "
+				"(see the log)");
+		config_free(next);
+		return;
+	}
+	log_set_level(next->log_level);
+	for (size_t i = 0; i < next->n_sinks; i++)
+		names[i] = next->sinks[i].name;
+	(void)metrics_set_sinks(d->metrics, names, next->n_sinks);
+	log_info("daemon: configuration reloaded from %s: rate_limit %" PRIu32 "/min, %zu sink%s%s",
+		 next->file, next->ts.rate_limit, next->n_sinks, next->n_sinks == 1 ? "" : "s",
+		 d->webhook ? ", the receiver serves it (certificate read again)" : "");
+	pthread_mutex_lock(&d->lock);
+	old = d->c;
+	d->c = next;
+	pthread_mutex_unlock(&d->lock);
+	config_free(old);
+	wake(d->wake_fd); /* the sync thread takes it now, not after its sleep */
+	(void)sd_notify(0, "READY=1\nSTATUS=configuration reloaded");
+}
+
+/* Waits for SIGINT/SIGTERM, or for the sync thread to end on its own; SIGHUP reloads. Sends
+ * READY=1 once the sync thread began (its first beat), and pings the watchdog. */
 static int wait_for_stop(struct daemon *d, int sfd)
 {
 	int64_t last_ping = 0;
@@ -705,16 +891,26 @@ static int wait_for_stop(struct daemon *d, int sfd)
 			return atomic_load(&d->sync_result) < 0 ? atomic_load(&d->sync_result)
 								: -EIO;
 		}
-		if ((p[0].revents & POLLIN) && read(sfd, &si, sizeof(si)) == sizeof(si)) {
-			log_info("daemon: %s: stopping", strsignal((int)si.ssi_signo));
-			return 0;
+		if (!(p[0].revents & POLLIN) || read(sfd, &si, sizeof(si)) != sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGHUP) {
+			/* Before READY=1 the daemon is still starting: the reload waits for it. */
+			while (!ready && atomic_load(&d->beat_ms) == 0 &&
+			       poll(&p[1], 1, READY_POLL_MS) == 0)
+				;
+			reload(d);
+			continue;
 		}
+		log_info("daemon: %s: stopping", strsignal((int)si.ssi_signo));
+		return 0;
 	}
 }
 
 int daemon_run(const struct config *c)
 {
-	struct daemon d = { .c = c, .wake_fd = -1, .sync_end_fd = -1, .started_ms = now_ms() };
+	struct daemon d = {
+		.c = config_ref(c), .wake_fd = -1, .sync_end_fd = -1, .started_ms = now_ms()
+	};
 	const char *names[CONFIG_SINKS_MAX];
 	sigset_t mask;
 	int r, sfd = -1, lock_fd = -1, listen_fd = -1;
@@ -728,6 +924,7 @@ int daemon_run(const struct config *c)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
 	signal(SIGPIPE, SIG_IGN);
 	r = -pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	if (r == 0 && (sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
@@ -804,5 +1001,6 @@ out:
 		close(sfd);
 	pthread_sigmask(SIG_UNBLOCK, &mask, NULL);
 	pthread_mutex_destroy(&d.lock);
+	config_free(d.c);
 	return r;
 }

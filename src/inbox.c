@@ -420,6 +420,7 @@ struct inbox_writer {
 	char health_msg[INBOX_ERR_MAX];
 
 	_Atomic int64_t depth;
+	_Atomic int64_t beat_ms; /* monotonic: the writer thread's last turn or idle wake-up */
 };
 
 static void ticket_unref(struct inbox_ticket *t)
@@ -555,8 +556,24 @@ static void *writer_main(void *arg)
 		size_t fresh;
 
 		pthread_mutex_lock(&w->lock);
-		while (!w->head && !w->stopping)
-			pthread_cond_wait(&w->work, &w->lock);
+		atomic_store(&w->beat_ms, monotonic_ms());
+		while (!w->head && !w->stopping) {
+			if (w->opt.beat_ms > 0) {
+				struct timespec until;
+
+				clock_gettime(CLOCK_MONOTONIC, &until);
+				until.tv_sec += w->opt.beat_ms / 1000;
+				until.tv_nsec += (w->opt.beat_ms % 1000) * 1000000;
+				if (until.tv_nsec >= 1000000000) {
+					until.tv_sec++;
+					until.tv_nsec -= 1000000000;
+				}
+				pthread_cond_timedwait(&w->work, &w->lock, &until);
+			} else {
+				pthread_cond_wait(&w->work, &w->lock);
+			}
+			atomic_store(&w->beat_ms, monotonic_ms());
+		}
 		gather(w);
 		batch = w->head;
 		w->head = w->tail = NULL;
@@ -600,6 +617,7 @@ int inbox_writer_new(const char *path, const struct inbox_writer_options *opt,
 	if (!w)
 		return -ENOMEM;
 	w->opt = *opt;
+	atomic_init(&w->beat_ms, monotonic_ms());
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -626,6 +644,11 @@ int inbox_writer_new(const char *path, const struct inbox_writer_options *opt,
 	w->started = true;
 	*ret = w;
 	return 0;
+}
+
+int64_t inbox_writer_beat(struct inbox_writer *w)
+{
+	return atomic_load(&w->beat_ms);
 }
 
 void inbox_writer_free(struct inbox_writer *w)

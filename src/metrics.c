@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ struct metrics {
 	_Atomic int64_t last_ok[KINDS];
 	_Atomic uint64_t changes[KINDS][3]; /* created, updated, deleted */
 	_Atomic uint64_t api[STATUS_N];
+	pthread_mutex_t sinks_lock; /* guards sinks[] and n_sinks (a reload replaces them) */
 	struct sink_figures sinks[CONFIG_SINKS_MAX];
 	size_t n_sinks;
 };
@@ -59,6 +61,7 @@ int metrics_new(const char *const *sink_names, size_t n, struct metrics **ret)
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	pthread_mutex_init(&m->sinks_lock, NULL);
 	for (size_t i = 0; i < n; i++)
 		snprintf(m->sinks[i].name, sizeof(m->sinks[i].name), "%s", sink_names[i]);
 	m->n_sinks = n;
@@ -66,8 +69,43 @@ int metrics_new(const char *const *sink_names, size_t n, struct metrics **ret)
 	return 0;
 }
 
+int metrics_set_sinks(struct metrics *m, const char *const *sink_names, size_t n)
+{
+	struct sink_figures next[CONFIG_SINKS_MAX];
+
+	if (n > CONFIG_SINKS_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&m->sinks_lock);
+	for (size_t i = 0; i < n; i++) {
+		struct sink_figures *f = &next[i];
+
+		snprintf(f->name, sizeof(f->name), "%s", sink_names[i]);
+		atomic_init(&f->delivered, 0);
+		atomic_init(&f->failures, 0);
+		atomic_init(&f->backlog, 0);
+		for (size_t j = 0; j < m->n_sinks; j++)
+			if (strcmp(m->sinks[j].name, f->name) == 0) {
+				atomic_store(&f->delivered, atomic_load(&m->sinks[j].delivered));
+				atomic_store(&f->failures, atomic_load(&m->sinks[j].failures));
+				atomic_store(&f->backlog, atomic_load(&m->sinks[j].backlog));
+			}
+	}
+	for (size_t i = 0; i < n; i++) {
+		snprintf(m->sinks[i].name, sizeof(m->sinks[i].name), "%s", next[i].name);
+		atomic_store(&m->sinks[i].delivered, atomic_load(&next[i].delivered));
+		atomic_store(&m->sinks[i].failures, atomic_load(&next[i].failures));
+		atomic_store(&m->sinks[i].backlog, atomic_load(&next[i].backlog));
+	}
+	m->n_sinks = n;
+	pthread_mutex_unlock(&m->sinks_lock);
+	return 0;
+}
+
 void metrics_free(struct metrics *m)
 {
+	if (!m)
+		return;
+	pthread_mutex_destroy(&m->sinks_lock);
 	free(m);
 }
 
@@ -146,17 +184,22 @@ void metrics_api_response(struct metrics *m, long status)
 	atomic_fetch_add_explicit(&m->api[status], 1, memory_order_relaxed);
 }
 
-void metrics_sink(struct metrics *m, size_t index, int64_t delivered, bool failed, int64_t backlog)
+void metrics_sink(struct metrics *m, const char *sink, int64_t delivered, bool failed,
+		  int64_t backlog)
 {
-	struct sink_figures *s;
+	pthread_mutex_lock(&m->sinks_lock);
+	for (size_t i = 0; i < m->n_sinks; i++) {
+		struct sink_figures *s = &m->sinks[i];
 
-	if (index >= m->n_sinks)
-		return;
-	s = &m->sinks[index];
-	atomic_fetch_add(&s->delivered, (uint64_t)(delivered > 0 ? delivered : 0));
-	if (failed)
-		atomic_fetch_add(&s->failures, 1);
-	atomic_store(&s->backlog, backlog);
+		if (strcmp(s->name, sink) != 0)
+			continue;
+		atomic_fetch_add(&s->delivered, (uint64_t)(delivered > 0 ? delivered : 0));
+		if (failed)
+			atomic_fetch_add(&s->failures, 1);
+		atomic_store(&s->backlog, backlog);
+		break;
+	}
+	pthread_mutex_unlock(&m->sinks_lock);
 }
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -180,6 +223,7 @@ static int sink_figure(struct metrics *m, struct buf *out, size_t which)
 	};
 	int r = header(out, figures[which].name, figures[which].type, figures[which].help);
 
+	pthread_mutex_lock(&m->sinks_lock);
 	for (size_t i = 0; r == 0 && i < m->n_sinks; i++) {
 		const struct sink_figures *s = &m->sinks[i];
 		int64_t v = which == 0	 ? LOAD(s->backlog)
@@ -189,6 +233,7 @@ static int sink_figure(struct metrics *m, struct buf *out, size_t which)
 		r = buf_printf(out, "%s{sink=\"%s\"} %" PRId64 "\n", figures[which].name, s->name,
 			       v);
 	}
+	pthread_mutex_unlock(&m->sinks_lock);
 	return r;
 }
 

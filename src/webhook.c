@@ -18,6 +18,22 @@
  * Connection: close; libmicrohttpd is quiesced (no new connections); requests in flight,
  * counted from their first header callback to their completion callback, are waited for;
  * then the daemon is stopped, which closes the idle keep-alive connections.
+ *
+ * Reloading. What a request reads from the configuration (the certificate, max_body, the
+ * organization, the connection limits) belongs to a listener: one libmicrohttpd daemon with
+ * a reference to one config snapshot. The secret is the receiver's, one for every listener
+ * (its digest under the lock): the old one is refused everywhere once a reload is done. The
+ * receiver keeps the listen socket itself and gives each listener a dup of it. A reload
+ * starts a new listener on a new dup first (a certificate or key that is refused fails the
+ * reload here, the old listener untouched), then quiesces the old one: from then on the
+ * kernel hands every new connection to the new listener, and no connection waits or is
+ * refused. The old one retires on a thread of its own: requests on its open connections are
+ * still served (answered with Connection: close, so the client comes back to the new one),
+ * a suspended one resumed by its commit as usual, until none is in flight and none is
+ * open, or WEBHOOK_RETIRE_MS passed; then it is stopped, and its config reference dropped.
+ *
+ * The watchdog. Each request is on a list while it lives; the time one has spent inside
+ * one of our callbacks (webhook_stuck_ms) tells an event-loop thread stuck in a call.
  */
 #include "tsgraphd/webhook.h"
 #include "tsgraphd/log.h"
@@ -30,6 +46,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +57,11 @@
 
 #include <microhttpd.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #define LISTEN_BACKLOG	  128
 #define THREAD_STACK_SIZE (512u * 1024)
@@ -50,23 +71,41 @@
 #define ADDRESS_MAX	  64 /* a peer's address in a log line */
 #define MESSAGE_MAX	  512
 
+struct request;
+
+/* One libmicrohttpd daemon, with what a reload may change. */
+struct listener {
+	struct webhook *w;
+	const struct config *c; /* a reference */
+	struct MHD_Daemon *d;
+	int fd; /* its dup of the listen socket, until the daemon has it */
+	char *cert, *key;
+	size_t cert_len, key_len;
+	atomic_bool retiring; /* a newer listener took over: answers close the connection */
+	atomic_int in_flight;
+	pthread_t thread; /* its retirement */
+	bool thread_started;
+	atomic_bool retired; /* stopped: the thread may be joined */
+	struct listener *next;
+};
+
 struct webhook {
-	const struct config *c;
 	struct inbox_writer *inbox;
 	struct metrics *metrics;
 	webhook_health_fn health;
 	void *userdata;
-	struct MHD_Daemon *d;
-	int fd; /* the listen socket until the daemon has it */
+	int fd; /* the listen socket, for the receiver's life; each listener has a dup */
 	unsigned port;
-	unsigned char secret[SHA256_DIGEST_LENGTH];
-	char *cert, *key;
-	size_t cert_len, key_len;
 	atomic_bool stopping;
-	atomic_int in_flight;
+	struct listener *cur;	   /* the one accepting connections */
+	struct listener *retiring; /* older ones, until joined */
+	pthread_mutex_t lock;	   /* guards requests and secret */
+	struct request *requests;
+	unsigned char secret[SHA256_DIGEST_LENGTH]; /* the digest of [webhook] secret */
 };
 
 struct request {
+	struct listener *l;
 	enum metrics_route route;
 	struct buf body;
 	bool body_allowed; /* an authorized POST to the webhook */
@@ -75,6 +114,8 @@ struct request {
 	struct MHD_Connection *conn;
 	struct inbox_ticket *ticket; /* submitted, the connection suspended until its commit */
 	size_t alerts;		     /* in the body */
+	_Atomic int64_t call_ms;     /* monotonic: inside one of our callbacks since; 0 outside */
+	struct request *prev, *next;
 };
 
 static bool is_webhook_path(const char *url, const char **ret_token)
@@ -121,7 +162,7 @@ static void peer(struct MHD_Connection *conn, char out[static ADDRESS_MAX])
 }
 
 /* Queues an answer whose body (malloc'd, or NULL) libmicrohttpd frees. */
-static enum MHD_Result answer(struct webhook *w, struct MHD_Connection *conn, struct request *rq,
+static enum MHD_Result answer(struct listener *l, struct MHD_Connection *conn, struct request *rq,
 			      unsigned status, const char *type, char *body, unsigned retry_after,
 			      bool close)
 {
@@ -149,17 +190,17 @@ static enum MHD_Result answer(struct webhook *w, struct MHD_Connection *conn, st
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
 					rq->route == METRICS_ROUTE_WEBHOOK ? "POST" : "GET, HEAD");
-	if (close)
+	if (close || atomic_load(&l->retiring))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
 	if (ret == MHD_YES)
-		metrics_request(w->metrics, rq->route, status);
+		metrics_request(l->w->metrics, rq->route, status);
 	return ret;
 }
 
 /* {"error":"<message>"} and a newline: one line, escaped by json-c. */
-static enum MHD_Result answer_error(struct webhook *w, struct MHD_Connection *conn,
+static enum MHD_Result answer_error(struct listener *l, struct MHD_Connection *conn,
 				    struct request *rq, unsigned status, const char *message,
 				    unsigned retry_after)
 {
@@ -175,14 +216,15 @@ static enum MHD_Result answer_error(struct webhook *w, struct MHD_Connection *co
 	}
 	json_object_put(o);
 	/* A refused body may still be on the wire: the connection closes after the answer. */
-	return answer(w, conn, rq, status, "application/json", body, retry_after,
+	return answer(l, conn, rq, status, "application/json", body, retry_after,
 		      status >= 400 && status != MHD_HTTP_NOT_FOUND);
 }
 
-static bool authorized(struct webhook *w, struct MHD_Connection *conn, const char *token)
+static bool authorized(struct listener *l, struct MHD_Connection *conn, const char *token)
 {
 	unsigned char got[SHA256_DIGEST_LENGTH];
 	const char *auth;
+	bool ok;
 
 	if (!token) {
 		auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -193,18 +235,22 @@ static bool authorized(struct webhook *w, struct MHD_Connection *conn, const cha
 			;
 	}
 	SHA256((const unsigned char *)token, strlen(token), got);
-	return CRYPTO_memcmp(got, w->secret, sizeof(got)) == 0;
+	pthread_mutex_lock(&l->w->lock);
+	ok = CRYPTO_memcmp(got, l->w->secret, sizeof(got)) == 0;
+	pthread_mutex_unlock(&l->w->lock);
+	return ok;
 }
 
-static enum MHD_Result answer_health(struct webhook *w, struct MHD_Connection *conn,
+static enum MHD_Result answer_health(struct listener *l, struct MHD_Connection *conn,
 				     struct request *rq)
 {
+	struct webhook *w = l->w;
 	char reason[MESSAGE_MAX] = "", *body = NULL;
 	json_object *o;
 	int r = w->health ? w->health(reason, sizeof(reason), w->userdata) : 0;
 
 	if (r == 0)
-		return answer(w, conn, rq, MHD_HTTP_OK, "application/json",
+		return answer(l, conn, rq, MHD_HTTP_OK, "application/json",
 			      strdup("{\"status\":\"ok\"}\n"), 0, false);
 	o = json_object_new_object();
 	if (o && json_object_object_add(o, "status", json_object_new_string("unhealthy")) == 0 &&
@@ -214,13 +260,14 @@ static enum MHD_Result answer_health(struct webhook *w, struct MHD_Connection *c
 							       JSON_C_TO_STRING_NOSLASHESCAPE)) < 0)
 		body = NULL;
 	json_object_put(o);
-	return answer(w, conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body, 0,
+	return answer(l, conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body, 0,
 		      false);
 }
 
-static enum MHD_Result answer_metrics(struct webhook *w, struct MHD_Connection *conn,
+static enum MHD_Result answer_metrics(struct listener *l, struct MHD_Connection *conn,
 				      struct request *rq)
 {
+	struct webhook *w = l->w;
 	struct buf b;
 
 	if (w->inbox)
@@ -228,15 +275,15 @@ static enum MHD_Result answer_metrics(struct webhook *w, struct MHD_Connection *
 	buf_init(&b, METRICS_TEXT_MAX);
 	if (metrics_render(w->metrics, &b) < 0) {
 		buf_free(&b);
-		return answer_error(w, conn, rq, MHD_HTTP_INTERNAL_SERVER_ERROR,
+		return answer_error(l, conn, rq, MHD_HTTP_INTERNAL_SERVER_ERROR,
 				    "cannot render the metrics", 0);
 	}
-	return answer(w, conn, rq, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+	return answer(l, conn, rq, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
 		      buf_steal(&b), 0, false);
 }
 
 /* The headers are in: everything that does not need the body is decided here. */
-static enum MHD_Result on_headers(struct webhook *w, struct MHD_Connection *conn,
+static enum MHD_Result on_headers(struct listener *l, struct MHD_Connection *conn,
 				  struct request *rq, const char *url, const char *method)
 {
 	const char *token = NULL, *cl;
@@ -244,40 +291,40 @@ static enum MHD_Result on_headers(struct webhook *w, struct MHD_Connection *conn
 	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
 		   strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 
-	if (atomic_load(&w->stopping))
-		return answer_error(w, conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
+	if (atomic_load(&l->w->stopping))
+		return answer_error(l, conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
 				    RETRY_BUSY_S);
 	switch (rq->route) {
 	case METRICS_ROUTE_HEALTHZ:
-		return get ? answer_health(w, conn, rq)
-			   : answer_error(w, conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED,
+		return get ? answer_health(l, conn, rq)
+			   : answer_error(l, conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED,
 					  "method not allowed", 0);
 	case METRICS_ROUTE_METRICS:
-		return get ? answer_metrics(w, conn, rq)
-			   : answer_error(w, conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED,
+		return get ? answer_metrics(l, conn, rq)
+			   : answer_error(l, conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED,
 					  "method not allowed", 0);
 	case METRICS_ROUTE_OTHER:
 	case METRICS_ROUTE_N:
-		return answer_error(w, conn, rq, MHD_HTTP_NOT_FOUND, "not found", 0);
+		return answer_error(l, conn, rq, MHD_HTTP_NOT_FOUND, "not found", 0);
 	case METRICS_ROUTE_WEBHOOK:
 		break;
 	}
 	is_webhook_path(url, &token);
-	if (!authorized(w, conn, token)) {
+	if (!authorized(l, conn, token)) {
 		char from[ADDRESS_MAX];
 
 		peer(conn, from);
 		log_debug("webhook: 401 from=%s: no or wrong secret", from);
-		return answer_error(w, conn, rq, MHD_HTTP_UNAUTHORIZED, "unauthorized", 0);
+		return answer_error(l, conn, rq, MHD_HTTP_UNAUTHORIZED, "unauthorized", 0);
 	}
 	if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
-		return answer_error(w, conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
+		return answer_error(l, conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
 				    0);
 	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	if (cl && parse_u64(cl, 0, UINT64_MAX, &length) == 0 && length > w->c->webhook.max_body)
-		return answer_error(w, conn, rq, MHD_HTTP_CONTENT_TOO_LARGE,
+	if (cl && parse_u64(cl, 0, UINT64_MAX, &length) == 0 && length > l->c->webhook.max_body)
+		return answer_error(l, conn, rq, MHD_HTTP_CONTENT_TOO_LARGE,
 				    "body larger than max_body", 0);
-	buf_init(&rq->body, (size_t)w->c->webhook.max_body);
+	buf_init(&rq->body, (size_t)l->c->webhook.max_body);
 	rq->body_allowed = true;
 	return MHD_YES;
 }
@@ -291,7 +338,7 @@ static void resume_request(void *userdata)
 }
 
 /* The answer to alerts handed to the inbox: r and fresh as inbox_ticket_wait() says. */
-static enum MHD_Result answer_stored(struct webhook *w, struct MHD_Connection *conn,
+static enum MHD_Result answer_stored(struct listener *l, struct MHD_Connection *conn,
 				     struct request *rq, int r, size_t fresh)
 {
 	char msg[MESSAGE_MAX], from[ADDRESS_MAX];
@@ -307,10 +354,10 @@ static enum MHD_Result answer_stored(struct webhook *w, struct MHD_Connection *c
 		peer(conn, from);
 		log_warning("webhook: 503 from=%s alerts=%zu: %s%s%s", from, rq->alerts, why,
 			    plain ? "" : ": ", plain ? "" : strerror(-r));
-		return answer_error(w, conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, why,
+		return answer_error(l, conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, why,
 				    r == -EDQUOT ? RETRY_FULL_S : RETRY_BUSY_S);
 	}
-	metrics_alerts(w->metrics, fresh, rq->alerts - fresh);
+	metrics_alerts(l->w->metrics, fresh, rq->alerts - fresh);
 	if (log_get_level() >= LOG_LEVEL_DEBUG) {
 		peer(conn, from);
 		log_debug("webhook: 200 from=%s alerts=%zu new=%zu ms=%" PRId64, from, rq->alerts,
@@ -319,11 +366,11 @@ static enum MHD_Result answer_stored(struct webhook *w, struct MHD_Connection *c
 	snprintf(msg, sizeof(msg),
 		 "{\"status\":\"ok\",\"alerts\":%zu,\"new\":%zu,\"duplicates\":%zu}\n", rq->alerts,
 		 fresh, rq->alerts - fresh);
-	return answer(w, conn, rq, MHD_HTTP_OK, "application/json", strdup(msg), 0, false);
+	return answer(l, conn, rq, MHD_HTTP_OK, "application/json", strdup(msg), 0, false);
 }
 
 /* The body is in: parse, store, answer. */
-static enum MHD_Result on_body(struct webhook *w, struct MHD_Connection *conn, struct request *rq)
+static enum MHD_Result on_body(struct listener *l, struct MHD_Connection *conn, struct request *rq)
 {
 	struct inbox_alert alerts[TSJSON_WEBHOOK_ALERTS_MAX];
 	struct inbox_ticket *ticket = NULL;
@@ -334,8 +381,8 @@ static enum MHD_Result on_body(struct webhook *w, struct MHD_Connection *conn, s
 	int r;
 
 	if (rq->body.len == 0)
-		return answer_error(w, conn, rq, MHD_HTTP_BAD_REQUEST, "no body", 0);
-	r = tsjson_webhook(rq->body.data, rq->body.len, w->c->ts.org_id, &wh, err);
+		return answer_error(l, conn, rq, MHD_HTTP_BAD_REQUEST, "no body", 0);
+	r = tsjson_webhook(rq->body.data, rq->body.len, l->c->ts.org_id, &wh, err);
 	buf_free(&rq->body);
 	if (r < 0) {
 		peer(conn, from);
@@ -344,7 +391,7 @@ static enum MHD_Result on_body(struct webhook *w, struct MHD_Connection *conn, s
 			 : r == -ENOMEM ? MHD_HTTP_SERVICE_UNAVAILABLE
 					: MHD_HTTP_BAD_REQUEST;
 		log_debug("webhook: %u from=%s: %s", status, from, err);
-		return answer_error(w, conn, rq, status, err,
+		return answer_error(l, conn, rq, status, err,
 				    status == MHD_HTTP_SERVICE_UNAVAILABLE ? RETRY_BUSY_S : 0);
 	}
 	for (size_t i = 0; i < wh.n; i++)
@@ -352,10 +399,10 @@ static enum MHD_Result on_body(struct webhook *w, struct MHD_Connection *conn, s
 						  .body = wh.alerts[i].json,
 						  .received_at = received };
 	rq->alerts = wh.n;
-	r = w->inbox ? inbox_writer_submit(w->inbox, alerts, wh.n, &ticket) : -ENODEV;
+	r = l->w->inbox ? inbox_writer_submit(l->w->inbox, alerts, wh.n, &ticket) : -ENODEV;
 	ts_webhook_free(&wh);
 	if (r < 0)
-		return answer_stored(w, conn, rq, r, 0);
+		return answer_stored(l, conn, rq, r, 0);
 	/* Suspended first: the writer may answer the ticket at any moment from now on. */
 	rq->ticket = ticket;
 	rq->conn = conn;
@@ -366,7 +413,7 @@ static enum MHD_Result on_body(struct webhook *w, struct MHD_Connection *conn, s
 }
 
 /* The request's commit is done (resumed): answer it. */
-static enum MHD_Result on_committed(struct webhook *w, struct MHD_Connection *conn,
+static enum MHD_Result on_committed(struct listener *l, struct MHD_Connection *conn,
 				    struct request *rq)
 {
 	struct inbox_ticket *ticket = rq->ticket;
@@ -375,29 +422,16 @@ static enum MHD_Result on_committed(struct webhook *w, struct MHD_Connection *co
 
 	rq->ticket = NULL;
 	r = inbox_ticket_wait(ticket, 0, &fresh); /* answered: at once */
-	return answer_stored(w, conn, rq, r, fresh);
+	return answer_stored(l, conn, rq, r, fresh);
 }
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version, const char *upload_data,
-				  size_t *upload_data_size, void **req_cls)
+static enum MHD_Result handle(struct listener *l, struct MHD_Connection *conn, struct request *rq,
+			      const char *url, const char *method, const char *upload_data,
+			      size_t *upload_data_size, bool first)
 {
-	struct webhook *w = cls;
-	struct request *rq = *req_cls;
-
-	(void)version;
-	if (rq && rq->ticket)
-		return on_committed(w, conn, rq);
-	if (!rq) {
-		rq = calloc(1, sizeof(*rq));
-		if (!rq)
-			return MHD_NO;
-		*req_cls = rq;
-		atomic_fetch_add(&w->in_flight, 1);
-		metrics_in_flight(w->metrics, 1);
-		rq->route = route_of(url);
-		rq->started_ms = monotonic_ms();
-		return on_headers(w, conn, rq, url, method);
-	}
+	if (rq->ticket)
+		return on_committed(l, conn, rq);
+	if (first)
+		return on_headers(l, conn, rq, url, method);
 	if (*upload_data_size > 0) {
 		size_t n = *upload_data_size;
 
@@ -409,7 +443,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			 * If libmicrohttpd cannot answer mid-body, the connection is dropped. */
 			rq->too_big = true;
 			buf_free(&rq->body);
-			return answer_error(w, conn, rq, MHD_HTTP_CONTENT_TOO_LARGE,
+			return answer_error(l, conn, rq, MHD_HTTP_CONTENT_TOO_LARGE,
 					    "body larger than max_body", 0);
 		}
 		return buf_append(&rq->body, upload_data, n) == 0 ? MHD_YES : MHD_NO;
@@ -417,23 +451,67 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (!rq->body_allowed || rq->too_big)
 		return MHD_YES;
 	rq->body_allowed = false;
-	return on_body(w, conn, rq);
+	return on_body(l, conn, rq);
+}
+
+/* Every call of libmicrohttpd's: the request's time inside it is watched (webhook_stuck_ms). */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **req_cls)
+{
+	struct listener *l = cls;
+	struct webhook *w = l->w;
+	struct request *rq = *req_cls;
+	bool first = !rq;
+	enum MHD_Result ret;
+
+	(void)version;
+	if (first) {
+		rq = calloc(1, sizeof(*rq));
+		if (!rq)
+			return MHD_NO;
+		*req_cls = rq;
+		rq->l = l;
+		atomic_fetch_add(&l->in_flight, 1);
+		metrics_in_flight(w->metrics, 1);
+		rq->route = route_of(url);
+		rq->started_ms = monotonic_ms();
+		pthread_mutex_lock(&w->lock);
+		rq->next = w->requests;
+		if (rq->next)
+			rq->next->prev = rq;
+		w->requests = rq;
+		pthread_mutex_unlock(&w->lock);
+	}
+	atomic_store(&rq->call_ms, monotonic_ms());
+	ret = handle(l, conn, rq, url, method, upload_data, upload_data_size, first);
+	atomic_store(&rq->call_ms, 0);
+	return ret;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
-	struct webhook *w = cls;
+	struct listener *l = cls;
+	struct webhook *w = l->w;
 	struct request *rq = *req_cls;
 
 	(void)conn, (void)toe;
 	if (!rq)
 		return;
+	pthread_mutex_lock(&w->lock);
+	if (rq->prev)
+		rq->prev->next = rq->next;
+	else
+		w->requests = rq->next;
+	if (rq->next)
+		rq->next->prev = rq->prev;
+	pthread_mutex_unlock(&w->lock);
 	inbox_ticket_release(rq->ticket); /* closed while suspended (a stop) */
 	buf_free(&rq->body);
 	free(rq);
 	*req_cls = NULL;
-	atomic_fetch_sub(&w->in_flight, 1);
+	atomic_fetch_sub(&l->in_flight, 1);
 	metrics_in_flight(w->metrics, -1);
 }
 
@@ -522,7 +600,7 @@ out:
 }
 
 /* The socket must be a listening TCP socket; plain HTTP only on loopback. Sets w->port. */
-static int check_socket(struct webhook *w, int fd, char *err)
+static int check_socket(struct webhook *w, int fd, bool tls, char *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -537,7 +615,7 @@ static int check_socket(struct webhook *w, int fd, char *err)
 			 "the listen socket is not a listening TCP socket (IPv4 or IPv6)");
 		return -EINVAL;
 	}
-	if (!w->c->webhook.tls && !loopback(&ss)) {
+	if (!tls && !loopback(&ss)) {
 		snprintf(err, WEBHOOK_ERR_MAX,
 			 "tls = off, but the listen socket is not bound to a loopback address: "
 			 "refusing plain HTTP");
@@ -556,30 +634,67 @@ static void wipe(char *p, size_t len)
 	}
 }
 
-static void webhook_free(struct webhook *w)
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
-	if (!w)
-		return;
-	if (w->fd >= 0)
-		close(w->fd);
-	wipe(w->cert, w->cert_len);
-	wipe(w->key, w->key_len);
-	explicit_bzero(w->secret, sizeof(w->secret));
-	free(w);
+	(void)buf, (void)size, (void)rwflag, (void)u;
+	return 0; /* an encrypted key is refused, never prompted for */
 }
 
-int webhook_start(const struct webhook_options *opt, struct webhook **ret,
-		  char err[static WEBHOOK_ERR_MAX])
+/* OpenSSL reads the pair before GnuTLS does: one clear line for a file that holds no PEM
+ * certificate or key, or a key that is not the certificate's, where libmicrohttpd would
+ * only fail to start (and GnuTLS leaks a little on some of these paths). */
+static int check_pair(const struct listener *l, const struct config *c, char *err)
 {
-	const struct config *c = opt->c;
-	struct webhook *w;
+	BIO *cb = BIO_new_mem_buf(l->cert, (int)l->cert_len);
+	BIO *kb = BIO_new_mem_buf(l->key, (int)l->key_len);
+	X509 *x = cb ? PEM_read_bio_X509(cb, NULL, no_passphrase, NULL) : NULL;
+	EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL) : NULL;
+	int r = -EINVAL;
+
+	if (!x)
+		snprintf(err, WEBHOOK_ERR_MAX, "tls_cert %s: no PEM certificate in it",
+			 c->webhook.tls_cert);
+	else if (!k)
+		snprintf(err, WEBHOOK_ERR_MAX,
+			 "tls_key %s: no PEM private key in it (or one with a passphrase)",
+			 c->webhook.tls_key);
+	else if (X509_check_private_key(x, k) != 1)
+		snprintf(err, WEBHOOK_ERR_MAX, "tls_key %s is not the key of tls_cert %s",
+			 c->webhook.tls_key, c->webhook.tls_cert);
+	else
+		r = 0;
+	ERR_clear_error();
+	EVP_PKEY_free(k);
+	X509_free(x);
+	BIO_free(kb);
+	BIO_free(cb);
+	return r;
+}
+
+/* Frees a listener whose daemon is stopped (or never started) and whose thread is joined. */
+static void listener_free(struct listener *l)
+{
+	if (!l)
+		return;
+	if (l->fd >= 0)
+		close(l->fd);
+	wipe(l->cert, l->cert_len);
+	wipe(l->key, l->key_len);
+	config_free(l->c);
+	free(l);
+}
+
+/* A listener for c on a dup of the listen socket, serving once this returns. */
+static int listener_new(struct webhook *w, const struct config *c, struct listener **ret,
+			char err[static WEBHOOK_ERR_MAX])
+{
 	unsigned flags =
 		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned pool = cpus < 1 ? 1 : cpus > POOL_THREADS_MAX ? POOL_THREADS_MAX : (unsigned)cpus;
+	struct listener *l;
 	int r;
 
-	err[0] = '\0';
 	if (!c->webhook.secret) {
 		snprintf(err, WEBHOOK_ERR_MAX, "[webhook] secret (or secret_file) is not set");
 		return -EINVAL;
@@ -590,52 +705,51 @@ int webhook_start(const struct webhook_options *opt, struct webhook **ret,
 			 "listen, for tests)");
 		return -EINVAL;
 	}
-	w = calloc(1, sizeof(*w));
-	if (!w)
+	l = calloc(1, sizeof(*l));
+	if (!l)
 		return -ENOMEM;
-	w->c = c;
-	w->inbox = opt->inbox;
-	w->metrics = opt->metrics;
-	w->health = opt->health;
-	w->userdata = opt->userdata;
-	w->fd = -1;
-	SHA256((const unsigned char *)c->webhook.secret, strlen(c->webhook.secret), w->secret);
+	l->w = w;
+	l->c = config_ref(c);
+	l->fd = -1;
 	if (c->webhook.tls) {
-		r = read_file_bounded(c->webhook.tls_cert, CONFIG_PEM_MAX, &w->cert, &w->cert_len);
+		r = read_file_bounded(c->webhook.tls_cert, CONFIG_PEM_MAX, &l->cert, &l->cert_len);
 		if (r < 0) {
 			snprintf(err, WEBHOOK_ERR_MAX, "tls_cert %s: %s", c->webhook.tls_cert,
 				 strerror(-r));
 			goto fail;
 		}
-		r = read_file_bounded(c->webhook.tls_key, CONFIG_PEM_MAX, &w->key, &w->key_len);
+		r = read_file_bounded(c->webhook.tls_key, CONFIG_PEM_MAX, &l->key, &l->key_len);
 		if (r < 0) {
 			snprintf(err, WEBHOOK_ERR_MAX, "tls_key %s: %s", c->webhook.tls_key,
 				 strerror(-r));
 			goto fail;
 		}
+		r = check_pair(l, c, err);
+		if (r < 0)
+			goto fail;
 		flags |= MHD_USE_TLS;
 	}
-	if (opt->listen_fd >= 0)
-		w->fd = opt->listen_fd;
-	else if ((r = bind_listen(c->webhook.listen, &w->fd, err)) < 0)
+	l->fd = fcntl(w->fd, F_DUPFD_CLOEXEC, 3);
+	if (l->fd < 0) {
+		r = -errno;
+		snprintf(err, WEBHOOK_ERR_MAX, "cannot duplicate the listen socket: %s",
+			 strerror(-r));
 		goto fail;
-	r = check_socket(w, w->fd, err);
-	if (r < 0)
-		goto fail;
+	}
 	/* The logger first, so that libmicrohttpd's own messages about later options reach it. */
-	w->d = MHD_start_daemon(
-		flags, 0, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-		MHD_OPTION_LISTEN_SOCKET, w->fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
+	l->d = MHD_start_daemon(
+		flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+		MHD_OPTION_LISTEN_SOCKET, l->fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->webhook.timeout,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->webhook.max_connections,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->webhook.max_connections_per_ip,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WEBHOOK_CONNECTION_MEMORY_MAX,
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)THREAD_STACK_SIZE,
 		MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-		c->webhook.tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, w->cert,
-		MHD_OPTION_HTTPS_MEM_KEY, w->key, MHD_OPTION_HTTPS_PRIORITIES,
+		c->webhook.tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, l->cert,
+		MHD_OPTION_HTTPS_MEM_KEY, l->key, MHD_OPTION_HTTPS_PRIORITIES,
 		WEBHOOK_TLS_PRIORITIES, MHD_OPTION_END);
-	if (!w->d) {
+	if (!l->d) {
 		snprintf(err, WEBHOOK_ERR_MAX,
 			 "cannot start the HTTP%s server (see the debug log: a bad certificate or "
 			 "key?)",
@@ -643,7 +757,113 @@ int webhook_start(const struct webhook_options *opt, struct webhook **ret,
 		r = -EINVAL;
 		goto fail;
 	}
-	w->fd = -1; /* libmicrohttpd's until quiesced */
+	l->fd = -1; /* libmicrohttpd's until quiesced */
+	*ret = l;
+	return 0;
+fail:
+	listener_free(l);
+	return r;
+}
+
+/* Stops accepting: the kernel gives new connections to the other listeners of the socket. */
+static void listener_quiesce(struct listener *l)
+{
+	int fd = MHD_quiesce_daemon(l->d);
+
+	if (fd >= 0)
+		close(fd);
+}
+
+static unsigned listener_connections(struct listener *l)
+{
+	const union MHD_DaemonInfo *di =
+		MHD_get_daemon_info(l->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+	return di ? di->num_connections : 0;
+}
+
+/* A quiesced listener's last moments: its connections served, then it stops. */
+static void *retire_main(void *arg)
+{
+	struct listener *l = arg;
+	int64_t until = monotonic_ms() + WEBHOOK_RETIRE_MS;
+	int left;
+
+	while (((left = atomic_load(&l->in_flight)) > 0 || listener_connections(l) > 0) &&
+	       monotonic_ms() < until)
+		usleep(10 * 1000);
+	if (left > 0)
+		log_warning("webhook: %d request%s on the previous listener still in flight after "
+			    "%d ms: closing them (not answered, and stored only if committed)",
+			    left, left == 1 ? "" : "s", WEBHOOK_RETIRE_MS);
+	MHD_stop_daemon(l->d);
+	l->d = NULL;
+	log_debug("webhook: the previous listener stopped");
+	atomic_store(&l->retired, true);
+	return NULL;
+}
+
+/* Joins and frees the retired listeners (all of them with wait, else those done). */
+static void reap(struct webhook *w, bool wait)
+{
+	struct listener **p = &w->retiring;
+
+	while (*p) {
+		struct listener *l = *p;
+
+		if (!wait && !atomic_load(&l->retired)) {
+			p = &l->next;
+			continue;
+		}
+		if (l->thread_started)
+			pthread_join(l->thread, NULL);
+		*p = l->next;
+		listener_free(l);
+	}
+}
+
+static void webhook_free(struct webhook *w)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	explicit_bzero(w->secret, sizeof(w->secret));
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
+
+int webhook_start(const struct webhook_options *opt, struct webhook **ret,
+		  char err[static WEBHOOK_ERR_MAX])
+{
+	const struct config *c = opt->c;
+	struct webhook *w;
+	int r;
+
+	err[0] = '\0';
+	if (!c->webhook.secret) {
+		snprintf(err, WEBHOOK_ERR_MAX, "[webhook] secret (or secret_file) is not set");
+		return -EINVAL;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	pthread_mutex_init(&w->lock, NULL);
+	w->inbox = opt->inbox;
+	w->metrics = opt->metrics;
+	w->health = opt->health;
+	w->userdata = opt->userdata;
+	w->fd = -1;
+	SHA256((const unsigned char *)c->webhook.secret, strlen(c->webhook.secret), w->secret);
+	if (opt->listen_fd >= 0)
+		w->fd = opt->listen_fd;
+	else if ((r = bind_listen(c->webhook.listen, &w->fd, err)) < 0)
+		goto fail;
+	r = check_socket(w, w->fd, c->webhook.tls, err);
+	if (r == 0)
+		r = listener_new(w, c, &w->cur, err);
+	if (r < 0)
+		goto fail;
 	*ret = w;
 	return 0;
 fail:
@@ -653,29 +873,74 @@ fail:
 	return r;
 }
 
+int webhook_reload(struct webhook *w, const struct config *c, char err[static WEBHOOK_ERR_MAX])
+{
+	struct listener *l = NULL, *old = w->cur;
+	unsigned char secret[SHA256_DIGEST_LENGTH];
+	int r;
+
+	err[0] = '\0';
+	reap(w, false);
+	r = listener_new(w, c, &l, err);
+	if (r < 0)
+		return r;
+	/* From here on the old secret is refused, on the old listener's connections too. */
+	SHA256((const unsigned char *)c->webhook.secret, strlen(c->webhook.secret), secret);
+	pthread_mutex_lock(&w->lock);
+	memcpy(w->secret, secret, sizeof(secret));
+	pthread_mutex_unlock(&w->lock);
+	explicit_bzero(secret, sizeof(secret));
+	atomic_store(&old->retiring, true);
+	listener_quiesce(old);
+	w->cur = l;
+	old->next = w->retiring;
+	w->retiring = old;
+	r = -pthread_create(&old->thread, NULL, retire_main, old);
+	if (r == 0)
+		old->thread_started = true;
+	else
+		retire_main(old); /* no thread: retire it here, at most WEBHOOK_RETIRE_MS */
+	return 0;
+}
+
 unsigned webhook_port(const struct webhook *w)
 {
 	return w->port;
 }
 
+int64_t webhook_stuck_ms(struct webhook *w, int64_t now_mono_ms)
+{
+	int64_t worst = 0;
+
+	pthread_mutex_lock(&w->lock);
+	for (struct request *rq = w->requests; rq; rq = rq->next) {
+		int64_t since = atomic_load(&rq->call_ms);
+
+		if (since && now_mono_ms - since > worst)
+			worst = now_mono_ms - since;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return worst;
+}
+
 void webhook_stop(struct webhook *w, int64_t drain_ms)
 {
 	int64_t until;
-	int fd, left;
+	int left;
 
 	if (!w)
 		return;
 	atomic_store(&w->stopping, true);
-	fd = MHD_quiesce_daemon(w->d);
-	if (fd >= 0)
-		close(fd);
+	listener_quiesce(w->cur);
 	until = monotonic_ms() + drain_ms;
-	while ((left = atomic_load(&w->in_flight)) > 0 && monotonic_ms() < until)
+	while ((left = atomic_load(&w->cur->in_flight)) > 0 && monotonic_ms() < until)
 		usleep(10 * 1000);
 	if (left > 0)
 		log_warning("webhook: %d request%s still in flight after %" PRId64
 			    " ms: closing them (not answered, and stored only if committed)",
 			    left, left == 1 ? "" : "s", drain_ms);
-	MHD_stop_daemon(w->d);
+	MHD_stop_daemon(w->cur->d);
+	listener_free(w->cur);
+	reap(w, true); /* each retires within WEBHOOK_RETIRE_MS of its reload */
 	webhook_free(w);
 }

@@ -5,13 +5,16 @@
  * $CREDENTIALS_DIRECTORY) and validates the whole. Any error is one line naming the file,
  * line and key ("tsgraphd.conf:12: rate_limit: not a number"), written to ret_error.
  *
- * Ownership: the caller owns the returned struct config and frees it with config_free(),
- * which wipes secrets. Threads: a loaded config is read-only and may be shared by every
- * thread; reload builds a new snapshot.
+ * Ownership: the caller owns the returned struct config (one reference) and drops it with
+ * config_free(); config_ref() takes another reference, and the last config_free() frees the
+ * snapshot and wipes its secrets. Threads: a loaded config is read-only and may be shared by
+ * every thread; a reload (SIGHUP) builds a new snapshot, and each thread moves to it at a
+ * safe point of its own while the old one lives on until its last reference is dropped.
  */
 #ifndef TSGRAPHD_CONFIG_H
 #define TSGRAPHD_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -110,7 +113,8 @@ struct config_sink {
 #define CONFIG_SIZE_KEY_MAX		      (64u * 1024 * 1024)
 
 struct config {
-	char *file; /* the path it was loaded from */
+	atomic_int refs; /* config_ref(), config_free(); 0 counts as 1 */
+	char *file;	 /* the path it was loaded from */
 	enum log_level log_level;
 
 	struct {
@@ -173,7 +177,18 @@ int config_load_flags(const char *path, unsigned flags, struct config **ret,
  * are still read from disk. */
 int config_parse(const char *name, const char *text, size_t len, struct config **ret,
 		 char ret_error[static CONFIG_ERROR_MAX]);
-void config_free(struct config *c);
+/* Another reference to c, dropped with config_free(). Any thread. */
+const struct config *config_ref(const struct config *c);
+/* Drops a reference (NULL accepted); the last one frees c and wipes its secrets. */
+void config_free(const struct config *c);
+/* A reload: the keys of next that a running daemon cannot take (docs/configuration.md: the
+ * organization, the store, the inbox, the receiver's listen address, tls and whether it
+ * runs at all) and that differ from cur get cur's value back, each reported to fn with the
+ * key's name ("[store] path"), so next is what would run. -ENOMEM (next half-restored: free
+ * it) is the only error. Pure: no logging. */
+typedef void (*config_restart_fn)(const char *key, void *userdata);
+int config_keep_restart_only(struct config *next, const struct config *cur, config_restart_fn fn,
+			     void *userdata);
 const char *config_sink_type_to_string(enum config_sink_type t);
 /* Whether a listen value ("host:port") names a loopback address: 127.0.0.0/8, [::1] or
  * localhost. */

@@ -119,6 +119,9 @@ struct inbox_writer_options {
 	 * sync thread). May be NULL. */
 	void (*on_commit)(size_t n_new, void *userdata);
 	void *userdata;
+	/* The watchdog: an idle writer wakes at least this often to show it is alive
+	 * (inbox_writer_beat); 0 never wakes while idle. */
+	int64_t beat_ms;
 };
 
 /* Opens its own connection to path and starts the writer thread. */
@@ -126,6 +129,9 @@ int inbox_writer_new(const char *path, const struct inbox_writer_options *opt,
 		     struct inbox_writer **ret, char err[static INBOX_ERR_MAX]);
 /* Commits everything submitted so far, answers every ticket, stops the thread, closes. */
 void inbox_writer_free(struct inbox_writer *w);
+/* The monotonic ms of the writer thread's last sign of life: each turn of its loop, and each
+ * beat_ms while idle. A writer stuck in a commit does not move it. */
+int64_t inbox_writer_beat(struct inbox_writer *w);
 /* Queues a request's alerts (copied) for the next commit; *ret is the ticket to wait on, which
  * must be waited on or released (either frees it) before the writer is freed. -EAGAIN at once when the
  * queue holds INBOX_QUEUE_MAX alerts; -ESHUTDOWN once stopping. */

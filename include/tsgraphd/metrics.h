@@ -5,8 +5,9 @@
  * them as they are (each figure is exact; the set is not one instant).
  *
  * Ownership: the daemon creates one and frees it after every thread that uses it has
- * stopped. It copies the sink names it is given. Threads: any, for every function but
- * metrics_new() and metrics_free(). Pure: no logging.
+ * stopped. It copies the sink names it is given; a reload replaces them (metrics_set_sinks),
+ * and the sinks' figures, kept by name under a lock, follow. Threads: any, for every
+ * function but metrics_new() and metrics_free(). Pure: no logging.
  */
 #ifndef TSGRAPHD_METRICS_H
 #define TSGRAPHD_METRICS_H
@@ -30,8 +31,11 @@ enum metrics_route {
 
 struct metrics;
 
-/* sink_names[i] names the sink of index i in metrics_sink(); n at most CONFIG_SINKS_MAX. */
+/* The configured sinks' names; n at most CONFIG_SINKS_MAX. */
 int metrics_new(const char *const *sink_names, size_t n, struct metrics **ret);
+/* A reload's sinks: a name kept keeps its figures, a new one starts at 0, one gone is no
+ * longer rendered. -EINVAL for more than CONFIG_SINKS_MAX. */
+int metrics_set_sinks(struct metrics *m, const char *const *sink_names, size_t n);
 void metrics_free(struct metrics *m);
 
 /* One answered request: its route and HTTP status (100..599). */
@@ -56,7 +60,9 @@ int64_t metrics_last_sync_ok(struct metrics *m, const char *kind);
 /* One try of an API request: its HTTP status, or 0 when no answer came. */
 void metrics_api_response(struct metrics *m, long status);
 /* A sink's delivery attempt: what it delivered, whether it failed, its backlog after it. */
-void metrics_sink(struct metrics *m, size_t index, int64_t delivered, bool failed, int64_t backlog);
+/* A sink that is not configured (any more) is ignored. */
+void metrics_sink(struct metrics *m, const char *sink, int64_t delivered, bool failed,
+		  int64_t backlog);
 
 /* The whole page, Prometheus text format 0.0.4, into out (initialised with a max of at least
  * METRICS_TEXT_MAX). */

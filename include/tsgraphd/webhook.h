@@ -13,13 +13,19 @@
  * libmicrohttpd with GnuTLS: TLS 1.2 and 1.3 only, AEAD ciphers only; plain HTTP only when
  * the config says tls = off and the socket is bound to a loopback address. The listen
  * socket is the receiver's own (bound from [webhook] listen) or one handed over by systemd
- * socket activation. One thread per connection; connection timeout, total and per-IP
- * connection limits and a per-connection memory limit are libmicrohttpd's.
+ * socket activation. A small pool of event-loop threads (epoll); connection timeout, total
+ * and per-IP connection limits and a per-connection memory limit are libmicrohttpd's.
+ *
+ * A reload (webhook_reload) serves a new config snapshot: its secret, a certificate and key
+ * read again from their files, max_body, timeout and the connection limits, on the same
+ * listen socket, without refusing or cutting a connection (webhook.c says how).
  *
  * Ownership: webhook_start() returns a receiver the caller stops with webhook_stop(), which
- * frees it. The config, inbox writer, metrics and health callback are borrowed and must
- * outlive it. Threads: start and stop from one thread; the health callback is called from
- * the receiver's threads. This module logs (it orchestrates requests).
+ * frees it. It takes a reference to each config it serves (config_ref) and drops it once no
+ * request can read it. The inbox writer, metrics and health callback are borrowed and must
+ * outlive it. Threads: start, reload, stuck_ms and stop from one thread; the health
+ * callback is called from the receiver's threads. This module logs (it orchestrates
+ * requests).
  */
 #ifndef TSGRAPHD_WEBHOOK_H
 #define TSGRAPHD_WEBHOOK_H
@@ -33,6 +39,7 @@
 #define WEBHOOK_ERR_MAX		      512
 #define WEBHOOK_PATH		      "/v1/webhooks/threatstack"
 #define WEBHOOK_CONNECTION_MEMORY_MAX (64u * 1024) /* libmicrohttpd's pool per connection */
+#define WEBHOOK_RETIRE_MS	      10000	   /* a reloaded listener's connections, at most */
 /* GnuTLS priorities: TLS 1.3 and 1.2, AEAD ciphers with forward secrecy, nothing else. */
 #define WEBHOOK_TLS_PRIORITIES                                                              \
 	"SECURE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:" \
@@ -58,8 +65,15 @@ struct webhook;
  * socket), another negative errno otherwise. */
 int webhook_start(const struct webhook_options *opt, struct webhook **ret,
 		  char err[static WEBHOOK_ERR_MAX]);
+/* Serves c from now on (the listen address and tls stay those of the start). On failure
+ * (a certificate or key that cannot be read, is not PEM, does not pair, or that GnuTLS
+ * refuses: one line in err) the receiver goes on with what it served, untouched. */
+int webhook_reload(struct webhook *w, const struct config *c, char err[static WEBHOOK_ERR_MAX]);
 /* The port it listens on (the one picked when listen asked for port 0). */
 unsigned webhook_port(const struct webhook *w);
+/* How long the longest-running call into the receiver's request handling has been running
+ * (ms, against the monotonic now given); 0 when no handler thread is in one. */
+int64_t webhook_stuck_ms(struct webhook *w, int64_t now_mono_ms);
 /* The orderly stop: stops accepting connections, answers new requests on open connections
  * 503 (Connection: close), lets the requests in flight finish (each is either stored and
  * answered, or not stored) for at most drain_ms, then closes everything and frees w. */

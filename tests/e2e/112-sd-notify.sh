@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `tsgraphd run` under systemd's notify protocol, with a fake NOTIFY_SOCKET (a unix datagram
-# socket this test binds; python3 records each datagram on one line, newlines as " | "):
+# socket this test binds, listen_notify in lib-receiver.sh):
 # READY=1 once the receiver listens and the first sync began, STATUS= after the sync, the
 # watchdog pinged (WATCHDOG_USEC=2 s) while the sync thread makes progress, STOPPING=1 on
 # SIGTERM and exit 0. Then a full sync stalled in a slow API answer: the pings stop.
@@ -9,24 +9,6 @@
 
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 is missing (it plays systemd's notify socket)"; exit 0; }
 
-# listen_notify: binds $WORK/notify.sock and appends each datagram to $WORK/notify.log.
-listen_notify() {
-	rm -f "$WORK/notify.sock"
-	: >"$WORK/notify.log"
-	python3 -u -c '
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-with open(sys.argv[2], "a") as f:
-    while True:
-        m = s.recv(4096).decode("utf-8", "replace")
-        f.write("%d %s\n" % (__import__("time").monotonic_ns() // 1000000, m.replace("\n", " | ")))
-        f.flush()
-' "$WORK/notify.sock" "$WORK/notify.log" &
-	NOTIFY_PID=$!
-	on_exit "kill $NOTIFY_PID 2>/dev/null; wait $NOTIFY_PID 2>/dev/null"
-	wait_until 20 "the notify socket" test -S "$WORK/notify.sock"
-}
 has() { grep -q -- "$1" "$WORK/notify.log"; }
 
 start_fake --agents 5 --cves 2 --alerts 2

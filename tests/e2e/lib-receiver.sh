@@ -107,3 +107,22 @@ unlock_inbox() {
 	rm -f "$WORK/hold-lock"
 	wait "$LOCKER_PID" 2>/dev/null || true
 }
+# listen_notify: plays systemd's notify socket: binds $WORK/notify.sock (python3) and appends
+# each datagram to $WORK/notify.log, one line, "<monotonic ms> <datagram>", newlines as " | ".
+listen_notify() {
+	rm -f "$WORK/notify.sock"
+	: >"$WORK/notify.log"
+	python3 -u -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a") as f:
+    while True:
+        m = s.recv(4096).decode("utf-8", "replace")
+        f.write("%d %s\n" % (__import__("time").monotonic_ns() // 1000000, m.replace("\n", " | ")))
+        f.flush()
+' "$WORK/notify.sock" "$WORK/notify.log" &
+	NOTIFY_PID=$!
+	on_exit "kill $NOTIFY_PID 2>/dev/null; wait $NOTIFY_PID 2>/dev/null"
+	wait_until 20 "the notify socket" test -S "$WORK/notify.sock"
+}

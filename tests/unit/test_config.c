@@ -849,6 +849,96 @@ static void test_no_secrets_flag(void **state)
 	unlink(fifo);
 }
 
+/* The keys collected by keep_restart_only, one string. */
+static void collect(const char *key, void *ud)
+{
+	char *out = ud;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 1024 - n, "%s;", key);
+}
+
+/* A reload: reloadable keys take their new values, restart-only keys keep the running ones
+ * (each reported), and the result is what would run. */
+static void test_keep_restart_only(void **state)
+{
+	static const char cur_text[] =
+		"[threatstack]\norg_name = A\norg_id = org-a\nuser_id = u1\napi_key = k1k1k1\n"
+		"rate_limit = 100\n[store]\npath = /tmp/a.db\n[webhook]\nlisten = 127.0.0.1:8443\n"
+		"tls = off\nsecret = 0123456789abcdef0000\n";
+	static const char next_text[] =
+		"[threatstack]\norg_name = B\norg_id = org-b\nuser_id = u2\napi_key = k2k2k2\n"
+		"rate_limit = 7\n[store]\npath = /tmp/b.db\nsynchronous = normal\n"
+		"[webhook]\nlisten = 127.0.0.1:9443\ntls = off\nsecret = 0123456789abcdef1111\n"
+		"inbox_max = 5\nmax_body = 2048\n[sink.x]\ntype = file\npath = /tmp/x\n";
+	static const char off_text[] =
+		"[threatstack]\norg_name = A\norg_id = org-a\nuser_id = u1\napi_key = k1k1k1\n"
+		"[store]\npath = /tmp/a.db\n[webhook]\nlisten = 127.0.0.1:8443\ntls = off\n";
+	char err[CONFIG_ERROR_MAX], keys[1024] = "";
+	struct config *cur = NULL, *next = NULL, *off = NULL;
+
+	(void)state;
+	assert_int_equal(parse(cur_text, &cur, err), 0);
+	assert_int_equal(parse(next_text, &next, err), 0);
+	assert_int_equal(config_keep_restart_only(next, cur, collect, keys), 0);
+	assert_string_equal(keys, "[threatstack] org_id;[threatstack] org_name;[store] path;"
+				  "[webhook] listen;[webhook] inbox;[store] synchronous;"
+				  "[webhook] inbox_max;");
+	assert_string_equal(next->ts.org_id, "org-a");
+	assert_string_equal(next->ts.org_name, "A");
+	assert_string_equal(next->store.path, "/tmp/a.db");
+	assert_string_equal(next->webhook.inbox, "/tmp/a.db-inbox");
+	assert_string_equal(next->webhook.listen, "127.0.0.1:8443");
+	assert_true(next->store.synchronous_full);
+	assert_int_equal(next->webhook.inbox_max, cur->webhook.inbox_max);
+	/* what reloads */
+	assert_string_equal(next->ts.user_id, "u2");
+	assert_string_equal(next->ts.api_key, "k2k2k2");
+	assert_int_equal(next->ts.rate_limit, 7);
+	assert_string_equal(next->webhook.secret, "0123456789abcdef1111");
+	assert_int_equal(next->webhook.max_body, 2048);
+	assert_int_equal(next->n_sinks, 1);
+	/* the same again: nothing left to report */
+	keys[0] = '\0';
+	assert_int_equal(config_keep_restart_only(next, cur, collect, keys), 0);
+	assert_string_equal(keys, "");
+
+	/* the receiver on or off is a restart: off stays off, on stays on */
+	assert_int_equal(parse(off_text, &off, err), 0);
+	assert_int_equal(config_keep_restart_only(off, cur, collect, keys), 0);
+	assert_string_equal(keys, "[webhook] secret (removed: the receiver would stop);");
+	assert_string_equal(off->webhook.secret, cur->webhook.secret);
+	keys[0] = '\0';
+	config_free(off);
+	off = NULL;
+	assert_int_equal(parse(off_text, &off, err), 0);
+	assert_int_equal(config_keep_restart_only(next, off, collect, keys), 0);
+	assert_null(next->webhook.secret);
+	assert_true(strstr(keys, "[webhook] secret (added: the receiver would start);") != NULL);
+	config_free(off);
+	config_free(next);
+	config_free(cur);
+}
+
+/* References: the snapshot lives until the last config_free(). */
+static void test_ref(void **state)
+{
+	static const char text[] = "[threatstack]\norg_name = A\norg_id = a\nuser_id = u\n"
+				   "api_key = kkkk\n";
+	char err[CONFIG_ERROR_MAX];
+	struct config *c = NULL;
+	const struct config *r;
+
+	(void)state;
+	assert_int_equal(parse(text, &c, err), 0);
+	r = config_ref(c);
+	assert_ptr_equal(r, c);
+	config_free(c);
+	assert_string_equal(r->ts.api_key, "kkkk"); /* still alive: ASan would say otherwise */
+	config_free(r);
+	config_free(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -872,6 +962,8 @@ int main(void)
 		cmocka_unit_test(test_secret_value_never_echoed),
 		cmocka_unit_test(test_key_file_blanks),
 		cmocka_unit_test(test_no_secrets_flag),
+		cmocka_unit_test(test_keep_restart_only),
+		cmocka_unit_test(test_ref),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

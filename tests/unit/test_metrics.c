@@ -57,9 +57,9 @@ static void test_render(void **state)
 	metrics_api_response(m, 200);
 	metrics_api_response(m, 0);
 	metrics_api_response(m, 429);
-	metrics_sink(m, 0, 12, false, 3);
-	metrics_sink(m, 1, 0, true, 40);
-	metrics_sink(m, 5, 0, true, 40); /* no such sink */
+	metrics_sink(m, "changes", 12, false, 3);
+	metrics_sink(m, "j1", 0, true, 40);
+	metrics_sink(m, "gone", 0, true, 40); /* no such sink */
 	t = render(m, &b);
 	has_line(t, "tsgraphd_http_requests_total{route=\"webhook\",code=\"200\"} 2");
 	has_line(t, "tsgraphd_http_requests_total{route=\"webhook\",code=\"401\"} 1");
@@ -119,11 +119,38 @@ static void test_concurrent(void **state)
 	metrics_free(m);
 }
 
+/* A reload's sinks: a kept name keeps its figures, a new one starts at 0, one gone goes. */
+static void test_set_sinks(void **state)
+{
+	const char *const before[] = { "changes", "j1" }, *const after[] = { "hook", "changes" };
+	struct metrics *m = NULL;
+	struct buf b;
+	char *t;
+
+	(void)state;
+	assert_int_equal(metrics_new(before, 2, &m), 0);
+	metrics_sink(m, "changes", 5, true, 2);
+	metrics_sink(m, "j1", 7, false, 1);
+	assert_int_equal(metrics_set_sinks(m, after, 2), 0);
+	metrics_sink(m, "j1", 1, false, 1); /* gone: ignored */
+	metrics_sink(m, "hook", 3, false, 0);
+	t = render(m, &b);
+	has_line(t, "tsgraphd_sink_delivered_total{sink=\"changes\"} 5");
+	has_line(t, "tsgraphd_sink_failures_total{sink=\"changes\"} 1");
+	has_line(t, "tsgraphd_sink_backlog{sink=\"changes\"} 2");
+	has_line(t, "tsgraphd_sink_delivered_total{sink=\"hook\"} 3");
+	assert_null(strstr(t, "sink=\"j1\""));
+	buf_free(&b);
+	assert_int_equal(metrics_set_sinks(m, after, CONFIG_SINKS_MAX + 1), -EINVAL);
+	metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_render),
 		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_set_sinks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
