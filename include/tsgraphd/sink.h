@@ -9,7 +9,8 @@
  *
  * Ownership: sink_open() returns a struct sink the caller frees with sink_close() (NULL is
  * accepted); it borrows the config and the cancel handle, which must outlive it.
- * Threads: one thread per sink, with its own struct store.
+ * Threads: a struct sink is used by one thread at a time (today the sync thread delivers
+ * every sink in turn), with that thread's struct store.
  */
 #ifndef TSGRAPHD_SINK_H
 #define TSGRAPHD_SINK_H
