@@ -38,7 +38,7 @@
 #include <time.h>
 
 #define BUSY_TIMEOUT_DEFAULT_MS 30000
-#define INBOX_GATHER_US		500 /* gather(): the longest a batch waits to grow */
+#define INBOX_GATHER_US		1000 /* gather(): the longest a batch waits to grow */
 
 static const char *const migrations[] = {
 	/* 1 */
@@ -414,7 +414,7 @@ struct inbox_writer {
 	struct inbox_ticket *head, *tail;
 	size_t queued;	   /* alerts in the queue */
 	size_t requests;   /* request tickets in the queue */
-	size_t last_batch; /* request tickets in the last batch */
+	size_t target; /* request tickets gather() waits for: the recent largest batch */
 	bool stopping;
 	int health;
 	char health_msg[INBOX_ERR_MAX];
@@ -526,14 +526,16 @@ static size_t write_batch(struct inbox_writer *w, struct inbox_ticket *batch)
 	return fresh;
 }
 
-/* Under load (the last batch held several requests), waits a little for this batch to
- * grow as big: the requests answered by the last commit are on their way back, and one
- * commit for all of them costs one fsync instead of several. Idle, it waits for nothing. */
+/* Under load (recent batches held several requests), waits a little for this batch to grow
+ * as big as the largest of them: the requests answered by the last commit are on their way
+ * back, and one commit for all of them costs one fsync instead of several. The target
+ * follows a bigger batch at once and a smaller one a request per commit, so a load that
+ * drops costs at most INBOX_GATHER_US a commit while it does. Idle, nothing waits. */
 static void gather(struct inbox_writer *w)
 {
 	struct timespec until;
 
-	if (w->stopping || w->last_batch < 2 || w->requests >= w->last_batch)
+	if (w->stopping || w->target < 2 || w->requests >= w->target)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_nsec += INBOX_GATHER_US * 1000;
@@ -541,7 +543,7 @@ static void gather(struct inbox_writer *w)
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000;
 	}
-	while (!w->stopping && w->requests < w->last_batch &&
+	while (!w->stopping && w->requests < w->target &&
 	       pthread_cond_timedwait(&w->work, &w->lock, &until) == 0)
 		;
 }
@@ -578,7 +580,7 @@ static void *writer_main(void *arg)
 		batch = w->head;
 		w->head = w->tail = NULL;
 		w->queued = 0;
-		w->last_batch = w->requests;
+		w->target = w->requests >= w->target ? w->requests : w->target - 1;
 		w->requests = 0;
 		pthread_mutex_unlock(&w->lock);
 		if (!batch)
