@@ -412,9 +412,9 @@ struct inbox_writer {
 	pthread_mutex_t lock;
 	pthread_cond_t work; /* tickets queued, or stopping */
 	struct inbox_ticket *head, *tail;
-	size_t queued;	   /* alerts in the queue */
-	size_t requests;   /* request tickets in the queue */
-	size_t target; /* request tickets gather() waits for: the recent largest batch */
+	size_t queued;	 /* alerts in the queue */
+	size_t requests; /* request tickets in the queue */
+	size_t target;	 /* request tickets gather() waits for: the recent largest batch */
 	bool stopping;
 	int health;
 	char health_msg[INBOX_ERR_MAX];
