@@ -216,7 +216,7 @@ END {
 	print ""
 	print "```"
 	print "tests/bench/summary.sh --begin build/bench/results.txt"
-	split("receiver sync push ratelimit", scripts, " ")  # make bench's order
+	split("receiver sync push ratelimit", scripts, " ")
 	for (i = 1; i <= 4; i++)
 		if (has(scripts[i] ".command")) {
 			print "BUILD=build TSGRAPHD=$PWD/build/tsgraphd BENCH_OUT=$PWD/build/bench/results.txt \\"
