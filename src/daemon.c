@@ -88,6 +88,7 @@
 #define NOTE_MAX	   256
 #define INBOX_WAIT_MS	   60000 /* the sync thread's wait for a settlement's commit */
 #define READY_POLL_MS	   20	 /* the main thread's look for the sync thread's first beat */
+#define EXPIRE_EVERY_MS	   1000	 /* webhook_expire(): requests too long on their commit */
 #define AGENT_TYPE	   "threatstack_agent"
 /* The inbox writer may wait this long for a locked inbox by design (twice its busy wait). */
 #define WRITER_STUCK_MIN_MS (2 * DAEMON_INBOX_BUSY_MS)
@@ -877,10 +878,14 @@ static int wait_for_stop(struct daemon *d, int sfd)
 		}
 		if (ready)
 			watchdog(d, &last_ping, &stale);
+		if (d->webhook)
+			webhook_expire(d->webhook, monotonic_ms());
 		if (!ready)
 			timeout = READY_POLL_MS;
 		else if (d->watchdog_ms > 0)
 			timeout = (int)(d->watchdog_ms / 4 > 0 ? d->watchdog_ms / 4 : 1);
+		if (d->webhook && (timeout < 0 || timeout > EXPIRE_EVERY_MS))
+			timeout = EXPIRE_EVERY_MS;
 		if (poll(p, 2, timeout) < 0) {
 			if (errno == EINTR)
 				continue;

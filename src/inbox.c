@@ -552,6 +552,7 @@ static void *writer_main(void *arg)
 {
 	struct inbox_writer *w = arg;
 	int64_t committed = 0; /* new alerts committed by this writer */
+	bool stalled = false;  /* the inbox-commit test hook, once */
 
 	for (;;) {
 		struct inbox_ticket *batch, *next;
@@ -585,6 +586,12 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&w->lock);
 		if (!batch)
 			break; /* stopping, and nothing left */
+		/* Test builds: the first commit of a request's alerts stalls 15 s, as on a disk
+		 * that does not answer (tests/e2e/106-receiver-stalled-commit.sh). */
+		if (!stalled && batch->kind == TICKET_ALERTS) {
+			stalled = true;
+			testhook_stall("inbox-commit", 15);
+		}
 		fresh = write_batch(w, batch);
 		committed += fresh;
 		/* Test builds: killed here, the batch is committed and no ticket answered. */
@@ -826,6 +833,19 @@ int inbox_ticket_notify(struct inbox_ticket *t, inbox_answered_fn fn, void *user
 		t->notify = fn;
 		t->notify_ud = userdata;
 	}
+	pthread_mutex_unlock(&w->lock);
+	return answered ? 1 : 0;
+}
+
+int inbox_ticket_detach(struct inbox_ticket *t)
+{
+	struct inbox_writer *w = t->w;
+	bool answered;
+
+	pthread_mutex_lock(&w->lock);
+	answered = atomic_load_explicit(&t->answered, memory_order_acquire);
+	if (!answered)
+		t->notify = NULL;
 	pthread_mutex_unlock(&w->lock);
 	return answered ? 1 : 0;
 }

@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,14 @@ bool testhook_pause_at(const char *point)
 {
 	pthread_once(&env_once, read_env);
 	return pause_at && strcmp(pause_at, point) == 0;
+}
+
+void testhook_stall(const char *point, unsigned seconds)
+{
+	if (!testhook_pause_at(point))
+		return;
+	log_notice("test hook: stalled at %s for %u s", point, seconds);
+	nanosleep(&(struct timespec){ .tv_sec = seconds }, NULL);
 }
 
 void testhook_crash(const char *point, int64_t count)

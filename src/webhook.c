@@ -94,7 +94,8 @@ struct webhook {
 	struct metrics *metrics;
 	webhook_health_fn health;
 	void *userdata;
-	int fd; /* the listen socket, for the receiver's life; each listener has a dup */
+	int fd;		/* the listen socket, for the receiver's life; each listener has a dup */
+	bool activated; /* fd came from systemd (socket activation) */
 	unsigned port;
 	atomic_bool stopping;
 	struct listener *cur;	   /* the one accepting connections */
@@ -113,6 +114,7 @@ struct request {
 	int64_t started_ms;
 	struct MHD_Connection *conn;
 	struct inbox_ticket *ticket; /* submitted, the connection suspended until its commit */
+	int64_t suspended_ms;	     /* monotonic, under w->lock: suspended since; 0: not */
 	size_t alerts;		     /* in the body */
 	_Atomic int64_t call_ms;     /* monotonic: inside one of our callbacks since; 0 outside */
 	struct request *prev, *next;
@@ -403,13 +405,44 @@ static enum MHD_Result on_body(struct listener *l, struct MHD_Connection *conn, 
 	ts_webhook_free(&wh);
 	if (r < 0)
 		return answer_stored(l, conn, rq, r, 0);
-	/* Suspended first: the writer may answer the ticket at any moment from now on. */
+	/* Suspended first: the writer may answer the ticket at any moment from now on. Under
+	 * w->lock, so that expire() sees either no ticket or a suspended request whose
+	 * notification is asked for (lock order: w->lock, the inbox's, libmicrohttpd's). */
 	rq->ticket = ticket;
 	rq->conn = conn;
+	pthread_mutex_lock(&l->w->lock);
+	rq->suspended_ms = monotonic_ms();
 	MHD_suspend_connection(conn);
-	if (inbox_ticket_notify(ticket, resume_request, rq) > 0)
+	if (inbox_ticket_notify(ticket, resume_request, rq) > 0) {
+		rq->suspended_ms = 0;
 		MHD_resume_connection(conn);
+	}
+	pthread_mutex_unlock(&l->w->lock);
 	return MHD_YES;
+}
+
+/* Resumes the suspended requests (of listener l, or of all with NULL) suspended at or before
+ * before_ms whose commit has not answered them: each is answered 503 "inbox commit timed
+ * out" (its alerts may still be committed: a retry is a duplicate). Before a listener stops
+ * (libmicrohttpd must not be stopped with a connection suspended) and when a commit takes
+ * longer than WEBHOOK_COMMIT_TIMEOUT_MS. */
+static unsigned expire(struct webhook *w, const struct listener *l, int64_t before_ms)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&w->lock);
+	for (struct request *rq = w->requests; rq; rq = rq->next) {
+		if (!rq->ticket || !rq->suspended_ms || rq->suspended_ms > before_ms ||
+		    (l && rq->l != l))
+			continue;
+		rq->suspended_ms = 0;
+		if (inbox_ticket_detach(rq->ticket) == 0) {
+			MHD_resume_connection(rq->conn);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	return n;
 }
 
 /* The request's commit is done (resumed): answer it. */
@@ -420,8 +453,11 @@ static enum MHD_Result on_committed(struct listener *l, struct MHD_Connection *c
 	size_t fresh = 0;
 	int r;
 
+	pthread_mutex_lock(&l->w->lock);
 	rq->ticket = NULL;
-	r = inbox_ticket_wait(ticket, 0, &fresh); /* answered: at once */
+	rq->suspended_ms = 0;
+	pthread_mutex_unlock(&l->w->lock);
+	r = inbox_ticket_wait(ticket, 0, &fresh); /* answered, or expired: at once */
 	return answer_stored(l, conn, rq, r, fresh);
 }
 static enum MHD_Result handle(struct listener *l, struct MHD_Connection *conn, struct request *rq,
@@ -749,6 +785,7 @@ static int listener_new(struct webhook *w, const struct config *c, struct listen
 		c->webhook.tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, l->cert,
 		MHD_OPTION_HTTPS_MEM_KEY, l->key, MHD_OPTION_HTTPS_PRIORITIES,
 		WEBHOOK_TLS_PRIORITIES, MHD_OPTION_END);
+	l->fd = -1; /* libmicrohttpd's, until quiesced; closed by it when the start fails */
 	if (!l->d) {
 		snprintf(err, WEBHOOK_ERR_MAX,
 			 "cannot start the HTTP%s server (see the debug log: a bad certificate or "
@@ -757,7 +794,6 @@ static int listener_new(struct webhook *w, const struct config *c, struct listen
 		r = -EINVAL;
 		goto fail;
 	}
-	l->fd = -1; /* libmicrohttpd's until quiesced */
 	*ret = l;
 	return 0;
 fail:
@@ -768,10 +804,9 @@ fail:
 /* Stops accepting: the kernel gives new connections to the other listeners of the socket. */
 static void listener_quiesce(struct listener *l)
 {
-	int fd = MHD_quiesce_daemon(l->d);
-
-	if (fd >= 0)
-		close(fd);
+	/* Closed by listener_free(), after MHD_stop_daemon(): its threads may still be about to
+	 * accept() on it until then. */
+	l->fd = MHD_quiesce_daemon(l->d);
 }
 
 static unsigned listener_connections(struct listener *l)
@@ -796,6 +831,7 @@ static void *retire_main(void *arg)
 		log_warning("webhook: %d request%s on the previous listener still in flight after "
 			    "%d ms: closing them (not answered, and stored only if committed)",
 			    left, left == 1 ? "" : "s", WEBHOOK_RETIRE_MS);
+	expire(l->w, l, INT64_MAX); /* none may stay suspended through the stop */
 	MHD_stop_daemon(l->d);
 	l->d = NULL;
 	log_debug("webhook: the previous listener stopped");
@@ -855,6 +891,7 @@ int webhook_start(const struct webhook_options *opt, struct webhook **ret,
 	w->userdata = opt->userdata;
 	w->fd = -1;
 	SHA256((const unsigned char *)c->webhook.secret, strlen(c->webhook.secret), w->secret);
+	w->activated = opt->listen_fd >= 0;
 	if (opt->listen_fd >= 0)
 		w->fd = opt->listen_fd;
 	else if ((r = bind_listen(c->webhook.listen, &w->fd, err)) < 0)
@@ -908,6 +945,16 @@ unsigned webhook_port(const struct webhook *w)
 	return w->port;
 }
 
+unsigned webhook_expire(struct webhook *w, int64_t now_mono_ms)
+{
+	unsigned n = expire(w, NULL, now_mono_ms - WEBHOOK_COMMIT_TIMEOUT_MS);
+
+	if (n > 0)
+		log_warning("webhook: %u request%s waited %d s for the inbox commit: answered 503",
+			    n, n == 1 ? "" : "s", WEBHOOK_COMMIT_TIMEOUT_MS / 1000);
+	return n;
+}
+
 int64_t webhook_stuck_ms(struct webhook *w, int64_t now_mono_ms)
 {
 	int64_t worst = 0;
@@ -932,6 +979,11 @@ void webhook_stop(struct webhook *w, int64_t drain_ms)
 		return;
 	atomic_store(&w->stopping, true);
 	listener_quiesce(w->cur);
+	/* New connections are refused at once (the socket's dups stay open until the stop: a
+	 * quiesced libmicrohttpd may still touch its fd). A socket systemd passed keeps
+	 * listening: systemd holds it, and what comes meanwhile waits for the next start. */
+	if (!w->activated && w->fd >= 0)
+		shutdown(w->fd, SHUT_RDWR);
 	until = monotonic_ms() + drain_ms;
 	while ((left = atomic_load(&w->cur->in_flight)) > 0 && monotonic_ms() < until)
 		usleep(10 * 1000);
@@ -939,6 +991,7 @@ void webhook_stop(struct webhook *w, int64_t drain_ms)
 		log_warning("webhook: %d request%s still in flight after %" PRId64
 			    " ms: closing them (not answered, and stored only if committed)",
 			    left, left == 1 ? "" : "s", drain_ms);
+	expire(w, w->cur, INT64_MAX); /* none may stay suspended through the stop */
 	MHD_stop_daemon(w->cur->d);
 	listener_free(w->cur);
 	reap(w, true); /* each retires within WEBHOOK_RETIRE_MS of its reload */

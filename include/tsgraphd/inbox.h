@@ -155,6 +155,10 @@ typedef void (*inbox_answered_fn)(void *userdata);
 /* Asks for fn(userdata) when the ticket is answered; 1 when it is answered already (fn is
  * not called), else 0. The ticket is still the caller's, to wait on or to release. */
 int inbox_ticket_notify(struct inbox_ticket *t, inbox_answered_fn fn, void *userdata);
+/* Cancels the notification: 1 when the ticket was answered already (the notification, if
+ * one was asked for, has been made), else 0 and none will be. The ticket stays the caller's,
+ * to wait on (-ETIMEDOUT at once while unanswered) or to release. */
+int inbox_ticket_detach(struct inbox_ticket *t);
 /* Gives the ticket up without waiting (its commit goes on): no notification reaches the
  * caller after this returns. NULL is a no-op. */
 void inbox_ticket_release(struct inbox_ticket *t);

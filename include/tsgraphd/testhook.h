@@ -20,7 +20,9 @@
  * accepted, before finalize), "jupiterone-finalized" (finalize accepted, the job not followed
  * yet) and "jupiterone-finished" (the job FINISHED, before the sink's cursor moves); "inbox"
  * (inbox.c, counted: new alerts committed by the inbox writer, after a commit and before any
- * of its requests is answered). Each logs "test hook: ..." at notice before it acts, so a
+ * of its requests is answered). Stall points (testhook_stall(), the pause point's name, once
+ * a process): "inbox-commit" (inbox.c: the first commit of a request's alerts sleeps 15 s, a
+ * disk that does not answer). Each logs "test hook: ..." at notice before it acts, so a
  * test can wait for the line instead of guessing the moment.
  *
  * Threads: any; the environment is read once, on the first call.
@@ -36,7 +38,13 @@
 #ifdef TSGRAPHD_TEST_HOOKS
 bool testhook_pause_at(const char *point);
 void testhook_crash(const char *point, int64_t count);
+/* With TSGRAPHD_TEST_PAUSE_AT=point: logs "test hook: stalled at POINT" and sleeps seconds. */
+void testhook_stall(const char *point, unsigned seconds);
 #else
+static inline void testhook_stall(const char *point, unsigned seconds)
+{
+	(void)point, (void)seconds;
+}
 static inline bool testhook_pause_at(const char *point)
 {
 	(void)point;

@@ -38,6 +38,7 @@
 
 #define WEBHOOK_ERR_MAX		      512
 #define WEBHOOK_PATH		      "/v1/webhooks/threatstack"
+#define WEBHOOK_COMMIT_TIMEOUT_MS     10000 /* a request's wait for its inbox commit: 503 after */
 #define WEBHOOK_CONNECTION_MEMORY_MAX (64u * 1024) /* libmicrohttpd's pool per connection */
 #define WEBHOOK_RETIRE_MS	      10000	   /* a reloaded listener's connections, at most */
 /* GnuTLS priorities: TLS 1.3 and 1.2, AEAD ciphers with forward secrecy, nothing else. */
@@ -71,6 +72,10 @@ int webhook_start(const struct webhook_options *opt, struct webhook **ret,
 int webhook_reload(struct webhook *w, const struct config *c, char err[static WEBHOOK_ERR_MAX]);
 /* The port it listens on (the one picked when listen asked for port 0). */
 unsigned webhook_port(const struct webhook *w);
+/* Answers 503 "inbox commit timed out" to every request suspended on its inbox commit for
+ * WEBHOOK_COMMIT_TIMEOUT_MS or more by now_mono_ms; returns how many. Called about once a
+ * second by the daemon's main thread (libmicrohttpd has no timer for suspended requests). */
+unsigned webhook_expire(struct webhook *w, int64_t now_mono_ms);
 /* How long the longest-running call into the receiver's request handling has been running
  * (ms, against the monotonic now given); 0 when no handler thread is in one. */
 int64_t webhook_stuck_ms(struct webhook *w, int64_t now_mono_ms);
