@@ -983,9 +983,12 @@ static int validate_jupiterone(struct parse *p, size_t i, const char *section)
 		s->j1.batch_bytes = CONFIG_J1_BATCH_BYTES_DEFAULT;
 	if (!s->j1.job_changes)
 		s->j1.job_changes = CONFIG_J1_JOB_CHANGES_DEFAULT;
-	if (!s->j1.scope && asprintf(&s->j1.scope, "threatstack-%s", p->c->ts.org_id) < 0) {
-		s->j1.scope = NULL;
-		return -ENOMEM;
+	if (!s->j1.scope) {
+		s->j1.scope_default = true;
+		if (asprintf(&s->j1.scope, "threatstack-%s", p->c->ts.org_id) < 0) {
+			s->j1.scope = NULL;
+			return -ENOMEM;
+		}
 	}
 	if (!s->j1.account)
 		return fail(p, p->sink_line[i], section, "a jupiterone sink needs account");
@@ -1338,6 +1341,19 @@ int config_keep_restart_only(struct config *next, const struct config *cur, conf
 		if (restore(f, old, false) < 0)
 			return -ENOMEM;
 		fn(strings[i].key, userdata);
+	}
+	/* What follows a restart-only key follows its running value (the inbox's default path
+	 * follows the store's, above, as a key of its own). */
+	for (size_t i = 0; i < next->n_sinks; i++) {
+		struct config_sink *s = &next->sinks[i];
+		char *scope = NULL;
+
+		if (s->type != SINK_JUPITERONE || !s->j1.scope_default)
+			continue;
+		if (asprintf(&scope, "threatstack-%s", next->ts.org_id) < 0)
+			return -ENOMEM;
+		free(s->j1.scope);
+		s->j1.scope = scope;
 	}
 	if (next->store.synchronous_full != cur->store.synchronous_full) {
 		next->store.synchronous_full = cur->store.synchronous_full;

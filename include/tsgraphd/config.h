@@ -90,6 +90,7 @@ struct config_sink {
 		char *token;	  /* secret: inline, token_file or a systemd credential */
 		char *token_file; /* the file token was read from, or NULL */
 		char *scope;
+		bool scope_default;   /* scope is "threatstack-<org_id>": it follows org_id */
 		uint64_t batch_bytes; /* largest request body */
 		uint32_t job_changes; /* outbox rows one synchronization job covers */
 	} j1;			      /* jupiterone */

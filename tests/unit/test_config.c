@@ -870,7 +870,8 @@ static void test_keep_restart_only(void **state)
 		"[threatstack]\norg_name = B\norg_id = org-b\nuser_id = u2\napi_key = k2k2k2\n"
 		"rate_limit = 7\n[store]\npath = /tmp/b.db\nsynchronous = normal\n"
 		"[webhook]\nlisten = 127.0.0.1:9443\ntls = off\nsecret = 0123456789abcdef1111\n"
-		"inbox_max = 5\nmax_body = 2048\n[sink.x]\ntype = file\npath = /tmp/x\n";
+		"inbox_max = 5\nmax_body = 2048\n[sink.x]\ntype = file\npath = /tmp/x\n"
+		"[sink.j]\ntype = jupiterone\naccount = acme\ntoken = j1-token-123456\n";
 	static const char off_text[] =
 		"[threatstack]\norg_name = A\norg_id = org-a\nuser_id = u1\napi_key = k1k1k1\n"
 		"[store]\npath = /tmp/a.db\n[webhook]\nlisten = 127.0.0.1:8443\ntls = off\n";
@@ -897,7 +898,9 @@ static void test_keep_restart_only(void **state)
 	assert_int_equal(next->ts.rate_limit, 7);
 	assert_string_equal(next->webhook.secret, "0123456789abcdef1111");
 	assert_int_equal(next->webhook.max_body, 2048);
-	assert_int_equal(next->n_sinks, 1);
+	assert_int_equal(next->n_sinks, 2);
+	/* the JupiterOne scope derived from org_id follows the org_id kept */
+	assert_string_equal(next->sinks[1].j1.scope, "threatstack-org-a");
 	/* the same again: nothing left to report */
 	keys[0] = '\0';
 	assert_int_equal(config_keep_restart_only(next, cur, collect, keys), 0);
