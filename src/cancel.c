@@ -20,6 +20,7 @@
 struct cancel {
 	int fd;
 	atomic_bool fired;
+	_Atomic int64_t alive_ms;
 };
 
 int cancel_new(struct cancel **ret)
@@ -67,6 +68,17 @@ bool cancel_fired(const struct cancel *c)
 	return c && atomic_load(&((struct cancel *)c)->fired);
 }
 
+void cancel_alive(struct cancel *c)
+{
+	if (c)
+		atomic_store_explicit(&c->alive_ms, monotonic_ms(), memory_order_relaxed);
+}
+
+int64_t cancel_alive_ms(const struct cancel *c)
+{
+	return c ? atomic_load_explicit(&((struct cancel *)c)->alive_ms, memory_order_relaxed) : 0;
+}
+
 int cancel_fd(const struct cancel *c)
 {
 	return c ? c->fd : -1;
@@ -82,6 +94,7 @@ int cancel_sleep(struct cancel *c, int64_t ms)
 
 		if (cancel_fired(c))
 			return -ECANCELED;
+		cancel_alive(c);
 		if (left <= 0)
 			return 0;
 		/* poll() ignores a negative fd: a NULL handle just sleeps. */

@@ -752,7 +752,10 @@ static int start_writer(struct daemon *d)
 /* The first thread that shows no progress for too long, named in what; false when none. */
 static bool find_stuck(struct daemon *d, int64_t now, char *what, size_t size, int64_t *ret_age)
 {
-	int64_t age = now - atomic_load(&d->beat_ms);
+	/* The sync thread: its beats, and its sinks' answers and waits on the cancel handle (a
+	 * JupiterOne job followed for minutes, a backoff: alive; one stalled transfer: not). */
+	int64_t seen = atomic_load(&d->beat_ms), alive = cancel_alive_ms(d->cancel);
+	int64_t age = now - (alive > seen ? alive : seen);
 	int64_t limit = d->watchdog_ms > WRITER_STUCK_MIN_MS ? d->watchdog_ms : WRITER_STUCK_MIN_MS;
 
 	if (age > d->watchdog_ms) {

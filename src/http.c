@@ -266,6 +266,7 @@ int http_request(struct http *h, const char *method, const char *url, const char
 		goto out;
 	}
 	h->body.len--;
+	cancel_alive(h->opt.cancel); /* an answer: the watchdog's sign of progress */
 	curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &resp->status);
 	resp->retry_after_ms = h->retry_after_ms;
 	resp->body = h->body.data;

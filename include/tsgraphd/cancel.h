@@ -23,6 +23,12 @@ bool cancel_fired(const struct cancel *c);
 /* Waits ms milliseconds or until the handle fires: 0 after the full wait, -ECANCELED when
  * fired (at once when it already had). A NULL handle just sleeps. */
 int cancel_sleep(struct cancel *c, int64_t ms);
+/* Liveness for a watchdog: the thread that watches the handle shows it is not hung — it is
+ * in cancel_sleep() (which notes it at least once a second) or got an answer
+ * (cancel_alive(), from http.c). A transfer that stalls notes nothing. NULL is ignored. */
+void cancel_alive(struct cancel *c);
+/* The monotonic ms of the latest such note; 0 before any (or for NULL). */
+int64_t cancel_alive_ms(const struct cancel *c);
 /* The eventfd, readable once fired, for callers that poll other fds too; -1 for NULL. */
 int cancel_fd(const struct cancel *c);
 

@@ -49,3 +49,18 @@ n2=$(grep -c 'WATCHDOG=1' "$WORK/notify.log")
 stop_daemon a
 has 'STOPPING=1' || wait_until 5 "STOPPING=1" has 'STOPPING=1'
 echo "notify: a full sync stuck for more than WATCHDOG_USEC stops the pings ($n1 sent before), STOPPING=1, exit 0"
+
+# a JupiterOne job followed for longer than WATCHDOG_USEC (the fake keeps it
+# FINALIZE_PENDING 5 s): the sink's answers and waits show progress, the pings go on
+fault '{"kind":"clear"}'
+start_fake_j1 --finalize-ms 5000
+j1_sink_lines
+write_receiver_config b "${J1_SINK[@]}"
+listen_notify
+start_daemon b NOTIFY_SOCKET="$WORK/notify.sock" WATCHDOG_USEC=2000000
+wait_until 30 "the JupiterOne job to finish" grep -q 'sink j1: delivered' "$WORK/b.log"
+! grep -q 'the watchdog is no longer pinged' "$WORK/b.log" ||
+	fail "the watchdog gave up while the sink followed its job: $(grep watchdog "$WORK/b.log")"
+[ "$(j1_stat .jobs_finished)" -ge 1 ] || fail "no job finished"
+stop_daemon b
+echo "notify: a JupiterOne job followed for 5 s under a 2 s watchdog: pinged throughout"
