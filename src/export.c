@@ -161,7 +161,7 @@ static int dot_quoted(struct buf *b, const char *s)
 		else if (*p == '\r')
 			r = buf_puts(b, "\\r");
 		else if (*p < 0x20 || *p == 0x7f)
-			r = buf_printf(b, "\\u%04x", (unsigned)*p);
+			r = buf_puts(b, " "); /* DOT has no escape for the other controls */
 		else
 			r = buf_append(b, p, 1);
 	}

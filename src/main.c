@@ -504,7 +504,8 @@ static int cmd_export(const struct config *c, struct export_args *a)
 	a->opt.stop = &export_stop;
 	r = a->output ? export_to_file(s, &a->opt, a->output, &n, err)
 		      : export_write(s, &a->opt, stdout, &n, err);
-	if (r == -ECANCELED) {
+	/* A signal during a blocking write (a pipe) fails it with EINTR: interrupted too. */
+	if (r == -ECANCELED || (r < 0 && export_stop)) {
 		log_error("export interrupted by %s: %s", strsignal(export_stop),
 			  a->output ? "nothing written" : "the output is incomplete");
 		ret = EXIT_INTERRUPTED;

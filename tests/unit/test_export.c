@@ -318,7 +318,7 @@ static const char want_dot[] =
 	"\tnode [shape=box, style=rounded];\n"
 	"\t\"threatstack:account:o1\" [label=\"Acme \\\"Q\\\" \\\\ Corp\\n\xe2\x98\x83 "
 	"Ltd\\nAccount\", shape=house];\n"
-	"\t\"threatstack:agent:a\\\"1\\\\\" [label=\"web\\r01\\u0009x\\nHostAgent\"];\n"
+	"\t\"threatstack:agent:a\\\"1\\\\\" [label=\"web\\r01 x\\nHostAgent\"];\n"
 	"\t\"threatstack:agent:b\" [label=\"b-host\\nHostAgent\"];\n"
 	"\t\"threatstack:alert:x1\" [label=\"Alert <b>&\\nFinding\", shape=note];\n"
 	"\t\"Host:web \\\"01\\\"\" [label=\"Host:web \\\"01\\\"\\nHost\", shape=box3d];\n"
