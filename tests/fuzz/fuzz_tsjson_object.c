@@ -10,6 +10,7 @@
  * rest. Listing pages are fuzz_tsjson's. Run with `make fuzz FUZZ_TARGETS=tsjson_object`.
  */
 #include "tsgraphd/tsjson.h"
+#include "tsjson_checks.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -18,40 +19,6 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_err(int r, const char *err)
-{
-	if (r >= 0)
-		return;
-	if (!err[0] || strnlen(err, TSJSON_ERR_MAX) >= TSJSON_ERR_MAX)
-		abort();
-	for (const char *p = err; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			abort();
-}
-
-static void all_parsers(json_object *o)
-{
-	char err[TSJSON_ERR_MAX];
-	struct ts_agent ag;
-	struct ts_vuln v;
-	struct ts_server s;
-	struct ts_alert al;
-	int r;
-
-	if ((r = tsjson_agent(o, &ag, err)) == 0)
-		ts_agent_free(&ag);
-	check_err(r, err);
-	if ((r = tsjson_vuln(o, &v, err)) == 0)
-		ts_vuln_free(&v);
-	check_err(r, err);
-	if ((r = tsjson_server(o, &s, err)) == 0)
-		ts_server_free(&s);
-	check_err(r, err);
-	if ((r = tsjson_alert(o, &al, err)) == 0)
-		ts_alert_free(&al);
-	check_err(r, err);
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
