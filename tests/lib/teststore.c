@@ -46,7 +46,6 @@ void teststore_sync_agents(struct store *s, int n, const char *status)
 	struct diff_options o = {
 		.source = "poll", .run_id = 1, .now = 1589814129000LL, .max_delete_fraction = 1
 	};
-	struct diff_result res;
 
 	assert_int_equal(store_snapshot_reset(s), 0);
 	for (int i = 1; i <= n; i++) {
@@ -74,12 +73,19 @@ void teststore_sync_agents(struct store *s, int n, const char *status)
 		buf_free(&b);
 		json_object_put(obj);
 	}
+	teststore_apply_agents(s, &o);
+}
+
+void teststore_apply_agents(struct store *s, const struct diff_options *o)
+{
+	struct diff_result res;
+
 	assert_int_equal(store_snapshot_complete(s, "agents",
 						 (const char *const[]){ "threatstack_agent" }, 1),
 			 0);
-	assert_int_equal(diff_plan(s, &o, &res), 0);
+	assert_int_equal(diff_plan(s, o, &res), 0);
 	assert_int_equal(store_snapshot_end(s), 0);
 	assert_int_equal(store_begin(s), 0);
-	assert_int_equal(diff_apply(s, &o, &res), 0);
+	assert_int_equal(diff_apply(s, o, &res), 0);
 	assert_int_equal(store_commit(s), 0);
 }

@@ -17,6 +17,7 @@
 #ifndef TSGRAPHD_TESTS_TESTSTORE_H
 #define TSGRAPHD_TESTS_TESTSTORE_H
 
+#include "tsgraphd/diff.h"
 #include "tsgraphd/store.h"
 
 #define TESTSTORE_DIR_MAX 64
@@ -24,5 +25,8 @@
 int teststore_open(char dir[static TESTSTORE_DIR_MAX], struct store **ret);
 int teststore_remove(const char *dir, struct store *s);
 void teststore_sync_agents(struct store *s, int n, const char *status);
+/* The end of a sync whose agents are staged (the listing "agents" complete): plan, apply
+ * with o and commit, each step a cmocka assertion. */
+void teststore_apply_agents(struct store *s, const struct diff_options *o);
 
 #endif

@@ -154,7 +154,6 @@ static void sync_graph(struct store *s, bool with_gone, bool with_b)
 	struct diff_options o = {
 		.source = "poll", .run_id = 1, .now = NOW, .max_delete_fraction = 1
 	};
-	struct diff_result res;
 
 	assert_int_equal(store_snapshot_reset(s), 0);
 	for (size_t i = 0; i < ARRAY_SIZE(entities); i++)
@@ -165,14 +164,7 @@ static void sync_graph(struct store *s, bool with_gone, bool with_b)
 	for (size_t i = 0; i < ARRAY_SIZE(relationships); i++)
 		if (with_b || strcmp(relationships[i].from, "threatstack:agent:b") != 0)
 			stage(s, &relationships[i]);
-	assert_int_equal(store_snapshot_complete(s, "agents",
-						 (const char *const[]){ "threatstack_agent" }, 1),
-			 0);
-	assert_int_equal(diff_plan(s, &o, &res), 0);
-	assert_int_equal(store_snapshot_end(s), 0);
-	assert_int_equal(store_begin(s), 0);
-	assert_int_equal(diff_apply(s, &o, &res), 0);
-	assert_int_equal(store_commit(s), 0);
+	teststore_apply_agents(s, &o);
 }
 
 static int open_reader(struct fixture *f)
