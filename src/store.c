@@ -45,6 +45,11 @@
 #define BUSY_TIMEOUT_DEFAULT_MS 30000  /* when store_options leave it 0 */
 #define STAGE_COMMIT_EVERY	8192   /* staged puts between two commits of the snapshot */
 
+/* Pages of a new store and of the staging tables: a sync writes and reads tens of MiB in whole
+ * pages, and 16 KiB pages take a third of the CPU of 4 KiB ones off a first sync (fewer
+ * system calls, fewer B-tree splits); a store created with other pages keeps them. */
+#define STORE_PAGE_SIZE "16384"
+
 struct stored {
 	int64_t id, rank; /* rank only when exact */
 	size_t type;
@@ -398,6 +403,8 @@ int store_open(const char *path, const struct store_options *opt, struct store *
 	sqlite3_busy_timeout(s->db, opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms
 							     : BUSY_TIMEOUT_DEFAULT_MS);
 	r = register_functions(s);
+	if (r == 0 && !opt->read_only) /* no effect once the file holds a table */
+		r = exec(s, "PRAGMA page_size = " STORE_PAGE_SIZE);
 	if (r < 0) {
 		snprintf(msg, sizeof(msg), "cannot set up: %s", sqlite3_errmsg(s->db));
 		goto out;
@@ -413,6 +420,7 @@ int store_open(const char *path, const struct store_options *opt, struct store *
 	}
 	if (r == 0)
 		r = exec(s, "PRAGMA foreign_keys = ON; PRAGMA temp_store = FILE;"
+			    " PRAGMA temp.page_size = " STORE_PAGE_SIZE ";"
 			    " PRAGMA cache_size = -" STORE_CACHE_KIB);
 	if (r == 0)
 		r = exec(s, temp_schema);

@@ -539,6 +539,42 @@ static void test_refuses_foreign_and_newer_files(void **state)
 	assert_int_equal(access(path, F_OK), -1);
 }
 
+static int64_t page_size(const char *path)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t n = -1;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+/* A new store gets 16 KiB pages; one created with SQLite's default 4 KiB keeps them. */
+static void test_page_size(void **state)
+{
+	struct fixture *f = *state;
+	struct store_options so = { 0 };
+	char err[STORE_ERR_MAX], path[160];
+	struct store *s = NULL;
+	sqlite3 *db;
+
+	assert_int_equal(page_size(f->path), 16384);
+	snprintf(path, sizeof(path), "%s/old.db", f->dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA page_size = 4096; VACUUM", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(path, &so, &s, err), 0);
+	assert_non_null(s);
+	store_close(s);
+	assert_int_equal(page_size(path), 4096);
+}
+
 /* Processes opening a new store at the same moment: every one succeeds (the ownership checks
  * and the migration run inside one write transaction). */
 static void test_concurrent_first_open(void **state)
@@ -681,6 +717,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_changed_properties, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_foreign_and_newer_files, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_page_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runs_and_cursors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sink_report, setup, teardown),
