@@ -113,15 +113,24 @@ struct daemon {
 	char store_error[SYNC_MSG_MAX];
 };
 
-/* The sync thread's own state. */
+/* A store connection, an API client and the sync context on them. */
+struct engine {
+	struct store *s;
+	struct tsapi *api;
+	struct sync *sy;
+};
+
+/* The sync thread's own state. Full syncs run on one engine; webhook refreshes, deliveries
+ * and pruning on another (its own connection, so its own staging and key index), so that a
+ * refresh can run while a full sync waits between two requests. Both clients share one
+ * limiter: the refresh's requests take the next turns. */
 struct worker {
 	struct daemon *d;
 	const struct config *c; /* its reference: the current snapshot when its turn began */
-	struct store *s;
 	struct tsapi_limiter *limiter;
-	struct tsapi *api;
-	struct sync *sy;
+	struct engine full, fast;
 	struct inbox *ib;
+	bool in_full_sync, yielding;
 	/* for STATUS= */
 	const char *last_kind, *last_result; /* NULL before the first run ended */
 	int64_t last_at;		     /* wall clock */
@@ -159,7 +168,7 @@ static void notify_status(struct worker *wk)
 	time_t t = (time_t)(wk->last_at / 1000);
 	struct tm tm;
 
-	if (wk->s && store_type_count(wk->s, AGENT_TYPE, &agents) < 0)
+	if (wk->fast.s && store_type_count(wk->fast.s, AGENT_TYPE, &agents) < 0)
 		agents = -1;
 	if (!wk->last_kind) {
 		(void)sd_notifyf(0, "STATUS=first full sync running; %" PRId64 " agents stored",
@@ -287,7 +296,7 @@ static void on_sink(size_t index, int64_t delivered, int result, void *ud)
 	const char *name = b->wk->c->sinks[index].name;
 
 	beat(b->wk->d);
-	if (store_cursor_get(b->wk->s, name, &cursor) < 0)
+	if (store_cursor_get(b->wk->fast.s, name, &cursor) < 0)
 		cursor = 0;
 	b->total += b->max_seq - cursor;
 	metrics_sink(b->wk->d->metrics, name, delivered, result < 0 && result != -ECANCELED,
@@ -299,9 +308,9 @@ static void deliver(struct worker *wk)
 	struct backlog_ctx b = { .wk = wk };
 
 	step(wk->d, "delivering to the sinks");
-	if (store_outbox_max_seq(wk->s, &b.max_seq) < 0)
+	if (store_outbox_max_seq(wk->fast.s, &b.max_seq) < 0)
 		b.max_seq = 0;
-	(void)sink_drain_all(wk->c, wk->s, wk->d->cancel, false, on_sink, &b);
+	(void)sink_drain_all(wk->c, wk->fast.s, wk->d->cancel, false, on_sink, &b);
 	wk->backlog = b.total;
 }
 
@@ -313,14 +322,16 @@ static void full_sync(struct worker *wk)
 	int r;
 
 	step(wk->d, "in a full sync");
-	r = sync_full(wk->sy, &so, &rep);
+	wk->in_full_sync = true;
+	r = sync_full(wk->full.sy, &so, &rep);
+	wk->in_full_sync = false;
 	note_run(wk, "full", r, &rep, monotonic_ms() - t0);
 	if (r == -ECANCELED)
 		return;
 	if (r < 0 && r != -EAGAIN)
 		log_error("daemon: full sync failed, retried at the next poll: %s", rep.message);
 	deliver(wk);
-	sink_prune_outbox(wk->c, wk->s);
+	sink_prune_outbox(wk->c, wk->fast.s);
 	notify_status(wk);
 }
 
@@ -461,7 +472,7 @@ static bool refresh_batch(struct worker *wk)
 	t0 = monotonic_ms();
 	if (n_ids > 0) {
 		step(d, "in a refresh");
-		r = sync_refresh(wk->sy, ids, n_ids, NULL, 0, &so, &rep);
+		r = sync_refresh(wk->fast.sy, ids, n_ids, NULL, 0, &so, &rep);
 		note_run(wk, "refresh", r, &rep, monotonic_ms() - t0);
 		if (r == -ECANCELED)
 			return false;
@@ -472,6 +483,26 @@ static bool refresh_batch(struct worker *wk)
 	if (n_ids > 0)
 		notify_status(wk);
 	return b.n == DAEMON_REFRESH_BATCH;
+}
+
+/* Before each request of a full sync (its client's hook): webhook alerts due now are
+ * refreshed first, on the other engine, and delivered, at most DAEMON_YIELD_BATCHES batches
+ * at a time, so that an alert storm slows a full sync down without stopping it. What they
+ * change, the full sync's apply leaves as they left it (store_apply_plan). */
+static void refresh_before_full_request(void *ud)
+{
+	struct worker *wk = ud;
+	int64_t next_due = 0;
+
+	if (wk->yielding || !wk->in_full_sync || cancel_fired(wk->d->cancel))
+		return;
+	if (inbox_next_due(wk->ib, &next_due) < 0 || next_due > now_ms())
+		return;
+	wk->yielding = true;
+	for (int i = 0; i < DAEMON_YIELD_BATCHES && refresh_batch(wk); i++)
+		;
+	wk->yielding = false;
+	step(wk->d, "in a full sync");
 }
 
 /* Sleeps until timeout_ms, a wake-up or the cancel handle. */
@@ -512,46 +543,63 @@ static void prune_runs(struct worker *wk)
 {
 	int64_t pruned = 0;
 
-	if (store_runs_prune(wk->s, "refresh",
+	if (store_runs_prune(wk->fast.s, "refresh",
 			     now_ms() - (int64_t)DAEMON_INBOX_KEEP_DAYS * 86400000, &pruned) < 0)
 		log_warning("store: cannot prune the records of refresh runs: %s",
-			    store_errmsg(wk->s));
+			    store_errmsg(wk->fast.s));
 	else if (pruned > 0)
 		log_info("store: pruned %" PRId64 " record%s of refresh runs", pruned,
 			 pruned == 1 ? "" : "s");
+}
+
+static void refresh_before_full_request(void *ud);
+
+/* An engine's client and sync context from config c (its store already open); the full
+ * sync's client lets due webhook refreshes run before each of its requests. */
+static int engine_make(struct worker *wk, const struct config *c, struct engine *e, bool full,
+		       struct tsapi **ret_api, struct sync **ret_sy, struct tsapi_error *err)
+{
+	struct tsapi_options ao = { .cancel = wk->d->cancel,
+				    .limiter = wk->limiter,
+				    .on_response = on_api_response,
+				    .response_userdata = wk->d };
+	int r;
+
+	if (full && wk->ib) {
+		ao.before_request = refresh_before_full_request;
+		ao.before_request_userdata = wk;
+	}
+	r = tsapi_new(c, &ao, ret_api, err);
+	if (r == 0 && (r = sync_new(c, e->s, *ret_api, wk->d->cancel, ret_sy)) < 0)
+		snprintf(err->message, sizeof(err->message), "sync: %s", strerror(-r));
+	if (r < 0) {
+		tsapi_free(*ret_api);
+		*ret_api = NULL;
+	}
+	return r;
+}
+
+static void engine_free(struct engine *e)
+{
+	sync_free(e->sy);
+	tsapi_free(e->api);
+	store_close(e->s);
 }
 
 static int worker_open(struct worker *wk)
 {
 	const struct config *c = wk->c;
 	struct store_options so = { .synchronous_full = c->store.synchronous_full };
-	struct tsapi_options ao = { .cancel = wk->d->cancel,
-				    .on_response = on_api_response,
-				    .response_userdata = wk->d };
 	struct inbox_options io = { .synchronous_full = c->store.synchronous_full };
 	struct tsapi_error err = { 0 };
 	char msg[STORE_ERR_MAX];
 	int r;
 
-	r = store_open(c->store.path, &so, &wk->s, msg);
+	r = store_open(c->store.path, &so, &wk->full.s, msg);
+	if (r == 0)
+		r = store_open(c->store.path, &so, &wk->fast.s, msg);
 	if (r < 0) {
 		log_error("store: %s", msg);
-		return r;
-	}
-	r = tsapi_limiter_new(c->ts.rate_limit, 0, &wk->limiter);
-	if (r < 0) {
-		log_error("daemon: cannot make the rate limiter: %s", strerror(-r));
-		return r;
-	}
-	ao.limiter = wk->limiter;
-	r = tsapi_new(c, &ao, &wk->api, &err);
-	if (r < 0) {
-		log_error("threatstack client: %s", err.message);
-		return r;
-	}
-	r = sync_new(c, wk->s, wk->api, wk->d->cancel, &wk->sy);
-	if (r < 0) {
-		log_error("sync: %s", strerror(-r));
 		return r;
 	}
 	if (wk->d->writer) {
@@ -563,55 +611,64 @@ static int worker_open(struct worker *wk)
 			return r;
 		}
 	}
-	return 0;
+	r = tsapi_limiter_new(c->ts.rate_limit, 0, &wk->limiter);
+	if (r < 0) {
+		log_error("daemon: cannot make the rate limiter: %s", strerror(-r));
+		return r;
+	}
+	r = engine_make(wk, c, &wk->full, true, &wk->full.api, &wk->full.sy, &err);
+	if (r == 0)
+		r = engine_make(wk, c, &wk->fast, false, &wk->fast.api, &wk->fast.sy, &err);
+	if (r < 0)
+		log_error("threatstack client: %s", err.message);
+	return r;
 }
 
 static void worker_close(struct worker *wk)
 {
 	inbox_close(wk->ib);
-	sync_free(wk->sy);
-	tsapi_free(wk->api);
+	engine_free(&wk->full);
+	engine_free(&wk->fast);
 	tsapi_limiter_free(wk->limiter);
-	store_close(wk->s);
 	config_free(wk->c);
 }
 
 /* Between two steps: moves to the current snapshot when a reload swapped one in. The API
- * client and the engine are made again from it (the key, the URL, the bounds), the limiter
+ * clients and the engines are made again from it (the key, the URL, the bounds), the limiter
  * keeps its state and takes the new budget; the sinks read it at their next delivery. */
 static void worker_take_config(struct worker *wk)
 {
-	struct daemon *d = wk->d;
-	const struct config *c = config_get(d);
-	struct tsapi_options ao = { .cancel = d->cancel,
-				    .limiter = wk->limiter,
-				    .on_response = on_api_response,
-				    .response_userdata = d };
+	const struct config *c = config_get(wk->d);
 	struct tsapi_error err = { 0 };
-	struct tsapi *api = NULL;
-	struct sync *sy = NULL;
+	struct tsapi *api[2] = { NULL, NULL };
+	struct sync *sy[2] = { NULL, NULL };
 	int r;
 
 	if (c == wk->c) {
 		config_free(c);
 		return;
 	}
-	r = tsapi_new(c, &ao, &api, &err);
-	if (r == 0 && (r = sync_new(c, wk->s, api, d->cancel, &sy)) < 0)
-		snprintf(err.message, sizeof(err.message), "sync: %s", strerror(-r));
+	r = engine_make(wk, c, &wk->full, true, &api[0], &sy[0], &err);
+	if (r == 0 && (r = engine_make(wk, c, &wk->fast, false, &api[1], &sy[1], &err)) < 0) {
+		sync_free(sy[0]);
+		tsapi_free(api[0]);
+	}
 	if (r < 0) {
 		log_error("daemon: the sync thread goes on with the previous configuration: %s",
 			  err.message);
-		tsapi_free(api);
 		config_free(c);
 		return;
 	}
 	(void)tsapi_limiter_configure(wk->limiter, c->ts.rate_limit, 0);
-	sync_free(wk->sy);
-	tsapi_free(wk->api);
+	sync_free(wk->full.sy);
+	tsapi_free(wk->full.api);
+	sync_free(wk->fast.sy);
+	tsapi_free(wk->fast.api);
 	config_free(wk->c);
-	wk->sy = sy;
-	wk->api = api;
+	wk->full.sy = sy[0];
+	wk->full.api = api[0];
+	wk->fast.sy = sy[1];
+	wk->fast.api = api[1];
 	wk->c = c;
 	log_info("daemon: the sync thread runs with the reloaded configuration: rate_limit %" PRIu32
 		 "/min, poll_interval %" PRIu32 " s, %zu sink%s",

@@ -85,6 +85,7 @@ struct store {
 	 * objects of each type that makes. Changed and new objects go to temp.stage. */
 	uint64_t *seen;
 	size_t seen_words;
+	int64_t snapshot_seq; /* the outbox's last seq when the snapshot began */
 	struct kentry *index;
 	size_t index_cap; /* a power of two; 0: no index, every lookup goes to the table */
 	struct {
@@ -179,7 +180,8 @@ static const char *const migrations[] = {
  * arrival order (appending is cheap; kh, the key's 64-bit hash, finds a staged key again);
  * which listings and owners it enumerated completely; the rowids it deletes; and the plan,
  * the staged objects sorted by kind and key once staging is over, so that every pass of the
- * apply reads it in order instead of seeking row by row. */
+ * apply reads it in order instead of seeking row by row; the keys another writer changed
+ * while this snapshot was staged (leave_newer()). */
 static const char temp_schema[] =
 	"CREATE TEMP TABLE IF NOT EXISTS stage ("
 	"  kh INTEGER NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL,"
@@ -195,7 +197,8 @@ static const char temp_schema[] =
 	"CREATE TEMP TABLE IF NOT EXISTS complete (type TEXT PRIMARY KEY, grp TEXT NOT NULL,"
 	"  is_primary INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE TEMP TABLE IF NOT EXISTS complete_owner (owner TEXT PRIMARY KEY) WITHOUT ROWID;"
-	"CREATE TEMP TABLE IF NOT EXISTS gone (id INTEGER PRIMARY KEY);";
+	"CREATE TEMP TABLE IF NOT EXISTS gone (id INTEGER PRIMARY KEY);"
+	"CREATE TEMP TABLE IF NOT EXISTS newer (key TEXT PRIMARY KEY) WITHOUT ROWID;";
 
 static const struct sqldb_schema schema = {
 	.what = "store",
@@ -755,6 +758,8 @@ int store_snapshot_reset(struct store *s)
 	}
 	if (r == 0)
 		r = query_int(s, "SELECT coalesce(max(rowid), 0) FROM object", &max_id);
+	if (r == 0)
+		r = query_int(s, "SELECT coalesce(max(seq), 0) FROM outbox", &s->snapshot_seq);
 	if (r == 0)
 		r = index_load(s);
 	if (r < 0)
@@ -1442,6 +1447,58 @@ static int apply_creates(struct store *s, const char *kind, const char *source, 
 	return r;
 }
 
+/* Objects another writer changed since this snapshot began (a webhook refresh that ran
+ * while a full sync fetched: the daemon's second connection) keep what that writer left:
+ * their outbox rows name them. The plan drops them, and the rows it meant to delete that
+ * are gone or were changed since; relationships whose end went with them follow. Costs one
+ * probe of the outbox when nobody else wrote. */
+static int leave_newer(struct store *s)
+{
+	static const char drop[] =
+		"DELETE FROM temp.newer;"
+		"INSERT OR IGNORE INTO temp.newer SELECT key FROM outbox WHERE seq > ?1;"
+		"DELETE FROM temp.plan WHERE key IN (SELECT key FROM temp.newer);"
+		"DELETE FROM temp.gone WHERE id NOT IN (SELECT rowid FROM object)"
+		"  OR id IN (SELECT o.rowid FROM object o JOIN temp.newer n ON n.key = o.key);"
+		/* a relationship to an entity neither planned nor stored (anymore) */
+		"DELETE FROM temp.plan WHERE kind = 'relationship' AND ("
+		"  (from_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.plan e"
+		"    WHERE e.kind = 'entity' AND e.key = plan.from_key)"
+		"   AND NOT EXISTS (SELECT 1 FROM object o WHERE o.key = plan.from_key"
+		"    AND o.rowid NOT IN (SELECT id FROM temp.gone)))"
+		" OR (to_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.plan e"
+		"    WHERE e.kind = 'entity' AND e.key = plan.to_key)"
+		"   AND NOT EXISTS (SELECT 1 FROM object o WHERE o.key = plan.to_key"
+		"    AND o.rowid NOT IN (SELECT id FROM temp.gone))));";
+	const char *tail = drop;
+	int r, rc;
+
+	{
+		_cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+		r = prepare(s, "SELECT 1 FROM outbox WHERE seq > ?1 LIMIT 1", &st);
+		if (r == 0)
+			r = sqldb_errno(sqlite3_bind_int64(st, 1, s->snapshot_seq));
+		if (r < 0)
+			return r;
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW) /* nobody else wrote */
+			return rc == SQLITE_DONE ? 0 : sqldb_errno(rc);
+	}
+	while (r == 0 && *tail) {
+		_cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+		r = sqldb_errno(sqlite3_prepare_v2(s->db, tail, -1, &st, &tail));
+		if (r < 0 || !st)
+			break;
+		if (sqlite3_bind_parameter_count(st) > 0)
+			r = sqldb_errno(sqlite3_bind_int64(st, 1, s->snapshot_seq));
+		if (r == 0)
+			r = sqldb_step_done(st);
+	}
+	return r;
+}
+
 int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_t now,
 		     int64_t *ret_created, int64_t *ret_updated, int64_t *ret_deleted)
 {
@@ -1471,7 +1528,9 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 
 	s->last_valid = false;	 /* rowids change below */
 	s->types_stored = false; /* and the counts */
-	r = exec(s, before);
+	r = leave_newer(s);
+	if (r == 0)
+		r = exec(s, before);
 	if (r == 0) {
 		_cleanup_stmt_ sqlite3_stmt *st = NULL;
 

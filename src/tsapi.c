@@ -918,6 +918,8 @@ static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *
 
 		attempt++;
 		tries++;
+		if (api->opt.before_request)
+			api->opt.before_request(api->opt.before_request_userdata);
 		r = wait_ms(api, tsapi_limiter_reserve(api->limiter, monotonic_ms()));
 		if (r == 0)
 			r = perform(api, rq, &cred, &art, &cc);

@@ -24,6 +24,7 @@
 
 #define DAEMON_DRAIN_MS	       10000 /* the receiver's requests in flight, at a stop */
 #define DAEMON_REFRESH_BATCH   64    /* inbox alerts per targeted refresh */
+#define DAEMON_YIELD_BATCHES   4     /* refresh batches a full sync lets go first, per request */
 #define DAEMON_RETRY_MIN_MS    10000 /* first retry of an alert not confirmed (yet) */
 #define DAEMON_RETRY_MAX_MS    600000
 #define DAEMON_INBOX_KEEP_DAYS 7    /* settled alerts kept, to recognise a resent one */

@@ -136,8 +136,11 @@ int store_plan_size(struct store *s, int64_t *ret);
 int store_plan_each(struct store *s, const char *source, store_outbox_fn fn, void *userdata);
 /* Inside the caller's transaction: appends the outbox rows of the plan (entities created
  * and updated, relationships created and updated, relationships deleted, entities deleted;
- * each by key) and applies them to the stored graph. Counts come back per op. The snapshot
- * must be reset before it is used again. */
+ * each by key) and applies them to the stored graph. Counts come back per op. Objects
+ * another connection changed after the snapshot began (their outbox rows say so: a webhook
+ * refresh while a full sync fetched) are left as that writer left them, and so are the
+ * relationships that would then hang from nothing. The snapshot must be reset before it is
+ * used again. */
 int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_t now,
 		     int64_t *ret_created, int64_t *ret_updated, int64_t *ret_deleted);
 

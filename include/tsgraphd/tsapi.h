@@ -94,6 +94,11 @@ struct tsapi_options {
 	 * refused, TLS...), from the thread using the client: the daemon's metrics. */
 	void (*on_response)(long http_status, void *userdata);
 	void *response_userdata;
+	/* [none] before each try takes its turn at the limiter, from the thread using the
+	 * client: the daemon runs webhook refreshes (through another client of the same
+	 * limiter) ahead of a full sync's next request. It must not use this client. */
+	void (*before_request)(void *userdata);
+	void *before_request_userdata;
 };
 
 const char *tsapi_strerror(enum tsapi_errc code);

@@ -539,6 +539,109 @@ static void test_refuses_foreign_and_newer_files(void **state)
 	assert_int_equal(access(path, F_OK), -1);
 }
 
+/* What the file holds for a key: its status, "(none)" without one, NULL when not stored. */
+static char *stored_status(const char *path, const char *key)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char *v = NULL;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT coalesce(json_extract(json, '$.status'),"
+					    " '(none)') FROM object WHERE key = ?1",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static void assert_status(const char *path, const char *key, const char *want)
+{
+	char *v = stored_status(path, key);
+
+	if (!want) {
+		assert_null(v);
+		return;
+	}
+	assert_non_null(v);
+	assert_string_equal(v, want);
+	free(v);
+}
+
+/* A second connection (the daemon's webhook refreshes) writes while a full sync stages on the
+ * first: what it changed stays as it left it; the full sync applies the rest, without a
+ * conflict on a key both created, and without a relationship to an entity now gone. */
+static void test_other_writer_wins(void **state)
+{
+	struct fixture *f = *state;
+	struct store_options so = { 0 };
+	char err[STORE_ERR_MAX];
+	struct changes c = { 0 };
+	struct diff_result res;
+	struct store *b = NULL;
+
+	stage_fleet(f->s, 3, "online");
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+
+	/* The full sync's listing: agent:1 offline, agent:3 gone, agent:4 new. */
+	stage_fleet(f->s, 2, "offline");
+	put(f->s, "agent:4", "threatstack_agent", "listed", NULL, NULL, 0);
+	put(f->s, "acct:1|has|agent:4", "threatstack_account_has_agent", NULL, "acct:1", "agent:4",
+	    0);
+
+	/* Meanwhile a refresh: agent:1 degraded, agent:3 still there, agent:4 created first,
+	 * agent:2 gone (with its relationship). */
+	assert_int_equal(store_open(f->path, &so, &b, err), 0);
+	assert_int_equal(store_snapshot_reset(b), 0);
+	put(b, "agent:1", "threatstack_agent", "degraded", NULL, NULL, 0);
+	put(b, "agent:3", "threatstack_agent", "refreshed", NULL, NULL, 0);
+	put(b, "agent:4", "threatstack_agent", "fresh", NULL, NULL, 0);
+	put(b, "acct:1|has|agent:4", "threatstack_account_has_agent", NULL, "acct:1", "agent:4", 0);
+	assert_int_equal(store_snapshot_complete_owner(b, "agent:2"), 0);
+	res = commit(b, NULL, false, false);
+	assert_int_equal(res.created, 2);
+	assert_int_equal(res.updated, 2);
+	assert_int_equal(res.deleted, 2);
+	store_close(b);
+
+	/* The full sync goes on: an alert identified by agent:2, which the refresh deleted. */
+	put(f->s, "alert:7", "threatstack_alert", "open", NULL, NULL, 0);
+	put(f->s, "agent:2|identified|alert:7", "threatstack_agent_identified_alert", NULL,
+	    "agent:2", "alert:7", 0);
+	complete_all(f->s);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.lines[0], "create entity alert:7");
+	assert_string_equal(c.lines[1], "delete relationship acct:1|has|agent:3");
+	assert_int_equal(res.created, 1);
+	assert_int_equal(res.updated, 0);
+	assert_int_equal(res.deleted, 1);
+
+	assert_status(f->path, "agent:1", "degraded");
+	assert_status(f->path, "agent:2", NULL);
+	assert_status(f->path, "agent:3", "refreshed");
+	assert_status(f->path, "agent:4", "fresh");
+	assert_status(f->path, "acct:1|has|agent:4", "(none)");
+	assert_status(f->path, "alert:7", "open");
+	assert_status(f->path, "agent:2|identified|alert:7", NULL);
+
+	/* The next full sync settles everything against the listing again (past the
+	 * mass-delete guard: half the agents go). */
+	memset(&c, 0, sizeof(c));
+	stage_fleet(f->s, 2, "offline");
+	complete_all(f->s);
+	res = commit(f->s, &c, false, true);
+	assert_int_equal(res.created, 2); /* agent:2 and its relationship */
+	assert_int_equal(res.updated, 1); /* agent:1 */
+	assert_int_equal(res.deleted, 3); /* agent:3, agent:4 and its relationship */
+}
+
 static int64_t page_size(const char *path)
 {
 	sqlite3 *db;
@@ -717,6 +820,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_changed_properties, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_foreign_and_newer_files, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_other_writer_wins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_page_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runs_and_cursors, setup, teardown),
