@@ -936,6 +936,8 @@ static int stage_insert(struct store *s, const struct graph_object *o, const cha
 
 int store_snapshot_end(struct store *s)
 {
+	/* Once the snapshot ends, another connection may change the counts it cached. */
+	s->types_stored = false;
 	if (!s->staging)
 		return 0;
 	s->staging = false;
@@ -950,8 +952,10 @@ int store_snapshot_put(struct store *s, const struct graph_object *o, const char
 
 	if (!o->key || !o->type || !o->class || !json || !hash)
 		return -EINVAL;
-	/* Now and then let the store's WAL move on: only this connection writes the graph,
-	 * so the rowids the snapshot has seen stay valid across the new read snapshot. */
+	/* Now and then let the store's WAL move on. Another connection may have written the
+	 * graph meanwhile (the daemon's refreshes): the rowids this snapshot has seen may then
+	 * name other objects, all of them under keys the outbox names since the snapshot
+	 * began, which the apply leaves alone (leave_newer()). */
 	if (s->staging && ++s->stage_puts >= STAGE_COMMIT_EVERY) {
 		s->stage_puts = 0;
 		r = exec(s, "COMMIT; BEGIN");
@@ -1457,9 +1461,22 @@ static int leave_newer(struct store *s)
 	static const char drop[] =
 		"DELETE FROM temp.newer;"
 		"INSERT OR IGNORE INTO temp.newer SELECT key FROM outbox WHERE seq > ?1;"
-		"DELETE FROM temp.plan WHERE key IN (SELECT key FROM temp.newer);"
+		/* a refresh replaces an owner whole: what it left unchanged of one is as new */
+		"INSERT OR IGNORE INTO temp.newer SELECT o.owner FROM temp.newer n"
+		"  JOIN object o ON o.key = n.key WHERE o.owner IS NOT NULL;"
+		"INSERT OR IGNORE INTO temp.newer SELECT o.key FROM object o"
+		"  WHERE o.owner IN (SELECT key FROM temp.newer);"
+		"DELETE FROM temp.plan WHERE key IN (SELECT key FROM temp.newer)"
+		"  OR owner IN (SELECT key FROM temp.newer);"
 		"DELETE FROM temp.gone WHERE id NOT IN (SELECT rowid FROM object)"
 		"  OR id IN (SELECT o.rowid FROM object o JOIN temp.newer n ON n.key = o.key);"
+		/* the plan's cascade again: relationships written since that hang from a deleted
+		 * entity go with it */
+		"INSERT OR IGNORE INTO temp.gone (id)"
+		" SELECT r.rowid FROM temp.gone g JOIN object e ON e.rowid = g.id"
+		"  JOIN object r ON r.from_key = e.key WHERE e.kind = 'entity'"
+		" UNION SELECT r.rowid FROM temp.gone g JOIN object e ON e.rowid = g.id"
+		"  JOIN object r ON r.to_key = e.key WHERE e.kind = 'entity';"
 		/* a relationship to an entity neither planned nor stored (anymore) */
 		"DELETE FROM temp.plan WHERE kind = 'relationship' AND ("
 		"  (from_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.plan e"

@@ -918,8 +918,12 @@ static int request(struct tsapi *api, const struct req *rq, struct tsapi_error *
 
 		attempt++;
 		tries++;
-		if (api->opt.before_request)
+		if (api->opt.before_request) {
+			int64_t t0 = monotonic_ms();
+
 			api->opt.before_request(api->opt.before_request_userdata);
+			start += monotonic_ms() - t0; /* the hook's time is not this request's */
+		}
 		r = wait_ms(api, tsapi_limiter_reserve(api->limiter, monotonic_ms()));
 		if (r == 0)
 			r = perform(api, rq, &cred, &art, &cc);

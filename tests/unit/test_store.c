@@ -61,6 +61,8 @@ static int teardown(void **state)
 
 /* Stages an entity {_key,_type,_class,status}, an explicit relationship (from and to) or a
  * mapped one (from only). */
+static const char *rel_owner; /* the owner of the relationships put() stages; NULL: none */
+
 static void put(struct store *s, const char *key, const char *type, const char *status,
 		const char *from, const char *to, int64_t rank)
 {
@@ -73,14 +75,14 @@ static void put(struct store *s, const char *key, const char *type, const char *
 		.from_key = from,
 		.to_key = to,
 		.mapped = from && !to,
-		.owner = from ? NULL : key, /* entities own themselves, as agents do */
+		.owner = from ? rel_owner : key, /* entities own themselves, as agents do */
 		.rank = rank,
 	};
 	char hash[CANON_HASH_HEX + 1];
 	bool take = true;
 	struct buf b;
 
-	if (g.owner)
+	if (g.owner && !from)
 		assert_int_equal(store_snapshot_owner(s, key, rank, &take), 0);
 	if (!take) {
 		json_object_put(o);
@@ -642,6 +644,167 @@ static void test_other_writer_wins(void **state)
 	assert_int_equal(res.deleted, 3); /* agent:3, agent:4 and its relationship */
 }
 
+/* Whether some stored relationship names an end entity that is not stored. */
+static int64_t dangling(const char *path)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t n = -1;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_prepare_v2(
+			db,
+			"SELECT count(*) FROM object r WHERE r.kind = 'relationship'"
+			" AND (NOT EXISTS (SELECT 1 FROM object e WHERE e.key = r.from_key)"
+			"  OR (r.to_key IS NOT NULL AND NOT EXISTS"
+			"   (SELECT 1 FROM object e WHERE e.key = r.to_key)))",
+			-1, &st, NULL),
+		SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+/* The full listing missed agent:3 (a pagination race); a webhook refresh meanwhile found it
+ * (status changed, its relationship unchanged, owner agent:3). A refresh replaces an owner
+ * whole: the full sync's apply keeps agent:3 and its relationship. */
+static void test_other_writer_keeps_owner_whole(void **state)
+{
+	struct fixture *f = *state;
+	struct store_options so = { 0 };
+	char err[STORE_ERR_MAX];
+	struct store *b = NULL;
+
+	/* as the graph builder does: an agent owns its relationships */
+	assert_int_equal(store_snapshot_reset(f->s), 0);
+	put(f->s, "acct:1", "threatstack_account", NULL, NULL, NULL, 0);
+	for (int i = 1; i <= 3; i++) {
+		char key[32], rel[64];
+
+		snprintf(key, sizeof(key), "agent:%d", i);
+		snprintf(rel, sizeof(rel), "acct:1|has|agent:%d", i);
+		put(f->s, key, "threatstack_agent", "online", NULL, NULL, 0);
+		rel_owner = key;
+		put(f->s, rel, "threatstack_account_has_agent", NULL, "acct:1", key, 0);
+		rel_owner = NULL;
+	}
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+
+	stage_fleet(f->s, 2, "online");
+
+	assert_int_equal(store_open(f->path, &so, &b, err), 0);
+	assert_int_equal(store_snapshot_reset(b), 0);
+	put(b, "agent:3", "threatstack_agent", "offline", NULL, NULL, 0);
+	rel_owner = "agent:3";
+	put(b, "acct:1|has|agent:3", "threatstack_account_has_agent", NULL, "acct:1", "agent:3", 0);
+	rel_owner = NULL;
+	assert_int_equal(store_snapshot_complete_owner(b, "agent:3"), 0);
+	assert_int_equal(commit(b, NULL, false, false).updated, 1);
+	store_close(b);
+
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+	assert_status(f->path, "agent:3", "offline");
+	assert_status(f->path, "acct:1|has|agent:3", "(none)"); /* fails: deleted */
+	assert_int_equal(dangling(f->path), 0);
+}
+
+/* The full listing staged an older relationship of agent:1 (owner agent:1); the refresh
+ * replaced agent:1 whole without it: the full sync's apply does not create it. */
+static void test_other_writer_owner_not_mixed(void **state)
+{
+	struct fixture *f = *state;
+	struct store_options so = { 0 };
+	char err[STORE_ERR_MAX];
+	struct store *b = NULL;
+
+	stage_fleet(f->s, 2, "online");
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+
+	stage_fleet(f->s, 2, "online");
+	rel_owner = "agent:1";
+	put(f->s, "agent:1|protects|old-host", "threatstack_agent_protects_server", NULL, "agent:1",
+	    NULL, 0);
+
+	assert_int_equal(store_open(f->path, &so, &b, err), 0);
+	assert_int_equal(store_snapshot_reset(b), 0);
+	put(b, "agent:1", "threatstack_agent", "moved", NULL, NULL, 0);
+	put(b, "acct:1|has|agent:1", "threatstack_account_has_agent", NULL, "acct:1", "agent:1", 0);
+	rel_owner = NULL;
+	assert_int_equal(store_snapshot_complete_owner(b, "agent:1"), 0);
+	assert_int_equal(commit(b, NULL, false, false).updated, 1);
+	store_close(b);
+
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+	assert_status(f->path, "agent:1", "moved");
+	assert_status(f->path, "agent:1|protects|old-host", NULL); /* fails: created */
+}
+
+/* agent:3 is gone from the API (the full sync deletes it); an alert for it came by webhook
+ * meanwhile, with its relationship from agent:3 (stored then). The full sync's cascade ran at
+ * plan time, before that relationship existed: the apply cascades again, none dangles. */
+static void test_other_writer_no_dangling(void **state)
+{
+	struct fixture *f = *state;
+	struct store_options so = { 0 };
+	char err[STORE_ERR_MAX];
+	struct store *b = NULL;
+
+	stage_fleet(f->s, 3, "online");
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+
+	stage_fleet(f->s, 2, "online");
+	complete_all(f->s);
+
+	assert_int_equal(store_open(f->path, &so, &b, err), 0);
+	assert_int_equal(store_snapshot_reset(b), 0);
+	put(b, "alert:9", "threatstack_alert", "open", NULL, NULL, 0);
+	rel_owner = "alert:9";
+	put(b, "agent:3|identified|alert:9", "threatstack_agent_identified_alert", NULL, "agent:3",
+	    "alert:9", 0);
+	rel_owner = NULL;
+	assert_int_equal(store_snapshot_complete_owner(b, "alert:9"), 0);
+	assert_int_equal(commit(b, NULL, false, false).created, 2);
+	store_close(b);
+
+	commit(f->s, NULL, false, false);
+	assert_status(f->path, "agent:3", NULL);
+	assert_int_equal(dangling(f->path), 0); /* fails: 1 */
+}
+
+/* The daemon's STATUS= counts agents on the refresh connection: after a refresh that changed
+ * nothing, the counts still see a full sync's apply on the other connection (the snapshot's
+ * cached counts end with it). */
+static void test_type_count_after_other_connection(void **state)
+{
+	struct fixture *f = *state;
+	struct store_options so = { 0 };
+	char err[STORE_ERR_MAX];
+	struct store *b = NULL;
+	int64_t n = -1;
+
+	stage_fleet(f->s, 2, "online");
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+	assert_int_equal(store_open(f->path, &so, &b, err), 0);
+	assert_int_equal(store_snapshot_reset(b), 0); /* a refresh with nothing to apply */
+	assert_int_equal(store_snapshot_end(b), 0);
+
+	stage_fleet(f->s, 5, "online");
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+	assert_int_equal(store_type_count(b, "threatstack_agent", &n), 0);
+	store_close(b);
+	assert_int_equal(n, 5); /* fails: 2 */
+}
+
 static int64_t page_size(const char *path)
 {
 	sqlite3 *db;
@@ -821,6 +984,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refuses_foreign_and_newer_files, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_other_writer_wins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_other_writer_keeps_owner_whole, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_other_writer_owner_not_mixed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_other_writer_no_dangling, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_type_count_after_other_connection, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_page_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runs_and_cursors, setup, teardown),

@@ -971,6 +971,40 @@ static void test_scripted_server(void **state)
 	run_scripted("badsig", -EKEYREJECTED, TSAPI_E_VERIFY, 1);
 }
 
+/* The daemon's before_request hook (webhook refreshes ahead of a full sync's request) takes
+ * nothing from the request's retry budget: after a 1.2 s hook, a retryable 500 is still
+ * retried within a 1.5 s budget (the request itself takes a few ms). */
+static int hook_calls;
+
+static void slow_hook(void *ud)
+{
+	(void)ud;
+	if (hook_calls++ == 0)
+		nanosleep(&(struct timespec){ .tv_sec = 1, .tv_nsec = 200000000 }, NULL);
+}
+
+static void test_hook_time_not_in_retry_budget(void **state)
+{
+	static const char *const args[] = { "--agents", "10", NULL };
+	struct tsapi_error err;
+	struct fake f;
+	struct tsapi *api;
+	size_t n;
+
+	(void)state;
+	fake_start(&f, args);
+	api = client(f.url, FAKE_API_KEY,
+		     &(struct tsapi_options){ .timeout_ms = 400,
+					      .retry_budget_ms = 1500,
+					      .before_request = slow_hook });
+	fake_fault(&f, "{\"kind\":\"500\",\"count\":1}");
+	hook_calls = 0;
+	if (list_online(api, &err, &n) < 0)
+		fail_msg("not retried: %s (%u tries)\n", err.message, err.attempts);
+	tsapi_free(api);
+	fake_stop(&f);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1091,6 +1125,7 @@ int main(void)
 		cmocka_unit_test(test_skew_recovery),
 		cmocka_unit_test(test_rate_limit_live),
 		cmocka_unit_test(test_self_test_and_verify),
+		cmocka_unit_test(test_hook_time_not_in_retry_budget),
 		cmocka_unit_test(test_scripted_server),
 		cmocka_unit_test(test_200_without_collection),
 		cmocka_unit_test(test_huge_headers),
