@@ -63,6 +63,7 @@
 #include "tsgraphd/sink.h"
 #include "tsgraphd/store.h"
 #include "tsgraphd/sync.h"
+#include "tsgraphd/testhook.h"
 #include "tsgraphd/tsapi.h"
 #include "tsgraphd/util.h"
 #include "tsgraphd/webhook.h"
@@ -131,6 +132,7 @@ struct worker {
 	struct engine full, fast;
 	struct inbox *ib;
 	bool in_full_sync, yielding;
+	int64_t full_retry_ms; /* after a full sync that failed: when the next one is due */
 	/* for STATUS= */
 	const char *last_kind, *last_result; /* NULL before the first run ended */
 	int64_t last_at;		     /* wall clock */
@@ -314,11 +316,17 @@ static void deliver(struct worker *wk)
 	wk->backlog = b.total;
 }
 
+/* A test build's point "full-retry-1s" makes the first try again come after 1 s. */
+static int64_t full_retry_first(void)
+{
+	return testhook_pause_at("full-retry-1s") ? 1000 : DAEMON_FULL_RETRY_MIN_MS;
+}
+
 static void full_sync(struct worker *wk)
 {
 	struct sync_options so = { .source = "poll" };
 	struct sync_report rep = { 0 };
-	int64_t t0 = monotonic_ms();
+	int64_t t0 = monotonic_ms(), poll_ms = (int64_t)wk->c->ts.poll_interval * 1000;
 	int r;
 
 	step(wk->d, "in a full sync");
@@ -328,8 +336,21 @@ static void full_sync(struct worker *wk)
 	note_run(wk, "full", r, &rep, monotonic_ms() - t0);
 	if (r == -ECANCELED)
 		return;
+	/* One that failed, or left a listing incomplete, is tried again sooner than the next
+	 * poll: after DAEMON_FULL_RETRY_MIN_MS, doubling up to poll_interval. */
+	wk->full_retry_ms = r == 0			      ? 0
+			    : wk->full_retry_ms == 0	      ? full_retry_first()
+			    : wk->full_retry_ms < poll_ms / 2 ? wk->full_retry_ms * 2
+							      : poll_ms;
+	if (wk->full_retry_ms > poll_ms)
+		wk->full_retry_ms = poll_ms;
 	if (r < 0 && r != -EAGAIN)
-		log_error("daemon: full sync failed, retried at the next poll: %s", rep.message);
+		log_error("daemon: full sync failed, next try in %" PRId64 " s: %s",
+			  wk->full_retry_ms / 1000, rep.message);
+	else if (r == -EAGAIN)
+		log_warning("daemon: full sync incomplete (a listing failed), next try in %" PRId64
+			    " s",
+			    wk->full_retry_ms / 1000);
 	deliver(wk);
 	sink_prune_outbox(wk->c, wk->fast.s);
 	notify_status(wk);
@@ -692,7 +713,8 @@ static void *sync_main(void *arg)
 
 		step(d, "between steps"); /* the first beat tells the main thread the sync begins */
 		worker_take_config(&wk);
-		next_full = last_full + (int64_t)wk.c->ts.poll_interval * 1000;
+		next_full = last_full + (wk.full_retry_ms ? wk.full_retry_ms
+							  : (int64_t)wk.c->ts.poll_interval * 1000);
 		if (first || now >= next_full) {
 			first = false;
 			last_full = now;

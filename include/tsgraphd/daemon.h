@@ -22,13 +22,14 @@
 
 #include "tsgraphd/config.h"
 
-#define DAEMON_DRAIN_MS	       10000 /* the receiver's requests in flight, at a stop */
-#define DAEMON_REFRESH_BATCH   64    /* inbox alerts per targeted refresh */
-#define DAEMON_YIELD_BATCHES   4     /* refresh batches a full sync lets go first, per request */
-#define DAEMON_RETRY_MIN_MS    10000 /* first retry of an alert not confirmed (yet) */
-#define DAEMON_RETRY_MAX_MS    600000
-#define DAEMON_INBOX_KEEP_DAYS 7    /* settled alerts kept, to recognise a resent one */
-#define DAEMON_INBOX_BUSY_MS   4000 /* the inbox writer's wait for a lock */
+#define DAEMON_DRAIN_MS		 10000 /* the receiver's requests in flight, at a stop */
+#define DAEMON_REFRESH_BATCH	 64    /* inbox alerts per targeted refresh */
+#define DAEMON_YIELD_BATCHES	 4     /* refresh batches a full sync lets go first, per request */
+#define DAEMON_RETRY_MIN_MS	 10000 /* first retry of an alert not confirmed (yet) */
+#define DAEMON_RETRY_MAX_MS	 600000
+#define DAEMON_FULL_RETRY_MIN_MS 60000 /* a failed full sync: the first try again */
+#define DAEMON_INBOX_KEEP_DAYS	 7     /* settled alerts kept, to recognise a resent one */
+#define DAEMON_INBOX_BUSY_MS	 4000  /* the inbox writer's wait for a lock */
 
 /* Runs until SIGTERM or SIGINT (SIGHUP reloads): 0 after an orderly stop; -EINVAL when the
  * configuration cannot run (the receiver's certificate, socket or secret: exit 2); another
