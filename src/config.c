@@ -1283,16 +1283,21 @@ int config_load(const char *path, struct config **ret, char ret_error[static CON
 	return config_load_flags(path, 0, ret, ret_error);
 }
 
-int config_register_secrets(const struct config *c)
+int config_register_secrets(const struct config *c, const struct config *also)
 {
-	const char *secrets[2 + 3 * CONFIG_SINKS_MAX] = { c->ts.api_key, c->webhook.secret };
-	size_t n = 2;
+	const char *secrets[2 * (2 + 3 * CONFIG_SINKS_MAX)];
+	size_t n = 0;
 
-	/* A webhook URL is a credential too: Slack's and Teams' carry their token in the path. */
-	for (size_t i = 0; i < c->n_sinks; i++) {
-		secrets[n++] = c->sinks[i].webhook.secret;
-		secrets[n++] = c->sinks[i].type == SINK_WEBHOOK ? c->sinks[i].url : NULL;
-		secrets[n++] = c->sinks[i].j1.token;
+	for (const struct config *x = c; x; x = x == c ? also : NULL) {
+		secrets[n++] = x->ts.api_key;
+		secrets[n++] = x->webhook.secret;
+		/* A webhook URL is a credential too: Slack's and Teams' carry their token in the
+		 * path. */
+		for (size_t i = 0; i < x->n_sinks; i++) {
+			secrets[n++] = x->sinks[i].webhook.secret;
+			secrets[n++] = x->sinks[i].type == SINK_WEBHOOK ? x->sinks[i].url : NULL;
+			secrets[n++] = x->sinks[i].j1.token;
+		}
 	}
 	return log_set_secrets(secrets, n);
 }

@@ -909,12 +909,12 @@ static void reload(struct daemon *d)
 		if (r < 0)
 			snprintf(err, sizeof(err), "%s", strerror(-r));
 	}
-	if (r == 0 && (r = config_register_secrets(next)) < 0)
+	if (r == 0 && (r = config_register_secrets(next, cur)) < 0)
 		snprintf(err, sizeof(err), "cannot register its secrets for redaction: %s",
 			 strerror(-r));
 	if (r == 0 && d->webhook && (r = webhook_reload(d->webhook, next, werr)) < 0) {
 		snprintf(err, sizeof(err), "webhook: %s", werr);
-		(void)config_register_secrets(cur);
+		(void)config_register_secrets(cur, NULL);
 	}
 	if (r < 0) {
 		log_error("daemon: reload refused, the running configuration stays: %s", err);

@@ -60,7 +60,7 @@ static void test_secrets_replaced_whole(void **state)
 	assert_int_equal(log_set_secrets((const char *const[]){ "new-key-5678", NULL }, 2), 0);
 	log_format(line, sizeof(line), "%s %s %s", "old-key-1234", "hook-secret", "new-key-5678");
 	assert_string_equal(line, "old-key-1234 hook-secret ***");
-	assert_int_equal(log_set_secrets(NULL, 65), -E2BIG);
+	assert_int_equal(log_set_secrets(NULL, 129), -E2BIG); /* more than LOG_SECRETS_MAX */
 	log_format(line, sizeof(line), "%s", "new-key-5678");
 	assert_string_equal(line, "***"); /* a refused set leaves the current one */
 	log_close();
@@ -76,10 +76,43 @@ static void test_config_secrets_never_logged(void **state)
 
 	(void)state;
 	assert_int_equal(config_parse("t.conf", text, sizeof(text) - 1, &c, err), 0);
-	assert_int_equal(config_register_secrets(c), 0);
+	assert_int_equal(config_register_secrets(c, NULL), 0);
 	log_format(line, sizeof(line), "url=/v1/webhooks/threatstack/%s key=%s", c->webhook.secret,
 		   c->ts.api_key);
 	assert_string_equal(line, "url=/v1/webhooks/threatstack/*** key=***");
+	config_free(c);
+	log_close();
+}
+
+/* A reload registers the new configuration's secrets and keeps the old one's: threads move
+ * to the new snapshot one by one, and Threat Stack may still post to the old secret's URL. */
+static void test_reload_keeps_old_secrets(void **state)
+{
+	static const char old_text[] =
+		"[threatstack]\norg_name=a\norg_id=b\nuser_id=c\n"
+		"api_key = OldSecretKeyValue\n"
+		"[webhook]\nsecret = 0123456789abcdefOLDHOOK\n"
+		"[sink.w]\ntype = webhook\nurl = https://hooks.example/T0/OLDPATH\n";
+	static const char new_text[] = "[threatstack]\norg_name=a\norg_id=b\nuser_id=c\n"
+				       "api_key = NewSecretKeyValue\n"
+				       "[webhook]\nsecret = 0123456789abcdefNEWHOOK\n";
+	char err[CONFIG_ERROR_MAX], line[512];
+	struct config *old = NULL, *c = NULL;
+
+	(void)state;
+	assert_int_equal(config_parse("o.conf", old_text, sizeof(old_text) - 1, &old, err), 0);
+	assert_int_equal(config_parse("n.conf", new_text, sizeof(new_text) - 1, &c, err), 0);
+	assert_int_equal(config_register_secrets(old, NULL), 0);
+	assert_int_equal(config_register_secrets(c, old), 0);
+	log_format(line, sizeof(line), "%s %s %s %s %s", "OldSecretKeyValue",
+		   "0123456789abcdefOLDHOOK", "https://hooks.example/T0/OLDPATH",
+		   "NewSecretKeyValue", "0123456789abcdefNEWHOOK");
+	assert_string_equal(line, "*** *** *** *** ***");
+	/* the reload after: the first configuration's secrets are forgotten */
+	assert_int_equal(config_register_secrets(c, NULL), 0);
+	log_format(line, sizeof(line), "%s", "OldSecretKeyValue");
+	assert_string_equal(line, "OldSecretKeyValue");
+	config_free(old);
 	config_free(c);
 	log_close();
 }
@@ -164,6 +197,7 @@ int main(void)
 		cmocka_unit_test(test_redacts_registered_secrets),
 		cmocka_unit_test(test_secrets_replaced_whole),
 		cmocka_unit_test(test_config_secrets_never_logged),
+		cmocka_unit_test(test_reload_keeps_old_secrets),
 		cmocka_unit_test(test_short_secrets_ignored),
 		cmocka_unit_test(test_levels_and_prefixes),
 		cmocka_unit_test(test_level_names),
