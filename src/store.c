@@ -174,6 +174,10 @@ static const char *const migrations[] = {
 	 * rows for a missing comma, and make fuzz builds with clang -Werror) */
 	("CREATE TABLE meta (objects INTEGER NOT NULL);"
 	 "INSERT INTO meta SELECT count(*) FROM object;"),
+	/* 6: how many objects of each type, kept by the apply: status, the daemon's STATUS=
+	 * and a refresh's snapshot (which loads no key index) count without a scan. */
+	("CREATE TABLE type_count (type TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;"
+	 "INSERT INTO type_count SELECT type, count(*) FROM object_digest GROUP BY type;"),
 };
 
 /* What one sync stages: only new and changed objects (old: the stored rowid it updates), in
@@ -736,7 +740,9 @@ static int lookup_exact(struct store *s, const char *key, struct stored *ret)
 	return r;
 }
 
-int store_snapshot_reset(struct store *s)
+/* A snapshot; whole: of the whole graph (the key index loaded, to compare every object),
+ * else of a few owners (each lookup reads the table). */
+static int snapshot_start(struct store *s, bool whole)
 {
 	int64_t max_id = 0;
 	size_t words;
@@ -760,8 +766,12 @@ int store_snapshot_reset(struct store *s)
 		r = query_int(s, "SELECT coalesce(max(rowid), 0) FROM object", &max_id);
 	if (r == 0)
 		r = query_int(s, "SELECT coalesce(max(seq), 0) FROM outbox", &s->snapshot_seq);
-	if (r == 0)
+	if (r == 0 && whole)
 		r = index_load(s);
+	if (!whole) {
+		index_drop(s);
+		s->types_stored = false;
+	}
 	if (r < 0)
 		return r;
 	words = (size_t)max_id / 64 + 1;
@@ -769,6 +779,16 @@ int store_snapshot_reset(struct store *s)
 	s->seen = calloc(words, sizeof(*s->seen));
 	s->seen_words = s->seen ? words : 0;
 	return s->seen ? 0 : -ENOMEM;
+}
+
+int store_snapshot_reset(struct store *s)
+{
+	return snapshot_start(s, true);
+}
+
+int store_snapshot_reset_owners(struct store *s)
+{
+	return snapshot_start(s, false);
 }
 
 static int staged_add(struct store *s, uint64_t kh, int64_t row)
@@ -1100,7 +1120,8 @@ int store_type_count(struct store *s, const char *type, int64_t *ret)
 				*ret = s->types[i].stored;
 		return 0;
 	}
-	return query_int_arg(s, "SELECT count(*) FROM object_digest WHERE type = ?1", type, ret);
+	return query_int_arg(s, "SELECT coalesce((SELECT n FROM type_count WHERE type = ?1), 0)",
+			     type, ret);
 }
 
 int store_missing_counts(struct store *s, store_missing_fn fn, void *ud)
@@ -1516,6 +1537,37 @@ static int leave_newer(struct store *s)
 	return r;
 }
 
+/* Each type's count (type_count), from the plan before anything changes: deletions,
+ * updates that change an object's type, creations. */
+static int count_types(struct store *s)
+{
+	static const char *const deltas[] = {
+		"SELECT d.type, -count(*) FROM temp.gone g JOIN object_digest d ON d.id = g.id"
+		" WHERE true GROUP BY d.type",
+		"SELECT d.type, -count(*) FROM temp.plan n JOIN object_digest d ON d.id = n.old"
+		" WHERE d.type != n.type AND n.old NOT IN (SELECT id FROM temp.gone)"
+		" GROUP BY d.type",
+		"SELECT n.type, count(*) FROM temp.plan n JOIN object_digest d ON d.id = n.old"
+		" WHERE d.type != n.type AND n.old NOT IN (SELECT id FROM temp.gone)"
+		" GROUP BY n.type",
+		"SELECT type, count(*) FROM temp.plan WHERE old IS NULL GROUP BY type",
+	};
+	int r = 0;
+
+	/* (each SELECT has a WHERE: SQLite's upsert after a SELECT needs one) */
+	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(deltas); i++) {
+		_cleanup_free_ char *sql = NULL;
+
+		if (asprintf(&sql,
+			     "INSERT INTO type_count (type, n) %s"
+			     " ON CONFLICT (type) DO UPDATE SET n = n + excluded.n",
+			     deltas[i]) < 0)
+			return -ENOMEM;
+		r = exec(s, sql);
+	}
+	return r;
+}
+
 int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_t now,
 		     int64_t *ret_created, int64_t *ret_updated, int64_t *ret_deleted)
 {
@@ -1546,6 +1598,8 @@ int store_apply_plan(struct store *s, const char *source, int64_t run_id, int64_
 	s->last_valid = false;	 /* rowids change below */
 	s->types_stored = false; /* and the counts */
 	r = leave_newer(s);
+	if (r == 0)
+		r = count_types(s);
 	if (r == 0)
 		r = exec(s, before);
 	if (r == 0) {
@@ -1918,9 +1972,7 @@ int store_object_name(struct store *s, const char *key, char **ret)
 int store_type_counts(struct store *s, store_count_fn fn, void *userdata)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = prepare(s, "SELECT type, count(*) FROM object_digest GROUP BY type ORDER BY type",
-			&st),
-	    rc;
+	int r = prepare(s, "SELECT type, n FROM type_count WHERE n > 0 ORDER BY type", &st), rc;
 
 	if (r < 0)
 		return r;

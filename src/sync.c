@@ -641,7 +641,7 @@ static int run(struct sync *sy, const char *kind, void (*fetch)(struct sync *, c
 	}
 	log_info("sync: %s sync started run=%" PRId64 "%s", kind, rep.run_id,
 		 opt->dry_run ? " (dry run)" : "");
-	r = store_snapshot_reset(sy->s);
+	r = fetch == fetch_full ? store_snapshot_reset(sy->s) : store_snapshot_reset_owners(sy->s);
 	if (r < 0)
 		store_failed(sy, r, "staging");
 	else

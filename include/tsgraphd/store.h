@@ -98,8 +98,12 @@ int store_rollback(struct store *s);
  * that is stored with the same hash only marks the stored row as seen (a bit in memory),
  * and only new and changed objects are written, to a TEMP table of this connection. No
  * write lock is taken before store_apply_plan(). */
-/* Starts an empty snapshot, in a deferred (read) transaction of its own. */
+/* Starts an empty snapshot, in a deferred (read) transaction of its own: of the whole graph
+ * (a full sync: the key index is loaded, every object compared in memory), or, _owners, for
+ * a targeted refresh of a few owners (no key index: each lookup reads the table, so a
+ * refresh of one agent costs the same on a large store as on a small one). */
 int store_snapshot_reset(struct store *s);
+int store_snapshot_reset_owners(struct store *s);
 /* Ends the snapshot's own read transaction (before the apply, or when giving up). */
 int store_snapshot_end(struct store *s);
 /* Stages o (o->owner, o->rank used) with its canonical json and hash. A key staged twice

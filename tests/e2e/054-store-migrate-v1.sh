@@ -12,7 +12,7 @@ expect_status 0 "$TSGRAPHD" -c "$WORK/a.conf" sync
 expect_output "0 created, 0 updated, 0 deleted"
 
 # Back to schema 1 as an older tsgraphd wrote it: the outbox carries its JSON, and owner,
-# rank, object_digest, obj_id and the sinks' delivery record are not there yet.
+# rank, object_digest, obj_id, the counts and the sinks' delivery record are not there yet.
 sqlite3 "$WORK/a.db" <<'SQL' >/dev/null
 UPDATE outbox SET json = (SELECT json FROM object WHERE rowid = outbox.obj_id)
   WHERE json IS NULL AND obj_id IS NOT NULL;
@@ -21,6 +21,7 @@ ALTER TABLE outbox DROP COLUMN obj_id;
 DROP TABLE object_digest;
 DROP INDEX object_owner;
 DROP TABLE meta;
+DROP TABLE type_count;
 CREATE INDEX object_type ON object(type);
 ALTER TABLE object DROP COLUMN owner;
 ALTER TABLE object DROP COLUMN rank;
@@ -35,7 +36,7 @@ agents=$(fake_truth | jq ".agents | length")
 lines=$(count_lines "$log")
 
 expect_status 0 "$TSGRAPHD" -c "$WORK/a.conf" sync
-[ "$(sqlite3 "$WORK/a.db" 'PRAGMA user_version')" = 5 ] || fail "not migrated to schema 5"
+[ "$(sqlite3 "$WORK/a.db" 'PRAGMA user_version')" = 6 ] || fail "not migrated to schema 6"
 expect_output "0 created, 0 updated, 0 deleted"
 [ "$(count_lines "$log")" -eq "$lines" ] ||
 	fail "the migrated store's sync changed an unchanged fleet: $(lines_since "$log" "$lines" | jq -c '[.op, .key, .changed]')"

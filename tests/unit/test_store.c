@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,12 +47,41 @@ static int setup(void **state)
 	return 0;
 }
 
+/* The per-type counts the apply keeps (type_count) against the graph itself: 0 when every
+ * type's count is exact. */
+static int64_t type_counts_off(const char *path)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t n = -1;
+
+	if (sqlite3_open(path, &db) != SQLITE_OK)
+		return -1;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT (SELECT count(*) FROM type_count t WHERE t.n !="
+			       "  (SELECT count(*) FROM object o WHERE o.type = t.type)) +"
+			       " (SELECT count(*) FROM (SELECT DISTINCT type FROM object)"
+			       "  WHERE type NOT IN (SELECT type FROM type_count))",
+			       -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	char cmd[128];
+	int64_t off;
 
 	store_close(f->s);
+	off = type_counts_off(f->path);
+	if (off != 0) {
+		fprintf(stderr, "type_count differs from the graph for %" PRId64 " types\n", off);
+		return -1;
+	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
 	if (system(cmd) != 0)
 		return -1;
@@ -531,7 +561,7 @@ static void test_refuses_foreign_and_newer_files(void **state)
 	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(store_open(f->path, &so, &s, err), -EPROTONOSUPPORT);
-	assert_non_null(strstr(err, "schema version 99 is newer than this build's (5)"));
+	assert_non_null(strstr(err, "schema version 99 is newer than this build's (6)"));
 	assert_null(s);
 
 	so.must_exist = true;
@@ -539,6 +569,41 @@ static void test_refuses_foreign_and_newer_files(void **state)
 	assert_int_equal(store_open(path, &so, &s, err), -ENOENT);
 	assert_non_null(strstr(err, "no store yet"));
 	assert_int_equal(access(path, F_OK), -1);
+}
+
+/* A refresh's snapshot (no key index: each lookup reads the table) compares as a full one:
+ * an owner staged unchanged changes nothing, a changed one is an update, what a completed
+ * owner no longer has goes; other owners stay. */
+static void test_owners_snapshot(void **state)
+{
+	struct fixture *f = *state;
+	struct changes c = { 0 };
+	struct diff_result res;
+	int64_t n = -1;
+
+	stage_fleet(f->s, 3, "online");
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+
+	assert_int_equal(store_snapshot_reset_owners(f->s), 0);
+	put(f->s, "agent:1", "threatstack_agent", "online", NULL, NULL, 0);
+	assert_int_equal(store_snapshot_complete_owner(f->s, "agent:1"), 0);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.created + res.updated + res.deleted, 0);
+
+	assert_int_equal(store_snapshot_reset_owners(f->s), 0);
+	put(f->s, "agent:2", "threatstack_agent", "offline", NULL, NULL, 0);
+	assert_int_equal(store_snapshot_complete_owner(f->s, "agent:2"), 0);
+	assert_int_equal(store_snapshot_complete_owner(f->s, "agent:3"), 0); /* gone */
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.updated, 1);
+	assert_int_equal(res.deleted, 2); /* agent:3 and its relationship */
+	assert_int_equal(c.n, 3);
+	assert_string_equal(c.lines[0], "update entity agent:2 [\"status\"]");
+	assert_string_equal(c.lines[1], "delete relationship acct:1|has|agent:3");
+	assert_string_equal(c.lines[2], "delete entity agent:3");
+	assert_int_equal(store_type_count(f->s, "threatstack_agent", &n), 0);
+	assert_int_equal(n, 2);
 }
 
 /* What the file holds for a key: its status, "(none)" without one, NULL when not stored. */
@@ -983,6 +1048,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_changed_properties, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_foreign_and_newer_files, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_owners_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_writer_wins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_writer_keeps_owner_whole, setup,
 						teardown),
