@@ -132,7 +132,8 @@ struct worker {
 	struct engine full, fast;
 	struct inbox *ib;
 	bool in_full_sync, yielding;
-	int64_t full_retry_ms; /* after a full sync that failed: when the next one is due */
+	int64_t full_retry_ms;	      /* after a full sync that failed: when the next one is due */
+	const struct config *refused; /* a reloaded snapshot this thread could not take (ref) */
 	/* for STATUS= */
 	const char *last_kind, *last_result; /* NULL before the first run ended */
 	int64_t last_at;		     /* wall clock */
@@ -651,6 +652,7 @@ static void worker_close(struct worker *wk)
 	engine_free(&wk->full);
 	engine_free(&wk->fast);
 	tsapi_limiter_free(wk->limiter);
+	config_free(wk->refused);
 	config_free(wk->c);
 }
 
@@ -665,7 +667,7 @@ static void worker_take_config(struct worker *wk)
 	struct sync *sy[2] = { NULL, NULL };
 	int r;
 
-	if (c == wk->c) {
+	if (c == wk->c || c == wk->refused) { /* said once: tried again at the next reload */
 		config_free(c);
 		return;
 	}
@@ -677,7 +679,8 @@ static void worker_take_config(struct worker *wk)
 	if (r < 0) {
 		log_error("daemon: the sync thread goes on with the previous configuration: %s",
 			  err.message);
-		config_free(c);
+		config_free(wk->refused);
+		wk->refused = c;
 		return;
 	}
 	(void)tsapi_limiter_configure(wk->limiter, c->ts.rate_limit, 0);
@@ -691,6 +694,8 @@ static void worker_take_config(struct worker *wk)
 	wk->fast.sy = sy[1];
 	wk->fast.api = api[1];
 	wk->c = c;
+	config_free(wk->refused);
+	wk->refused = NULL;
 	log_info("daemon: the sync thread runs with the reloaded configuration: rate_limit %" PRIu32
 		 "/min, poll_interval %" PRIu32 " s, %zu sink%s",
 		 c->ts.rate_limit, c->ts.poll_interval, c->n_sinks, c->n_sinks == 1 ? "" : "s");
