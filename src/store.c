@@ -1222,10 +1222,10 @@ int store_plan_deletes(struct store *s)
 	/* Relationships of relationships do not exist, so one cascade step reaches them all. */
 	static const char cascade[] =
 		"INSERT OR IGNORE INTO temp.gone (id)"
-		" SELECT r.rowid FROM temp.gone g JOIN object e ON e.rowid = g.id"
-		"  JOIN object r ON r.from_key = e.key WHERE e.kind = 'entity'"
-		" UNION SELECT r.rowid FROM temp.gone g JOIN object e ON e.rowid = g.id"
-		"  JOIN object r ON r.to_key = e.key WHERE e.kind = 'entity'";
+		" SELECT r.rowid FROM temp.gone g CROSS JOIN object e ON e.rowid = g.id"
+		"  CROSS JOIN object r ON r.from_key = e.key WHERE e.kind = 'entity'"
+		" UNION SELECT r.rowid FROM temp.gone g CROSS JOIN object e ON e.rowid = g.id"
+		"  CROSS JOIN object r ON r.to_key = e.key WHERE e.kind = 'entity'";
 	/* A staged relationship whose end is neither staged nor surviving in the store would
 	 * point at nothing (say, a vulnerability names an agent the agent listing lacked).
 	 * A staged end is found by its key's 64-bit hash alone: a collision could only keep a
@@ -1282,7 +1282,7 @@ static const char *const plan_selects[] = {
 	"  ?1, ?2, ?3 FROM temp.plan n JOIN object o ON o.rowid = n.old"
 	" WHERE n.kind = ?4 AND n.old NOT IN (SELECT id FROM temp.gone) ORDER BY n.key",
 	"SELECT 'delete', o.kind, o.key, o.type, o.class, NULL, NULL, ?1, ?2, ?3"
-	" FROM temp.gone g JOIN object o ON o.rowid = g.id WHERE o.kind = ?4 ORDER BY o.key",
+	" FROM temp.gone g CROSS JOIN object o ON o.rowid = g.id WHERE o.kind = ?4 ORDER BY o.key",
 };
 
 /* Entities before the relationships that need them; relationships gone before the entities
@@ -1362,7 +1362,7 @@ static const char *const apply_selects[] = {
 	" FROM temp.plan n WHERE n.kind = ?4 AND n.old IS NOT NULL"
 	"  AND n.old NOT IN (SELECT id FROM temp.gone) ORDER BY n.key",
 	"SELECT 'delete', o.kind, o.key, o.type, o.class, NULL, NULL, ?1, ?2, ?3, NULL"
-	" FROM temp.gone g JOIN object o ON o.rowid = g.id WHERE o.kind = ?4 ORDER BY o.key",
+	" FROM temp.gone g CROSS JOIN object o ON o.rowid = g.id WHERE o.kind = ?4 ORDER BY o.key",
 };
 
 static int meta_add(struct store *s, int64_t objects)
@@ -1484,20 +1484,22 @@ static int leave_newer(struct store *s)
 		"INSERT OR IGNORE INTO temp.newer SELECT key FROM outbox WHERE seq > ?1;"
 		/* a refresh replaces an owner whole: what it left unchanged of one is as new */
 		"INSERT OR IGNORE INTO temp.newer SELECT o.owner FROM temp.newer n"
-		"  JOIN object o ON o.key = n.key WHERE o.owner IS NOT NULL;"
+		"  CROSS JOIN object o ON o.key = n.key WHERE o.owner IS NOT NULL;"
 		"INSERT OR IGNORE INTO temp.newer SELECT o.key FROM object o"
 		"  WHERE o.owner IN (SELECT key FROM temp.newer);"
 		"DELETE FROM temp.plan WHERE key IN (SELECT key FROM temp.newer)"
 		"  OR owner IN (SELECT key FROM temp.newer);"
-		"DELETE FROM temp.gone WHERE id NOT IN (SELECT rowid FROM object)"
-		"  OR id IN (SELECT o.rowid FROM object o JOIN temp.newer n ON n.key = o.key);"
+		"DELETE FROM temp.gone WHERE NOT EXISTS (SELECT 1 FROM object WHERE rowid = "
+		"gone.id)"
+		"  OR id IN (SELECT o.rowid FROM temp.newer n CROSS JOIN object o ON o.key = "
+		"n.key);"
 		/* the plan's cascade again: relationships written since that hang from a deleted
 		 * entity go with it */
 		"INSERT OR IGNORE INTO temp.gone (id)"
-		" SELECT r.rowid FROM temp.gone g JOIN object e ON e.rowid = g.id"
-		"  JOIN object r ON r.from_key = e.key WHERE e.kind = 'entity'"
-		" UNION SELECT r.rowid FROM temp.gone g JOIN object e ON e.rowid = g.id"
-		"  JOIN object r ON r.to_key = e.key WHERE e.kind = 'entity';"
+		" SELECT r.rowid FROM temp.gone g CROSS JOIN object e ON e.rowid = g.id"
+		"  CROSS JOIN object r ON r.from_key = e.key WHERE e.kind = 'entity'"
+		" UNION SELECT r.rowid FROM temp.gone g CROSS JOIN object e ON e.rowid = g.id"
+		"  CROSS JOIN object r ON r.to_key = e.key WHERE e.kind = 'entity';"
 		/* a relationship to an entity neither planned nor stored (anymore) */
 		"DELETE FROM temp.plan WHERE kind = 'relationship' AND ("
 		"  (from_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.plan e"
@@ -1545,10 +1547,12 @@ static int count_types(struct store *s)
 		"SELECT d.type, -count(*) FROM temp.gone g JOIN object_digest d ON d.id = g.id"
 		" WHERE true GROUP BY d.type",
 		"SELECT d.type, -count(*) FROM temp.plan n JOIN object_digest d ON d.id = n.old"
-		" WHERE d.type != n.type AND n.old NOT IN (SELECT id FROM temp.gone)"
+		" WHERE n.old IS NOT NULL AND d.type != n.type AND n.old NOT IN (SELECT id FROM "
+		"temp.gone)"
 		" GROUP BY d.type",
 		"SELECT n.type, count(*) FROM temp.plan n JOIN object_digest d ON d.id = n.old"
-		" WHERE d.type != n.type AND n.old NOT IN (SELECT id FROM temp.gone)"
+		" WHERE n.old IS NOT NULL AND d.type != n.type AND n.old NOT IN (SELECT id FROM "
+		"temp.gone)"
 		" GROUP BY n.type",
 		"SELECT type, count(*) FROM temp.plan WHERE old IS NULL GROUP BY type",
 	};
