@@ -5,7 +5,9 @@
 # same self-signed certificate and the same wrk parameters. Then the time from a webhook's
 # 2xx to its change line in the file sink (build/bench/receiver_latency). Prints Markdown.
 #   BUILD=build TSGRAPHD=$PWD/build/tsgraphd tests/bench/bench-receiver.sh
-# WRK_ARGS (default "-t2 -c16 -d10s") and LATENCY_ALERTS (default 100) change the load.
+# WRK_ARGS (default "-t2 -c16 -d10s") and LATENCY_ALERTS (default 100) change the load;
+# LATENCY_LARGE_AGENTS (default 30000, 0: skipped) the fleet stored for the same latency
+# measured again on a large store (a refresh must cost the same whatever the store holds).
 #
 # Every request carries a realistic alert webhook (the reference's example, a unique id per
 # request: a wrk Lua script counts per thread), so tsgraphd stores every one: synchronous
@@ -23,12 +25,13 @@ TESTS_DIR=${TESTS_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 LATENCY=${LATENCY:-$PWD/$BUILD/bench/receiver_latency}
 read -r -a wrk_args <<<"${WRK_ARGS:--t2 -c16 -d10s}"
 alerts=${LATENCY_ALERTS:-100}
+large=${LATENCY_LARGE_AGENTS:-30000}
 for tool in wrk nginx webhook; do
 	command -v "$tool" >/dev/null || fail "$tool is missing (make bench installs it)"
 done
 conns=16
 for a in "${wrk_args[@]}"; do case $a in -c*) conns=${a#-c} ;; esac; done
-bench_out receiver.command "WRK_ARGS=\"${wrk_args[*]}\" LATENCY_ALERTS=$alerts tests/bench/bench-receiver.sh"
+bench_out receiver.command "WRK_ARGS=\"${wrk_args[*]}\" LATENCY_ALERTS=$alerts LATENCY_LARGE_AGENTS=$large tests/bench/bench-receiver.sh"
 bench_out receiver.wrk_args "${wrk_args[*]}"
 
 # a free loopback port for nginx and webhook (tsgraphd takes an ephemeral one itself)
@@ -201,3 +204,28 @@ stop_daemon l
 echo
 sed 's/^/webhook 2xx → change line in the file sink, one alert at a time: /' "$WORK/latency"
 for kv in $(cat "$WORK/latency"); do bench_out "latency.${kv%%=*}" "${kv#*=}"; done
+
+# --- the same on a large store ---------------------------------------------------------------
+# A refresh works on the few owners it names: the store's size must not show in it. The
+# store is filled by `tsgraphd sync` first; the daemon's own first full sync (no change) ends
+# before the alerts are sent.
+if [ "$large" -gt 0 ]; then
+	kill "$FAKE_PID" 2>/dev/null
+	start_fake --agents "$large" --cves 60 --wide-cves 3 --alerts $((large / 5)) --seed 1 \
+		--page-size 100 --servers-page-size 500
+	write_receiver_config g '[threatstack]' 'poll_interval = 3600'
+	"$TSGRAPHD" -c "$WORK/g.conf" sync >"$WORK/g.sync" 2>&1 || fail "the first sync failed: $(tail -n 3 "$WORK/g.sync")"
+	start_daemon g
+	wait_until 600 "the daemon's first full sync" grep -q 'sync: done run=' "$WORK/g.log"
+	agent=$(fake_truth | jq -r '[.agents[] | select(.status == "online")][0].id')
+	for _ in $(seq "$alerts"); do fleet "{\"op\":\"alert_add\",\"agent\":\"$agent\"}" | jq -r .id; done >"$WORK/ids"
+	"$LATENCY" "$URL$WEBHOOK_PATH/$SECRET" "$WORK/pki/cert.pem" "$WORK/g.ndjson" "$FAKE_ORG" \
+		<"$WORK/ids" >"$WORK/latency_large" || fail "receiver_latency failed"
+	stop_daemon g
+	objects=$(sqlite3 "$WORK/g.db" 'SELECT objects FROM meta')
+	echo
+	sed "s/^/the same with $large agents ($objects objects) stored: /" "$WORK/latency_large"
+	for kv in $(cat "$WORK/latency_large"); do bench_out "latency_large.${kv%%=*}" "${kv#*=}"; done
+	bench_out latency_large.agents "$large"
+	bench_out latency_large.objects "$objects"
+fi

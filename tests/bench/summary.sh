@@ -126,6 +126,11 @@ END {
 		    verdict(v("latency.p99_ms") + 0 < 50))
 	else
 		nodata("webhook → change line", "p50, p99", "p99 < 50 ms")
+	if (has("latency_large.p50_ms") && has("latency_large.p99_ms"))
+		row("webhook → change line",
+		    "the same with " group(v("latency_large.agents")) " agents (" group(v("latency_large.objects")) " objects) stored: p50, p99, max",
+		    v("latency_large.p50_ms") " ms, " v("latency_large.p99_ms") " ms, " v("latency_large.max_ms") " ms", "p99 < 50 ms",
+		    verdict(v("latency_large.p99_ms") + 0 < 50))
 
 	# --- full sync
 	nsizes = split(v("sync.sizes"), sizes, " ")
