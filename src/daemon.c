@@ -624,6 +624,9 @@ static int worker_open(struct worker *wk)
 		log_error("store: %s", msg);
 		return r;
 	}
+	if (store_runs_sweep(wk->full.s) < 0)
+		log_warning("store: cannot mark the runs of a dead process interrupted: %s",
+			    store_errmsg(wk->full.s));
 	if (wk->d->writer) {
 		char ierr[INBOX_ERR_MAX];
 

@@ -247,6 +247,9 @@ static int cmd_sync(const struct config *c, int argc, char **argv)
 					       .read_only = so.dry_run },
 		       &s) < 0)
 		goto out;
+	if (!so.dry_run && store_runs_sweep(s) < 0)
+		log_warning("store: cannot mark the runs of a dead process interrupted: %s",
+			    store_errmsg(s));
 	r = cancel_new(&sync_cancel);
 	if (r == 0)
 		r = catch_stop_signals();

@@ -1,6 +1,6 @@
 /* store — SQLite state for tsgraphd.
  *
- * Tables (schema version 5):
+ * Tables (schema version 6):
  *   object         the stored graph: one row per entity or relationship, by _key, with its
  *                  canonical JSON and SHA-256, its owner (the agent or alert it belongs to)
  *                  and rank; relationships keep their ends (from_key, and to_key when the
@@ -14,6 +14,7 @@
  *                  error and how many attempts in a row have failed.
  *   sync_run       one row per sync, with its counts and what the guard held back.
  *   meta           one row: how many objects the graph holds (a hint: the key index's size).
+ *   type_count     how many objects of each type the graph holds, kept by the apply.
  *
  * A sync compares as it stages: each object is looked up in the key index (memory) and
  * only new and changed ones are written, appended to the connection's TEMP table stage;
@@ -1544,13 +1545,16 @@ static int leave_newer(struct store *s)
 static int count_types(struct store *s)
 {
 	static const char *const deltas[] = {
-		"SELECT d.type, -count(*) FROM temp.gone g JOIN object_digest d ON d.id = g.id"
+		"SELECT d.type, -count(*) FROM temp.gone g CROSS JOIN object_digest d ON d.id = "
+		"g.id"
 		" WHERE true GROUP BY d.type",
-		"SELECT d.type, -count(*) FROM temp.plan n JOIN object_digest d ON d.id = n.old"
+		"SELECT d.type, -count(*) FROM temp.plan n CROSS JOIN object_digest d ON d.id = "
+		"n.old"
 		" WHERE n.old IS NOT NULL AND d.type != n.type AND n.old NOT IN (SELECT id FROM "
 		"temp.gone)"
 		" GROUP BY d.type",
-		"SELECT n.type, count(*) FROM temp.plan n JOIN object_digest d ON d.id = n.old"
+		"SELECT n.type, count(*) FROM temp.plan n CROSS JOIN object_digest d ON d.id = "
+		"n.old"
 		" WHERE n.old IS NOT NULL AND d.type != n.type AND n.old NOT IN (SELECT id FROM "
 		"temp.gone)"
 		" GROUP BY n.type",
@@ -1988,18 +1992,18 @@ int store_type_counts(struct store *s, store_count_fn fn, void *userdata)
 	return sqldb_errno(rc);
 }
 
+int store_runs_sweep(struct store *s)
+{
+	return exec(s, "UPDATE sync_run SET result = 'interrupted' WHERE result = 'running'");
+}
+
 int store_run_begin(struct store *s, const char *kind, int64_t now, int64_t *ret_id)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int r;
 
-	/* A run still "running" belongs to a process that died: say so. */
-	r = exec(s, "UPDATE sync_run SET result = 'interrupted' WHERE result = 'running'");
-	if (r == 0)
-		r = prepare(
-			s,
-			"INSERT INTO sync_run (kind, result, started) VALUES (?1, 'running', ?2)",
-			&st);
+	r = prepare(s, "INSERT INTO sync_run (kind, result, started) VALUES (?1, 'running', ?2)",
+		    &st);
 	if (r == 0)
 		r = sqldb_bind_text(st, 1, kind);
 	if (r == 0)
@@ -2076,9 +2080,13 @@ int store_runs_prune(struct store *s, const char *kind, int64_t before_ms, int64
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int r;
 
+	/* Runs start in id order: the walk stops at the first run started after the cutoff (a
+	 * clock stepped back only keeps a run longer), and the kind's last run stays. */
 	r = prepare(s,
 		    "DELETE FROM sync_run WHERE kind = ?1 AND finished > 0 AND finished < ?2"
-		    " AND id < (SELECT max(id) FROM sync_run WHERE kind = ?1)",
+		    " AND id < min(coalesce((SELECT id FROM sync_run WHERE started >= ?2"
+		    "   ORDER BY id LIMIT 1), 9223372036854775807),"
+		    "  (SELECT max(id) FROM sync_run WHERE kind = ?1))",
 		    &st);
 	if (r == 0)
 		r = sqldb_bind_text(st, 1, kind);

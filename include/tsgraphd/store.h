@@ -207,8 +207,11 @@ int store_type_counts(struct store *s, store_count_fn fn, void *userdata);
 int store_object_name(struct store *s, const char *key, char **ret);
 int store_type_count(struct store *s, const char *type, int64_t *ret);
 
-/* --- sync runs (the caller holds store_lock(): a "running" run of another process is then
- * known to be dead and is marked "interrupted") --- */
+/* --- sync runs --- */
+/* Once a process holds store_lock(), before its first run: a run still "running" belongs to
+ * a process that died, and is marked "interrupted". (Not at each run: the daemon's refreshes
+ * begin runs while its full sync's run is running.) */
+int store_runs_sweep(struct store *s);
 int store_run_begin(struct store *s, const char *kind, int64_t now, int64_t *ret_id);
 int store_run_finish(struct store *s, const struct store_run *r);
 int store_runs_each(struct store *s, int64_t limit, store_run_fn fn, void *userdata);

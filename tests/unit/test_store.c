@@ -942,21 +942,40 @@ static void test_concurrent_first_open(void **state)
 	}
 }
 
+/* Appends each run's result and a space (newest first). */
+static int run_results(const struct store_run *r, void *ud)
+{
+	char *out = ud;
+
+	strncat(out, r->result, 63 - strlen(out));
+	strncat(out, " ", 63 - strlen(out));
+	return 0;
+}
+
 static void test_runs_and_cursors(void **state)
 {
 	struct fixture *f = *state;
 	int64_t id = 0, seq = -1;
 	struct store_run run = { 0 };
 
+	char results[64] = "";
+
 	assert_int_equal(store_run_begin(f->s, "full", 1000, &id), 0);
 	assert_int_equal(id, 1);
-	/* A second begin marks the first, never finished, as interrupted. */
-	assert_int_equal(store_run_begin(f->s, "full", 2000, &id), 0);
+	/* A run begun beside it (a refresh during a full sync) leaves it running. */
+	assert_int_equal(store_run_begin(f->s, "refresh", 2000, &id), 0);
 	run.id = id;
 	run.result = "ok";
 	run.finished = 2500;
 	run.created = 3;
 	assert_int_equal(store_run_finish(f->s, &run), 0);
+	assert_int_equal(store_runs_each(f->s, 10, run_results, results), 0);
+	assert_string_equal(results, "ok running ");
+	/* The next process's sweep: the first was never finished, its process died. */
+	results[0] = '\0';
+	assert_int_equal(store_runs_sweep(f->s), 0);
+	assert_int_equal(store_runs_each(f->s, 10, run_results, results), 0);
+	assert_string_equal(results, "ok interrupted ");
 	assert_int_equal(store_cursor_get(f->s, "changes", &seq), 0);
 	assert_int_equal(seq, 0);
 	assert_int_equal(store_cursor_set(f->s, "changes", 42), 0);
