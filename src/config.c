@@ -1283,12 +1283,21 @@ int config_load(const char *path, struct config **ret, char ret_error[static CON
 	return config_load_flags(path, 0, ret, ret_error);
 }
 
-int config_register_secrets(const struct config *c, const struct config *also)
+int config_register_secrets(const struct config *const *cs, size_t n_cs)
 {
-	const char *secrets[2 * (2 + 3 * CONFIG_SINKS_MAX)];
+	const char *secrets[CONFIG_SECRETS_IN_USE_MAX * (2 + 3 * CONFIG_SINKS_MAX)];
 	size_t n = 0;
 
-	for (const struct config *x = c; x; x = x == c ? also : NULL) {
+	if (n_cs > CONFIG_SECRETS_IN_USE_MAX)
+		return -E2BIG;
+	for (size_t k = 0; k < n_cs; k++) {
+		const struct config *x = cs[k];
+		bool seen = false;
+
+		for (size_t j = 0; j < k; j++)
+			seen = seen || cs[j] == x;
+		if (!x || seen)
+			continue;
 		secrets[n++] = x->ts.api_key;
 		secrets[n++] = x->webhook.secret;
 		/* A webhook URL is a credential too: Slack's and Teams' carry their token in the

@@ -110,7 +110,8 @@ struct daemon {
 	_Atomic int64_t beat_ms; /* monotonic: the sync thread's last sign of progress; 0 before */
 	_Atomic(const char *) doing; /* the sync thread's step, for the watchdog's line */
 
-	pthread_mutex_t lock; /* guards c and store_error */
+	const struct config *sync_c; /* the snapshot the sync thread runs on (its reference) */
+	pthread_mutex_t lock;	     /* guards c, sync_c and store_error */
 	char store_error[SYNC_MSG_MAX];
 };
 
@@ -649,6 +650,15 @@ static int worker_open(struct worker *wk)
 	return r;
 }
 
+/* Which snapshot the sync thread runs on (its own reference; NULL when it ends): a reload
+ * keeps that one's secrets redacted. Set before the thread drops the previous one. */
+static void set_sync_config(struct daemon *d, const struct config *c)
+{
+	pthread_mutex_lock(&d->lock);
+	d->sync_c = c;
+	pthread_mutex_unlock(&d->lock);
+}
+
 static void worker_close(struct worker *wk)
 {
 	inbox_close(wk->ib);
@@ -656,6 +666,7 @@ static void worker_close(struct worker *wk)
 	engine_free(&wk->fast);
 	tsapi_limiter_free(wk->limiter);
 	config_free(wk->refused);
+	set_sync_config(wk->d, NULL);
 	config_free(wk->c);
 }
 
@@ -691,6 +702,7 @@ static void worker_take_config(struct worker *wk)
 	tsapi_free(wk->full.api);
 	sync_free(wk->fast.sy);
 	tsapi_free(wk->fast.api);
+	set_sync_config(wk->d, c);
 	config_free(wk->c);
 	wk->full.sy = sy[0];
 	wk->full.api = api[0];
@@ -712,6 +724,7 @@ static void *sync_main(void *arg)
 	bool first = true;
 	int r;
 
+	set_sync_config(d, wk.c);
 	r = worker_open(&wk);
 	if (r < 0)
 		goto out;
@@ -727,6 +740,9 @@ static void *sync_main(void *arg)
 			first = false;
 			last_full = now;
 			full_sync(&wk);
+			if (wk.full_retry_ms)
+				last_full =
+					monotonic_ms(); /* the next try waits from this one's end */
 			continue;
 		}
 		if (wk.ib && refresh_batch(&wk))
@@ -901,6 +917,7 @@ static void warn_restart(const char *key, void *ud)
 static void reload(struct daemon *d)
 {
 	const struct config *cur = d->c, *old; /* the main thread is the only one to swap it */
+	const struct config *in_use; /* the sync thread's, whose secrets stay redacted too */
 	struct config *next = NULL;
 	const char *names[CONFIG_SINKS_MAX];
 	char err[CONFIG_ERROR_MAX], werr[WEBHOOK_ERR_MAX];
@@ -917,12 +934,16 @@ static void reload(struct daemon *d)
 		if (r < 0)
 			snprintf(err, sizeof(err), "%s", strerror(-r));
 	}
-	if (r == 0 && (r = config_register_secrets(next, cur)) < 0)
+	pthread_mutex_lock(&d->lock);
+	in_use = d->sync_c ? config_ref(d->sync_c) : NULL;
+	pthread_mutex_unlock(&d->lock);
+	if (r == 0 &&
+	    (r = config_register_secrets((const struct config *[]){ next, cur, in_use }, 3)) < 0)
 		snprintf(err, sizeof(err), "cannot register its secrets for redaction: %s",
 			 strerror(-r));
 	if (r == 0 && d->webhook && (r = webhook_reload(d->webhook, next, werr)) < 0) {
 		snprintf(err, sizeof(err), "webhook: %s", werr);
-		(void)config_register_secrets(cur, NULL);
+		(void)config_register_secrets((const struct config *[]){ cur, in_use }, 2);
 	}
 	if (r < 0) {
 		log_error("daemon: reload refused, the running configuration stays: %s", err);
@@ -930,6 +951,7 @@ static void reload(struct daemon *d)
 				"READY=1\nSTATUS=reload refused: the running configuration stays "
 				"(see the log)");
 		config_free(next);
+		config_free(in_use);
 		return;
 	}
 	log_set_level(next->log_level);
@@ -946,6 +968,7 @@ static void reload(struct daemon *d)
 	config_free(old);
 	wake(d->wake_fd); /* the sync thread takes it now, not after its sleep */
 	(void)sd_notify(0, "READY=1\nSTATUS=configuration reloaded");
+	config_free(in_use);
 }
 
 /* Waits for SIGINT/SIGTERM, or for the sync thread to end on its own; SIGHUP reloads. Sends

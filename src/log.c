@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #define LOG_LINE_MAX	2048
-#define LOG_SECRETS_MAX 128 /* a sanity bound: two configs' secrets, a reload's */
+#define LOG_SECRETS_MAX 192 /* a sanity bound: three configs' secrets, a reload's */
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static int log_fd = 2;

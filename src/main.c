@@ -597,7 +597,7 @@ int main(int argc, char **argv)
 		return r == -ENOMEM ? EXIT_FAILURE : EXIT_USAGE;
 	}
 	log_set_level(c->log_level);
-	r = config_register_secrets(c, NULL);
+	r = config_register_secrets((const struct config *[]){ c }, 1);
 	if (r < 0) {
 		log_error("cannot register secrets for redaction: %s", strerror(-r));
 		goto out;

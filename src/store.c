@@ -636,6 +636,26 @@ static void index_drop(struct store *s)
 	s->index_cap = 0;
 }
 
+/* Each type's stored count from type_count, for a snapshot without the key index. */
+static int types_from_counts(struct store *s)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s, "SELECT type, n FROM type_count", &st), rc = SQLITE_DONE;
+
+	s->n_types = 0;
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		size_t t;
+
+		r = type_slot(s, sqldb_col_text(st, 0) ? sqldb_col_text(st, 0) : "", &t);
+		if (r == 0)
+			s->types[t].stored = sqlite3_column_int64(st, 1);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sqldb_errno(rc);
+	s->types_stored = r == 0;
+	return r;
+}
+
 /* One scan of object_digest, without counting it first (a count reads the table too). */
 static int index_load(struct store *s)
 {
@@ -687,10 +707,11 @@ static int index_load(struct store *s)
 	if (r == 0 && rc != SQLITE_DONE)
 		r = sqldb_errno(rc);
 	s->types_stored = r == 0;
-	/* Without the index every lookup reads the table: slower, still right. */
+	/* Without the index every lookup reads the table: slower, still right; the counts come
+	 * from type_count, read now, in this snapshot, as the index would have given them. */
 	if (r == -ERANGE || r == -ENOMEM) {
 		index_drop(s);
-		r = 0;
+		r = types_from_counts(s);
 	}
 	return r;
 }

@@ -196,9 +196,11 @@ const char *config_sink_type_to_string(enum config_sink_type t);
 bool config_listen_is_loopback(const char *listen);
 /* "agent.status" for WEBHOOK_AGENT_STATUS...; NULL for anything but one known bit. */
 const char *config_webhook_event_to_string(unsigned event);
-/* Registers every secret of c, and of also unless NULL, as the logger's redaction list
- * (replacing it). A reload passes the configuration it replaces as also: threads still use
- * it for a while, and a sender may go on using an old webhook secret in its URLs. */
-int config_register_secrets(const struct config *c, const struct config *also);
+/* Registers every secret of the configurations cs (NULL entries and repeats skipped; at most
+ * CONFIG_SECRETS_IN_USE_MAX) as the logger's redaction list, replacing it. A reload passes
+ * the new configuration, the one it replaces (a sender may go on using an old webhook
+ * secret in its URLs) and the one the sync thread still runs on. */
+#define CONFIG_SECRETS_IN_USE_MAX 3
+int config_register_secrets(const struct config *const *cs, size_t n_cs);
 
 #endif

@@ -22,7 +22,8 @@
  * (inbox.c, counted: new alerts committed by the inbox writer, after a commit and before any
  * of its requests is answered). Stall points (testhook_stall(), the pause point's name, once
  * a process): "inbox-commit" (inbox.c: the first commit of a request's alerts sleeps 15 s, a
- * disk that does not answer). Each logs "test hook: ..." at notice before it acts, so a
+ * disk that does not answer). A flag point (testhook_pause_at() alone): "full-retry-1s"
+ * (daemon.c: a failed full sync is tried again after 1 s, not 1 min). Each logs "test hook: ..." at notice before it acts, so a
  * test can wait for the line instead of guessing the moment.
  *
  * Threads: any; the environment is read once, on the first call.

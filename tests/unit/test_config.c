@@ -365,7 +365,7 @@ static void test_jupiterone_token_credential(void **state)
 	assert_int_equal(parse(text, &c, err), 0);
 	assert_string_equal(c->sinks[0].j1.token, "cred-for-j1");
 	assert_string_equal(c->sinks[1].j1.token, "cred-shared");
-	assert_int_equal(config_register_secrets(c, NULL), 0);
+	assert_int_equal(config_register_secrets((const struct config *[]){ c }, 1), 0);
 	config_free(c);
 	c = NULL;
 	/* status reads no secret and needs none */

@@ -60,7 +60,7 @@ static void test_secrets_replaced_whole(void **state)
 	assert_int_equal(log_set_secrets((const char *const[]){ "new-key-5678", NULL }, 2), 0);
 	log_format(line, sizeof(line), "%s %s %s", "old-key-1234", "hook-secret", "new-key-5678");
 	assert_string_equal(line, "old-key-1234 hook-secret ***");
-	assert_int_equal(log_set_secrets(NULL, 129), -E2BIG); /* more than LOG_SECRETS_MAX */
+	assert_int_equal(log_set_secrets(NULL, 193), -E2BIG); /* more than LOG_SECRETS_MAX */
 	log_format(line, sizeof(line), "%s", "new-key-5678");
 	assert_string_equal(line, "***"); /* a refused set leaves the current one */
 	log_close();
@@ -76,7 +76,7 @@ static void test_config_secrets_never_logged(void **state)
 
 	(void)state;
 	assert_int_equal(config_parse("t.conf", text, sizeof(text) - 1, &c, err), 0);
-	assert_int_equal(config_register_secrets(c, NULL), 0);
+	assert_int_equal(config_register_secrets((const struct config *[]){ c }, 1), 0);
 	log_format(line, sizeof(line), "url=/v1/webhooks/threatstack/%s key=%s", c->webhook.secret,
 		   c->ts.api_key);
 	assert_string_equal(line, "url=/v1/webhooks/threatstack/*** key=***");
@@ -102,14 +102,20 @@ static void test_reload_keeps_old_secrets(void **state)
 	(void)state;
 	assert_int_equal(config_parse("o.conf", old_text, sizeof(old_text) - 1, &old, err), 0);
 	assert_int_equal(config_parse("n.conf", new_text, sizeof(new_text) - 1, &c, err), 0);
-	assert_int_equal(config_register_secrets(old, NULL), 0);
-	assert_int_equal(config_register_secrets(c, old), 0);
+	assert_int_equal(config_register_secrets((const struct config *[]){ old }, 1), 0);
+	assert_int_equal(config_register_secrets((const struct config *[]){ c, old, old }, 3), 0);
 	log_format(line, sizeof(line), "%s %s %s %s %s", "OldSecretKeyValue",
 		   "0123456789abcdefOLDHOOK", "https://hooks.example/T0/OLDPATH",
 		   "NewSecretKeyValue", "0123456789abcdefNEWHOOK");
 	assert_string_equal(line, "*** *** *** *** ***");
+	/* NULL entries and repeats are skipped; more configurations than can be in use are not */
+	assert_int_equal(config_register_secrets((const struct config *[]){ c, NULL, old }, 3), 0);
+	log_format(line, sizeof(line), "%s", "OldSecretKeyValue");
+	assert_string_equal(line, "***");
+	assert_int_equal(config_register_secrets((const struct config *[]){ c, old, c, old }, 4),
+			 -E2BIG);
 	/* the reload after: the first configuration's secrets are forgotten */
-	assert_int_equal(config_register_secrets(c, NULL), 0);
+	assert_int_equal(config_register_secrets((const struct config *[]){ c }, 1), 0);
 	log_format(line, sizeof(line), "%s", "OldSecretKeyValue");
 	assert_string_equal(line, "OldSecretKeyValue");
 	config_free(old);

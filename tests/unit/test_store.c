@@ -606,6 +606,38 @@ static void test_owners_snapshot(void **state)
 	assert_int_equal(n, 2);
 }
 
+/* Rowids past 32 bits leave the key index out (lookups read the table); the per-type counts
+ * then come from type_count: a missing agent is still found and deleted, nothing else. */
+static void test_no_index_counts(void **state)
+{
+	struct fixture *f = *state;
+	struct changes c = { 0 };
+	struct diff_result res;
+	sqlite3 *db;
+
+	stage_fleet(f->s, 4, "online");
+	complete_all(f->s);
+	commit(f->s, NULL, false, false);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "UPDATE object SET rowid = 5000000000 WHERE key = 'agent:2';"
+				      "UPDATE object_digest SET id = 5000000000 WHERE id ="
+				      " (SELECT max(id) FROM object_digest d WHERE NOT EXISTS"
+				      "  (SELECT 1 FROM object o WHERE o.rowid = d.id));",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+
+	stage_fleet(f->s, 3, "online"); /* agent:4 gone */
+	complete_all(f->s);
+	res = commit(f->s, &c, false, false);
+	assert_int_equal(res.created + res.updated, 0);
+	assert_int_equal(res.deleted, 2);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.lines[0], "delete relationship acct:1|has|agent:4");
+	assert_string_equal(c.lines[1], "delete entity agent:4");
+}
+
 /* What the file holds for a key: its status, "(none)" without one, NULL when not stored. */
 static char *stored_status(const char *path, const char *key)
 {
@@ -1068,6 +1100,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refuses_foreign_and_newer_files, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_owners_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_index_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_writer_wins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_writer_keeps_owner_whole, setup,
 						teardown),
