@@ -577,9 +577,9 @@ static void prune_runs(struct worker *wk)
 
 static void refresh_before_full_request(void *ud);
 
-/* An engine's client and sync context from config c (its store already open); the full
- * sync's client lets due webhook refreshes run before each of its requests. */
-static int engine_make(struct worker *wk, const struct config *c, struct engine *e, bool full,
+/* An engine's client and sync context from config c, on its store s; the full sync's client
+ * lets due webhook refreshes run before each of its requests. */
+static int engine_make(struct worker *wk, const struct config *c, struct store *s, bool full,
 		       struct tsapi **ret_api, struct sync **ret_sy, struct tsapi_error *err)
 {
 	struct tsapi_options ao = { .cancel = wk->d->cancel,
@@ -593,7 +593,7 @@ static int engine_make(struct worker *wk, const struct config *c, struct engine 
 		ao.before_request_userdata = wk;
 	}
 	r = tsapi_new(c, &ao, ret_api, err);
-	if (r == 0 && (r = sync_new(c, e->s, *ret_api, wk->d->cancel, ret_sy)) < 0)
+	if (r == 0 && (r = sync_new(c, s, *ret_api, wk->d->cancel, ret_sy)) < 0)
 		snprintf(err->message, sizeof(err->message), "sync: %s", strerror(-r));
 	if (r < 0) {
 		tsapi_free(*ret_api);
@@ -642,9 +642,9 @@ static int worker_open(struct worker *wk)
 		log_error("daemon: cannot make the rate limiter: %s", strerror(-r));
 		return r;
 	}
-	r = engine_make(wk, c, &wk->full, true, &wk->full.api, &wk->full.sy, &err);
+	r = engine_make(wk, c, wk->full.s, true, &wk->full.api, &wk->full.sy, &err);
 	if (r == 0)
-		r = engine_make(wk, c, &wk->fast, false, &wk->fast.api, &wk->fast.sy, &err);
+		r = engine_make(wk, c, wk->fast.s, false, &wk->fast.api, &wk->fast.sy, &err);
 	if (r < 0)
 		log_error("threatstack client: %s", err.message);
 	return r;
@@ -685,8 +685,8 @@ static void worker_take_config(struct worker *wk)
 		config_free(c);
 		return;
 	}
-	r = engine_make(wk, c, &wk->full, true, &api[0], &sy[0], &err);
-	if (r == 0 && (r = engine_make(wk, c, &wk->fast, false, &api[1], &sy[1], &err)) < 0) {
+	r = engine_make(wk, c, wk->full.s, true, &api[0], &sy[0], &err);
+	if (r == 0 && (r = engine_make(wk, c, wk->fast.s, false, &api[1], &sy[1], &err)) < 0) {
 		sync_free(sy[0]);
 		tsapi_free(api[0]);
 	}

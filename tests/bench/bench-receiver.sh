@@ -190,17 +190,24 @@ printf 'wrk %s, keep-alive, TLS; tsgraphd/webhook = %.2f×, tsgraphd/nginx = %.2
 	"$(echo "100 * $ts_rps / $ng_rps" | bc -l)" "$durable"
 
 # --- webhook 2xx → change line ----------------------------------------------------------------
+# send_alerts NAME OUT: $alerts alerts the fake knows, on one online agent, sent one at a time
+# to the running daemon NAME, timed to their change line in its file sink (OUT: KEY=VALUE);
+# then the daemon is stopped.
+send_alerts() {
+	local name=$1 out=$2 agent
+	agent=$(fake_truth | jq -r '[.agents[] | select(.status == "online")][0].id')
+	for _ in $(seq "$alerts"); do fleet "{\"op\":\"alert_add\",\"agent\":\"$agent\"}" | jq -r .id; done >"$WORK/ids"
+	"$LATENCY" "$URL$WEBHOOK_PATH/$SECRET" "$WORK/pki/cert.pem" "$WORK/$name.ndjson" "$FAKE_ORG" \
+		<"$WORK/ids" >"$out" || fail "receiver_latency failed"
+	stop_daemon "$name"
+}
 # A fresh daemon (the run above left thousands of unknown alerts due for a retry, which the
 # refreshes would take first, oldest first). Alerts the fake knows, on one online agent, sent
 # one at a time.
 write_receiver_config l '[threatstack]' 'poll_interval = 3600'
 start_daemon l
 wait_until 30 "the first full sync delivered" grep -q 'sink changes: delivered' "$WORK/l.log"
-agent=$(fake_truth | jq -r '[.agents[] | select(.status == "online")][0].id')
-for _ in $(seq "$alerts"); do fleet "{\"op\":\"alert_add\",\"agent\":\"$agent\"}" | jq -r .id; done >"$WORK/ids"
-"$LATENCY" "$URL$WEBHOOK_PATH/$SECRET" "$WORK/pki/cert.pem" "$WORK/l.ndjson" "$FAKE_ORG" \
-	<"$WORK/ids" >"$WORK/latency" || fail "receiver_latency failed"
-stop_daemon l
+send_alerts l "$WORK/latency"
 echo
 sed 's/^/webhook 2xx → change line in the file sink, one alert at a time: /' "$WORK/latency"
 for kv in $(cat "$WORK/latency"); do bench_out "latency.${kv%%=*}" "${kv#*=}"; done
@@ -217,11 +224,7 @@ if [ "$large" -gt 0 ]; then
 	"$TSGRAPHD" -c "$WORK/g.conf" sync >"$WORK/g.sync" 2>&1 || fail "the first sync failed: $(tail -n 3 "$WORK/g.sync")"
 	start_daemon g
 	wait_until 600 "the daemon's first full sync" grep -q 'sync: done run=' "$WORK/g.log"
-	agent=$(fake_truth | jq -r '[.agents[] | select(.status == "online")][0].id')
-	for _ in $(seq "$alerts"); do fleet "{\"op\":\"alert_add\",\"agent\":\"$agent\"}" | jq -r .id; done >"$WORK/ids"
-	"$LATENCY" "$URL$WEBHOOK_PATH/$SECRET" "$WORK/pki/cert.pem" "$WORK/g.ndjson" "$FAKE_ORG" \
-		<"$WORK/ids" >"$WORK/latency_large" || fail "receiver_latency failed"
-	stop_daemon g
+	send_alerts g "$WORK/latency_large"
 	objects=$(sqlite3 "$WORK/g.db" 'SELECT objects FROM meta')
 	echo
 	sed "s/^/the same with $large agents ($objects objects) stored: /" "$WORK/latency_large"
