@@ -47,28 +47,35 @@ static int setup(void **state)
 	return 0;
 }
 
-/* The per-type counts the apply keeps (type_count) against the graph itself: 0 when every
- * type's count is exact. */
-static int64_t type_counts_off(const char *path)
+/* The first column of the first row sql gives on the store file at path, -1 without one. */
+static int64_t file_int(const char *path, const char *sql)
 {
 	sqlite3 *db;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int64_t n = -1;
 
-	if (sqlite3_open(path, &db) != SQLITE_OK)
-		return -1;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT (SELECT count(*) FROM type_count t WHERE t.n !="
-			       "  (SELECT count(*) FROM object o WHERE o.type = t.type)) +"
-			       " (SELECT count(*) FROM (SELECT DISTINCT type FROM object)"
-			       "  WHERE type NOT IN (SELECT type FROM type_count))",
-			       -1, &st, NULL) == SQLITE_OK &&
+	if (sqlite3_open(path, &db) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
 	    sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return n;
 }
+
+/* The per-type counts the apply keeps (type_count) against the graph itself: 0 when every
+ * type's count is exact. */
+#define TYPE_COUNTS_OFF                                              \
+	"SELECT (SELECT count(*) FROM type_count t WHERE t.n !="     \
+	"  (SELECT count(*) FROM object o WHERE o.type = t.type)) +" \
+	" (SELECT count(*) FROM (SELECT DISTINCT type FROM object)"  \
+	"  WHERE type NOT IN (SELECT type FROM type_count))"
+/* How many stored relationships name an end entity that is not stored. */
+#define DANGLING                                                             \
+	"SELECT count(*) FROM object r WHERE r.kind = 'relationship'"        \
+	" AND (NOT EXISTS (SELECT 1 FROM object e WHERE e.key = r.from_key)" \
+	"  OR (r.to_key IS NOT NULL AND NOT EXISTS"                          \
+	"   (SELECT 1 FROM object e WHERE e.key = r.to_key)))"
 
 static int teardown(void **state)
 {
@@ -77,7 +84,7 @@ static int teardown(void **state)
 	int64_t off;
 
 	store_close(f->s);
-	off = type_counts_off(f->path);
+	off = file_int(f->path, TYPE_COUNTS_OFF);
 	if (off != 0) {
 		fprintf(stderr, "type_count differs from the graph for %" PRId64 " types\n", off);
 		return -1;
@@ -741,30 +748,6 @@ static void test_other_writer_wins(void **state)
 	assert_int_equal(res.deleted, 3); /* agent:3, agent:4 and its relationship */
 }
 
-/* Whether some stored relationship names an end entity that is not stored. */
-static int64_t dangling(const char *path)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	int64_t n = -1;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(
-		sqlite3_prepare_v2(
-			db,
-			"SELECT count(*) FROM object r WHERE r.kind = 'relationship'"
-			" AND (NOT EXISTS (SELECT 1 FROM object e WHERE e.key = r.from_key)"
-			"  OR (r.to_key IS NOT NULL AND NOT EXISTS"
-			"   (SELECT 1 FROM object e WHERE e.key = r.to_key)))",
-			-1, &st, NULL),
-		SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return n;
-}
-
 /* The full listing missed agent:3 (a pagination race); a webhook refresh meanwhile found it
  * (status changed, its relationship unchanged, owner agent:3). A refresh replaces an owner
  * whole: the full sync's apply keeps agent:3 and its relationship. */
@@ -807,7 +790,7 @@ static void test_other_writer_keeps_owner_whole(void **state)
 	commit(f->s, NULL, false, false);
 	assert_status(f->path, "agent:3", "offline");
 	assert_status(f->path, "acct:1|has|agent:3", "(none)"); /* fails: deleted */
-	assert_int_equal(dangling(f->path), 0);
+	assert_int_equal(file_int(f->path, DANGLING), 0);
 }
 
 /* The full listing staged an older relationship of agent:1 (owner agent:1); the refresh
@@ -873,7 +856,7 @@ static void test_other_writer_no_dangling(void **state)
 
 	commit(f->s, NULL, false, false);
 	assert_status(f->path, "agent:3", NULL);
-	assert_int_equal(dangling(f->path), 0); /* fails: 1 */
+	assert_int_equal(file_int(f->path, DANGLING), 0); /* the relationship went with agent:3 */
 }
 
 /* The daemon's STATUS= counts agents on the refresh connection: after a refresh that changed
@@ -902,21 +885,6 @@ static void test_type_count_after_other_connection(void **state)
 	assert_int_equal(n, 5); /* fails: 2 */
 }
 
-static int64_t page_size(const char *path)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	int64_t n = -1;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return n;
-}
-
 /* A new store gets 16 KiB pages; one created with SQLite's default 4 KiB keeps them. */
 static void test_page_size(void **state)
 {
@@ -926,7 +894,7 @@ static void test_page_size(void **state)
 	struct store *s = NULL;
 	sqlite3 *db;
 
-	assert_int_equal(page_size(f->path), 16384);
+	assert_int_equal(file_int(f->path, "PRAGMA page_size"), 16384);
 	snprintf(path, sizeof(path), "%s/old.db", f->dir);
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "PRAGMA page_size = 4096; VACUUM", NULL, NULL, NULL),
@@ -935,7 +903,7 @@ static void test_page_size(void **state)
 	assert_int_equal(store_open(path, &so, &s, err), 0);
 	assert_non_null(s);
 	store_close(s);
-	assert_int_equal(page_size(path), 4096);
+	assert_int_equal(file_int(path, "PRAGMA page_size"), 4096);
 }
 
 /* Processes opening a new store at the same moment: every one succeeds (the ownership checks
