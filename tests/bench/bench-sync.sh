@@ -6,12 +6,17 @@
 # Fleet per size N: N agents, 60 CVEs of which 3 affect every agent through their paged
 # servers listings (500 a page), N/5 alerts, 100 agents a page. The client's rate limit is
 # set to its maximum (6000/min) so the figures measure tsgraphd, not the API budget.
+# After each first sync, the store floor of the graph it stored (tests/bench/store_floor.c:
+# the CPU SQLite alone spends inserting those objects, keys and JSON only, with an outbox
+# row each, committed and checkpointed), as a multiple of the same run's parse floor: what
+# of a first sync's ratio no code above SQLite can remove.
 # With BENCH_OUT set, the figures also go there as sync.N.RUN.FIELD=VALUE lines
-# (tests/bench/lib-bench.sh; RUN is first or nochange).
+# (tests/bench/lib-bench.sh; RUN is first or nochange; sync.N.store_floor.FIELD).
 TESTS_DIR=${TESTS_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$TESTS_DIR/e2e/lib.sh"
 . "$TESTS_DIR/bench/lib-bench.sh"
 FLOOR=${FLOOR:-$PWD/$BUILD/bench/parse_floor}
+STORE_FLOOR=${STORE_FLOOR:-$PWD/$BUILD/bench/store_floor}
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000 10000 100000)
 bench_out sync.command "tests/bench/bench-sync.sh ${sizes[*]}"
@@ -44,6 +49,24 @@ measure() { # label key conf
 	bench_out "$key.x_floor" "$(printf '%.2f' "$(echo "$cpu * 1000000 / $objects / $fus" | bc -l)")"
 	bench_out "$key.rss_mib" "$(printf '%.1f' "$(echo "$kib / 1024" | bc -l)")"
 	curl -sS -X POST "$FAKE_URL/_fake/reset-stats" >/dev/null
+	first_cpu=$cpu first_objects=$objects first_fus=$fus
+}
+
+# store_floor DB: the store floor of the graph the first sync stored, beside its figures
+store_floor() {
+	local out objects cpu_s x rest
+	out=$("$STORE_FLOOR" "$1" "$WORK/store-floor.db") || fail "store_floor failed on $1"
+	objects=$(sed -n 's/.*objects=\([0-9]*\) .*/\1/p' <<<"$out")
+	cpu_s=$(echo "$(sed -n 's/.*cpu_us=\([0-9]*\) .*/\1/p' <<<"$out") / 1000000" | bc -l)
+	x=$(echo "$cpu_s * 1000000 / $first_objects / $first_fus" | bc -l)
+	rest=$(echo "($first_cpu - $cpu_s) * 1000000 / $first_objects / $first_fus" | bc -l)
+	floors+=("$(printf '| %s | %s | %.2f | %.1f | %.2f | %.1f× | %.1f× |' "$agents" "$objects" \
+		"$(sed -n 's/.*us_per_object=\([0-9.]*\).*/\1/p' <<<"$out")" "$(echo "$(sed -n 's/.*bytes=\([0-9]*\) .*/\1/p' <<<"$out") / 1048576" | bc -l)" \
+		"$cpu_s" "$x" "$rest")")
+	bench_out "sync.$agents.store_floor.objects" "$objects"
+	bench_out "sync.$agents.store_floor.cpu_s" "$(printf '%.3f' "$cpu_s")"
+	bench_out "sync.$agents.store_floor.x_floor" "$(printf '%.2f' "$x")"
+	bench_out "sync.$agents.store_floor.rest_x_floor" "$(printf '%.2f' "$rest")"
 }
 
 for agents in "${sizes[@]}"; do
@@ -51,6 +74,7 @@ for agents in "${sizes[@]}"; do
 		--page-size 100 --servers-page-size 500 --record "$WORK/record"
 	write_config "b$agents" '[log]' 'level = warning'
 	measure "first sync" first "$WORK/b$agents.conf"
+	store_floor "$WORK/b$agents.db"
 	measure "no-change sync" nochange "$WORK/b$agents.conf"
 	db="$WORK/b$agents.db"
 	sqlite3 "$db" 'PRAGMA wal_checkpoint(TRUNCATE)' >/dev/null
@@ -59,5 +83,11 @@ for agents in "${sizes[@]}"; do
 	kill "$FAKE_PID" 2>/dev/null; wait "$FAKE_PID" 2>/dev/null || true
 	rm -f "$db" "$db-wal" "$db-shm" "$WORK/b$agents.ndjson"
 done
+echo
+echo "Store floor of each first sync's graph (tests/bench/store_floor.c), in the first sync's parse floors:"
+echo
+echo "| agents | graph objects | µs/object | JSON MiB | CPU s | × parse floor | first sync minus it, × parse floor |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+printf '%s\n' "${floors[@]}"
 echo
 printf '%s\n' "${stored[@]}"

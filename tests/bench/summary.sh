@@ -151,6 +151,11 @@ END {
 			else
 				nodata("full sync, " group(n) " agents", label, "≤ " goal "× floor")
 		}
+		k = "sync." n ".store_floor"
+		if (has(k ".cpu_s") && has(k ".x_floor") && has(k ".rest_x_floor"))
+			row("full sync, " group(n) " agents",
+			    "store floor (SQLite alone storing the first-sync graph of " group(v(k ".objects")) " objects): CPU, × parse floor; the first sync without it",
+			    v(k ".cpu_s") " s, " f(v(k ".x_floor"), 1) "×; " f(v(k ".rest_x_floor"), 1) "×", "—", "")
 	}
 	# growth from each size to the next (per 10× when the sizes are 10× apart)
 	for (i = 2; i <= nsizes; i++) {
