@@ -25,6 +25,11 @@ bench_out sync.sizes "${sizes[*]}"
 echo "| agents | run | API requests | API objects | wall s | CPU s | µs/object | floor µs/object | × floor | peak RSS MiB |"
 echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 
+# field NAME LINE: the value of NAME=VALUE in a line of such pairs (parse_floor's, store_floor's)
+field() {
+	tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
+}
+
 measure() { # label key conf
 	local label=$1 key=sync.$agents.$2 conf=$3 secs user sys kib floor objects fus cpu requests
 	: >"$WORK/record"
@@ -32,8 +37,8 @@ measure() { # label key conf
 		fail "$label failed: $(tail -n 5 "$WORK/out")"
 	read -r secs user sys kib <"$WORK/time"
 	floor=$("$FLOOR" "$WORK/record")
-	objects=$(sed -n 's/.*objects=\([0-9]*\) .*/\1/p' <<<"$floor")
-	fus=$(sed -n 's/.*us_per_object=\([0-9.]*\).*/\1/p' <<<"$floor")
+	objects=$(field objects "$floor")
+	fus=$(field us_per_object "$floor")
 	cpu=$(echo "$user + $sys" | bc -l)
 	requests=$(curl -sS "$FAKE_URL/_fake/stats" | jq .api_requests)
 	printf '| %s | %s | %s | %s | %.1f | %.2f | %.1f | %.2f | %.1f | %.1f |\n' "$agents" "$label" \
@@ -49,19 +54,19 @@ measure() { # label key conf
 	bench_out "$key.x_floor" "$(printf '%.2f' "$(echo "$cpu * 1000000 / $objects / $fus" | bc -l)")"
 	bench_out "$key.rss_mib" "$(printf '%.1f' "$(echo "$kib / 1024" | bc -l)")"
 	curl -sS -X POST "$FAKE_URL/_fake/reset-stats" >/dev/null
-	first_cpu=$cpu first_objects=$objects first_fus=$fus
+	measured_cpu=$cpu measured_objects=$objects measured_fus=$fus # for store_floor
 }
 
-# store_floor DB: the store floor of the graph the first sync stored, beside its figures
+# store_floor DB: the store floor of the graph the sync just measured stored, in its floors
 store_floor() {
 	local out objects cpu_s x rest
 	out=$("$STORE_FLOOR" "$1" "$WORK/store-floor.db") || fail "store_floor failed on $1"
-	objects=$(sed -n 's/.*objects=\([0-9]*\) .*/\1/p' <<<"$out")
-	cpu_s=$(echo "$(sed -n 's/.*cpu_us=\([0-9]*\) .*/\1/p' <<<"$out") / 1000000" | bc -l)
-	x=$(echo "$cpu_s * 1000000 / $first_objects / $first_fus" | bc -l)
-	rest=$(echo "($first_cpu - $cpu_s) * 1000000 / $first_objects / $first_fus" | bc -l)
+	objects=$(field objects "$out")
+	cpu_s=$(echo "$(field cpu_us "$out") / 1000000" | bc -l)
+	x=$(echo "$cpu_s * 1000000 / $measured_objects / $measured_fus" | bc -l)
+	rest=$(echo "($measured_cpu - $cpu_s) * 1000000 / $measured_objects / $measured_fus" | bc -l)
 	floors+=("$(printf '| %s | %s | %.2f | %.1f | %.2f | %.1f× | %.1f× |' "$agents" "$objects" \
-		"$(sed -n 's/.*us_per_object=\([0-9.]*\).*/\1/p' <<<"$out")" "$(echo "$(sed -n 's/.*bytes=\([0-9]*\) .*/\1/p' <<<"$out") / 1048576" | bc -l)" \
+		"$(field us_per_object "$out")" "$(echo "$(field bytes "$out") / 1048576" | bc -l)" \
 		"$cpu_s" "$x" "$rest")")
 	bench_out "sync.$agents.store_floor.objects" "$objects"
 	bench_out "sync.$agents.store_floor.cpu_s" "$(printf '%.3f' "$cpu_s")"

@@ -38,6 +38,15 @@ static int fail(sqlite3 *db, const char *what)
 	return 1;
 }
 
+static void rows_free(struct row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(rows[i].key);
+		free(rows[i].json);
+	}
+	free(rows);
+}
+
 /* The store's objects in key order, as its apply writes them. */
 static int load(const char *path, struct row **ret, size_t *ret_n, int64_t *ret_bytes)
 {
@@ -46,35 +55,42 @@ static int load(const char *path, struct row **ret, size_t *ret_n, int64_t *ret_
 	struct row *rows = NULL;
 	size_t n = 0, cap = 0;
 	int64_t bytes = 0;
-	int rc;
+	int rc = SQLITE_ERROR, r = 1;
 
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "SELECT key, json FROM object ORDER BY key", -1, &st, NULL) !=
 		    SQLITE_OK)
-		return fail(db, path);
+		goto out;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct row *r;
+		struct row *row;
 
 		if (n == cap) {
 			struct row *t = realloc(rows, (cap = cap ? cap * 2 : 4096) * sizeof(*rows));
 
 			if (!t)
-				return fail(NULL, "rows");
+				goto out;
 			rows = t;
 		}
-		r = &rows[n++];
-		r->key_len = sqlite3_column_bytes(st, 0);
-		r->json_len = sqlite3_column_bytes(st, 1);
-		r->key = strndup((const char *)sqlite3_column_text(st, 0), (size_t)r->key_len);
-		r->json = strndup((const char *)sqlite3_column_text(st, 1), (size_t)r->json_len);
-		if (!r->key || !r->json)
-			return fail(NULL, "rows");
-		bytes += r->key_len + r->json_len;
+		row = &rows[n++];
+		row->key_len = sqlite3_column_bytes(st, 0);
+		row->json_len = sqlite3_column_bytes(st, 1);
+		row->key = strndup((const char *)sqlite3_column_text(st, 0), (size_t)row->key_len);
+		row->json =
+			strndup((const char *)sqlite3_column_text(st, 1), (size_t)row->json_len);
+		if (!row->key || !row->json)
+			goto out;
+		bytes += row->key_len + row->json_len;
 	}
-	if (rc != SQLITE_DONE)
-		return fail(db, path);
+	r = rc == SQLITE_DONE ? 0 : 1;
+out:
+	if (r != 0)
+		fail(rc == SQLITE_ROW ? NULL : db, path);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
+	if (r != 0) {
+		rows_free(rows, n);
+		return r;
+	}
 	*ret = rows;
 	*ret_n = n;
 	*ret_bytes = bytes;
@@ -151,24 +167,17 @@ int main(int argc, char **argv)
 	}
 	if (load(argv[1], &rows, &n, &bytes) != 0)
 		return 1;
-	if (n == 0) {
+	if (n == 0)
 		fprintf(stderr, "store_floor: %s holds no objects\n", argv[1]);
-		return 1;
-	}
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; n > 0 && i < 3 && best >= 0; i++) {
 		int64_t t = pass(argv[2], rows, n);
 
-		if (t < 0)
-			return 1;
 		if (t < best)
 			best = t;
 	}
-	printf("objects=%zu bytes=%" PRId64 " cpu_us=%" PRId64 " us_per_object=%.2f\n", n, bytes,
-	       best, (double)best / (double)n);
-	for (size_t i = 0; i < n; i++) {
-		free(rows[i].key);
-		free(rows[i].json);
-	}
-	free(rows);
-	return 0;
+	if (n > 0 && best >= 0)
+		printf("objects=%zu bytes=%" PRId64 " cpu_us=%" PRId64 " us_per_object=%.2f\n", n,
+		       bytes, best, (double)best / (double)n);
+	rows_free(rows, n);
+	return n > 0 && best >= 0 ? 0 : 1;
 }
