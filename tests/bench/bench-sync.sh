@@ -66,7 +66,7 @@ store_floor() {
 	x=$(echo "$cpu_s * 1000000 / $measured_objects / $measured_fus" | bc -l)
 	rest=$(echo "($measured_cpu - $cpu_s) * 1000000 / $measured_objects / $measured_fus" | bc -l)
 	floors+=("$(printf '| %s | %s | %.2f | %.1f | %.2f | %.1f× | %.1f× |' "$agents" "$objects" \
-		"$(field us_per_object "$out")" "$(echo "$(field bytes "$out") / 1048576" | bc -l)" \
+		"$(field us_per_object "$out")" "$(echo "$(field json_bytes "$out") / 1048576" | bc -l)" \
 		"$cpu_s" "$x" "$rest")")
 	bench_out "sync.$agents.store_floor.objects" "$objects"
 	bench_out "sync.$agents.store_floor.cpu_s" "$(printf '%.3f' "$cpu_s")"

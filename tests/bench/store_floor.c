@@ -7,9 +7,8 @@
  * avoid if it keeps the graph and its changes in SQLite at all. Best of three passes, each
  * into a fresh file, in process CPU time.
  *
- *   store_floor STORE_FILE SCRATCH_FILE  → objects=N bytes=N cpu_us=N us_per_object=X
+ *   store_floor STORE_FILE SCRATCH_FILE  → objects=N json_bytes=N cpu_us=N us_per_object=X
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,14 +71,16 @@ static int load(const char *path, struct row **ret, size_t *ret_n, int64_t *ret_
 			rows = t;
 		}
 		row = &rows[n++];
+		const char *key = (const char *)sqlite3_column_text(st, 0);
+		const char *json = (const char *)sqlite3_column_text(st, 1);
+
 		row->key_len = sqlite3_column_bytes(st, 0);
 		row->json_len = sqlite3_column_bytes(st, 1);
-		row->key = strndup((const char *)sqlite3_column_text(st, 0), (size_t)row->key_len);
-		row->json =
-			strndup((const char *)sqlite3_column_text(st, 1), (size_t)row->json_len);
+		row->key = key ? strndup(key, (size_t)row->key_len) : NULL;
+		row->json = json ? strndup(json, (size_t)row->json_len) : NULL;
 		if (!row->key || !row->json)
 			goto out;
-		bytes += row->key_len + row->json_len;
+		bytes += row->json_len;
 	}
 	r = rc == SQLITE_DONE ? 0 : 1;
 out:
@@ -118,18 +119,18 @@ static int64_t pass(const char *path, const struct row *rows, size_t n)
 		"CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, obj_id INTEGER);";
 	sqlite3 *db = NULL;
 	sqlite3_stmt *obj = NULL, *out = NULL;
-	int64_t t0;
+	int64_t t0 = 0;
 	int ok;
 
 	unlink_all(path);
-	if (sqlite3_open(path, &db) != SQLITE_OK || sqlite3_exec(db, setup, 0, 0, 0) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "INSERT INTO object (key, json) VALUES (?1, ?2)", -1, &obj,
-			       NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "INSERT INTO outbox (obj_id) VALUES (?1)", -1, &out, NULL) !=
-		    SQLITE_OK) {
-		fail(db, path);
-		return -1;
-	}
+	ok = sqlite3_open(path, &db) == SQLITE_OK &&
+	     sqlite3_exec(db, setup, 0, 0, 0) == SQLITE_OK &&
+	     sqlite3_prepare_v2(db, "INSERT INTO object (key, json) VALUES (?1, ?2)", -1, &obj,
+				NULL) == SQLITE_OK &&
+	     sqlite3_prepare_v2(db, "INSERT INTO outbox (obj_id) VALUES (?1)", -1, &out, NULL) ==
+		     SQLITE_OK;
+	if (!ok)
+		goto out;
 	t0 = cpu_us();
 	ok = sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0) == SQLITE_OK;
 	for (size_t i = 0; ok && i < n; i++) {
@@ -146,6 +147,7 @@ static int64_t pass(const char *path, const struct row *rows, size_t n)
 	ok = ok && sqlite3_exec(db, "COMMIT", 0, 0, 0) == SQLITE_OK &&
 	     sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", 0, 0, 0) == SQLITE_OK;
 	t0 = cpu_us() - t0;
+out:
 	if (!ok)
 		fail(db, path);
 	sqlite3_finalize(obj);
@@ -176,8 +178,8 @@ int main(int argc, char **argv)
 			best = t;
 	}
 	if (n > 0 && best >= 0)
-		printf("objects=%zu bytes=%" PRId64 " cpu_us=%" PRId64 " us_per_object=%.2f\n", n,
-		       bytes, best, (double)best / (double)n);
+		printf("objects=%zu json_bytes=%" PRId64 " cpu_us=%" PRId64 " us_per_object=%.2f\n",
+		       n, bytes, best, (double)best / (double)n);
 	rows_free(rows, n);
 	return n > 0 && best >= 0 ? 0 : 1;
 }

@@ -152,7 +152,7 @@ END {
 				nodata("full sync, " group(n) " agents", label, "≤ " goal "× floor")
 		}
 		k = "sync." n ".store_floor"
-		if (has(k ".cpu_s") && has(k ".x_floor") && has(k ".rest_x_floor"))
+		if (has(k ".objects") && has(k ".cpu_s") && has(k ".x_floor") && has(k ".rest_x_floor"))
 			row("full sync, " group(n) " agents",
 			    "store floor (SQLite alone storing the first-sync graph of " group(v(k ".objects")) " objects): CPU, × parse floor; the first sync without it",
 			    v(k ".cpu_s") " s, " f(v(k ".x_floor"), 1) "×; " f(v(k ".rest_x_floor"), 1) "×", "—", "")

@@ -28,6 +28,9 @@ sync.1000.first.us_per_object=91.66
 sync.1000.first.floor_us_per_object=2.59
 sync.1000.first.x_floor=35.39
 sync.1000.first.rss_mib=20.4
+sync.1000.store_floor.cpu_s=0.042
+sync.1000.store_floor.x_floor=2.30
+sync.1000.store_floor.rest_x_floor=15.60
 sync.1000.nochange.requests=41
 sync.1000.nochange.objects=4364
 sync.1000.nochange.wall_s=0.20
@@ -44,6 +47,10 @@ sync.10000.first.us_per_object=67.82
 sync.10000.first.floor_us_per_object=2.49
 sync.10000.first.x_floor=4.90
 sync.10000.first.rss_mib=21.5
+sync.10000.store_floor.objects=64170
+sync.10000.store_floor.cpu_s=0.346
+sync.10000.store_floor.x_floor=3.12
+sync.10000.store_floor.rest_x_floor=15.14
 sync.10000.nochange.requests=206
 sync.10000.nochange.objects=42615
 sync.10000.nochange.wall_s=1.00
@@ -101,6 +108,8 @@ expect_output '| webhook → change line | p50, p99 | — | p99 < 50 ms | no dat
 expect_output '| full sync, 1,000 agents | first sync: wall, CPU, peak RSS, API requests, CPU µs/object (floor), × floor | 0.61 s, 0.40 s, 20.4 MiB, 41, 91.7 (2.59), 35.4× | ≤ 5× floor | **not met** |'
 expect_output '| full sync, 1,000 agents | no-change sync: wall, CPU, peak RSS, API requests, CPU µs/object (floor), × floor | 0.20 s, 0.10 s, 14.5 MiB, 41, 22.9 (3.42), 2.7× | ≤ 3× floor | met |'
 expect_output '| full sync, 10,000 agents | first sync: wall, CPU, peak RSS, API requests, CPU µs/object (floor), × floor | 4.02 s, 2.89 s, 21.5 MiB, 206, 67.8 (2.49), 4.9× | ≤ 5× floor | met |'
+expect_output '| full sync, 10,000 agents | store floor (SQLite alone storing the first-sync graph of 64,170 objects): CPU, × parse floor; the first sync without it | 0.346 s, 3.1×; 15.1× | — |  |'
+expect_no_output '| full sync, 1,000 agents | store floor' # its object count is missing
 expect_output '| full sync, growth | 1,000 → 10,000 agents (×10 fleet) | first: wall ×6.59, CPU ×7.22, µs/object ×0.74, peak RSS ×1.05; no change: wall ×5.00, CPU ×5.20, µs/object ×0.53, peak RSS ×1.40 |'
 expect_output '| full sync, memory | peak RSS at 10,000 agents, the larger of both syncs | 21.5 MiB | < 64 MiB at 100,000 agents | not measured at 100,000 |'
 expect_output '| rate limit 200/min | first sync of 4,000 agents, the fake enforcing 200/min: API requests, wall | 645, 205.3 s (3.4 min, 202.81 s from the first request to the last) |'
