@@ -136,6 +136,7 @@ struct worker {
 	int64_t full_retry_ms;	      /* after a full sync that failed: when the next one is due */
 	const struct config *refused; /* a reloaded snapshot this thread could not take (ref) */
 	/* for STATUS= */
+	bool full_ended;		     /* a full sync has ended in this process */
 	const char *last_kind, *last_result; /* NULL before the first run ended */
 	int64_t last_at;		     /* wall clock */
 	int64_t backlog;		     /* changes not yet delivered, all sinks */
@@ -164,9 +165,13 @@ static const struct config *config_get(struct daemon *d)
 	return c;
 }
 
-/* STATUS=: one line for `systemctl status`. */
+/* STATUS=: one line for `systemctl status`; a running full sync first (refreshes end while
+ * it runs: "last refresh sync ok" alone would read as if the first one were done). */
 static void notify_status(struct worker *wk)
 {
+	const char *running = !wk->in_full_sync ? ""
+			      : wk->full_ended	? "full sync running; "
+						: "first full sync running; ";
 	char when[32] = "";
 	int64_t agents = -1;
 	time_t t = (time_t)(wk->last_at / 1000);
@@ -181,10 +186,11 @@ static void notify_status(struct worker *wk)
 	}
 	if (gmtime_r(&t, &tm))
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	(void)sd_notifyf(
-		0, "STATUS=last %s sync %s at %s; %" PRId64 " agents; backlog %" PRId64 " change%s",
-		wk->last_kind, wk->last_result, when, agents, wk->backlog,
-		wk->backlog == 1 ? "" : "s");
+	(void)sd_notifyf(0,
+			 "STATUS=%slast %s sync %s at %s; %" PRId64 " agents; backlog %" PRId64
+			 " change%s",
+			 running, wk->last_kind, wk->last_result, when, agents, wk->backlog,
+			 wk->backlog == 1 ? "" : "s");
 }
 
 static void wake(int fd)
@@ -338,6 +344,7 @@ static void full_sync(struct worker *wk)
 	note_run(wk, "full", r, &rep, monotonic_ms() - t0);
 	if (r == -ECANCELED)
 		return;
+	wk->full_ended = true;
 	/* One that failed, or left a listing incomplete, is tried again sooner than the next
 	 * poll: after DAEMON_FULL_RETRY_MIN_MS, doubling up to poll_interval. */
 	wk->full_retry_ms = r == 0			      ? 0

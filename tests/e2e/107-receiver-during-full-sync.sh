@@ -4,7 +4,9 @@
 # connection and client, ahead in the shared rate budget. What it changed stays as it left
 # it when the full sync applies: the moved agent keeps the hostname the refresh fetched
 # (the full sync's listing had the old one), and the alert and the agent both created by
-# the refresh are not created again (no conflict, the full sync's run ends "ok").
+# the refresh are not created again (no conflict, the full sync's run ends "ok"). STATUS=
+# (systemd's notify socket, played by python3 when there is one) says the first full sync
+# still runs after the refresh ended.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-receiver.sh"
 
@@ -14,7 +16,12 @@ write_receiver_config a '[threatstack]' 'poll_interval = 3600'
 # The vulnerabilities phase of the first full sync: six requests, each answered after 1 s.
 fault '{"kind":"slow","ms":1000,"count":6,"path":"/v2/vulnerabilities"}'
 agent=$(fake_truth | jq -r '[.agents[] | select(.status == "online")][0].id')
-start_daemon a
+notify=()
+if command -v python3 >/dev/null 2>&1; then
+	listen_notify
+	notify=(NOTIFY_SOCKET="$WORK/notify.sock")
+fi
+start_daemon a "${notify[@]}"
 log=$WORK/a.ndjson
 wait_until 20 "the full sync in its vulnerabilities phase" more_requests /v2/vulnerabilities 0
 
@@ -29,10 +36,17 @@ t2=$(now_ms)
 jq -e -s 'all(.[]; .source == "webhook")' "$log" >/dev/null ||
 	fail "the full sync applied before the webhook's change: $(jq -c '[.source, .op, .key]' "$log" | head)"
 echo "webhook during a full sync: its change line $((t2 - t1)) ms after the POST, before the full sync's"
+status() { grep -q -- "$1" "$WORK/notify.log"; }
+if [ ${#notify[@]} -gt 0 ]; then
+	wait_until 5 "STATUS= after the refresh" status 'STATUS=first full sync running; last refresh sync ok at '
+	! status 'STATUS=last refresh sync' ||
+		fail "STATUS= said the last run was a refresh while the first full sync ran: $(grep -o 'STATUS=[^|]*' "$WORK/notify.log")"
+fi
 
 full_ok() { tcurl "$URL/metrics" | grep -q '^tsgraphd_sync_runs_total{kind="full",result="ok"} 1$'; }
 (wait_until 60 "the full sync ended ok" full_ok) ||
 	fail "the full sync did not end ok: $(tcurl "$URL/metrics" | grep sync_runs_total); $(tail -n 5 "$WORK/a.log")"
+[ ${#notify[@]} -eq 0 ] || wait_until 5 "STATUS= after the full sync" status 'STATUS=last full sync ok at '
 [ "$(sqlite3 "$WORK/a.db" "SELECT json_extract(json, '$.hostname') FROM object
 	WHERE key = 'threatstack:agent:$agent'")" = moved-host ] ||
 	fail "the full sync's older listing overwrote the refreshed agent: $(sqlite3 "$WORK/a.db" \
