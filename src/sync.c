@@ -80,6 +80,11 @@ struct sync {
 	int64_t last_progress_ms;
 	uint64_t requests_before; /* the client's count when the run began */
 
+	/* A run whose end the store refused (failing as the run ended): written before the next
+	 * run begins, so that no run stays "running" for as long as this process lives. */
+	struct store_run unrecorded; /* id 0: none */
+	char unrecorded_held[HELD_TEXT_MAX], unrecorded_message[SYNC_MSG_MAX];
+
 	pthread_mutex_t lock; /* guards progress only */
 	struct sync_progress progress;
 };
@@ -536,6 +541,7 @@ static int record_run(struct sync *sy, const char *result)
 	const struct sync_report *rep = sy->report;
 	const struct diff_result *d = &rep->diff;
 	char held[HELD_TEXT_MAX];
+	int r;
 	struct store_run sr = {
 		.id = rep->run_id,
 		.result = result,
@@ -548,7 +554,28 @@ static int record_run(struct sync *sy, const char *result)
 	};
 
 	held_summary(d, held, sizeof(held));
-	return store_run_finish(sy->s, &sr);
+	r = store_run_finish(sy->s, &sr);
+	if (r < 0) { /* kept for record_late(); result is a string constant */
+		sy->unrecorded = sr;
+		snprintf(sy->unrecorded_held, sizeof(sy->unrecorded_held), "%s", held);
+		snprintf(sy->unrecorded_message, sizeof(sy->unrecorded_message), "%s",
+			 sr.message ? sr.message : "");
+		sy->unrecorded.held_back = sr.held_back ? sy->unrecorded_held : NULL;
+		sy->unrecorded.message = sr.message ? sy->unrecorded_message : NULL;
+	} else if (sy->unrecorded.id == sr.id) {
+		sy->unrecorded.id = 0;
+	}
+	return r;
+}
+
+/* The end of an earlier run the store refused, written now (before a new run begins). */
+static void record_late(struct sync *sy)
+{
+	if (!sy->unrecorded.id || store_run_finish(sy->s, &sy->unrecorded) < 0)
+		return;
+	log_info("sync: run %" PRId64 " recorded as %s, late: the store refused it as it ended",
+		 sy->unrecorded.id, sy->unrecorded.result);
+	sy->unrecorded.id = 0;
 }
 
 static const char *run_result(const struct sync_report *rep)
@@ -632,6 +659,7 @@ static int run(struct sync *sy, const char *kind, void (*fetch)(struct sync *, c
 	sy->progress = (struct sync_progress){ .running = true, .started_ms = t0 };
 	pthread_mutex_unlock(&sy->lock);
 	if (!opt->dry_run) {
+		record_late(sy);
 		r = store_run_begin(sy->s, kind, started, &rep.run_id);
 		if (r < 0) {
 			store_failed(sy, r, "recording the run");

@@ -27,6 +27,7 @@
 
 #include <curl/curl.h>
 #include <json-c/json.h>
+#include <sqlite3.h>
 
 #include "tsgraphd/cancel.h"
 #include "tsgraphd/config.h"
@@ -74,12 +75,14 @@ struct fx {
 static const char *const default_fleet[] = { "--agents",    "50", "--cves", "20", "--alerts", "30",
 					     "--page-size", "20", "--seed", "3",  NULL };
 
+static int fx_busy_timeout_ms; /* the next fx_open()'s store: 0 is the default */
+
 /* A fake with extra options, a file store, a client with short delays (reset_max_ms: the
  * longest x-rate-limit-reset wait) and the engine. */
 static struct fx *fx_open(const char *const *fleet, uint32_t reset_max_ms)
 {
 	struct fx *x = calloc(1, sizeof(*x));
-	struct store_options so = { 0 };
+	struct store_options so = { .busy_timeout_ms = fx_busy_timeout_ms };
 	struct tsapi_options ao = { 0 };
 	struct tsapi_error err = { 0 };
 	char err_store[STORE_ERR_MAX], path[128];
@@ -310,6 +313,23 @@ static struct run_copy last_run(struct fx *x)
 
 	assert_int_equal(store_runs_each(x->s, 1, copy_run, &rc), 0);
 	assert_true(rc.id > 0);
+	return rc;
+}
+
+/* The run with this id, as the store has it. */
+static int copy_run_id(const struct store_run *r, void *ud)
+{
+	struct run_copy *rc = ud;
+
+	return r->id == rc->id ? copy_run(r, rc) : 0;
+}
+
+static struct run_copy run_by_id(struct fx *x, int64_t id)
+{
+	struct run_copy rc = { .id = id };
+
+	assert_int_equal(store_runs_each(x->s, 100, copy_run_id, &rc), 0);
+	assert_true(rc.kind[0] != '\0');
 	return rc;
 }
 
@@ -1108,6 +1128,50 @@ static void test_cancel_during_apply(void **state)
 	fx_close(x);
 }
 
+/* When the apply begins, another connection takes the store's write lock (and keeps it). */
+static void lock_at_apply(const struct sync_progress *p, void *ud)
+{
+	sqlite3 *db = ud;
+
+	if (p->running && strcmp(p->listing, "apply") == 0 && sqlite3_get_autocommit(db))
+		assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+}
+
+/* The store refuses a run's end (another connection holds the write lock past the busy
+ * timeout): the run is not left "running" for the process's life; its end is written as
+ * the next run begins. */
+static void test_run_recorded_late(void **state)
+{
+	struct sync_options o = { .on_progress = lock_at_apply };
+	struct sync_report rep;
+	struct run_copy refused, after;
+	char path[128];
+	sqlite3 *db = NULL;
+	struct fx *x;
+
+	(void)state;
+	fx_busy_timeout_ms = 100;
+	x = fx_open(NULL, 0);
+	fx_busy_timeout_ms = 0;
+	assert_int_equal(full(x, &rep), 0);
+	snprintf(path, sizeof(path), "%s/state.db", x->dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	o.progress_userdata = db;
+	assert_true(sync_full(x->sy, &o, &rep) < 0);
+	refused = run_by_id(x, rep.run_id);
+	assert_string_equal(refused.result, "running"); /* the store refused its end */
+	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(full(x, &rep), 0);
+	after = run_by_id(x, refused.id);
+	assert_string_equal(after.result, "failed");
+	assert_true(after.finished > 0);
+	assert_non_null(strstr(after.message, "store"));
+	expect_run(x, "full", "ok", 0, 0, 0);
+	fx_close(x);
+}
+
 struct seen_listing {
 	char listing[32];
 	int64_t expected, total;
@@ -1192,6 +1256,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_in_429_wait),
 		cmocka_unit_test(test_cancel_during_apply),
 		cmocka_unit_test(test_progress),
+		cmocka_unit_test(test_run_recorded_late),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
