@@ -31,6 +31,12 @@
  * drain sends the same window in a new job. Test builds can be killed at each step of a job
  * (testhook.h's jupiterone-* points).
  *
+ * The store names the job the sink has open from its creation until the cursor moves past
+ * its window (or an abort was tried). A job a stopped or killed process left open is found
+ * there by the next drain and aborted if it still awaits uploads (one finalizing finishes on
+ * its own; its window is sent again either way), instead of staying open until JupiterOne
+ * expires it.
+ *
  * Changes after the cursor that are gone from the outbox (pruned while the sink was not in
  * the config that pruned, or before a new sink first ran) fail the drain with -ESTALE: the
  * sink sends only changes, so JupiterOne would miss those objects for good.
@@ -638,6 +644,44 @@ static void abort_job(struct sink_jupiterone *j, const char *why)
 	buf_free(&body);
 }
 
+static int store_failed(struct sink_jupiterone *j, struct store *s, int r,
+			char err[static SINK_ERR_MAX])
+{
+	snprintf(err, SINK_ERR_MAX, "sink %s: store: %s", j->cfg->name, store_errmsg(s));
+	return r;
+}
+
+/* A job id as JupiterOne gives them (sink_jupiterone_parse_job()), fit for a URL path. */
+static bool job_id_valid(const char *id)
+{
+	size_t n = strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-");
+
+	return n > 0 && n <= SINK_J1_JOB_ID_MAX && id[n] == '\0';
+}
+
+/* The job a stopped or killed process left open (the store names it): aborted while it
+ * still awaits uploads, then forgotten. Best effort: JupiterOne expires what is left. */
+static int abandoned_job(struct sink_jupiterone *j, struct store *s, char err[static SINK_ERR_MAX])
+{
+	char status[32] = "", why[SINK_ERR_MAX];
+	int r = store_sink_job_get(s, j->cfg->name, j->job, sizeof(j->job));
+
+	if (r == -ENAMETOOLONG)
+		j->job[0] = '\0'; /* not one of ours: forgotten below */
+	else if (r < 0)
+		return store_failed(j, s, r, err);
+	if (!j->job[0] && r == 0)
+		return 0;
+	if (job_id_valid(j->job) && job_status(j, status, sizeof(status), why) == 0 &&
+	    strcmp(status, "AWAITING_UPLOADS") == 0) {
+		log_info("sink %s: job %s was left open by a run that stopped before it ended",
+			 j->cfg->name, j->job);
+		abort_job(j, "left open by a tsgraphd run that stopped before it ended");
+	}
+	r = store_sink_job_set(s, j->cfg->name, NULL);
+	return r < 0 ? store_failed(j, s, r, err) : 0;
+}
+
 /* One window as one job, to FINISHED. */
 static int run_job(struct sink_jupiterone *j, struct store *s, const struct sink_j1_window *w,
 		   char err[static SINK_ERR_MAX])
@@ -650,6 +694,12 @@ static int run_job(struct sink_jupiterone *j, struct store *s, const struct sink
 	r = create_job(j, err);
 	if (r < 0)
 		return r;
+	r = store_sink_job_set(s, j->cfg->name, j->job);
+	if (r < 0) {
+		store_failed(j, s, r, err);
+		abort_job(j, err);
+		return r;
+	}
 	log_debug("sink %s: job %s created for outbox seq %" PRId64 "..%" PRId64, j->cfg->name,
 		  j->job, w->after_seq + 1, w->upto_seq);
 	testhook_crash("jupiterone-created", TESTHOOK_UNCOUNTED);
@@ -663,8 +713,12 @@ static int run_job(struct sink_jupiterone *j, struct store *s, const struct sink
 		r = await_job(j, &over, err);
 	}
 	if (r < 0) {
-		if (r != -ECANCELED && !over)
+		/* Stopped: the job stays open and named, for the next drain to abort. */
+		if (r == -ECANCELED)
+			return r;
+		if (!over)
 			abort_job(j, err);
+		(void)store_sink_job_set(s, j->cfg->name, NULL); /* tried: JupiterOne expires it */
 		return r;
 	}
 	testhook_crash("jupiterone-finished", TESTHOOK_UNCOUNTED);
@@ -687,6 +741,9 @@ int sink_jupiterone_drain(struct sink_jupiterone *j, struct store *s, int64_t *r
 	r = store_cursor_get(s, j->cfg->name, &cursor);
 	if (r < 0)
 		goto store_fail;
+	r = abandoned_job(j, s, err);
+	if (r < 0)
+		return r;
 	for (;;) {
 		struct sink_j1_window w;
 
@@ -722,8 +779,7 @@ int sink_jupiterone_drain(struct sink_jupiterone *j, struct store *s, int64_t *r
 	*ret_delivered = delivered;
 	return 0;
 store_fail:
-	snprintf(err, SINK_ERR_MAX, "sink %s: store: %s", j->cfg->name, store_errmsg(s));
-	return r;
+	return store_failed(j, s, r, err);
 }
 
 int sink_jupiterone_open(const struct config_sink *cfg, struct cancel *cancel,

@@ -1,6 +1,6 @@
 /* store — SQLite state for tsgraphd.
  *
- * Tables (schema version 6):
+ * Tables (schema version 7):
  *   object         the stored graph: one row per entity or relationship, by _key, with its
  *                  canonical JSON and SHA-256, its owner (the agent or alert it belongs to)
  *                  and rank; relationships keep their ends (from_key, and to_key when the
@@ -11,7 +11,8 @@
  *                  reused). Its JSON is NULL while the object row (obj_id) still holds it;
  *                  it is copied into the row before that object changes or goes.
  *   sink_cursor    the last seq each sink has delivered, when it last delivered, its last
- *                  error and how many attempts in a row have failed.
+ *                  error and how many attempts in a row have failed; the JupiterOne job it
+ *                  has open (created, the cursor not yet moved past it).
  *   sync_run       one row per sync, with its counts and what the guard held back.
  *   meta           one row: how many objects the graph holds (a hint: the key index's size).
  *   type_count     how many objects of each type the graph holds, kept by the apply.
@@ -179,6 +180,9 @@ static const char *const migrations[] = {
 	 * and a refresh's snapshot (which loads no key index) count without a scan. */
 	("CREATE TABLE type_count (type TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;"
 	 "INSERT INTO type_count SELECT type, count(*) FROM object_digest GROUP BY type;"),
+	/* 7: the job a sink has open, so that one a stopped or killed process left open is
+	 * aborted by the next instead of waiting for JupiterOne to expire it. */
+	"ALTER TABLE sink_cursor ADD COLUMN open_job TEXT;",
 };
 
 /* What one sync stages: only new and changed objects (old: the stored rowid it updates), in
@@ -1790,7 +1794,7 @@ int store_cursor_set(struct store *s, const char *sink, int64_t seq)
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int r = prepare(s,
 			"INSERT INTO sink_cursor (sink, seq) VALUES (?1, ?2)"
-			" ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq",
+			" ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq, open_job = NULL",
 			&st);
 
 	if (r == 0)
@@ -1821,6 +1825,47 @@ int store_sink_report(struct store *s, const char *sink, int64_t now, const char
 	if (r == 0)
 		r = sqldb_bind_text(st, 3, error);
 	return r < 0 ? r : sqldb_step_done(st);
+}
+
+int store_sink_job_set(struct store *s, const char *sink, const char *job)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s,
+			"INSERT INTO sink_cursor (sink, seq, open_job) VALUES (?1, 0, ?2)"
+			" ON CONFLICT (sink) DO UPDATE SET open_job = excluded.open_job",
+			&st);
+
+	if (r == 0)
+		r = sqldb_bind_text(st, 1, sink);
+	if (r == 0)
+		r = sqldb_bind_text(st, 2, job);
+	return r < 0 ? r : sqldb_step_done(st);
+}
+
+int store_sink_job_get(struct store *s, const char *sink, char *ret, size_t size)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = prepare(s, "SELECT open_job FROM sink_cursor WHERE sink = ?1", &st), rc;
+	const char *job;
+
+	if (size == 0)
+		return -EINVAL;
+	ret[0] = '\0';
+	if (r == 0)
+		r = sqldb_bind_text(st, 1, sink);
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return sqldb_errno(rc);
+	job = sqldb_col_text(st, 0);
+	if (job && strlen(job) >= size)
+		return -ENAMETOOLONG;
+	if (job)
+		memcpy(ret, job, strlen(job) + 1);
+	return 0;
 }
 
 int store_sink_state_get(struct store *s, const char *sink, struct store_sink_state *ret)

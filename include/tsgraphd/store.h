@@ -164,7 +164,13 @@ int store_outbox_max_seq(struct store *s, int64_t *ret);
 int store_outbox_prune(struct store *s, const char *const *sinks, size_t n, int64_t before_ms,
 		       int64_t *ret_deleted);
 int store_cursor_get(struct store *s, const char *sink, int64_t *ret);
+/* Moves the sink's cursor to seq; the job it had open (store_sink_job_set) is over then. */
 int store_cursor_set(struct store *s, const char *sink, int64_t seq);
+/* The JupiterOne job the sink has open (job NULL: none); remembered until the cursor moves
+ * or it is set again. _get copies it into ret ("" when none); -ENAMETOOLONG when it does
+ * not fit in size bytes. */
+int store_sink_job_set(struct store *s, const char *sink, const char *job);
+int store_sink_job_get(struct store *s, const char *sink, char *ret, size_t size);
 /* A sink's delivery record: when it last delivered everything it was given (ms), its last
  * error, when that was, and how many attempts in a row have failed since the last success. */
 #define STORE_SINK_ERROR_MAX 512

@@ -29,6 +29,7 @@ ALTER TABLE sink_cursor DROP COLUMN last_ok;
 ALTER TABLE sink_cursor DROP COLUMN last_error;
 ALTER TABLE sink_cursor DROP COLUMN last_error_at;
 ALTER TABLE sink_cursor DROP COLUMN failures;
+ALTER TABLE sink_cursor DROP COLUMN open_job;
 PRAGMA user_version = 1;
 SQL
 [ "$(sqlite3 "$WORK/a.db" 'PRAGMA user_version')" = 1 ] || fail "not schema 1"
@@ -36,7 +37,7 @@ agents=$(fake_truth | jq ".agents | length")
 lines=$(count_lines "$log")
 
 expect_status 0 "$TSGRAPHD" -c "$WORK/a.conf" sync
-[ "$(sqlite3 "$WORK/a.db" 'PRAGMA user_version')" = 6 ] || fail "not migrated to schema 6"
+[ "$(sqlite3 "$WORK/a.db" 'PRAGMA user_version')" = 7 ] || fail "not migrated to schema 7"
 expect_output "0 created, 0 updated, 0 deleted"
 [ "$(count_lines "$log")" -eq "$lines" ] ||
 	fail "the migrated store's sync changed an unchanged fleet: $(lines_since "$log" "$lines" | jq -c '[.op, .key, .changed]')"

@@ -12,7 +12,9 @@
 # status shows the backlog; JupiterOne holds the killed job's changes only if it was
 # finalized. The next sync (the installed binary) completes — after finalized it first waits
 # for the dead run's job, still finalizing in the same scope — and JupiterOne's graph then
-# equals the store's and a fresh sync's, with no _key twice.
+# equals the store's and a fresh sync's, with no _key twice. The dead run's job, named in
+# the store, is aborted by the next sync while it awaits uploads (created, upload, finalize)
+# and left to finish once finalized.
 . "$(dirname "$0")/lib.sh"
 need_test_build
 
@@ -49,6 +51,9 @@ for point in jupiterone-created jupiterone-upload jupiterone-finalize jupiterone
 	[ "$max" -gt "$before" ] || fail "$point: nothing to deliver"
 	expect_status 0 "$TSGRAPHD" -c "$WORK/a.conf" status
 	expect_output "j1                   jupiterone delivered to seq $before, backlog $((max - before))"
+	killed=$(j1_jobs | jq -r '.jobs[-1].id')
+	[ "$(sqlite3 "$db" "SELECT open_job FROM sink_cursor WHERE sink = 'j1'")" = "$killed" ] ||
+		fail "$point: the store does not name the killed run's job $killed"
 	case $point in
 	jupiterone-upload)
 		j1_jobs | jq -e '.jobs[-1].status == "AWAITING_UPLOADS" and
@@ -71,6 +76,14 @@ for point in jupiterone-created jupiterone-upload jupiterone-finalize jupiterone
 		expect_output "is finalizing; waiting"
 	fi
 	[ "$(cursor)" = "$max" ] || fail "$point: the next sync did not deliver to seq $max"
+	case $point in
+	jupiterone-created | jupiterone-upload | jupiterone-finalize) want=ABORTED ;;
+	*) want=FINISHED ;;
+	esac
+	status=$(j1_jobs | jq -r --arg id "$killed" '.jobs[] | select(.id == $id) | .status')
+	[ "$status" = "$want" ] || fail "$point: the killed run's job is $status, not $want"
+	[ -z "$(sqlite3 "$db" "SELECT open_job FROM sink_cursor WHERE sink = 'j1'")" ] ||
+		fail "$point: a job is still named open after the delivery"
 	j1_equals_store "$db" "$point"
 	j1_equals_fresh_sync "$point"
 	echo "$point: killed there, caught up without a duplicate"

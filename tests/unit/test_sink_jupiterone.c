@@ -1089,6 +1089,68 @@ static void test_cancel_while_waiting(void **state)
 	assert_int_equal(cursor(f), 0);
 }
 
+/* A drain stopped mid-job leaves the job open and named in the store; the next drain
+ * aborts it (it still awaits uploads) before sending the window again in a new job, and
+ * forgets it once the cursor moves. */
+static void test_job_left_open_is_aborted(void **state)
+{
+	struct fixture *f = *state;
+	struct cancel *c = NULL;
+	char err[SINK_ERR_MAX], job[SINK_J1_JOB_ID_MAX + 1];
+	int64_t n = -1;
+	pthread_t th;
+	int aborts = 0;
+
+	add(f, "create", "entity", "e1", 1, 0);
+	stub_fault("entities", 429, 1, 60); /* Retry-After: 60 s, cancelled meanwhile */
+	assert_int_equal(cancel_new(&c), 0);
+	assert_int_equal(pthread_create(&th, NULL, fire_later, c), 0);
+	assert_int_equal(drain_with(f, c, &n, err), -ECANCELED);
+	pthread_join(th, NULL);
+	cancel_free(c);
+	assert_int_equal(count_route("abort"), 0);
+	assert_int_equal(store_sink_job_get(f->s, "j1", job, sizeof(job)), 0);
+	assert_string_equal(job, "job-1");
+
+	assert_int_equal(drain(f, &n, err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(cursor(f), 1);
+	for (int i = 0; i < stub.n; i++) {
+		if (strcmp(stub.req[i].route, "abort") != 0)
+			continue;
+		aborts++;
+		assert_int_equal(stub.req[i].job, 1);
+		assert_non_null(strstr(stub.req[i].body, "left open"));
+	}
+	assert_int_equal(aborts, 1);
+	assert_int_equal(count_route("finalize"), 1); /* job 2's */
+	assert_int_equal(store_sink_job_get(f->s, "j1", job, sizeof(job)), 0);
+	assert_string_equal(job, "");
+	/* a later drain has nothing to abort */
+	assert_int_equal(drain(f, &n, err), 0);
+	assert_int_equal(count_route("abort"), 1);
+}
+
+/* A job finalizing when its process died is left to finish: not aborted, only forgotten. */
+static void test_job_left_finalizing_is_forgotten(void **state)
+{
+	struct fixture *f = *state;
+	char err[SINK_ERR_MAX], job[SINK_J1_JOB_ID_MAX + 1];
+	int64_t n = -1;
+
+	add(f, "create", "entity", "e1", 1, 0);
+	assert_int_equal(store_sink_job_set(f->s, "j1", "job-7"), 0);
+	stub.jobs = 7;		  /* the next job created is job-8 */
+	stub.finalized[7] = true; /* job-7 was finalized... */
+	stub.pending_polls = 1;	  /* ...and is still FINALIZE_PENDING when read */
+	assert_int_equal(drain(f, &n, err), 0);
+	assert_int_equal(count_route("abort"), 0);
+	assert_int_equal(count_route("finalize"), 1); /* job-8's */
+	assert_int_equal(store_sink_job_get(f->s, "j1", job, sizeof(job)), 0);
+	assert_string_equal(job, "");
+	assert_int_equal(cursor(f), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1103,6 +1165,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_drain_several_jobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pruned_changes_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retries_429_and_5xx, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_job_left_open_is_aborted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_job_left_finalizing_is_forgotten, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_failed_upload_aborts_and_next_drain_resends,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_ending_in_error, setup, teardown),
