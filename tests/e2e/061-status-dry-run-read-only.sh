@@ -43,7 +43,7 @@ sqlite3 "$db" <"$WORK/hold" >/dev/null 2>&1 &
 holder=$!
 on_exit "kill $holder 2>/dev/null"
 exec 9>"$WORK/hold"
-printf "BEGIN IMMEDIATE; INSERT INTO sink_cursor VALUES ('ghost', 1);\n" >&9
+printf "BEGIN IMMEDIATE; INSERT INTO sink_cursor (sink, seq) VALUES ('ghost', 1);\n" >&9
 wait_until 5 "the writer to start" test -e "$db-wal"
 expect_status 0 timeout 20 "$TSGRAPHD" -c "$WORK/nokey.conf" status
 expect_output "graph objects:"
