@@ -136,7 +136,7 @@ struct worker {
 	int64_t full_retry_ms;	      /* after a full sync that failed: when the next one is due */
 	const struct config *refused; /* a reloaded snapshot this thread could not take (ref) */
 	/* for STATUS= */
-	bool full_ended;		     /* a full sync has ended in this process */
+	bool full_done;			     /* a full sync committed in this process */
 	const char *last_kind, *last_result; /* NULL before the first run ended */
 	int64_t last_at;		     /* wall clock */
 	int64_t backlog;		     /* changes not yet delivered, all sinks */
@@ -170,7 +170,7 @@ static const struct config *config_get(struct daemon *d)
 static void notify_status(struct worker *wk)
 {
 	const char *running = !wk->in_full_sync ? ""
-			      : wk->full_ended	? "full sync running; "
+			      : wk->full_done	? "full sync running; "
 						: "first full sync running; ";
 	char when[32] = "";
 	int64_t agents = -1;
@@ -344,7 +344,8 @@ static void full_sync(struct worker *wk)
 	note_run(wk, "full", r, &rep, monotonic_ms() - t0);
 	if (r == -ECANCELED)
 		return;
-	wk->full_ended = true;
+	if (r == 0 || r == -EAGAIN)
+		wk->full_done = true;
 	/* One that failed, or left a listing incomplete, is tried again sooner than the next
 	 * poll: after DAEMON_FULL_RETRY_MIN_MS, doubling up to poll_interval. */
 	wk->full_retry_ms = r == 0			      ? 0
@@ -705,6 +706,8 @@ static void worker_take_config(struct worker *wk)
 		return;
 	}
 	(void)tsapi_limiter_configure(wk->limiter, c->ts.rate_limit, 0);
+	sync_take_unrecorded(sy[0], wk->full.sy);
+	sync_take_unrecorded(sy[1], wk->fast.sy);
 	sync_free(wk->full.sy);
 	tsapi_free(wk->full.api);
 	sync_free(wk->fast.sy);

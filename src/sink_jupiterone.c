@@ -660,23 +660,40 @@ static bool job_id_valid(const char *id)
 }
 
 /* The job a stopped or killed process left open (the store names it): aborted while it
- * still awaits uploads, then forgotten. Best effort: JupiterOne expires what is left. */
+ * still awaits uploads, then forgotten. When JupiterOne cannot be asked (unreachable,
+ * failing, or the drain stopped) it stays named and the drain fails: the next asks again. */
 static int abandoned_job(struct sink_jupiterone *j, struct store *s, char err[static SINK_ERR_MAX])
 {
-	char status[32] = "", why[SINK_ERR_MAX];
+	struct http_response resp;
+	char path[SINK_J1_JOB_ID_MAX + 2], status[32] = "";
 	int r = store_sink_job_get(s, j->cfg->name, j->job, sizeof(j->job));
 
-	if (r == -ENAMETOOLONG)
-		j->job[0] = '\0'; /* not one of ours: forgotten below */
-	else if (r < 0)
+	if (r < 0 && r != -ENAMETOOLONG)
 		return store_failed(j, s, r, err);
-	if (!j->job[0] && r == 0)
+	if (r == 0 && !j->job[0])
 		return 0;
-	if (job_id_valid(j->job) && job_status(j, status, sizeof(status), why) == 0 &&
-	    strcmp(status, "AWAITING_UPLOADS") == 0) {
-		log_info("sink %s: job %s was left open by a run that stopped before it ended",
-			 j->cfg->name, j->job);
-		abort_job(j, "left open by a tsgraphd run that stopped before it ended");
+	if (r == 0 && job_id_valid(j->job)) {
+		snprintf(path, sizeof(path), "/%s", j->job);
+		r = call(j, path, NULL, 0, &resp, err);
+		if (r < 0)
+			return r;
+		if (resp.status / 100 == 2 &&
+		    sink_jupiterone_parse_job(resp.body, resp.body_len, NULL, status,
+					      sizeof(status)) == 0 &&
+		    strcmp(status, "AWAITING_UPLOADS") == 0) {
+			log_info("sink %s: job %s was left open by a run that stopped before it "
+				 "ended",
+				 j->cfg->name, j->job);
+			abort_job(j, "left open by a tsgraphd run that stopped before it ended");
+		} else if (resp.status / 100 != 2) {
+			log_warning("sink %s: job %s, left open by a run that stopped: JupiterOne "
+				    "answers HTTP %ld when asked; forgotten",
+				    j->cfg->name, j->job, resp.status);
+		}
+	} else {
+		log_warning("sink %s: the store names an open job that is no JupiterOne job id; "
+			    "forgotten",
+			    j->cfg->name);
 	}
 	r = store_sink_job_set(s, j->cfg->name, NULL);
 	return r < 0 ? store_failed(j, s, r, err) : 0;

@@ -126,6 +126,18 @@ static void deferred_free(struct sync *sy)
 	sy->n_deferred = 0;
 }
 
+void sync_take_unrecorded(struct sync *to, struct sync *from)
+{
+	if (!from || !from->unrecorded.id)
+		return;
+	to->unrecorded = from->unrecorded;
+	memcpy(to->unrecorded_held, from->unrecorded_held, sizeof(to->unrecorded_held));
+	memcpy(to->unrecorded_message, from->unrecorded_message, sizeof(to->unrecorded_message));
+	to->unrecorded.held_back = from->unrecorded.held_back ? to->unrecorded_held : NULL;
+	to->unrecorded.message = from->unrecorded.message ? to->unrecorded_message : NULL;
+	from->unrecorded.id = 0;
+}
+
 void sync_free(struct sync *sy)
 {
 	if (!sy)
@@ -659,13 +671,13 @@ static int run(struct sync *sy, const char *kind, void (*fetch)(struct sync *, c
 	sy->progress = (struct sync_progress){ .running = true, .started_ms = t0 };
 	pthread_mutex_unlock(&sy->lock);
 	if (!opt->dry_run) {
-		record_late(sy);
 		r = store_run_begin(sy->s, kind, started, &rep.run_id);
 		if (r < 0) {
 			store_failed(sy, r, "recording the run");
 			log_error("sync: cannot record the run: %s", rep.message);
 			goto out;
 		}
+		record_late(sy); /* the store takes writes again */
 	}
 	log_info("sync: %s sync started run=%" PRId64 "%s", kind, rep.run_id,
 		 opt->dry_run ? " (dry run)" : "");

@@ -76,6 +76,9 @@ struct sync_report {
 int sync_new(const struct config *c, struct store *s, struct tsapi *api, struct cancel *cancel,
 	     struct sync **ret);
 void sync_free(struct sync *sy);
+/* Hands the end of a run the store refused, still to be written at from's next run, to the
+ * context that replaces from (a reload builds new ones on the same store). */
+void sync_take_unrecorded(struct sync *to, struct sync *from);
 
 /* Every listing. 0 when every listing completed and the changes committed; -EAGAIN when some
  * listing failed (the rest committed; see report->message); -ECANCELED when the cancel

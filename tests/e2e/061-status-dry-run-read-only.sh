@@ -39,12 +39,13 @@ expect_output "dry run, nothing written: 3 created"
 # Beside a writer holding SQLite's write lock: neither waits for it (each would have waited
 # 30 s for BEGIN IMMEDIATE and failed), and the writer's uncommitted row is not seen.
 mkfifo "$WORK/hold"
-sqlite3 "$db" <"$WORK/hold" >/dev/null 2>&1 &
+sqlite3 "$db" <"$WORK/hold" >"$WORK/hold.out" 2>&1 &
 holder=$!
 on_exit "kill $holder 2>/dev/null"
 exec 9>"$WORK/hold"
 printf "BEGIN IMMEDIATE; INSERT INTO sink_cursor (sink, seq) VALUES ('ghost', 1);\n" >&9
-wait_until 5 "the writer to start" test -e "$db-wal"
+printf "SELECT 'ghost rows: ' || count(*) FROM sink_cursor WHERE sink = 'ghost';\n" >&9
+wait_until 5 "the writer's uncommitted row" grep -q 'ghost rows: 1' "$WORK/hold.out"
 expect_status 0 timeout 20 "$TSGRAPHD" -c "$WORK/nokey.conf" status
 expect_output "graph objects:"
 expect_status 0 timeout 20 "$TSGRAPHD" -c "$WORK/a.conf" sync --dry-run

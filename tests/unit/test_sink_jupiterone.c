@@ -68,6 +68,7 @@ static struct stub {
 	int lost_finalize;	  /* finalizes that finalize but answer 400 (a retry after a
 				   * lost answer) */
 	bool finalized[STUB_JOBS];
+	struct cancel *fire_on_fault; /* fired as an injected fault is answered */
 } stub;
 
 struct upload_acc {
@@ -111,6 +112,8 @@ static enum MHD_Result answer(struct MHD_Connection *c, struct stub_req *q)
 		if (f->count > 0 &&
 		    (strcmp(f->route, "any") == 0 || strcmp(f->route, q->route) == 0)) {
 			f->count--;
+			if (stub.fire_on_fault)
+				cancel_fire(stub.fire_on_fault);
 			return reply(c, (unsigned)f->status, "{\"error\":\"injected\"}",
 				     f->retry_after);
 		}
@@ -230,6 +233,7 @@ static void stub_reset(void)
 	stub.n = stub.n_faults = stub.pending_polls = stub.busy_finalize = stub.lost_finalize = 0;
 	stub.final_status = "FINISHED";
 	stub.job_status = NULL;
+	stub.fire_on_fault = NULL;
 	memset(stub.finalized, 0, sizeof(stub.finalized));
 	pthread_mutex_unlock(&stub.mu);
 }
@@ -1098,15 +1102,14 @@ static void test_job_left_open_is_aborted(void **state)
 	struct cancel *c = NULL;
 	char err[SINK_ERR_MAX], job[SINK_J1_JOB_ID_MAX + 1];
 	int64_t n = -1;
-	pthread_t th;
 	int aborts = 0;
 
 	add(f, "create", "entity", "e1", 1, 0);
-	stub_fault("entities", 429, 1, 60); /* Retry-After: 60 s, cancelled meanwhile */
+	stub_fault("entities", 429, 1, 60); /* Retry-After: 60 s, cancelled as it is answered */
 	assert_int_equal(cancel_new(&c), 0);
-	assert_int_equal(pthread_create(&th, NULL, fire_later, c), 0);
+	stub.fire_on_fault = c;
 	assert_int_equal(drain_with(f, c, &n, err), -ECANCELED);
-	pthread_join(th, NULL);
+	stub.fire_on_fault = NULL;
 	cancel_free(c);
 	assert_int_equal(count_route("abort"), 0);
 	assert_int_equal(store_sink_job_get(f->s, "j1", job, sizeof(job)), 0);
@@ -1151,6 +1154,44 @@ static void test_job_left_finalizing_is_forgotten(void **state)
 	assert_int_equal(cursor(f), 1);
 }
 
+/* A job left open that JupiterOne cannot be asked about (503 after every try) stays named
+ * and the drain fails; one it no longer knows (404), or an id that is none, is forgotten and
+ * the drain goes on. */
+static void test_job_left_open_unreadable(void **state)
+{
+	struct fixture *f = *state;
+	char err[SINK_ERR_MAX], job[SINK_J1_JOB_ID_MAX + 1];
+	int64_t n = -1;
+
+	add(f, "create", "entity", "e1", 1, 0);
+	assert_int_equal(store_sink_job_set(f->s, "j1", "job-9"), 0);
+	stub_fault("get", 503, 5, -1);
+	assert_true(drain(f, &n, err) < 0);
+	assert_non_null(strstr(err, "HTTP 503"));
+	assert_int_equal(count_route("get"), 5);
+	assert_int_equal(count_route("create"), 0);
+	assert_int_equal(store_sink_job_get(f->s, "j1", job, sizeof(job)), 0);
+	assert_string_equal(job, "job-9");
+	assert_int_equal(cursor(f), 0);
+
+	assert_int_equal(store_sink_job_set(f->s, "j1", "job-99"), 0); /* 404: unknown */
+	assert_int_equal(drain(f, &n, err), 0);
+	assert_int_equal(count_route("abort"), 0);
+	assert_int_equal(cursor(f), 1);
+	assert_int_equal(store_sink_job_get(f->s, "j1", job, sizeof(job)), 0);
+	assert_string_equal(job, "");
+
+	add(f, "update", "entity", "e1", 2, 0);
+	assert_int_equal(store_sink_job_set(f->s, "j1", "job/../x"), 0); /* not an id */
+	stub_reset();
+	assert_int_equal(drain(f, &n, err), 0);
+	for (int i = 0; i < stub.n; i++) /* nothing asked of the id that is none */
+		if (strcmp(stub.req[i].route, "get") == 0)
+			assert_int_equal(stub.req[i].job, stub.jobs);
+	assert_int_equal(count_route("abort"), 0);
+	assert_int_equal(cursor(f), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1168,6 +1209,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_job_left_open_is_aborted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_left_finalizing_is_forgotten, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_job_left_open_unreadable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_upload_aborts_and_next_drain_resends,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_ending_in_error, setup, teardown),

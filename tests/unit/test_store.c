@@ -1009,6 +1009,35 @@ static void test_sink_report(void **state)
 	assert_int_equal(st.last_error_at, 2000);
 }
 
+/* The job a sink has open: none at first, named until set again or the cursor moves; a name
+ * longer than the caller's buffer is refused, not cut. */
+static void test_sink_job(void **state)
+{
+	struct fixture *f = *state;
+	char job[16];
+	int64_t cursor = -1;
+
+	assert_int_equal(store_sink_job_get(f->s, "j1", job, sizeof(job)), 0);
+	assert_string_equal(job, "");
+	assert_int_equal(store_sink_job_set(f->s, "j1", "job-1"), 0);
+	assert_int_equal(store_cursor_get(f->s, "j1", &cursor), 0);
+	assert_int_equal(cursor, 0); /* a row made for the job alone starts at seq 0 */
+	assert_int_equal(store_sink_job_get(f->s, "j1", job, sizeof(job)), 0);
+	assert_string_equal(job, "job-1");
+	assert_int_equal(store_sink_job_get(f->s, "other", job, sizeof(job)), 0);
+	assert_string_equal(job, "");
+	assert_int_equal(store_sink_job_get(f->s, "j1", job, 5), -ENAMETOOLONG);
+	assert_int_equal(store_cursor_set(f->s, "j1", 3), 0);
+	assert_int_equal(store_sink_job_get(f->s, "j1", job, sizeof(job)), 0);
+	assert_string_equal(job, "");
+	assert_int_equal(store_sink_job_set(f->s, "j1", "job-2"), 0);
+	assert_int_equal(store_sink_job_set(f->s, "j1", NULL), 0);
+	assert_int_equal(store_sink_job_get(f->s, "j1", job, sizeof(job)), 0);
+	assert_string_equal(job, "");
+	assert_int_equal(store_cursor_get(f->s, "j1", &cursor), 0);
+	assert_int_equal(cursor, 3);
+}
+
 static int count_runs(const struct store_run *r, void *ud)
 {
 	(void)r;
@@ -1079,6 +1108,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_page_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runs_and_cursors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sink_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sink_report, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runs_prune, setup, teardown),
 	};

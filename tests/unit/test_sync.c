@@ -1138,13 +1138,14 @@ static void lock_at_apply(const struct sync_progress *p, void *ud)
 }
 
 /* The store refuses a run's end (another connection holds the write lock past the busy
- * timeout): the run is not left "running" for the process's life; its end is written as
- * the next run begins. */
+ * timeout): the run is not left "running" for the process's life; its end is written when
+ * the next run begins, by the context that replaced this one (a reload). */
 static void test_run_recorded_late(void **state)
 {
 	struct sync_options o = { .on_progress = lock_at_apply };
 	struct sync_report rep;
 	struct run_copy refused, after;
+	struct sync *next = NULL;
 	char path[128];
 	sqlite3 *db = NULL;
 	struct fx *x;
@@ -1162,6 +1163,11 @@ static void test_run_recorded_late(void **state)
 	assert_string_equal(refused.result, "running"); /* the store refused its end */
 	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
+	/* a reload builds a new context on the same store: the pending end goes with it */
+	assert_int_equal(sync_new(&x->c, x->s, x->api, x->cancel, &next), 0);
+	sync_take_unrecorded(next, x->sy);
+	sync_free(x->sy);
+	x->sy = next;
 
 	assert_int_equal(full(x, &rep), 0);
 	after = run_by_id(x, refused.id);
