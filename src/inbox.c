@@ -10,9 +10,12 @@
  * back alone) and commits: one fsync for the whole batch, however many requests it holds.
  * Only then are the tickets answered, so a handler that answers 2xx after its ticket says 0
  * never acknowledges what a crash could lose. While the writer commits, new tickets queue
- * up for the next batch: the busier the receiver, the bigger the batches. Each ticket has a
- * semaphore of its own: a commit wakes exactly the threads whose tickets it answered (a
- * broadcast would wake every waiting handler for every batch, most of them to sleep again).
+ * up for the next batch: the busier the receiver, the bigger the batches. The writer does
+ * not wait for a batch to grow: an idle writer is woken by the first ticket and commits at
+ * once; a busy one takes the whole queue when its commit is done, woken by nobody. Each
+ * ticket has a semaphore of its own: a commit wakes exactly the threads whose tickets it
+ * answered (a broadcast would wake every waiting handler for every batch, most of them to
+ * sleep again).
  *
  * The writer is the inbox's only writer: the sync thread's settlements and prunes are tickets
  * too, committed in the same batches, so the receiver never waits on SQLite's lock (whose
@@ -38,7 +41,6 @@
 #include <time.h>
 
 #define BUSY_TIMEOUT_DEFAULT_MS 30000
-#define INBOX_GATHER_US		1000 /* gather(): the longest a batch waits to grow */
 
 static const char *const migrations[] = {
 	/* 1 */
@@ -412,9 +414,8 @@ struct inbox_writer {
 	pthread_mutex_t lock;
 	pthread_cond_t work; /* tickets queued, or stopping */
 	struct inbox_ticket *head, *tail;
-	size_t queued;	 /* alerts in the queue */
-	size_t requests; /* request tickets in the queue */
-	size_t target;	 /* request tickets gather() waits for: the recent largest batch */
+	size_t queued; /* alerts in the queue */
+	bool idle;     /* the writer waits for a ticket: the next one wakes it */
 	bool stopping;
 	int health;
 	char health_msg[INBOX_ERR_MAX];
@@ -526,28 +527,6 @@ static size_t write_batch(struct inbox_writer *w, struct inbox_ticket *batch)
 	return fresh;
 }
 
-/* Under load (recent batches held several requests), waits a little for this batch to grow
- * as big as the largest of them: the requests answered by the last commit are on their way
- * back, and one commit for all of them costs one fsync instead of several. The target
- * follows a bigger batch at once and a smaller one a request per commit, so a load that
- * drops costs at most INBOX_GATHER_US a commit while it does. Idle, nothing waits. */
-static void gather(struct inbox_writer *w)
-{
-	struct timespec until;
-
-	if (w->stopping || w->target < 2 || w->requests >= w->target)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_nsec += INBOX_GATHER_US * 1000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
-	while (!w->stopping && w->requests < w->target &&
-	       pthread_cond_timedwait(&w->work, &w->lock, &until) == 0)
-		;
-}
-
 static void *writer_main(void *arg)
 {
 	struct inbox_writer *w = arg;
@@ -561,6 +540,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_lock(&w->lock);
 		atomic_store(&w->beat_ms, monotonic_ms());
 		while (!w->head && !w->stopping) {
+			w->idle = true;
 			if (w->opt.beat_ms > 0) {
 				struct timespec until;
 
@@ -577,12 +557,10 @@ static void *writer_main(void *arg)
 			}
 			atomic_store(&w->beat_ms, monotonic_ms());
 		}
-		gather(w);
+		w->idle = false;
 		batch = w->head;
 		w->head = w->tail = NULL;
 		w->queued = 0;
-		w->target = w->requests >= w->target ? w->requests : w->target - 1;
-		w->requests = 0;
 		pthread_mutex_unlock(&w->lock);
 		if (!batch)
 			break; /* stopping, and nothing left */
@@ -700,11 +678,15 @@ static int enqueue(struct inbox_writer *w, struct inbox_ticket *t, struct inbox_
 		else
 			w->head = t;
 		w->tail = t;
-		if (t->kind == TICKET_ALERTS) {
+		if (t->kind == TICKET_ALERTS)
 			w->queued += t->n;
-			w->requests++;
+		/* A busy writer takes the whole queue when its commit is done: only an idle
+		 * one is woken, once (a wake-up is a context switch: one a request would
+		 * cost more than the request). */
+		if (w->idle) {
+			w->idle = false;
+			pthread_cond_signal(&w->work);
 		}
-		pthread_cond_signal(&w->work);
 	}
 	pthread_mutex_unlock(&w->lock);
 	if (r < 0) {
