@@ -8,6 +8,11 @@
 # WRK_ARGS (default "-t2 -c16 -d10s") and LATENCY_ALERTS (default 100) change the load;
 # LATENCY_LARGE_AGENTS (default 30000, 0: skipped) the fleet stored for the same latency
 # measured again on a large store (a refresh must cost the same whatever the store holds).
+# WRK_SATURATE (default 64, 0: skipped) runs each server's unique-alert load again with that
+# many connections: a receiver that answers only after a group commit's fsync is bound by
+# its latency at a few connections, a server answering at once by its CPU; with more
+# connections in flight each commit carries more of them. All wrk connections come from one
+# address, so tsgraphd's max_connections_per_ip is raised to the largest of the two.
 #
 # Every request carries a realistic alert webhook (the reference's example, a unique id per
 # request: a wrk Lua script counts per thread), so tsgraphd stores every one: synchronous
@@ -29,10 +34,14 @@ large=${LATENCY_LARGE_AGENTS:-30000}
 for tool in wrk nginx webhook; do
 	command -v "$tool" >/dev/null || fail "$tool is missing (make bench installs it)"
 done
+saturate=${WRK_SATURATE:-64}
 conns=16
 for a in "${wrk_args[@]}"; do case $a in -c*) conns=${a#-c} ;; esac; done
-bench_out receiver.command "WRK_ARGS=\"${wrk_args[*]}\" LATENCY_ALERTS=$alerts LATENCY_LARGE_AGENTS=$large tests/bench/bench-receiver.sh"
+per_ip=$((saturate > conns ? saturate : conns))
+bench_out receiver.command "WRK_ARGS=\"${wrk_args[*]}\" WRK_SATURATE=$saturate LATENCY_ALERTS=$alerts LATENCY_LARGE_AGENTS=$large tests/bench/bench-receiver.sh"
 bench_out receiver.wrk_args "${wrk_args[*]}"
+bench_out receiver.connections "$conns"
+[ "$saturate" -gt 0 ] && bench_out receiver.saturate "$saturate"
 
 # a free loopback port for nginx and webhook (tsgraphd takes an ephemeral one itself)
 free_port() {
@@ -81,26 +90,40 @@ function done(summary, latency, requests)
 end
 EOF
 
-# load NAME URL RUN [MODE]: wrk against URL; one table row; sets REQS and NON2XX, RPS.
+# load NAME URL RUN [MODE] [CONNECTIONS]: wrk against URL (WRK_ARGS, with CONNECTIONS
+# instead of its -c when given); one table row; sets REQS, NON2XX and RPS. The run's figures
+# go to BENCH_OUT under receiver.SERVER (runs u, d, w, n) or receiver.saturated.SERVER
+# (runs su, sw, sn).
 rows=()
 load() {
-	local name=$1 url=$2 run=$3 mode=${4:-unique} reqs dur non2xx conn rd wr to p50 p99 key
-	wrk "${wrk_args[@]}" --latency -s "$WORK/post.lua" "$url" -- "$run" "$FAKE_ORG" "$mode" \
+	local name=$1 url=$2 run=$3 mode=${4:-unique} c=${5:-} reqs dur non2xx conn rd wr to p50 p99 key
+	local args=("${wrk_args[@]}")
+	if [ -n "$c" ]; then
+		args=()
+		for a in "${wrk_args[@]}"; do case $a in -c*) ;; *) args+=("$a") ;; esac; done
+		args+=("-c$c")
+	fi
+	wrk "${args[@]}" --latency -s "$WORK/post.lua" "$url" -- "$run" "$FAKE_ORG" "$mode" \
 		>"$WORK/wrk-$run.out" 2>&1 || fail "wrk against $name: $(tail -n 5 "$WORK/wrk-$run.out")"
 	read -r reqs dur non2xx conn rd wr to p50 p99 < <(sed -n 's/^RESULT //p' "$WORK/wrk-$run.out")
 	[ -n "$reqs" ] || fail "no result from wrk against $name: $(cat "$WORK/wrk-$run.out")"
 	REQS=$reqs NON2XX=$non2xx
 	RPS=$(echo "$reqs * 1000000 / $dur" | bc -l)
-	rows+=("$(printf '| %s | %d | %.0f | %.2f | %.2f | %d | %d |' "$name" "$reqs" "$RPS" \
-		"$(echo "$p50 / 1000" | bc -l)" "$(echo "$p99 / 1000" | bc -l)" "$non2xx" \
-		$((conn + rd + wr + to)))")
+	rows+=("$(printf '| %s | %d | %d | %.0f | %.2f | %.2f | %d | %d |' "$name" "${c:-$conns}" \
+		"$reqs" "$RPS" "$(echo "$p50 / 1000" | bc -l)" "$(echo "$p99 / 1000" | bc -l)" \
+		"$non2xx" $((conn + rd + wr + to)))")
 	case $run in
 	u) key=receiver.tsgraphd ;;
 	d) key=receiver.tsgraphd_dups ;;
 	w) key=receiver.webhook ;;
-	*) key=receiver.nginx ;;
+	n) key=receiver.nginx ;;
+	su) key=receiver.saturated.tsgraphd ;;
+	sw) key=receiver.saturated.webhook ;;
+	sn) key=receiver.saturated.nginx ;;
+	*) fail "load: unknown run $run" ;;
 	esac
 	bench_out "$key.name" "$name"
+	bench_out "$key.connections" "${c:-$conns}"
 	bench_out "$key.requests" "$reqs"
 	bench_out "$key.rps" "$(printf '%.0f' "$RPS")"
 	bench_out "$key.p50_ms" "$(printf '%.2f' "$(echo "$p50 / 1000" | bc -l)")"
@@ -109,24 +132,41 @@ load() {
 	bench_out "$key.socket_errors" $((conn + rd + wr + to))
 }
 
+# stored_alerts NAME RUN CONNECTIONS: the inbox holds every alert of RUN answered 2xx (REQS)
+# and at most one more per connection (cut off at the end); sets DURABLE.
+stored_alerts() {
+	local stored
+	[ "$NON2XX" -eq 0 ] || fail "tsgraphd answered $NON2XX non-2xx: $(tail -n 5 "$WORK/$1.log")"
+	stored=$(inbox "$1" "SELECT count(*) FROM alert WHERE id LIKE '$2-%'")
+	[ "$stored" -ge "$REQS" ] && [ "$stored" -le $((REQS + $3)) ] ||
+		fail "wrk counted $REQS answers (all 2xx), the inbox holds $stored of its alerts"
+	DURABLE="the inbox holds $stored alerts of the run for $REQS 2xx answers counted by wrk"
+	STORED=$stored
+}
+
 make_cert
 start_fake --agents 50 --cves 10 --alerts 10 --seed 1
 
 # --- tsgraphd -------------------------------------------------------------------------------
-write_receiver_config t 'inbox_max = 10000000' '[threatstack]' 'poll_interval = 3600'
+write_receiver_config t 'inbox_max = 10000000' "max_connections_per_ip = $per_ip" \
+	'[threatstack]' 'poll_interval = 3600'
 start_daemon t
 wait_until 30 "the first full sync delivered" grep -q 'sink changes: delivered' "$WORK/t.log"
 load "tsgraphd (unique alerts, stored)" "$URL$WEBHOOK_PATH/$SECRET" u
 ts_rps=$RPS
-[ "$NON2XX" -eq 0 ] || fail "tsgraphd answered $NON2XX non-2xx: $(tail -n 5 "$WORK/t.log")"
-stored=$(inbox t "SELECT count(*) FROM alert WHERE id LIKE 'u-%'")
-[ "$stored" -ge "$REQS" ] && [ "$stored" -le $((REQS + conns)) ] ||
-	fail "wrk counted $REQS answers (all 2xx), the inbox holds $stored of its alerts"
-durable="the inbox holds $stored alerts of the run for $REQS 2xx answers counted by wrk"
-bench_out receiver.tsgraphd.stored "$stored"
+stored_alerts t u "$conns"
+durable=$DURABLE
+bench_out receiver.tsgraphd.stored "$STORED"
 load "tsgraphd (one alert again and again: duplicates)" "$URL$WEBHOOK_PATH/$SECRET" d dup
 [ "$NON2XX" -eq 0 ] || fail "tsgraphd answered $NON2XX non-2xx to duplicates"
 [ "$(inbox t "SELECT count(*) FROM alert WHERE id LIKE 'd-%'")" = 1 ] || fail "a duplicate stored twice"
+if [ "$saturate" -gt 0 ]; then
+	load "tsgraphd (unique alerts, stored)" "$URL$WEBHOOK_PATH/$SECRET" su unique "$saturate"
+	ts_sat=$RPS
+	stored_alerts t su "$saturate"
+	durable_sat=$DURABLE
+	bench_out receiver.saturated.tsgraphd.stored "$STORED"
+fi
 stop_daemon t
 
 # --- webhook (adnanh/webhook, the Debian package) -------------------------------------------
@@ -142,9 +182,13 @@ on_exit "kill $wpid 2>/dev/null; wait $wpid 2>/dev/null"
 wait_port "$wport" "$wpid" webhook
 [ "$(tcurl -o /dev/null -w '%{http_code}' -d '{}' "https://127.0.0.1:$wport/hooks/threatstack")" = 202 ] ||
 	fail "webhook does not answer 202: $(tail -n 5 "$WORK/webhook.log")"
-load "webhook $(webhook -version | awk '{ print $3 }') (202, runs /bin/true)" \
-	"https://127.0.0.1:$wport/hooks/threatstack" w
+wname="webhook $(webhook -version | awk '{ print $3 }') (202, runs /bin/true)"
+load "$wname" "https://127.0.0.1:$wport/hooks/threatstack" w
 wh_rps=$RPS
+if [ "$saturate" -gt 0 ]; then
+	load "$wname" "https://127.0.0.1:$wport/hooks/threatstack" sw unique "$saturate"
+	wh_sat=$RPS
+fi
 kill "$wpid"; wait "$wpid" 2>/dev/null || true
 
 # --- nginx: a fixed 202 ----------------------------------------------------------------------
@@ -177,17 +221,27 @@ nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g
 npid=$!
 on_exit "kill $npid 2>/dev/null; wait $npid 2>/dev/null"
 wait_port "$nport" "$npid" nginx
-load "nginx $(nginx -v 2>&1 | sed 's,.*/,,') (fixed 202)" "https://127.0.0.1:$nport/v1/webhooks/threatstack/x" n
+nname="nginx $(nginx -v 2>&1 | sed 's,.*/,,') (fixed 202)"
+load "$nname" "https://127.0.0.1:$nport/v1/webhooks/threatstack/x" n
 ng_rps=$RPS
+if [ "$saturate" -gt 0 ]; then
+	load "$nname" "https://127.0.0.1:$nport/v1/webhooks/threatstack/x" sn unique "$saturate"
+	ng_sat=$RPS
+fi
 kill -QUIT "$npid"; wait "$npid" 2>/dev/null || true
 
-echo "| server | requests | requests/s | p50 ms | p99 ms | non-2xx | socket errors |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| server | connections | requests | requests/s | p50 ms | p99 ms | non-2xx | socket errors |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 printf '%s\n' "${rows[@]}"
 echo
 printf 'wrk %s, keep-alive, TLS; tsgraphd/webhook = %.2f×, tsgraphd/nginx = %.2f (%.0f%%); %s.\n' \
 	"${wrk_args[*]}" "$(echo "$ts_rps / $wh_rps" | bc -l)" "$(echo "$ts_rps / $ng_rps" | bc -l)" \
 	"$(echo "100 * $ts_rps / $ng_rps" | bc -l)" "$durable"
+if [ "$saturate" -gt 0 ]; then
+	printf 'With %d connections: tsgraphd/webhook = %.2f×, tsgraphd/nginx = %.2f (%.0f%%); %s.\n' \
+		"$saturate" "$(echo "$ts_sat / $wh_sat" | bc -l)" "$(echo "$ts_sat / $ng_sat" | bc -l)" \
+		"$(echo "100 * $ts_sat / $ng_sat" | bc -l)" "$durable_sat"
+fi
 
 # --- webhook 2xx → change line ----------------------------------------------------------------
 # send_alerts NAME OUT: $alerts alerts the fake knows, on one online agent, sent one at a time

@@ -78,10 +78,36 @@ function ratio(a, b) { return (a + 0 > 0) ? "×" f(b / a, 2) : "—" } # a zero 
 function server_row(key, label,    k) {
 	k = "receiver." key
 	if (has(k ".rps") && has(k ".p50_ms") && has(k ".p99_ms"))
-		row("receiver", (has(k ".name") ? v(k ".name") : label) ": requests/s, p50, p99",
+		row("receiver", (has(k ".name") ? v(k ".name") : label) conns(k) ": requests/s, p50, p99",
 		    group(v(k ".rps")) "/s, " v(k ".p50_ms") " ms, " v(k ".p99_ms") " ms", "—", "")
 	else
-		nodata("receiver", label, "—")
+		nodata("receiver", label conns(k), "—")
+}
+# ", N connections" when the run recorded them
+function conns(k) {
+	return has(k ".connections") ? ", " v(k ".connections") " connections" : ""
+}
+# The ratios and the durability of one load (prefix "receiver." or "receiver.saturated.").
+function receiver_rows(p,    x, k, c) {
+	c = conns(p "tsgraphd")
+	if (has(p "tsgraphd.rps") && has(p "webhook.rps")) {
+		x = v(p "tsgraphd.rps") / v(p "webhook.rps")
+		row("receiver", "tsgraphd / webhook (requests/s)" c, f(x, 2) "×", "≥ 3×", verdict(x >= 3))
+	} else
+		nodata("receiver", "tsgraphd / webhook (requests/s)" c, "≥ 3×")
+	if (has(p "tsgraphd.rps") && has(p "nginx.rps")) {
+		x = 100 * v(p "tsgraphd.rps") / v(p "nginx.rps")
+		row("receiver", "tsgraphd / nginx (requests/s)" c, f(x, 0) "%", "≥ 30%", verdict(x >= 30))
+	} else
+		nodata("receiver", "tsgraphd / nginx (requests/s)" c, "≥ 30%")
+	k = p "tsgraphd"
+	if (has(k ".requests") && has(k ".non2xx") && has(k ".stored"))
+		row("receiver", "durability" c ": 2xx answers counted by wrk, alerts of the run in the inbox, non-2xx, socket errors",
+		    group(v(k ".requests")) ", " group(v(k ".stored")) ", " v(k ".non2xx") ", " v(k ".socket_errors"),
+		    "every 2xx stored, no non-2xx",
+		    verdict(v(k ".non2xx") + 0 == 0 && v(k ".stored") + 0 >= v(k ".requests") + 0))
+	else
+		nodata("receiver", "durability" c ": every 2xx stored, no non-2xx", "every 2xx stored, no non-2xx")
 }
 function push_row(key, label, goal, test,    k) {
 	k = "push." key
@@ -101,24 +127,13 @@ END {
 	server_row("tsgraphd_dups", "tsgraphd (one alert again and again: duplicates)")
 	server_row("webhook", "webhook (202, runs /bin/true)")
 	server_row("nginx", "nginx (fixed 202)")
-	if (has("receiver.tsgraphd.rps") && has("receiver.webhook.rps")) {
-		x = v("receiver.tsgraphd.rps") / v("receiver.webhook.rps")
-		row("receiver", "tsgraphd / webhook (requests/s)", f(x, 2) "×", "≥ 3×", verdict(x >= 3))
-	} else
-		nodata("receiver", "tsgraphd / webhook (requests/s)", "≥ 3×")
-	if (has("receiver.tsgraphd.rps") && has("receiver.nginx.rps")) {
-		x = 100 * v("receiver.tsgraphd.rps") / v("receiver.nginx.rps")
-		row("receiver", "tsgraphd / nginx (requests/s)", f(x, 0) "%", "≥ 30%", verdict(x >= 30))
-	} else
-		nodata("receiver", "tsgraphd / nginx (requests/s)", "≥ 30%")
-	k = "receiver.tsgraphd"
-	if (has(k ".requests") && has(k ".non2xx") && has(k ".stored"))
-		row("receiver", "durability: 2xx answers counted by wrk, alerts of the run in the inbox, non-2xx, socket errors",
-		    group(v(k ".requests")) ", " group(v(k ".stored")) ", " v(k ".non2xx") ", " v(k ".socket_errors"),
-		    "every 2xx stored, no non-2xx",
-		    verdict(v(k ".non2xx") + 0 == 0 && v(k ".stored") + 0 >= v(k ".requests") + 0))
-	else
-		nodata("receiver", "durability: every 2xx stored, no non-2xx", "every 2xx stored, no non-2xx")
+	receiver_rows("receiver.")
+	if (has("receiver.saturated.tsgraphd.rps")) {
+		server_row("saturated.tsgraphd", "tsgraphd (unique alerts, stored)")
+		server_row("saturated.webhook", "webhook (202, runs /bin/true)")
+		server_row("saturated.nginx", "nginx (fixed 202)")
+		receiver_rows("receiver.saturated.")
+	}
 	if (has("latency.p50_ms") && has("latency.p99_ms"))
 		row("webhook → change line",
 		    "2xx to the change line in the file sink, " v("latency.alerts") " alerts one at a time: p50, p99, max",

@@ -156,6 +156,40 @@ expect_output '| webhook → change line | 2xx to the change line in the file si
 expect_output '| rate limit 200/min | 429s received | 3 | none | **not met** |'
 expect_output 'WRK_ARGS="-t2 -c16 -d10s" LATENCY_ALERTS=100 tests/bench/bench-receiver.sh'
 
+# --- the same load with more connections (WRK_SATURATE): its own rows, judged alike ----------
+cat >>"$WORK/results" <<'EOF'
+receiver.saturated.tsgraphd.name=tsgraphd (unique alerts, stored)
+receiver.saturated.tsgraphd.connections=64
+receiver.saturated.tsgraphd.requests=180000
+receiver.saturated.tsgraphd.rps=18000
+receiver.saturated.tsgraphd.p50_ms=3.10
+receiver.saturated.tsgraphd.p99_ms=11.00
+receiver.saturated.tsgraphd.non2xx=0
+receiver.saturated.tsgraphd.socket_errors=0
+receiver.saturated.tsgraphd.stored=180030
+receiver.saturated.webhook.name=webhook 2.8.0 (202, runs /bin/true)
+receiver.saturated.webhook.connections=64
+receiver.saturated.webhook.rps=2000
+receiver.saturated.webhook.p50_ms=30.00
+receiver.saturated.webhook.p99_ms=90.00
+receiver.saturated.nginx.name=nginx 1.22.1 (fixed 202)
+receiver.saturated.nginx.connections=64
+receiver.saturated.nginx.rps=55000
+receiver.saturated.nginx.p50_ms=0.70
+receiver.saturated.nginx.p99_ms=6.20
+EOF
+expect_status 0 "$SUMMARY" "$WORK/results"
+expect_output '| receiver | tsgraphd / nginx (requests/s) | 20% | ≥ 30% | **not met** |'
+expect_output '| receiver | tsgraphd (unique alerts, stored), 64 connections: requests/s, p50, p99 | 18,000/s, 3.10 ms, 11.00 ms | — |  |'
+expect_output '| receiver | nginx 1.22.1 (fixed 202), 64 connections: requests/s, p50, p99 | 55,000/s, 0.70 ms, 6.20 ms |'
+expect_output '| receiver | tsgraphd / webhook (requests/s), 64 connections | 9.00× | ≥ 3× | met |'
+expect_output '| receiver | tsgraphd / nginx (requests/s), 64 connections | 33% | ≥ 30% | met |'
+expect_output '| receiver | durability, 64 connections: 2xx answers counted by wrk, alerts of the run in the inbox, non-2xx, socket errors | 180,000, 180,030, 0, 0 | every 2xx stored, no non-2xx | met |'
+sed -i 's/^receiver.saturated.tsgraphd.stored=180030$/receiver.saturated.tsgraphd.stored=179999/' "$WORK/results"
+expect_status 0 "$SUMMARY" "$WORK/results"
+expect_output '| 180,000, 179,999, 0, 0 | every 2xx stored, no non-2xx | **not met** |'
+sed -i 's/^receiver.saturated.tsgraphd.stored=179999$/receiver.saturated.tsgraphd.stored=180030/' "$WORK/results"
+
 # --- into a document: between the markers, the rest untouched, replaced on the next run ------
 printf '# Benchmarks\n\nIntro.\n\n<!-- bench:begin -->\nold table\n<!-- bench:end -->\n\n## Analysis\n\nKept.\n' >"$WORK/doc.md"
 expect_status 0 "$SUMMARY" --doc "$WORK/doc.md" "$WORK/results"
