@@ -681,8 +681,8 @@ static int enqueue(struct inbox_writer *w, struct inbox_ticket *t, struct inbox_
 		if (t->kind == TICKET_ALERTS)
 			w->queued += t->n;
 		/* A busy writer takes the whole queue when its commit is done: only an idle
-		 * one is woken, once (a wake-up is a context switch: one a request would
-		 * cost more than the request). */
+		 * one is woken, once (a wake-up is a context switch: one per request would
+		 * cost more than the request itself). */
 		if (w->idle) {
 			w->idle = false;
 			pthread_cond_signal(&w->work);

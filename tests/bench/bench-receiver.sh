@@ -22,7 +22,8 @@
 # every alert answered 2xx, and at most one more per connection (a request wrk cut off at
 # the end may be stored without its answer being counted); a non-2xx answer fails the run.
 # With BENCH_OUT set, the figures also go there (tests/bench/lib-bench.sh): receiver.SERVER.
-# FIELD (SERVER: tsgraphd, tsgraphd_dups, webhook, nginx) and latency.FIELD lines.
+# FIELD (SERVER: tsgraphd, tsgraphd_dups, webhook, nginx), receiver.saturated.SERVER.FIELD
+# (tsgraphd, webhook, nginx: the WRK_SATURATE load) and latency.FIELD lines.
 TESTS_DIR=${TESTS_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$TESTS_DIR/e2e/lib.sh"
 . "$TESTS_DIR/e2e/lib-receiver.sh"
@@ -35,13 +36,23 @@ for tool in wrk nginx webhook; do
 	command -v "$tool" >/dev/null || fail "$tool is missing (make bench installs it)"
 done
 saturate=${WRK_SATURATE:-64}
-conns=16
-for a in "${wrk_args[@]}"; do case $a in -c*) conns=${a#-c} ;; esac; done
+[[ $saturate =~ ^[0-9]+$ ]] || fail "WRK_SATURATE: a number of connections (0: no second load)"
+# The connections as -cN, the only spelling load() replaces; 16 when not given (wrk's own
+# default is 10).
+conns=
+for a in "${wrk_args[@]}"; do
+	case $a in
+	-c[0-9]*) conns=${a#-c} ;;
+	-c | --connections*) fail "WRK_ARGS: give the connections as -cN" ;;
+	esac
+done
+if [ -z "$conns" ]; then
+	conns=16
+	wrk_args+=("-c$conns")
+fi
+[[ $conns =~ ^[0-9]+$ ]] || fail "WRK_ARGS: give the connections as -cN"
 per_ip=$((saturate > conns ? saturate : conns))
 bench_out receiver.command "WRK_ARGS=\"${wrk_args[*]}\" WRK_SATURATE=$saturate LATENCY_ALERTS=$alerts LATENCY_LARGE_AGENTS=$large tests/bench/bench-receiver.sh"
-bench_out receiver.wrk_args "${wrk_args[*]}"
-bench_out receiver.connections "$conns"
-[ "$saturate" -gt 0 ] && bench_out receiver.saturate "$saturate"
 
 # a free loopback port for nginx and webhook (tsgraphd takes an ephemeral one itself)
 free_port() {
@@ -133,7 +144,7 @@ load() {
 }
 
 # stored_alerts NAME RUN CONNECTIONS: the inbox holds every alert of RUN answered 2xx (REQS)
-# and at most one more per connection (cut off at the end); sets DURABLE.
+# and at most one more per connection (cut off at the end); sets STORED and DURABLE.
 stored_alerts() {
 	local stored
 	[ "$NON2XX" -eq 0 ] || fail "tsgraphd answered $NON2XX non-2xx: $(tail -n 5 "$WORK/$1.log")"
@@ -149,6 +160,7 @@ start_fake --agents 50 --cves 10 --alerts 10 --seed 1
 
 # --- tsgraphd -------------------------------------------------------------------------------
 write_receiver_config t 'inbox_max = 10000000' "max_connections_per_ip = $per_ip" \
+	"max_connections = $((per_ip > 256 ? per_ip : 256))" \
 	'[threatstack]' 'poll_interval = 3600'
 start_daemon t
 wait_until 30 "the first full sync delivered" grep -q 'sink changes: delivered' "$WORK/t.log"
@@ -160,6 +172,8 @@ bench_out receiver.tsgraphd.stored "$STORED"
 load "tsgraphd (one alert again and again: duplicates)" "$URL$WEBHOOK_PATH/$SECRET" d dup
 [ "$NON2XX" -eq 0 ] || fail "tsgraphd answered $NON2XX non-2xx to duplicates"
 [ "$(inbox t "SELECT count(*) FROM alert WHERE id LIKE 'd-%'")" = 1 ] || fail "a duplicate stored twice"
+# The same daemon: its inbox now holds the alerts of both loads above, unknown to the fake,
+# which the sync thread keeps looking up meanwhile (work webhook and nginx do not have).
 if [ "$saturate" -gt 0 ]; then
 	load "tsgraphd (unique alerts, stored)" "$URL$WEBHOOK_PATH/$SECRET" su unique "$saturate"
 	ts_sat=$RPS
