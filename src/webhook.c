@@ -65,7 +65,7 @@
 
 #define LISTEN_BACKLOG	  128
 #define THREAD_STACK_SIZE (512u * 1024)
-#define POOL_THREADS_MAX  4  /* the event loops: one per CPU, at most this many */
+#define POOL_THREADS_MAX  4  /* the event loops: one per CPU but one, at most this many */
 #define RETRY_FULL_S	  60 /* Retry-After when the inbox is full */
 #define RETRY_BUSY_S	  5  /* ... when it is busy, stopping or failing */
 #define ADDRESS_MAX	  64 /* a peer's address in a log line */
@@ -726,8 +726,13 @@ static int listener_new(struct webhook *w, const struct config *c, struct listen
 {
 	unsigned flags =
 		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	/* One CPU is left to the inbox writer, whose commits every stored request waits for
+	 * (on 2 CPUs, one event loop served more requests a second at less CPU each than two:
+	 * docs/benchmarks.md). */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned pool = cpus < 1 ? 1 : cpus > POOL_THREADS_MAX ? POOL_THREADS_MAX : (unsigned)cpus;
+	unsigned pool = cpus < 2		      ? 1
+			: cpus - 1 > POOL_THREADS_MAX ? POOL_THREADS_MAX
+						      : (unsigned)(cpus - 1);
 	struct listener *l;
 	int r;
 
