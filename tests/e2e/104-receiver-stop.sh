@@ -45,6 +45,11 @@ t0=$(now_ms)
 stop_daemon a
 [ $(($(now_ms) - t0)) -lt 5000 ] || fail "the stop took $(($(now_ms) - t0)) ms"
 expect_status 0 "$TSGRAPHD" -c "$WORK/a.conf" status
-run=$(sqlite3 "$WORK/a.db" "SELECT max(id) FROM sync_run WHERE kind = 'full'")
-printf '%s\n' "$OUT" | grep -q "#$run .* interrupted" || fail "the stalled run is not interrupted: $OUT"
+# the newest full run in status's list (newest first) is the stalled one, interrupted
+line=$(grep -m1 -E '^ +#[0-9]+ +full ' <<<"$OUT" || true)
+case $line in
+*' interrupted '*) ;;
+*) fail "the stalled run is not interrupted: $OUT; sync_run: $(sqlite3 "$WORK/a.db" \
+	'SELECT id, kind, status FROM sync_run ORDER BY id' 2>&1)" ;;
+esac
 echo "SIGTERM during a stalled full sync: stopped in $(($(now_ms) - t0)) ms, exit 0, run interrupted"
