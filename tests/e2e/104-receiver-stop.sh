@@ -50,6 +50,6 @@ line=$(grep -m1 -E '^ +#[0-9]+ +full ' <<<"$OUT" || true)
 case $line in
 *' interrupted '*) ;;
 *) fail "the stalled run is not interrupted: $OUT; sync_run: $(sqlite3 "$WORK/a.db" \
-	'SELECT id, kind, status FROM sync_run ORDER BY id' 2>&1)" ;;
+	'SELECT id, kind, result FROM sync_run ORDER BY id' 2>&1)" ;;
 esac
 echo "SIGTERM during a stalled full sync: stopped in $(($(now_ms) - t0)) ms, exit 0, run interrupted"
