@@ -99,6 +99,7 @@ static const struct key keys[] = {
 	{ "webhook", "max_connections", K_U32, C(webhook.max_connections), 1, 100000 },
 	{ "webhook", "max_connections_per_ip", K_U32, C(webhook.max_connections_per_ip), 1,
 	  100000 },
+	{ "webhook", "threads", K_U32, C(webhook.threads), 0, CONFIG_WEBHOOK_THREADS_MAX },
 	{ "sink", "type", K_SINKTYPE, S(type), 0, 0 },
 	{ "sink", "path", K_PATH, S(path), 0, 0 },
 	{ "sink", "url", K_URL_PATH, S(url), 0, 0 },
@@ -1056,6 +1057,10 @@ static int validate(struct parse *p)
 			p, key_line(p, "tls"), "tls",
 			"off is only allowed when listen is a loopback address (127.0.0.1:PORT, "
 			"[::1]:PORT or localhost:PORT)");
+	if (c->webhook.threads > c->webhook.max_connections)
+		return fail(p, key_line(p, "threads"), "threads",
+			    "more event loops than max_connections: each needs a connection of its "
+			    "own");
 	if (!(p->flags & CONFIG_NO_SECRETS)) {
 		if (c->ts.api_ca_file &&
 		    (r = check_file(p, key_line(p, "api_ca_file"), "api_ca_file", c->ts.api_ca_file,

@@ -1,6 +1,6 @@
 /* webhook — the receiver: routes, authentication, limits, and the inbox before the answer.
  *
- * libmicrohttpd runs a small pool of event-loop threads (epoll), each serving many
+ * libmicrohttpd runs one or a few event-loop threads (epoll), each serving many
  * connections. A request whose alerts are submitted to the inbox is suspended: the inbox
  * writer commits whatever every request submitted meanwhile in one transaction (inbox.h)
  * and, once that commit is done, resumes the request (inbox_ticket_notify), which is then
@@ -47,6 +47,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +66,7 @@
 
 #define LISTEN_BACKLOG	  128
 #define THREAD_STACK_SIZE (512u * 1024)
-#define POOL_THREADS_MAX  4  /* the event loops: one per CPU but one, at most this many */
+#define POOL_THREADS_AUTO 4  /* [webhook] threads = 0: one per CPU but one, at most this */
 #define RETRY_FULL_S	  60 /* Retry-After when the inbox is full */
 #define RETRY_BUSY_S	  5  /* ... when it is busy, stopping or failing */
 #define ADDRESS_MAX	  64 /* a peer's address in a log line */
@@ -720,19 +721,30 @@ static void listener_free(struct listener *l)
 	free(l);
 }
 
+/* The event loops for [webhook] threads = 0: one per CPU this process may run on (its
+ * affinity, not the machine's count) but one, which is left to the inbox writer that every
+ * stored request waits for; at least one, at most POOL_THREADS_AUTO. On 2 CPUs, one loop
+ * served more requests a second at less CPU each than two (docs/benchmarks.md). */
+static unsigned auto_threads(void)
+{
+	cpu_set_t set;
+	long cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+								 : sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cpus < 2)
+		return 1;
+	return cpus - 1 > POOL_THREADS_AUTO ? POOL_THREADS_AUTO : (unsigned)(cpus - 1);
+}
+
 /* A listener for c on a dup of the listen socket, serving once this returns. */
 static int listener_new(struct webhook *w, const struct config *c, struct listener **ret,
 			char err[static WEBHOOK_ERR_MAX])
 {
 	unsigned flags =
 		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-	/* One CPU is left to the inbox writer, whose commits every stored request waits for
-	 * (on 2 CPUs, one event loop served more requests a second at less CPU each than two:
-	 * docs/benchmarks.md). */
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned pool = cpus < 2		      ? 1
-			: cpus - 1 > POOL_THREADS_MAX ? POOL_THREADS_MAX
-						      : (unsigned)(cpus - 1);
+	unsigned threads = c->webhook.threads ? c->webhook.threads : auto_threads();
+	struct MHD_OptionItem opts[5]; /* TLS (3), the pool (1), the end */
+	size_t n = 0;
 	struct listener *l;
 	int r;
 
@@ -777,6 +789,17 @@ static int listener_new(struct webhook *w, const struct config *c, struct listen
 			 strerror(-r));
 		goto fail;
 	}
+	if (c->webhook.tls) {
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, l->cert };
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, l->key };
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_PRIORITIES, 0,
+						     (void *)WEBHOOK_TLS_PRIORITIES };
+	}
+	/* A pool of one is no pool: libmicrohttpd warns of it, so it is not asked for. */
+	if (threads > 1)
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads,
+						     NULL };
+	opts[n] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
 	/* The logger first, so that libmicrohttpd's own messages about later options reach it. */
 	l->d = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
@@ -786,10 +809,7 @@ static int listener_new(struct webhook *w, const struct config *c, struct listen
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->webhook.max_connections_per_ip,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WEBHOOK_CONNECTION_MEMORY_MAX,
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)THREAD_STACK_SIZE,
-		MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-		c->webhook.tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, l->cert,
-		MHD_OPTION_HTTPS_MEM_KEY, l->key, MHD_OPTION_HTTPS_PRIORITIES,
-		WEBHOOK_TLS_PRIORITIES, MHD_OPTION_END);
+		MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
 	l->fd = -1; /* libmicrohttpd's, until quiesced; closed by it when the start fails */
 	if (!l->d) {
 		snprintf(err, WEBHOOK_ERR_MAX,

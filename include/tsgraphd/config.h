@@ -110,6 +110,7 @@ struct config_sink {
 #define CONFIG_WEBHOOK_TIMEOUT_DEFAULT	      10u		 /* [webhook] timeout, s */
 #define CONFIG_MAX_CONNECTIONS_DEFAULT	      256u		 /* [webhook] max_connections */
 #define CONFIG_MAX_CONNECTIONS_PER_IP_DEFAULT 16u   /* [webhook] max_connections_per_ip */
+#define CONFIG_WEBHOOK_THREADS_MAX	      64u   /* [webhook] threads */
 #define CONFIG_SIZE_KEY_MIN		      1024u /* bounds of every size key */
 #define CONFIG_SIZE_KEY_MAX		      (64u * 1024 * 1024)
 
@@ -158,6 +159,7 @@ struct config {
 		uint32_t timeout;	 /* s a connection may stay idle */
 		uint32_t max_connections;
 		uint32_t max_connections_per_ip;
+		uint32_t threads; /* event loops; 0: one per CPU but one, at most 4 */
 	} webhook;
 
 	struct config_sink sinks[CONFIG_SINKS_MAX];

@@ -13,8 +13,9 @@
  * libmicrohttpd with GnuTLS: TLS 1.2 and 1.3 only, AEAD ciphers only; plain HTTP only when
  * the config says tls = off and the socket is bound to a loopback address. The listen
  * socket is the receiver's own (bound from [webhook] listen) or one handed over by systemd
- * socket activation. A small pool of event-loop threads (epoll); connection timeout, total
- * and per-IP connection limits and a per-connection memory limit are libmicrohttpd's.
+ * socket activation. One or a few event-loop threads (epoll; [webhook] threads); connection
+ * timeout, total and per-IP connection limits and a per-connection memory limit are
+ * libmicrohttpd's.
  *
  * A reload (webhook_reload) serves a new config snapshot: its secret, a certificate and key
  * read again from their files, max_body, timeout and the connection limits, on the same

@@ -71,7 +71,7 @@ given_up() {
 [ "$(inbox a "SELECT attempts FROM alert WHERE id = '5f0000000000000000000bad'")" -ge 2 ] || fail "given up without a retry"
 grep -q 'alert 5f0000000000000000000bad not confirmed by Threat Stack within confirm_window (10 s): given up' "$WORK/a.log" ||
 	fail "no log line for the alert given up"
-lines_since "$log" "$n" | grep -q 5f0000000000000000000bad && fail "an unconfirmed alert reached the sink"
+grep -q 5f0000000000000000000bad < <(lines_since "$log" "$n") && fail "an unconfirmed alert reached the sink"
 echo "unknown alert: unconfirmed, retried, given up after confirm_window, never pushed"
 
 # a burst: many webhooks at once are refreshed in batches, not one run each

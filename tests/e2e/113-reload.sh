@@ -9,12 +9,14 @@
 # why. A request whose body is half sent when a reload happens is answered 200 (with
 # Connection: close) and stored. Last, a webhook sink whose receiver never
 # answers: the sync thread delivering to it is named and the watchdog is no longer pinged.
+# The receiver starts with a pool of two event loops (threads = 2) and is reloaded to one.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-receiver.sh"
 
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 is missing (it plays systemd's notify socket)"; exit 0; }
 
 notified() { grep -q -- "$1" "$WORK/notify.log"; }
+loops() { cat "/proc/$DAEMON_PID/task/"*/comm 2>/dev/null | grep -c "^$1\$" || true; } # MHD-worker: a pool's
 count() { grep -c -- "$1" "$2" || true; }
 fingerprint() { # the SHA-256 fingerprint of the certificate the receiver serves
 	openssl s_client -connect "127.0.0.1:$PORT" </dev/null 2>/dev/null |
@@ -35,12 +37,13 @@ start_fake --agents 5 --cves 2 --alerts 2
 start_catcher
 make_cert
 old_fp=$(openssl x509 -in "$WORK/pki/cert.pem" -noout -fingerprint -sha256)
-write_receiver_config a
+write_receiver_config a 'threads = 2' # a pool of event loops, whatever the CPUs
 listen_notify
 start_daemon a NOTIFY_SOCKET="$WORK/notify.sock"
 wait_until 20 "READY=1" notified 'READY=1'
 wait_until 20 "the first full sync" grep -q 'sync: done run=1' "$WORK/a.log"
 [ "$(fingerprint)" = "$old_fp" ] || fail "the receiver does not serve the first certificate"
+[ "$(loops MHD-worker)" = 2 ] || fail "threads = 2 runs $(loops MHD-worker) pool threads: $(cat /proc/$DAEMON_PID/task/*/comm)"
 expect_post 200 "$(alert_json reload-0)"
 
 # The new configuration: another secret, another certificate, a rate limit, a new sink whose
@@ -55,7 +58,7 @@ printf '%s\n' "$SECRET2" >"$WORK/webhook2.secret"
 chmod 600 "$WORK/webhook2.secret"
 hook=hooksecret0123456789abcdef
 write_config a '[webhook]' 'listen = 127.0.0.1:1' "tls_cert = $WORK/pki/cert.pem" \
-	"tls_key = $WORK/pki/key.pem" "secret_file = $WORK/webhook2.secret" \
+	"tls_key = $WORK/pki/key.pem" "secret_file = $WORK/webhook2.secret" 'threads = 1' \
 	"[sink.$hook]" 'type = webhook' "url = $CATCHER_URL/hooks/reloaded" "secret = $hook" \
 	'events = alert.created' 'backfill = true'
 sed -i 's/^rate_limit = 6000$/rate_limit = 777/' "$WORK/a.conf"
@@ -68,6 +71,9 @@ grep 'RELOADING=1' "$WORK/notify.log" | grep -q 'MONOTONIC_USEC=[0-9][0-9]*' || 
 ready2=$(grep -n 'READY=1' "$WORK/notify.log" | sed -n 2p | cut -d: -f1)
 [ "$ready2" -gt "$reloading" ] || fail "READY=1 did not follow RELOADING=1"
 notified 'STATUS=configuration reloaded' || fail "no STATUS= after the reload"
+# threads = 1: the new listener is one event loop, and the retired pool goes once idle
+one_loop() { [ "$(loops MHD-single)" = 1 ] && [ "$(loops MHD-worker)" = 0 ]; }
+wait_until 20 "one event loop after the reload" one_loop
 grep -q 'warning: daemon: reload: \[webhook\] listen changed, which needs a restart' "$WORK/a.log" ||
 	fail "no warning for the restart-only key"
 wait_until 10 "the sync thread to take it" grep -q 'the sync thread runs with the reloaded configuration: rate_limit 777/min' "$WORK/a.log"

@@ -409,6 +409,10 @@ static void test_required_and_combinations(void **state)
 	       "t.conf:7: inbox_max: out of range (1..10000000)");
 	refuse(BASE "[webhook]\nconfirm_window = 5\n",
 	       "t.conf:7: confirm_window: out of range (10..2592000)");
+	refuse(BASE "[webhook]\nthreads = 65\n", "t.conf:7: threads: out of range (0..64)");
+	refuse(BASE "[webhook]\nmax_connections = 2\nthreads = 3\n",
+	       "t.conf:8: threads: more event loops than max_connections: each needs a "
+	       "connection of its own");
 	/* plain HTTP only on loopback */
 	refuse(BASE "[webhook]\ntls = off\n",
 	       "t.conf:7: tls: off is only allowed when listen is a loopback address "
